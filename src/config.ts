@@ -1,0 +1,72 @@
+/**
+ * Configuration: one zod schema, parsed once at start, frozen.
+ * A bad or missing variable is reported by name; secrets have no default outside development.
+ */
+import { z } from "zod";
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const schema = z.object({
+  NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
+  /** HTTP port. Default 3000. */
+  PORT: int(0, 65535).default(3000),
+  /** Base of links in emails, e.g. https://airlock.corp.example. Default http://localhost:$PORT. */
+  PUBLIC_URL: z.url().optional(),
+  /** Redis to use. Unset in development: a local redis-server is spawned with its data under ./data. */
+  REDIS_URL: z.url({ protocol: /^rediss?$/ }).optional(),
+  /** SMTP server (smtp://user:pass@host:port). Unset in development: mail is written to ./data/outbox. */
+  SMTP_URL: z.url({ protocol: /^smtps?$/ }).optional(),
+  /** Default sender of every message. */
+  MAIL_FROM: z.string().min(3).default("Internal Communications <comms@corp.example>"),
+  /** JSON file of users and their token hashes. Unset in development: demo users are seeded. */
+  USERS_FILE: z.string().min(1).optional(),
+  /** Secret that signs approver links; at least 32 characters. No default outside development. */
+  LINK_SECRET: z.string().min(32, { error: "must be at least 32 characters" }).optional(),
+  /** Minimum hold after approval, in seconds. Default 900 (15 minutes). */
+  HOLD_MIN_SECONDS: int(0, 30 * 24 * 3600).default(900),
+  /** Approvals required for an ordinary audience. Default 1. */
+  APPROVALS_REQUIRED: int(1, 10).default(1),
+  /** Audience size from which LARGE_AUDIENCE_APPROVALS apply. Default 1000. */
+  LARGE_AUDIENCE_THRESHOLD: int(1, 100_000_000).default(1000),
+  /** Approvals required for a large audience. Default 2. */
+  LARGE_AUDIENCE_APPROVALS: int(1, 10).default(2),
+  /** Hours an approval request stays open before the message expires. Default 72. */
+  APPROVAL_TTL_HOURS: z.coerce.number().positive().max(24 * 365).default(72),
+  /** Recipients handed to SMTP per second, across all workers. Default 500. */
+  SEND_RATE_PER_SECOND: int(1, 10_000_000).default(500),
+  /** SMTP connections per worker process. Default 5. */
+  SMTP_POOL_SIZE: int(1, 100).default(5),
+  /** Envelope recipients per SMTP transaction. Default 50; 1 means one transaction per recipient. */
+  RECIPIENTS_PER_TRANSACTION: int(1, 1000).default(50),
+  /** Number of `trust proxy` hops in front of the service. Default 0. */
+  TRUST_PROXY_HOPS: int(0, 10).default(0),
+  /** pino log level. */
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+});
+
+export type Config = Readonly<z.infer<typeof schema> & { PUBLIC_URL: string; production: boolean }>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+const REQUIRED_IN_PRODUCTION = ["REDIS_URL", "SMTP_URL", "USERS_FILE", "LINK_SECRET"] as const;
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  // An empty variable means "unset": `FOO= npm start` should not be a validation error.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+  const parsed = schema.safeParse(cleaned);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`));
+  }
+  const c = parsed.data;
+  const production = c.NODE_ENV === "production";
+  if (production) {
+    const missing = REQUIRED_IN_PRODUCTION.filter((k) => c[k] === undefined);
+    if (missing.length) throw new ConfigError(missing.map((k) => `${k}: required when NODE_ENV=production`));
+  }
+  return Object.freeze({ ...c, PUBLIC_URL: (c.PUBLIC_URL ?? `http://localhost:${c.PORT}`).replace(/\/+$/, ""), production });
+}
