@@ -1,0 +1,49 @@
+/**
+ * Every Redis key Airlock uses, in one place.
+ * All keys share the hash tag `{airlock}` so that multi-key Lua scripts work on a Redis Cluster
+ * (they land in one slot). The cost is no sharding across cluster nodes; one Redis primary
+ * comfortably holds millions of recipients, and Sentinel failover works unchanged.
+ */
+export const PREFIX = "{airlock}";
+
+export const keys = {
+  /** INCR counter for message ids. */
+  messageSeq: () => `${PREFIX}:seq:message`,
+  /** Hash: the message's fields (see store/message-store.ts). */
+  message: (id: string) => `${PREFIX}:msg:${id}`,
+  /** Sorted set (score 0, ordered by address): the frozen recipient set, addressed by index for batches. */
+  recipients: (id: string) => `${PREFIX}:msg:${id}:rcpt`,
+  /** Hash address -> delivery status of the original (absent = queued). */
+  delivery: (id: string) => `${PREFIX}:msg:${id}:delivery`,
+  /** Hash address -> SMTP reply for permanent failures. */
+  failures: (id: string) => `${PREFIX}:msg:${id}:failures`,
+  /** Hash address -> correction status. */
+  correction: (id: string) => `${PREFIX}:msg:${id}:correction`,
+  /** Set of addresses whose transaction was cut off at an unknown point and retried. */
+  possibleDuplicates: (id: string) => `${PREFIX}:msg:${id}:dup`,
+  /** Hash revision -> JSON snapshot of that revision (for diffs and audit). */
+  revisions: (id: string) => `${PREFIX}:msg:${id}:revisions`,
+  /** Stream: this message's audit trail. */
+  audit: (id: string) => `${PREFIX}:audit:${id}`,
+  /** Stream: every audit entry of every message. */
+  auditAll: () => `${PREFIX}:audit`,
+  /** Sorted set createdAt -> id: every message, for listing newest first. */
+  messagesByTime: () => `${PREFIX}:messages`,
+  /** Sorted set createdAt -> id of the messages in one state. */
+  messagesInState: (state: string) => `${PREFIX}:state:${state}`,
+  /** Sorted set (score 0) of an audience's addresses. */
+  audience: (name: string) => `${PREFIX}:aud:${name}`,
+  /** Hash address -> JSON {name?, department?} for an audience. */
+  audienceDetails: (name: string) => `${PREFIX}:aud:${name}:details`,
+  /** Hash name -> JSON {name, size, updatedAt, by}: the audience catalogue. */
+  audiences: () => `${PREFIX}:audiences`,
+  /** Scratch key an upload fills before it atomically replaces the audience. */
+  audienceUpload: (name: string, uploadId: string) => `${PREFIX}:upload:${name}:${uploadId}`,
+  /** Hash: the cross-worker send-rate token bucket. */
+  rateBucket: () => `${PREFIX}:rate`,
+  /** Pub/sub channel of state changes and progress, for SSE. */
+  events: () => `${PREFIX}:events`,
+} as const;
+
+/** BullMQ prefix: its keys get the same hash tag. */
+export const QUEUE_PREFIX = PREFIX;
