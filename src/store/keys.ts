@@ -43,6 +43,8 @@ export const keys = {
   rateBucket: () => `${PREFIX}:rate`,
   /** Pub/sub channel of state changes and progress, for SSE. */
   events: () => `${PREFIX}:events`,
+  /** Hash: the details (address -> JSON) an upload fills next to `audienceUpload`, renamed with it. */
+  audienceUploadDetails: (name: string, uploadId: string) => `${PREFIX}:upload:${name}:${uploadId}:details`,
 } as const;
 
 /** BullMQ prefix: its keys get the same hash tag. */

@@ -1,0 +1,30 @@
+/**
+ * Domain errors, with their codes in one map. The domain never speaks HTTP: the HTTP layer maps
+ * each code to a status in one place (http/errors.ts).
+ */
+export const ERROR_CODES = {
+  invalid_input: "the input failed validation; details name the fields",
+  unauthenticated: "no token, or a token nobody holds",
+  forbidden: "the user's roles do not allow this",
+  self_approval: "nobody approves their own message",
+  not_found: "no such message, audience or route",
+  conflict: "the message's state does not allow this action",
+  stale_revision: "the message changed since this revision",
+  already_approved: "this approver already approved this revision",
+  too_large: "the input is larger than allowed",
+  unsupported_media_type: "wrong content type",
+  rate_limited: "too many requests",
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class DomainError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: unknown,
+  ) {
+    super(message);
+    this.name = "DomainError";
+  }
+}

@@ -1,0 +1,55 @@
+/** The message as the rest of Airlock sees it (and as the API answers it). */
+import type { State } from "./lifecycle.js";
+import type { Approval } from "./policies.js";
+
+export interface AudienceSpec {
+  lists: string[];
+  addresses: string[];
+}
+
+export interface Recall {
+  by: string;
+  at: string;
+  reason: string;
+  correctionText: string | null;
+  deliveredAtRecall: number;
+}
+
+export interface Message {
+  id: string;
+  revision: number;
+  state: State;
+  subject: string;
+  text: string;
+  html: string | null;
+  from: string;
+  audience: AudienceSpec;
+  toHeader: string;
+  recipientCount: number;
+  author: string;
+  approvals: Array<{ by: string; at: string; comment: string | null }>;
+  requiredApprovals: number;
+  holdSeconds: number;
+  sendAt: string | null;
+  releaseAt: string | null;
+  expiresAt: string | null;
+  createdAt: string;
+  updatedAt: string;
+  messageId: string;
+  counts: { queued: number; inFlight: number; sent: number; failed: number; skipped: number; corrected: number; correctionFailed: number };
+  possibleDuplicates: number;
+  recall: Recall | null;
+  rejection: { by: string; at: string; reason: string } | null;
+}
+
+export type DeliveryStatus = "queued" | "sent" | "failed" | "skipped";
+
+export interface RecipientState {
+  email: string;
+  status: DeliveryStatus;
+  reply: string | null;
+  correction: "sent" | "failed" | "queued" | null;
+  possibleDuplicate: boolean;
+}
+
+export type { Approval };

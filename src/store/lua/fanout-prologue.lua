@@ -1,0 +1,51 @@
+-- Shared by claim.lua and settle.lua (prepended after prologue.lua).
+-- KEYS[5] recipients zset, KEYS[6] delivery hash, KEYS[7] correction hash, KEYS[8] possible-duplicates set,
+-- KEYS[9] failures hash, KEYS[10] rate bucket. ARGV[4] kind: "original" or "correction".
+-- Delivery entries: absent = queued (or skipped once recalled), i = in an SMTP transaction,
+-- s = sent, f = failed for good, k = skipped after being claimed. Correction entries: absent, i, s, f.
+local KIND = ARGV[4]
+
+local function incr(f, by) redis.call('HINCRBY', KEYS[1], f, by) end
+
+local function markDuplicate(addr)
+  if redis.call('SADD', KEYS[8], addr) == 1 then incr('possibleDuplicates', 1) end
+end
+
+local function startCorrectionIfQuiet()
+  -- The correction starts once no original is queued or in flight, so its audience is final.
+  local state = field(KEYS[1], 'state')
+  if num(KEYS[1], 'queued') > 0 or num(KEYS[1], 'inflight') > 0 then return false end
+  if state == 'sending' then
+    redis.call('HSET', KEYS[1], 'finishAt', tostring(NOW))
+    transition('finish', 'sending', 'sent', cjson.encode({sent = num(KEYS[1], 'sent'), failed = num(KEYS[1], 'failed')}))
+    return false
+  end
+  if state ~= 'correcting' or field(KEYS[1], 'correctionStarted') == '1' then return false end
+  local total = num(KEYS[1], 'sent')
+  redis.call('HSET', KEYS[1], 'correctionStarted', 1, 'correctionTotal', total, 'corrected', 0,
+    'correctionFailed', 0, 'correctionInflight', 0)
+  if total == 0 then
+    transition('finishCorrection', 'correcting', 'corrected', cjson.encode({corrected = 0, failed = 0}))
+    return false
+  end
+  audit('startCorrection', 'correcting', 'correcting', cjson.encode({recipients = total}))
+  return true
+end
+
+local function finishCorrectionIfDone()
+  if field(KEYS[1], 'state') ~= 'correcting' then return end
+  local done = num(KEYS[1], 'corrected') + num(KEYS[1], 'correctionFailed')
+  if done >= num(KEYS[1], 'correctionTotal') then
+    transition('finishCorrection', 'correcting', 'corrected', cjson.encode({corrected = num(KEYS[1], 'corrected'),
+      failed = num(KEYS[1], 'correctionFailed')}))
+  end
+end
+
+-- Progress for the dashboard, at most four times a second per message.
+local function progress()
+  local last = num(KEYS[1], 'progressPublishedAt')
+  if NOW - last >= 250 then
+    redis.call('HSET', KEYS[1], 'progressPublishedAt', tostring(NOW))
+    publish('progress')
+  end
+end

@@ -1,0 +1,278 @@
+/**
+ * The message store: every read and every state change of a message. State changes are Lua
+ * compare-and-set scripts (store/lua/) checked against the lifecycle table, each appending its
+ * audit entry in the same atomic step.
+ */
+import type { Redis } from "ioredis";
+import { allowedFrom, type Action, type State, TRANSITIONS } from "../domain/lifecycle.js";
+import type { DeliveryStatus, Message, RecipientState } from "../domain/message.js";
+import { keys, PREFIX } from "./keys.js";
+import { registerScripts, type ScriptName, type ScriptRunner } from "./scripts.js";
+
+export interface Clock {
+  now(): number;
+}
+
+export const MAX_RECIPIENTS = 1_000_000;
+
+export type ScriptAnswer = { ok: true; [k: string]: unknown } | { ok?: undefined; err: string; state?: State; [k: string]: unknown };
+
+export interface NewMessageFields {
+  subject: string;
+  text: string;
+  html: string | null;
+  from: string;
+  audience: { lists: string[]; addresses: string[] };
+  toHeader: string;
+  author: string;
+  holdSeconds: number;
+  sendAt: number | null;
+  expiresAt: number;
+  messageId: string;
+}
+
+export interface ApprovalPolicyNumbers {
+  approvalsRequired: number;
+  largeAudienceThreshold: number;
+  largeAudienceApprovals: number;
+}
+
+export interface FanoutOutcome {
+  address: string;
+  outcome: "s" | "f" | "t" | "a";
+  reply: string;
+}
+
+export type FanoutKind = "original" | "correction";
+
+export type ClaimAnswer =
+  | { ok: true; addresses: string[] }
+  | { stopped: true; state: State; startCorrection?: boolean }
+  | { wait: number };
+
+const iso = (ms: string | undefined) => (ms ? new Date(Number(ms)).toISOString() : null);
+const int = (v: string | undefined) => (v ? Number(v) : 0);
+
+export class MessageStore {
+  private readonly scripts: ScriptRunner;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly clock: Clock,
+  ) {
+    this.scripts = registerScripts(redis);
+  }
+
+  private messageKeys(id: string): string[] {
+    return [keys.message(id), keys.audit(id), keys.auditAll(), `${PREFIX}:audit:head`];
+  }
+
+  private fanoutKeys(id: string): string[] {
+    return [
+      ...this.messageKeys(id),
+      keys.recipients(id),
+      keys.delivery(id),
+      keys.correction(id),
+      keys.possibleDuplicates(id),
+      keys.failures(id),
+      keys.rateBucket(),
+    ];
+  }
+
+  private run(name: ScriptName, keyList: string[], actor: string, args: Array<string | number>): Promise<ScriptAnswer> {
+    return this.scripts.run(name, keyList, [PREFIX, this.clock.now(), actor, ...args]) as Promise<ScriptAnswer>;
+  }
+
+  async nextId(): Promise<string> {
+    return String(await this.redis.incr(keys.messageSeq()));
+  }
+
+  /** Creates (mode create) or re-submits as a new revision (mode edit), freezing the recipients. */
+  submit(mode: "create" | "edit", id: string, actor: string, f: NewMessageFields, policy: ApprovalPolicyNumbers): Promise<ScriptAnswer> {
+    const fields = {
+      ...f,
+      html: f.html ?? "",
+      audience: JSON.stringify(f.audience),
+      sendAt: f.sendAt === null ? "" : String(f.sendAt),
+      expiresAt: String(f.expiresAt),
+      holdSeconds: String(f.holdSeconds),
+    };
+    return this.run(
+      "airlockSubmit",
+      [...this.messageKeys(id), keys.recipients(id), keys.revisions(id), keys.messagesByTime(), ...f.audience.lists.map(keys.audience)],
+      actor,
+      [
+        mode,
+        id,
+        JSON.stringify(fields),
+        allowedFrom("edit").join(","),
+        policy.approvalsRequired,
+        policy.largeAudienceThreshold,
+        policy.largeAudienceApprovals,
+        MAX_RECIPIENTS,
+        ...f.audience.addresses,
+      ],
+    );
+  }
+
+  approve(id: string, actor: string, revision: number, comment: string): Promise<ScriptAnswer> {
+    return this.run("airlockApprove", this.messageKeys(id), actor, [allowedFrom("approve").join(","), String(revision), comment]);
+  }
+
+  /** The plain transitions; `to` must be the table's only outcome for the action. */
+  move(action: Extract<Action, "reject" | "withdraw" | "expire" | "release" | "finish" | "finishCorrection">, id: string, actor: string, opts: { revision?: number; detail?: object } = {}): Promise<ScriptAnswer> {
+    const outcomes = new Set(Object.values(TRANSITIONS[action]).flat());
+    if (outcomes.size !== 1) throw new Error(`${action} has more than one outcome; it needs its own script`);
+    const [to] = outcomes;
+    return this.run("airlockMove", this.messageKeys(id), actor, [
+      action,
+      allowedFrom(action).join(","),
+      to!,
+      opts.revision === undefined ? "" : String(opts.revision),
+      JSON.stringify(opts.detail ?? {}),
+    ]);
+  }
+
+  recall(id: string, actor: string, reason: string, correctionText: string): Promise<ScriptAnswer> {
+    return this.run("airlockRecall", this.messageKeys(id), actor, [allowedFrom("recall").join(","), reason, correctionText]);
+  }
+
+  async claim(id: string, kind: FanoutKind, first: number, last: number, rate: number, burst: number): Promise<ClaimAnswer> {
+    return (await this.run("airlockClaim", this.fanoutKeys(id), "worker", [kind, first, last, rate, burst])) as unknown as ClaimAnswer;
+  }
+
+  async settle(id: string, kind: FanoutKind, outcomes: FanoutOutcome[]): Promise<{ state: State; startCorrection: boolean }> {
+    const args = outcomes.flatMap((o) => [o.address, o.outcome, o.reply]);
+    return (await this.run("airlockSettle", this.fanoutKeys(id), "worker", [kind, ...args])) as unknown as { state: State; startCorrection: boolean };
+  }
+
+  async get(id: string): Promise<Message | null> {
+    if (!/^[1-9][0-9]{0,15}$/.test(id)) return null;
+    const h = await this.redis.hgetall(keys.message(id));
+    return h.id ? toMessage(h) : null;
+  }
+
+  /** Newest first. The cursor is the createdAt score and id of the last item seen, opaque to clients. */
+  async list(opts: { state?: State; limit: number; cursor?: string }): Promise<{ items: Message[]; nextCursor: string | null }> {
+    const key = opts.state ? keys.messagesInState(opts.state) : keys.messagesByTime();
+    const offset = opts.cursor ? Number(opts.cursor) : 0;
+    const ids = await this.redis.zrevrange(key, offset, offset + opts.limit - 1);
+    const items = (await Promise.all(ids.map((id) => this.get(id)))).filter((m): m is Message => m !== null);
+    return { items, nextCursor: ids.length === opts.limit ? String(offset + ids.length) : null };
+  }
+
+  async revisionSnapshot(id: string, revision: number): Promise<Record<string, unknown> | null> {
+    const raw = await this.redis.hget(keys.revisions(id), String(revision));
+    return raw ? (JSON.parse(raw) as Record<string, unknown>) : null;
+  }
+
+  /**
+   * One page of per-recipient delivery state, by index in the frozen set. With a status filter a
+   * page examines at most `scan` recipients, so a request stays cheap on a million recipients.
+   */
+  async recipients(message: Message, opts: { status?: DeliveryStatus; cursor: number; limit: number }): Promise<{ items: RecipientState[]; nextCursor: string | null }> {
+    const scan = opts.status ? Math.max(opts.limit, 5000) : opts.limit;
+    const addresses = await this.redis.zrange(keys.recipients(message.id), String(opts.cursor), String(opts.cursor + scan - 1));
+    if (addresses.length === 0) return { items: [], nextCursor: null };
+    const pipe = this.redis.pipeline();
+    pipe.hmget(keys.delivery(message.id), ...addresses);
+    pipe.hmget(keys.correction(message.id), ...addresses);
+    pipe.hmget(keys.failures(message.id), ...addresses);
+    pipe.smismember(keys.possibleDuplicates(message.id), ...addresses);
+    const [[, delivery], [, correction], [, failures], [, dups]] = (await pipe.exec()) as Array<[Error | null, unknown]> as [
+      [null, Array<string | null>],
+      [null, Array<string | null>],
+      [null, Array<string | null>],
+      [null, number[]],
+    ];
+    const stopped = message.recall !== null;
+    const items: RecipientState[] = [];
+    let consumed = 0;
+    for (let i = 0; i < addresses.length; i++) {
+      consumed = i + 1;
+      const status = deliveryStatus(delivery[i] ?? null, stopped);
+      if (opts.status && status !== opts.status) continue;
+      const c = correction[i];
+      items.push({
+        email: addresses[i]!,
+        status,
+        reply: failures[i] ?? null,
+        correction: c === "s" ? "sent" : c === "f" ? "failed" : c === "i" ? "queued" : null,
+        possibleDuplicate: dups[i] === 1,
+      });
+      if (items.length === opts.limit) break;
+    }
+    const next = opts.cursor + consumed;
+    return { items, nextCursor: consumed === addresses.length && addresses.length < scan ? null : String(next) };
+  }
+
+  async events(id: string): Promise<Array<Record<string, string>>> {
+    const entries = await this.redis.xrange(keys.audit(id), "-", "+");
+    return entries.map(([entryId, fields]) => {
+      const o: Record<string, string> = { entryId };
+      for (let i = 0; i + 1 < fields.length; i += 2) o[fields[i]!] = fields[i + 1]!;
+      return o;
+    });
+  }
+}
+
+function deliveryStatus(raw: string | null, stopped: boolean): DeliveryStatus {
+  switch (raw) {
+    case "s":
+      return "sent";
+    case "f":
+      return "failed";
+    case "k":
+      return "skipped";
+    case "i":
+      return "queued"; // inside an SMTP transaction right now
+    default:
+      return stopped ? "skipped" : "queued";
+  }
+}
+
+function toMessage(h: Record<string, string>): Message {
+  const recall = h.recall ? (JSON.parse(h.recall) as { by: string; at: number; reason: string; correctionText: string; deliveredAtRecall: number }) : null;
+  const rejection = h.rejection ? (JSON.parse(h.rejection) as { by: string; at: number; reason: string }) : null;
+  const approvals = JSON.parse(h.approvals ?? "[]") as Array<{ by: string; at: number; comment: string }>;
+  return {
+    id: h.id!,
+    revision: int(h.revision),
+    state: h.state as State,
+    subject: h.subject ?? "",
+    text: h.text ?? "",
+    html: h.html ? h.html : null,
+    from: h.from ?? "",
+    audience: JSON.parse(h.audience ?? '{"lists":[],"addresses":[]}') as Message["audience"],
+    toHeader: h.toHeader ?? "",
+    recipientCount: int(h.recipientCount),
+    author: h.author ?? "",
+    approvals: approvals.map((a) => ({ by: a.by, at: new Date(a.at).toISOString(), comment: a.comment || null })),
+    requiredApprovals: int(h.requiredApprovals),
+    holdSeconds: int(h.holdSeconds),
+    sendAt: iso(h.sendAt),
+    releaseAt: iso(h.releaseAt),
+    expiresAt: iso(h.expiresAt),
+    createdAt: iso(h.createdAt)!,
+    updatedAt: iso(h.updatedAt)!,
+    messageId: h.messageId ?? "",
+    counts: {
+      queued: h.releasedAt ? int(h.queued) + int(h.inflight) : h.recall ? 0 : int(h.recipientCount),
+      inFlight: int(h.inflight),
+      sent: int(h.sent),
+      failed: int(h.failed),
+      skipped: int(h.skipped),
+      corrected: int(h.corrected),
+      correctionFailed: int(h.correctionFailed),
+    },
+    possibleDuplicates: int(h.possibleDuplicates),
+    recall: recall && {
+      by: recall.by,
+      at: new Date(recall.at).toISOString(),
+      reason: recall.reason,
+      correctionText: recall.correctionText || null,
+      deliveredAtRecall: recall.deliveredAtRecall,
+    },
+    rejection: rejection && { by: rejection.by, at: new Date(rejection.at).toISOString(), reason: rejection.reason },
+  };
+}
