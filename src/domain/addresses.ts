@@ -34,10 +34,11 @@ export function normalizeAddress(raw: string): NormalizedAddress {
   if (/[^\x20-\x7e]/.test(trimmed)) return fail("contains non-ASCII characters (use punycode for the domain)");
   const address = trimmed.toLowerCase();
 
-  if (/\s/.test(address)) return fail("contains whitespace");
   if (address.includes('"')) return fail("contains a quote (quoted local parts are not accepted)");
   if (address.includes(",")) return fail("contains a comma");
   if (/[<>]/.test(address)) return fail("contains angle brackets");
+  // After the specific checks above, so that a pasted list reports the comma, not the space.
+  if (/\s/.test(address)) return fail("contains whitespace");
   const at = address.split("@");
   if (at.length !== 2) return fail(at.length === 1 ? "has no @" : "has more than one @");
   const [local = "", domain = ""] = at;

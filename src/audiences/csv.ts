@@ -1,0 +1,84 @@
+/**
+ * Streaming CSV reader for audience uploads. Yields one record per data row and never holds
+ * more than one row (plus csv-parse's buffer) in memory, so a million-row file is fine.
+ *
+ * Accepted shapes:
+ * - a header row (names case-insensitive, any order): `email` required, `name` and
+ *   `department` optional, other columns ignored;
+ * - no header: the first cell of the first row contains `@`, and the first column is the
+ *   email. Other columns are ignored, since without a header we cannot know what they hold.
+ */
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream";
+import { CsvError, parse } from "csv-parse";
+import { AudienceError } from "./errors.js";
+
+export interface AudienceRecord {
+  email: string;
+  name?: string;
+  department?: string;
+}
+
+/** Bounds csv-parse's buffer: an unterminated quote must not swallow the whole upload. */
+const MAX_RECORD_BYTES = 64 * 1024;
+
+interface Columns {
+  email: number;
+  name: number; // -1: absent
+  department: number;
+}
+
+export async function* parseCsv(stream: NodeJS.ReadableStream | Readable): AsyncIterable<AudienceRecord> {
+  // Arrays rather than `columns: true`: the header is optional, so we decide from the first row.
+  const parser = parse({
+    bom: true,
+    trim: true,
+    skip_empty_lines: true,
+    relax_column_count: true, // spreadsheet exports often drop trailing empty cells
+    max_record_size: MAX_RECORD_BYTES,
+  });
+  // pipeline (not pipe) so a source error reaches the parser, and an early stop by the
+  // consumer (invalid row) destroys the source instead of leaving it paused forever.
+  pipeline(stream, parser, () => {});
+
+  let columns: Columns | null = null;
+  try {
+    for await (const row of parser as AsyncIterable<string[]>) {
+      if (columns === null) {
+        const headerless = (row[0] ?? "").includes("@");
+        columns = headerless ? { email: 0, name: -1, department: -1 } : columnsFrom(row);
+        if (!headerless) continue;
+      }
+      yield recordFrom(row, columns);
+    }
+  } catch (err) {
+    if (err instanceof CsvError) {
+      const line = typeof err.lines === "number" ? err.lines : undefined;
+      throw new AudienceError("invalid_csv", `Malformed CSV${line ? ` at line ${line}` : ""}: ${err.message}`, { line, csvCode: err.code });
+    }
+    throw err;
+  }
+}
+
+function columnsFrom(first: string[]): Columns {
+  const header = first.map((h) => h.trim().toLowerCase());
+  const email = header.indexOf("email");
+  if (email < 0) {
+    const seen = header.slice(0, 10).join(", ") || "(empty)";
+    throw new AudienceError(
+      "invalid_csv",
+      `CSV has no "email" column (header: ${seen}). Add a header row with an "email" column, or put the email in the first column without a header.`,
+      { line: 1 },
+    );
+  }
+  return { email, name: header.indexOf("name"), department: header.indexOf("department") };
+}
+
+function recordFrom(row: string[], c: Columns): AudienceRecord {
+  const rec: AudienceRecord = { email: row[c.email] ?? "" };
+  const name = c.name >= 0 ? row[c.name] : undefined;
+  const department = c.department >= 0 ? row[c.department] : undefined;
+  if (name) rec.name = name;
+  if (department) rec.department = department;
+  return rec;
+}

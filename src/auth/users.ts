@@ -1,0 +1,95 @@
+/**
+ * Users and their bearer tokens, from USERS_FILE. Only the SHA-256 of a token is kept in memory;
+ * a plain `token` in the file is accepted in development only.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { z } from "zod";
+
+export const ROLES = ["author", "approver", "ops", "admin"] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface User {
+  email: string;
+  name: string;
+  roles: Role[];
+  senders: string[];
+}
+
+const entry = z
+  .object({
+    email: z.email().transform((e) => e.toLowerCase()),
+    name: z.string().min(1).max(200),
+    roles: z.array(z.enum(ROLES)).min(1),
+    senders: z.array(z.email()).optional(),
+    tokenSha256: z.string().regex(/^[0-9a-f]{64}$/i).optional(),
+    token: z.string().min(16).optional(),
+  })
+  .refine((u) => u.tokenSha256 || u.token, { error: "needs tokenSha256 (or token, in development)" });
+
+const file = z.object({ users: z.array(entry) });
+
+export const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
+
+export class UserDirectory {
+  private readonly byTokenHash = new Map<string, User>();
+  private readonly byEmail = new Map<string, User>();
+
+  constructor(raw: unknown, opts: { allowPlainTokens: boolean }) {
+    const parsed = file.safeParse(raw);
+    if (!parsed.success) throw new Error(`USERS_FILE is invalid:\n${z.prettifyError(parsed.error)}`);
+    for (const u of parsed.data.users) {
+      if (u.token && !u.tokenSha256 && !opts.allowPlainTokens) throw new Error(`USERS_FILE: ${u.email} has a plain token; use tokenSha256 in production`);
+      const user: User = { email: u.email, name: u.name, roles: [...u.roles], senders: (u.senders ?? []).map((s) => s.toLowerCase()) };
+      this.byTokenHash.set((u.tokenSha256 ?? sha256(u.token!)).toLowerCase(), user);
+      this.byEmail.set(user.email, user);
+    }
+  }
+
+  static fromFile(path: string, opts: { allowPlainTokens: boolean }): UserDirectory {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(readFileSync(path, "utf8"));
+    } catch (e) {
+      throw new Error(`USERS_FILE ${path} cannot be read as JSON: ${(e as Error).message}`);
+    }
+    return new UserDirectory(raw, opts);
+  }
+
+  byToken(token: string): User | null {
+    return this.byTokenHash.get(sha256(token)) ?? null;
+  }
+
+  byAddress(email: string): User | null {
+    return this.byEmail.get(email.toLowerCase()) ?? null;
+  }
+
+  all(): User[] {
+    return [...this.byEmail.values()];
+  }
+
+  withRole(role: Role): User[] {
+    return this.all().filter((u) => u.roles.includes(role));
+  }
+}
+
+export const DEMO_USERS = [
+  { email: "author@corp.example", name: "Avery Author", roles: ["author"] },
+  { email: "approver1@corp.example", name: "Blake Approver", roles: ["approver"] },
+  { email: "approver2@corp.example", name: "Casey Approver", roles: ["approver"] },
+  { email: "ops@corp.example", name: "Drew Oncall", roles: ["ops", "admin"] },
+] as const;
+
+/**
+ * Development only: demo users with random tokens, kept in a file so tokens survive restarts.
+ * Returns the file's path.
+ */
+export function seedDemoUsers(path: string): string {
+  if (!existsSync(path)) {
+    mkdirSync(dirname(path), { recursive: true });
+    const users = DEMO_USERS.map((u) => ({ ...u, token: `dev-${u.email.split("@")[0]}-${randomBytes(12).toString("hex")}` }));
+    writeFileSync(path, JSON.stringify({ users }, null, 2), { mode: 0o600 });
+  }
+  return path;
+}

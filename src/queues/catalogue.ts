@@ -1,0 +1,52 @@
+/**
+ * The job catalogue: every queue, every job name, its payload schema and options, in one place.
+ * Payloads carry ids and index ranges, never recipient lists or secrets; they are validated when
+ * enqueued and again when processed.
+ */
+import { z } from "zod";
+import { QUEUE_PREFIX } from "../store/keys.js";
+
+export const QUEUES = {
+  /** Delayed jobs on the clock: release after the hold, expiry of an approval request, the sweep. */
+  timers: "timers",
+  /** Fan-out batches of the original and of the correction notice. */
+  fanout: "fanout",
+} as const;
+
+export const BULL_PREFIX = QUEUE_PREFIX;
+
+const id = z.string().regex(/^[1-9][0-9]{0,15}$/);
+
+export const JOBS = {
+  release: { queue: QUEUES.timers, schema: z.object({ id, revision: z.number().int().positive() }) },
+  expire: { queue: QUEUES.timers, schema: z.object({ id, revision: z.number().int().positive() }) },
+  sweep: { queue: QUEUES.timers, schema: z.object({}) },
+  batch: {
+    queue: QUEUES.fanout,
+    schema: z.object({
+      id,
+      kind: z.enum(["original", "correction"]),
+      first: z.number().int().nonnegative(),
+      last: z.number().int().nonnegative(),
+    }),
+  },
+} as const;
+
+export type JobName = keyof typeof JOBS;
+export type JobData<N extends JobName> = z.infer<(typeof JOBS)[N]["schema"]>;
+
+/** Recipients per fan-out job: large enough that job overhead is small, small enough that a crash redoes little. */
+export const BATCH_SIZE = 1000;
+
+/**
+ * Fan-out retries: temporary SMTP failures (4xx, connection loss) retry the batch with exponential
+ * backoff from 1 s, capped at 60 s (a greylisting or throttling server usually recovers within
+ * minutes). After the last attempt the remaining recipients are recorded failed.
+ */
+export const FANOUT_ATTEMPTS = 12;
+export function fanoutBackoff(attemptsMade: number): number {
+  return Math.min(60_000, 1000 * 2 ** Math.max(0, attemptsMade - 1));
+}
+
+/** Every `SWEEP_EVERY_MS` a sweep re-drives anything whose delayed job was lost (a crash between commit and enqueue). */
+export const SWEEP_EVERY_MS = 5000;

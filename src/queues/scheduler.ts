@@ -1,0 +1,75 @@
+/** Enqueues jobs of the catalogue. Job ids are deterministic, so enqueuing twice does no harm. */
+import { Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import { BATCH_SIZE, BULL_PREFIX, FANOUT_ATTEMPTS, JOBS, QUEUES, SWEEP_EVERY_MS, type JobData } from "./catalogue.js";
+import type { Clock } from "../store/message-store.js";
+
+export interface Scheduler {
+  scheduleRelease(id: string, revision: number, releaseAtMs: number): Promise<void>;
+  scheduleExpiry(id: string, revision: number, expiresAtMs: number): Promise<void>;
+  startFanout(id: string, kind: "original" | "correction", recipientCount: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export class BullScheduler implements Scheduler {
+  readonly timers: Queue;
+  readonly fanout: Queue;
+
+  constructor(
+    connection: Redis,
+    private readonly clock: Clock,
+  ) {
+    this.timers = new Queue(QUEUES.timers, { connection, prefix: BULL_PREFIX });
+    this.fanout = new Queue(QUEUES.fanout, { connection, prefix: BULL_PREFIX });
+  }
+
+  async scheduleRelease(id: string, revision: number, releaseAtMs: number): Promise<void> {
+    const data: JobData<"release"> = JOBS.release.schema.parse({ id, revision });
+    await this.timers.add("release", data, {
+      jobId: `release-${id}-${revision}-${releaseAtMs}`,
+      delay: Math.max(0, releaseAtMs - this.clock.now()),
+      removeOnComplete: true,
+      removeOnFail: 1000,
+    });
+  }
+
+  async scheduleExpiry(id: string, revision: number, expiresAtMs: number): Promise<void> {
+    const data: JobData<"expire"> = JOBS.expire.schema.parse({ id, revision });
+    await this.timers.add("expire", data, {
+      jobId: `expire-${id}-${revision}`,
+      delay: Math.max(0, expiresAtMs - this.clock.now()),
+      removeOnComplete: true,
+      removeOnFail: 1000,
+    });
+  }
+
+  /** One job per BATCH_SIZE recipients, by index range in the frozen set. */
+  async startFanout(id: string, kind: "original" | "correction", recipientCount: number): Promise<void> {
+    const jobs = [];
+    for (let first = 0, n = 0; first < recipientCount; first += BATCH_SIZE, n++) {
+      const data: JobData<"batch"> = JOBS.batch.schema.parse({ id, kind, first, last: Math.min(recipientCount, first + BATCH_SIZE) - 1 });
+      jobs.push({
+        name: "batch",
+        data,
+        opts: {
+          jobId: `${kind}-${id}-${n}`,
+          attempts: FANOUT_ATTEMPTS,
+          backoff: { type: "airlock" },
+          // Kept a day so that a sweep re-adding the same id is a no-op instead of a re-run.
+          removeOnComplete: { age: 24 * 3600 },
+          removeOnFail: { age: 7 * 24 * 3600 },
+        },
+      });
+    }
+    for (let i = 0; i < jobs.length; i += 500) await this.fanout.addBulk(jobs.slice(i, i + 500));
+  }
+
+  /** The sweep runs on every worker's schedule; upsert keeps exactly one scheduler. */
+  async ensureSweep(): Promise<void> {
+    await this.timers.upsertJobScheduler("sweep", { every: SWEEP_EVERY_MS }, { name: "sweep", data: {}, opts: { removeOnComplete: true, removeOnFail: 100 } });
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([this.timers.close(), this.fanout.close()]);
+  }
+}
