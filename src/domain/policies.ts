@@ -37,7 +37,7 @@ export function approvalRefusal(author: string, approver: string, approvals: rea
 }
 
 export function allowedSenders(mailFrom: string, userSenders: readonly string[] | undefined): string[] {
-  return [mailFrom, ...(userSenders ?? [])].map((s) => s.toLowerCase());
+  return [mailFrom, ...(userSenders ?? [])].map((s) => extractAddress(s).toLowerCase());
 }
 
 /** The sender is MAIL_FROM unless the author's entry lists other addresses; anything else is refused. */

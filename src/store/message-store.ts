@@ -276,3 +276,18 @@ function toMessage(h: Record<string, string>): Message {
     rejection: rejection && { by: rejection.by, at: new Date(rejection.at).toISOString(), reason: rejection.reason },
   };
 }
+
+/** Reads the sweep needs, kept apart from the API's Message shape. */
+export class SweepReads {
+  constructor(private readonly redis: Redis) {}
+
+  idsInState(state: State): Promise<string[]> {
+    return this.redis.zrange(keys.messagesInState(state), "0", "-1");
+  }
+
+  /** Epoch ms of the last fan-out progress (or release), and whether the correction has started. */
+  async activity(id: string): Promise<{ lastActivity: number; correctionStarted: boolean }> {
+    const [progress, released, started, recalled] = await this.redis.hmget(keys.message(id), "progressPublishedAt", "releasedAt", "correctionStarted", "updatedAt");
+    return { lastActivity: Math.max(Number(progress ?? 0), Number(released ?? 0), Number(recalled ?? 0)), correctionStarted: started === "1" };
+  }
+}

@@ -29,7 +29,7 @@ describe("policies", () => {
   });
 
   it("accepts MAIL_FROM and the author's listed senders only", () => {
-    const mailFrom = "comms@corp.example";
+    const mailFrom = "Internal Communications <comms@corp.example>";
     expect(senderAllowed("Comms <COMMS@corp.example>", mailFrom, undefined)).toBe(true);
     expect(senderAllowed("ceo@corp.example", mailFrom, undefined)).toBe(false);
     expect(senderAllowed("CEO <ceo@corp.example>", mailFrom, ["ceo@corp.example"])).toBe(true);

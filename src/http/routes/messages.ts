@@ -1,0 +1,91 @@
+/** /api/messages: the lifecycle over JSON. Validation here; every decision in MessageService. */
+import { Router } from "express";
+import { z } from "zod";
+import { STATES } from "../../domain/lifecycle.js";
+import { approveInput, messageInput, recallInput, rejectInput } from "../../domain/message-input.js";
+import type { Renderer } from "../../mail/render.js";
+import type { MessageService } from "../../service/message-service.js";
+import type { MessageStore } from "../../store/message-store.js";
+import { currentUser } from "../auth.js";
+import { requireJson, validate } from "../errors.js";
+
+const idParams = z.object({ id: z.string().regex(/^[1-9][0-9]{0,15}$/, { error: "not a message id" }) });
+const cursor = z.string().regex(/^[0-9]{1,10}$/, { error: "not a cursor from a previous page" });
+const listQuery = z.strictObject({
+  state: z.enum(STATES).optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: cursor.optional(),
+});
+const recipientsQuery = z.strictObject({
+  status: z.enum(["queued", "sent", "failed", "skipped"]).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: cursor.optional(),
+});
+
+export function messageRoutes(d: { service: MessageService; store: MessageStore; renderer: Renderer }): Router {
+  const r = Router();
+  const id = (params: unknown) => validate(idParams, params, "params").id;
+
+  r.post("/", requireJson(), async (req, res) => {
+    const input = validate(messageInput, req.body, "body");
+    res.status(201).json(await d.service.create(currentUser(req), input));
+  });
+
+  r.get("/", async (req, res) => {
+    currentUser(req);
+    const q = validate(listQuery, req.query, "query");
+    res.json(await d.store.list({ state: q.state, limit: q.limit, cursor: q.cursor }));
+  });
+
+  r.get("/:id", async (req, res) => {
+    res.json(await d.service.get(currentUser(req), id(req.params)));
+  });
+
+  r.put("/:id", requireJson(), async (req, res) => {
+    const messageId = id(req.params);
+    const input = validate(messageInput, req.body, "body");
+    res.json(await d.service.edit(currentUser(req), messageId, input));
+  });
+
+  r.post("/:id/approve", requireJson(true), async (req, res) => {
+    const messageId = id(req.params);
+    res.json(await d.service.approve(currentUser(req), messageId, validate(approveInput, req.body, "body")));
+  });
+
+  r.post("/:id/reject", requireJson(), async (req, res) => {
+    const messageId = id(req.params);
+    res.json(await d.service.reject(currentUser(req), messageId, validate(rejectInput, req.body, "body")));
+  });
+
+  r.post("/:id/withdraw", requireJson(true), async (req, res) => {
+    const messageId = id(req.params);
+    validate(z.strictObject({}), req.body, "body");
+    res.json(await d.service.withdraw(currentUser(req), messageId));
+  });
+
+  r.post("/:id/recall", requireJson(), async (req, res) => {
+    const messageId = id(req.params);
+    res.json(await d.service.recall(currentUser(req), messageId, validate(recallInput, req.body, "body")));
+  });
+
+  r.get("/:id/recipients", async (req, res) => {
+    const m = await d.service.get(currentUser(req), id(req.params));
+    const q = validate(recipientsQuery, req.query, "query");
+    res.json(await d.store.recipients(m, { status: q.status, limit: q.limit, cursor: Number(q.cursor ?? 0) }));
+  });
+
+  r.get("/:id/events", async (req, res) => {
+    const m = await d.service.get(currentUser(req), id(req.params));
+    res.json({ items: await d.store.events(m.id) });
+  });
+
+  r.get("/:id/preview", async (req, res) => {
+    const m = await d.service.get(currentUser(req), id(req.params));
+    const out = d.renderer.renderMessage({ subject: m.subject, text: m.text, html: m.html ?? undefined, from: m.from });
+    // The preview is untrusted author content rendered by our template: no scripts may run.
+    res.set("Content-Security-Policy", "default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; sandbox");
+    res.type("html").send(out.html);
+  });
+
+  return r;
+}

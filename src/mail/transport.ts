@@ -1,0 +1,142 @@
+/**
+ * Hands a prebuilt MIME message to SMTP for one transaction (one envelope, many RCPTs).
+ * Two implementations: a pooled SMTP client, and an outbox directory for development.
+ */
+import { Readable } from "node:stream";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import nodemailer from "nodemailer";
+import type { NodemailerError } from "nodemailer";
+import { parseConnectionUrl } from "nodemailer/lib/shared";
+import { classifySmtpError, isPermanentReply, SmtpSendError } from "./smtp-errors.js";
+
+export { SmtpSendError, SMTP_ERROR_KINDS, type SmtpErrorKind } from "./smtp-errors.js";
+
+export interface Envelope {
+  from: string;
+  to: string[];
+}
+
+export interface RecipientRejection {
+  address: string;
+  /** SMTP reply code to RCPT TO, or null when nodemailer gave none. */
+  code: number | null;
+  response: string;
+  /** `temporary` for a 4xx (e.g. 452 too many recipients, greylisting): retry that recipient. */
+  kind: "permanent" | "temporary";
+}
+
+export interface SendResult {
+  accepted: string[];
+  rejected: RecipientRejection[];
+}
+
+export interface MailTransport {
+  /**
+   * One SMTP transaction. Resolves when the server took the message for the accepted recipients
+   * (refused recipients are in `rejected`, including when all were refused). Rejects only with
+   * `SmtpSendError`, whose `kind` says whether the transaction may be retried.
+   */
+  send(envelope: Envelope, raw: Buffer): Promise<SendResult>;
+  /** Closes idle connections; a transaction in progress finishes first. Always resolves. */
+  close(): Promise<void>;
+}
+
+export interface SmtpTransportOptions {
+  /** `smtp://user:pass@host:587`, `smtps://host:465`; query parameters become nodemailer options. */
+  url: string;
+  /** Connections this process keeps open (SMTP_POOL_SIZE). */
+  poolSize: number;
+}
+
+export function createSmtpTransport(opts: SmtpTransportOptions): MailTransport {
+  const transporter = nodemailer.createTransport({
+    ...parseConnectionUrl(opts.url),
+    // After the URL, so a query parameter cannot undo them.
+    pool: true,
+    maxConnections: opts.poolSize,
+    maxMessages: Infinity,
+    // The pool would otherwise re-send a message on its own when a connection drops, even after
+    // the body went out; the app owns retries (and counts possible duplicates), see TOOLCHAIN.md.
+    maxRequeues: 0,
+  });
+
+  return {
+    async send(envelope, raw) {
+      // Our own stream over the bytes: its end tells whether the whole body was handed to the
+      // connection, which nodemailer's errors do not (see smtp-errors.ts). The terminating dot
+      // is written only after the stream ends, so "not ended" means "cannot have been delivered".
+      let bodySent = false;
+      const body = new Readable({
+        read() {
+          this.push(raw);
+          this.push(null);
+        },
+      });
+      body.once("end", () => (bodySent = true));
+      try {
+        const info = await transporter.sendMail({ envelope: { from: envelope.from, to: envelope.to }, raw: body });
+        return { accepted: info.accepted.map(String), rejected: rejections(info.rejected, info.rejectedErrors) };
+      } catch (err) {
+        const e = err as NodemailerError;
+        // Every recipient refused at RCPT TO: a per-recipient outcome, not a transaction failure.
+        if (e.code === "EENVELOPE" && e.command === "RCPT TO" && e.rejectedErrors?.length) {
+          return { accepted: [], rejected: rejections(e.rejected ?? [], e.rejectedErrors) };
+        }
+        throw new SmtpSendError(classifySmtpError(err, bodySent), err);
+      }
+    },
+    async close() {
+      transporter.close();
+    },
+  };
+}
+
+function rejections(addresses: readonly unknown[], errors: readonly NodemailerError[] | undefined): RecipientRejection[] {
+  const byAddress = new Map((errors ?? []).map((e) => [e.recipient ?? "", e]));
+  return addresses.map((a) => {
+    const address = String(a);
+    const e = byAddress.get(address);
+    const code = e?.responseCode ?? null;
+    return {
+      address,
+      code,
+      response: e?.response ?? e?.message ?? "rejected",
+      kind: code !== null && !isPermanentReply(code) ? "temporary" : "permanent",
+    };
+  });
+}
+
+/**
+ * Development transport: every transaction becomes `<timestamp>-<seq>.eml` (the raw message,
+ * unchanged) plus `<timestamp>-<seq>.json` (`{from, to, at}`, the envelope). Accepts everyone.
+ */
+export function createOutboxTransport(dir: string, now: () => Date = () => new Date()): MailTransport {
+  let seq = 0;
+  return {
+    async send(envelope, raw) {
+      try {
+        await mkdir(dir, { recursive: true });
+        const at = now();
+        const stamp = at.toISOString().replace(/[:.]/g, "-");
+        for (;;) {
+          const base = join(dir, `${stamp}-${String(++seq).padStart(6, "0")}`);
+          const meta = JSON.stringify({ from: envelope.from, to: envelope.to, at: at.toISOString() }) + "\n";
+          try {
+            // `wx` claims the name: several worker processes may share one outbox.
+            await writeFile(`${base}.json`, meta, { flag: "wx" });
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === "EEXIST") continue;
+            throw err;
+          }
+          await writeFile(`${base}.eml`, raw, { flag: "wx" });
+          return { accepted: [...envelope.to], rejected: [] };
+        }
+      } catch (err) {
+        // A full or unwritable disk is worth retrying, like a 4xx.
+        throw new SmtpSendError("temporary", err);
+      }
+    },
+    async close() {},
+  };
+}

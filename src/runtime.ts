@@ -1,0 +1,160 @@
+/**
+ * Builds a running Airlock from a Config: connections, stores, service, transport, HTTP server,
+ * workers. Entry points (src/main.ts, src/api-main.ts, workers/main.ts) choose which parts run.
+ * Development conveniences (spawned Redis, demo users, outbox, random link secret) live here and
+ * only here, behind `!config.production`.
+ */
+import { randomBytes } from "node:crypto";
+import type { Server } from "node:http";
+import { resolve } from "node:path";
+import { Redis } from "ioredis";
+import { pino, type Logger } from "pino";
+import { AudienceStore } from "./audiences/audience-store.js";
+import { UserDirectory, seedDemoUsers } from "./auth/users.js";
+import type { Config } from "./config.js";
+import { createApp } from "./http/app.js";
+import { EventStream } from "./http/stream.js";
+import { startRedisProcess, type RedisProcess } from "./infra/redis-process.js";
+import { createRenderer, templatesDir, type Renderer } from "./mail/render.js";
+import { createOutboxTransport, createSmtpTransport, type MailTransport } from "./mail/transport.js";
+import { BullScheduler } from "./queues/scheduler.js";
+import { MessageService } from "./service/message-service.js";
+import { MessageStore, SweepReads, type Clock } from "./store/message-store.js";
+import { FanoutProcessor } from "../workers/fanout.js";
+import { MimeCache } from "../workers/mime-cache.js";
+import { runWorkers, type RunningWorkers } from "../workers/run-workers.js";
+import { TimerProcessor } from "../workers/timers.js";
+
+export interface RuntimeOptions {
+  config: Config;
+  clock?: Clock;
+  logger?: Logger;
+  /** Where development data goes (spawned Redis, outbox, demo users). Default ./data. */
+  dataDir?: string;
+  /** A transport to use instead of the one SMTP_URL names (tests). */
+  transport?: MailTransport;
+}
+
+export interface Runtime {
+  config: Config;
+  logger: Logger;
+  redis: Redis;
+  users: UserDirectory;
+  usersFile: string | null;
+  store: MessageStore;
+  audiences: AudienceStore;
+  service: MessageService;
+  scheduler: BullScheduler;
+  renderer: Renderer;
+  linkSecret: string;
+  outboxDir: string | null;
+  startApi(port?: number): Promise<{ server: Server; url: string }>;
+  startWorkers(): Promise<RunningWorkers>;
+  /** Stops everything this runtime started, in order. Always resolves. */
+  stop(): Promise<void>;
+}
+
+export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
+  const { config } = opts;
+  const clock = opts.clock ?? { now: () => Date.now() };
+  const logger = opts.logger ?? pino({ level: config.LOG_LEVEL, base: { service: "airlock" } });
+  const dataDir = resolve(opts.dataDir ?? "data");
+  // Stopped in this order: servers and workers (newest first), then the queues, then connections.
+  const stops: Array<() => Promise<unknown> | unknown> = [];
+  const connections: Redis[] = [];
+
+  let redisUrl = config.REDIS_URL;
+  let spawned: RedisProcess | null = null;
+  if (!redisUrl) {
+    spawned = await startRedisProcess({ dir: resolve(dataDir, "redis"), port: 6390 });
+    redisUrl = spawned.url;
+    logger.info(`development: started redis-server at ${redisUrl}, data in ${spawned.dir}`);
+  }
+
+  const connect = (name: string, workers = false) => {
+    const c = new Redis(redisUrl!, { connectionName: `airlock-${name}`, ...(workers ? { maxRetriesPerRequest: null } : {}) });
+    c.on("error", (e) => logger.warn(`redis (${name}): ${e.message}`));
+    connections.push(c);
+    return c;
+  };
+  const redis = connect("api");
+  await assertSafeRedis(redis, config, logger);
+
+  let usersFile = config.USERS_FILE ?? null;
+  if (!usersFile) usersFile = seedDemoUsers(resolve(dataDir, "dev-users.json"));
+  const users = UserDirectory.fromFile(usersFile, { allowPlainTokens: !config.production });
+
+  const linkSecret = config.LINK_SECRET ?? randomBytes(32).toString("hex");
+  const outboxDir = config.SMTP_URL ? null : resolve(dataDir, "outbox");
+  const transport =
+    opts.transport ?? (config.SMTP_URL ? createSmtpTransport({ url: config.SMTP_URL, poolSize: config.SMTP_POOL_SIZE }) : createOutboxTransport(outboxDir!));
+
+  const store = new MessageStore(redis, clock);
+  const audiences = new AudienceStore({ redis, clock });
+  const bull = connect("queues", true);
+  const scheduler = new BullScheduler(bull, clock);
+  const service = new MessageService({ store, scheduler, clock, config });
+  const renderer = createRenderer(templatesDir());
+
+  const runtime: Runtime = {
+    config,
+    logger,
+    redis,
+    users,
+    usersFile,
+    store,
+    audiences,
+    service,
+    scheduler,
+    renderer,
+    linkSecret,
+    outboxDir,
+    async startApi(port = config.PORT) {
+      const stream = new EventStream(connect("events"));
+      const app = createApp({ redis, users, service, store, audiences, renderer, stream, logger, trustProxyHops: config.TRUST_PROXY_HOPS });
+      const server = await new Promise<Server>((res, rej) => {
+        const s = app.listen(port, (err?: Error) => (err ? rej(err) : res(s)));
+      });
+      stops.unshift(
+        () => stream.close(),
+        () => new Promise<void>((res) => {
+          server.close(() => res());
+          server.closeAllConnections();
+        }),
+      );
+      const addr = server.address();
+      const actualPort = typeof addr === "object" && addr ? addr.port : port;
+      return { server, url: `http://localhost:${actualPort}` };
+    },
+    async startWorkers() {
+      const workerConn = connect("workers", true);
+      const fanout = new FanoutProcessor({ store, scheduler, transport, mime: new MimeCache(store, renderer), config, logger });
+      const timers = new TimerProcessor({ store, reads: new SweepReads(redis), scheduler, clock, logger });
+      await scheduler.ensureSweep();
+      const running = runWorkers({ connection: workerConn, fanout, timers, concurrency: config.SMTP_POOL_SIZE, logger });
+      stops.unshift(() => running.close());
+      return running;
+    },
+    async stop() {
+      for (const s of stops) await Promise.resolve().then(s).catch((e: unknown) => logger.warn(`stopping: ${(e as Error).message}`));
+      stops.length = 0;
+      await scheduler.close();
+      await transport.close().catch(() => {});
+      await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())));
+      connections.length = 0;
+      if (spawned) await spawned.stop();
+    },
+  };
+  return runtime;
+}
+
+/** Evicted keys would be lost approvals and recalls: refuse any policy but noeviction. */
+async function assertSafeRedis(redis: Redis, config: Config, logger: Logger): Promise<void> {
+  const [, policy] = (await redis.config("GET", "maxmemory-policy")) as [string, string];
+  if (policy !== "noeviction") throw new Error(`Redis maxmemory-policy is ${policy}; Airlock needs noeviction (evicted keys would be lost approvals or recalls)`);
+  const [, aof] = (await redis.config("GET", "appendonly")) as [string, string];
+  if (aof !== "yes") {
+    const say = config.production ? logger.error.bind(logger) : logger.warn.bind(logger);
+    say("Redis append-only file is OFF: a Redis restart may lose approvals, recalls and audit entries. Set appendonly yes.");
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * What people do to messages: submit, edit, approve, reject, withdraw, recall, and what they may
+ * read. Role rules live here (the domain), not in the HTTP layer. Every state change goes through
+ * the store's compare-and-set scripts; this class translates their answers into DomainErrors and
+ * schedules what follows (release, expiry, correction fan-out).
+ */
+import type { Config } from "../config.js";
+import type { User } from "../auth/users.js";
+import { DomainError } from "../domain/errors.js";
+import type { Message } from "../domain/message.js";
+import type { MessageInput } from "../domain/message-input.js";
+import { effectiveHoldSeconds, extractAddress, senderAllowed } from "../domain/policies.js";
+import { audienceToHeader, newMessageId } from "../mail/mime.js";
+import type { Scheduler } from "../queues/scheduler.js";
+import type { Clock, MessageStore, ScriptAnswer } from "../store/message-store.js";
+
+export interface MessageServiceDeps {
+  store: MessageStore;
+  scheduler: Scheduler;
+  clock: Clock;
+  config: Pick<Config, "MAIL_FROM" | "HOLD_MIN_SECONDS" | "APPROVAL_TTL_HOURS" | "APPROVALS_REQUIRED" | "LARGE_AUDIENCE_THRESHOLD" | "LARGE_AUDIENCE_APPROVALS">;
+}
+
+const has = (u: User, ...roles: User["roles"]) => roles.some((r) => u.roles.includes(r));
+
+export class MessageService {
+  constructor(private readonly d: MessageServiceDeps) {}
+
+  private get policy() {
+    const c = this.d.config;
+    return { approvalsRequired: c.APPROVALS_REQUIRED, largeAudienceThreshold: c.LARGE_AUDIENCE_THRESHOLD, largeAudienceApprovals: c.LARGE_AUDIENCE_APPROVALS };
+  }
+
+  private mailDomain(): string {
+    return extractAddress(this.d.config.MAIL_FROM).split("@")[1] ?? "localhost";
+  }
+
+  async get(user: User, id: string): Promise<Message> {
+    void user; // every role may read every message (spec, HTTP API)
+    const m = await this.d.store.get(id);
+    if (!m) throw new DomainError("not_found", `message ${id} does not exist`);
+    return m;
+  }
+
+  async create(user: User, input: MessageInput): Promise<Message> {
+    if (!has(user, "author", "admin")) throw new DomainError("forbidden", "only an author may submit a message");
+    const id = await this.d.store.nextId();
+    await this.submit("create", id, user, input);
+    return (await this.d.store.get(id))!;
+  }
+
+  async edit(user: User, id: string, input: MessageInput): Promise<Message> {
+    const current = await this.get(user, id);
+    if (current.author !== user.email) throw new DomainError("forbidden", "only the message's author may edit it");
+    await this.submit("edit", id, user, input, current.messageId);
+    return (await this.d.store.get(id))!;
+  }
+
+  private async submit(mode: "create" | "edit", id: string, user: User, input: MessageInput, messageId?: string): Promise<void> {
+    const from = input.from ?? this.d.config.MAIL_FROM;
+    if (!senderAllowed(from, this.d.config.MAIL_FROM, user.senders)) {
+      throw new DomainError("forbidden", `you may not send as ${extractAddress(from)}`, [{ path: ["from"], message: "not one of your senders" }]);
+    }
+    const sendAt = input.sendAt ? Date.parse(input.sendAt) : null;
+    const now = this.d.clock.now();
+    const expiresAt = now + this.d.config.APPROVAL_TTL_HOURS * 3600_000;
+    const lists = [...new Set(input.audience.lists ?? [])];
+    const addresses = [...new Set(input.audience.addresses ?? [])];
+    const answer = await this.d.store.submit(
+      mode,
+      id,
+      user.email,
+      {
+        subject: input.subject,
+        text: input.text,
+        html: input.html ?? null,
+        from,
+        audience: { lists, addresses },
+        toHeader: audienceToHeader(lists, addresses.length, this.mailDomain()),
+        author: user.email,
+        holdSeconds: effectiveHoldSeconds(input.holdMinutes, this.d.config.HOLD_MIN_SECONDS),
+        sendAt,
+        expiresAt,
+        // One Message-ID per message: a new revision is the same message, not sent yet.
+        messageId: messageId ?? newMessageId(this.mailDomain(), id),
+      },
+      this.policy,
+    );
+    const ok = this.check(answer, id);
+    await this.d.scheduler.scheduleExpiry(id, Number(ok.revision), expiresAt);
+  }
+
+  async approve(user: User, id: string, opts: { comment?: string; revision?: number }): Promise<Message> {
+    if (!has(user, "approver")) throw new DomainError("forbidden", "only an approver may approve");
+    const current = await this.get(user, id);
+    if (current.author === user.email) throw new DomainError("self_approval", "nobody approves their own message");
+    const revision = opts.revision ?? current.revision;
+    const ok = this.check(await this.d.store.approve(id, user.email, revision, opts.comment ?? ""), id);
+    if (ok.state === "scheduled") await this.d.scheduler.scheduleRelease(id, revision, Number(ok.releaseAt));
+    return (await this.d.store.get(id))!;
+  }
+
+  async reject(user: User, id: string, opts: { reason: string; revision?: number }): Promise<Message> {
+    if (!has(user, "approver")) throw new DomainError("forbidden", "only an approver may reject");
+    const current = await this.get(user, id);
+    if (current.author === user.email) throw new DomainError("self_approval", "nobody decides on their own message");
+    this.check(await this.d.store.move("reject", id, user.email, { revision: opts.revision ?? current.revision, detail: { reason: opts.reason } }), id);
+    return (await this.d.store.get(id))!;
+  }
+
+  async withdraw(user: User, id: string): Promise<Message> {
+    const current = await this.get(user, id);
+    if (current.author !== user.email) throw new DomainError("forbidden", "only the message's author may withdraw it");
+    this.check(await this.d.store.move("withdraw", id, user.email), id);
+    return (await this.d.store.get(id))!;
+  }
+
+  /** Answers only after the recall is committed in Redis: from then on no recipient is handed the original. */
+  async recall(user: User, id: string, opts: { reason: string; correctionText?: string }): Promise<Message & { delivered: number }> {
+    const current = await this.get(user, id);
+    if (!this.mayRecall(user, current)) throw new DomainError("forbidden", "authors may recall only their own messages");
+    const ok = this.check(await this.d.store.recall(id, user.email, opts.reason, opts.correctionText ?? ""), id);
+    if (ok.startCorrection) await this.d.scheduler.startFanout(id, "correction", current.recipientCount);
+    const m = (await this.d.store.get(id))!;
+    return { ...m, delivered: Number(ok.delivered) };
+  }
+
+  mayRecall(user: User, m: Message): boolean {
+    return has(user, "approver", "ops", "admin") || (has(user, "author") && m.author === user.email);
+  }
+
+  /** Turns a script's refusal into the DomainError the caller sees. */
+  private check(a: ScriptAnswer, id: string): Extract<ScriptAnswer, { ok: true }> {
+    if (a.ok) return a;
+    switch (a.err) {
+      case "not_found":
+        throw new DomainError("not_found", `message ${id} does not exist`);
+      case "conflict":
+        throw new DomainError("conflict", `message ${id} is ${a.state}: the action is not allowed in that state`, { state: a.state });
+      case "stale_revision":
+        throw new DomainError("stale_revision", `message ${id} has a newer revision`, { state: a.state });
+      case "self_approval":
+        throw new DomainError("self_approval", "nobody approves their own message");
+      case "already_approved":
+        throw new DomainError("conflict", "you already approved this revision");
+      case "not_author":
+        throw new DomainError("forbidden", "only the message's author may do that");
+      case "unknown_audience":
+        throw new DomainError("invalid_input", `audience ${String(a.audience)} does not exist`, [{ path: ["audience", "lists"], message: `unknown audience ${String(a.audience)}` }]);
+      case "no_recipients":
+        throw new DomainError("invalid_input", "the message has no recipients", [{ path: ["audience"], message: "no recipients" }]);
+      case "too_many_recipients":
+        throw new DomainError("too_large", `the message has ${String(a.count)} recipients, more than allowed`);
+      default:
+        throw new DomainError("conflict", `message ${id}: ${a.err}`);
+    }
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * A whole Airlock for an integration test: its own redis-server, a recording SMTP sink, the API on
+ * a free port and the workers, all in this process. `call` speaks the JSON API as a given user.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import { loadConfig } from "../../src/config.js";
+import { createRuntime, type Runtime } from "../../src/runtime.js";
+import { startSmtpSink, type SmtpSink } from "./smtp-sink.js";
+import { startTestRedis, type TestRedis } from "./redis.js";
+
+export const USERS = {
+  author: { email: "author@corp.example", name: "Avery Author", roles: ["author"] },
+  author2: { email: "author2@corp.example", name: "Ash Author", roles: ["author"] },
+  approver1: { email: "approver1@corp.example", name: "Blake Approver", roles: ["approver"] },
+  approver2: { email: "approver2@corp.example", name: "Casey Approver", roles: ["approver"] },
+  authorApprover: { email: "both@corp.example", name: "Bo Both", roles: ["author", "approver"], senders: ["ceo@corp.example"] },
+  ops: { email: "ops@corp.example", name: "Drew Oncall", roles: ["ops"] },
+  admin: { email: "admin@corp.example", name: "Eli Admin", roles: ["admin"] },
+} as const;
+export type UserKey = keyof typeof USERS;
+export const tokenOf = (u: UserKey) => `test-token-${u}-0123456789abcdef`;
+
+export interface TestAirlock {
+  rt: Runtime;
+  url: string;
+  redis: TestRedis;
+  sink: SmtpSink;
+  call(user: UserKey | null, method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any }>;
+  /** Polls until `check` returns a value that is not undefined/false, or fails after the deadline. */
+  until<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, deadlineMs?: number): Promise<T>;
+  stop(): Promise<void>;
+}
+
+export async function startAirlock(env: Record<string, string> = {}): Promise<TestAirlock> {
+  const dir = mkdtempSync(join(tmpdir(), "airlock-test-"));
+  const redis = await startTestRedis();
+  const sink = await startSmtpSink();
+  const usersFile = join(dir, "users.json");
+  writeFileSync(usersFile, JSON.stringify({ users: Object.entries(USERS).map(([k, u]) => ({ ...u, token: tokenOf(k as UserKey) })) }));
+  const config = loadConfig({
+    NODE_ENV: "test",
+    REDIS_URL: redis.url,
+    SMTP_URL: sink.url,
+    USERS_FILE: usersFile,
+    LINK_SECRET: "test-link-secret-0123456789abcdef0123456789",
+    HOLD_MIN_SECONDS: "1",
+    SEND_RATE_PER_SECOND: "1000000",
+    LOG_LEVEL: "silent",
+    ...env,
+  });
+  const rt = await createRuntime({ config, dataDir: dir, logger: pino({ level: "silent" }) });
+  const { url } = await rt.startApi(0);
+  await rt.startWorkers();
+
+  const call: TestAirlock["call"] = async (user, method, path, body, headers = {}) => {
+    const h: Record<string, string> = { ...headers };
+    if (user) h.authorization = `Bearer ${tokenOf(user)}`;
+    let payload: string | undefined;
+    if (body !== undefined) {
+      payload = typeof body === "string" ? body : JSON.stringify(body);
+      h["content-type"] ??= "application/json";
+    }
+    const res = await fetch(url + path, { method, headers: h, body: payload });
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      // not JSON (a page): keep the text
+    }
+    return { status: res.status, body: parsed };
+  };
+
+  const until: TestAirlock["until"] = async (what, check, deadlineMs = 30_000) => {
+    const end = Date.now() + deadlineMs;
+    for (;;) {
+      const v = await check();
+      if (v !== undefined && v !== false) return v as never;
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 25)); // poll interval for a state reached by background workers
+    }
+  };
+
+  return {
+    rt,
+    url,
+    redis,
+    sink,
+    call,
+    until,
+    async stop() {
+      await rt.stop();
+      await sink.close();
+      await redis.cleanup();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,90 @@
+/**
+ * One fan-out batch: a range of the frozen recipient set, sent in SMTP transactions of up to
+ * RECIPIENTS_PER_TRANSACTION recipients. Before each transaction the worker claims its recipients
+ * in Redis; the claim is refused once the message was recalled, which is what makes a recall final.
+ * A retried or duplicated job does no harm: claimed or finished recipients are never claimed again
+ * (except those of a transaction cut off at an unknown point, which are counted).
+ */
+import type { Logger } from "pino";
+import type { JobData } from "../src/queues/catalogue.js";
+import type { Scheduler } from "../src/queues/scheduler.js";
+import type { FanoutOutcome, MessageStore } from "../src/store/message-store.js";
+import { SmtpSendError, type MailTransport } from "../src/mail/transport.js";
+import type { MimeCache } from "./mime-cache.js";
+
+export interface FanoutDeps {
+  store: MessageStore;
+  scheduler: Scheduler;
+  transport: MailTransport;
+  mime: MimeCache;
+  config: { RECIPIENTS_PER_TRANSACTION: number; SEND_RATE_PER_SECOND: number };
+  logger: Logger;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+export class TemporaryBatchFailure extends Error {
+  override name = "TemporaryBatchFailure";
+}
+
+const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export class FanoutProcessor {
+  private readonly sleep: (ms: number) => Promise<void>;
+
+  constructor(private readonly d: FanoutDeps) {
+    this.sleep = d.sleep ?? defaultSleep;
+  }
+
+  /** `lastAttempt`: temporary failures are then recorded as failed instead of retried. */
+  async process(job: JobData<"batch">, lastAttempt: boolean): Promise<void> {
+    const { id, kind } = job;
+    const size = this.d.config.RECIPIENTS_PER_TRANSACTION;
+    const rate = this.d.config.SEND_RATE_PER_SECOND;
+    let first = job.first;
+    while (first <= job.last) {
+      const last = Math.min(job.last, first + size - 1);
+      const claim = await this.d.store.claim(id, kind, first, last, rate, rate);
+      if ("wait" in claim) {
+        // The shared send-rate bucket is empty: wait until it has refilled enough for this transaction.
+        await this.sleep(Math.min(claim.wait, 1000));
+        continue;
+      }
+      if ("stopped" in claim) {
+        if (claim.startCorrection) await this.startCorrection(id);
+        return;
+      }
+      if (claim.addresses.length > 0) {
+        const mail = await this.d.mime.get(id, kind);
+        const outcomes = await this.deliver(mail.envelopeFrom, claim.addresses, mail.raw, lastAttempt);
+        const settled = await this.d.store.settle(id, kind, outcomes);
+        if (settled.startCorrection) await this.startCorrection(id);
+        const temporary = outcomes.find((o) => o.outcome === "t" || o.outcome === "a");
+        if (temporary) throw new TemporaryBatchFailure(`message ${id} ${kind}: ${temporary.reply}`);
+      }
+      first = last + 1;
+    }
+  }
+
+  private async startCorrection(id: string): Promise<void> {
+    const m = await this.d.store.get(id);
+    if (!m) return;
+    this.d.logger.info({ message: id, revision: m.revision }, `message ${id} correcting: correction fan-out to ${m.counts.sent} recipients`);
+    await this.d.scheduler.startFanout(id, "correction", m.recipientCount);
+  }
+
+  private async deliver(from: string, to: string[], raw: Buffer, lastAttempt: boolean): Promise<FanoutOutcome[]> {
+    try {
+      const result = await this.d.transport.send({ from, to }, raw);
+      const rejected = new Map(result.rejected.map((r) => [r.address.toLowerCase(), `${r.code} ${r.response}`.trim()]));
+      return to.map((address) =>
+        rejected.has(address) ? { address, outcome: "f" as const, reply: rejected.get(address)! } : { address, outcome: "s" as const, reply: "" },
+      );
+    } catch (e) {
+      if (!(e instanceof SmtpSendError)) throw e;
+      const reply = e.message.slice(0, 500);
+      if (e.kind === "permanent") return to.map((address) => ({ address, outcome: "f" as const, reply }));
+      if (lastAttempt) return to.map((address) => ({ address, outcome: "f" as const, reply: `gave up after the last attempt: ${reply}` }));
+      return to.map((address) => ({ address, outcome: e.kind === "ambiguous" ? ("a" as const) : ("t" as const), reply }));
+    }
+  }
+}

@@ -1,0 +1,71 @@
+/** Starts the BullMQ workers of this process: timers and fan-out. */
+import { UnrecoverableError, Worker, type Job } from "bullmq";
+import type { Redis } from "ioredis";
+import type { Logger } from "pino";
+import { BULL_PREFIX, FANOUT_ATTEMPTS, JOBS, QUEUES, fanoutBackoff } from "../src/queues/catalogue.js";
+import type { FanoutProcessor } from "./fanout.js";
+import type { TimerProcessor } from "./timers.js";
+
+export interface RunningWorkers {
+  /** Finishes the jobs in hand (or hands them back) and stops. Always resolves. */
+  close(): Promise<void>;
+}
+
+export function runWorkers(opts: {
+  connection: Redis;
+  fanout: FanoutProcessor;
+  timers: TimerProcessor;
+  concurrency: number;
+  logger: Logger;
+}): RunningWorkers {
+  const { connection, logger } = opts;
+  const parse = <N extends keyof typeof JOBS>(name: N, job: Job) => {
+    const r = JOBS[name].schema.safeParse(job.data);
+    // A payload that does not match its schema can never succeed: do not retry it.
+    if (!r.success) throw new UnrecoverableError(`job ${job.id} (${name}) has an invalid payload: ${r.error.message}`);
+    return r.data as never;
+  };
+
+  const timers = new Worker(
+    QUEUES.timers,
+    async (job) => {
+      switch (job.name) {
+        case "release":
+          return opts.timers.release(parse("release", job));
+        case "expire":
+          return opts.timers.expire(parse("expire", job));
+        case "sweep":
+          return opts.timers.sweep();
+        default:
+          throw new UnrecoverableError(`unknown timer job ${job.name}`);
+      }
+    },
+    { connection, prefix: BULL_PREFIX, concurrency: 4 },
+  );
+
+  const fanout = new Worker(
+    QUEUES.fanout,
+    async (job) => {
+      const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? FANOUT_ATTEMPTS);
+      return opts.fanout.process(parse("batch", job), lastAttempt);
+    },
+    {
+      connection,
+      prefix: BULL_PREFIX,
+      // One SMTP transaction in flight per job: as many jobs as pooled connections.
+      concurrency: opts.concurrency,
+      settings: { backoffStrategy: (attemptsMade: number) => fanoutBackoff(attemptsMade) },
+    },
+  );
+
+  for (const w of [timers, fanout]) {
+    w.on("failed", (job, err) => logger.warn({ job: job?.id, attempt: job?.attemptsMade }, `job ${job?.id} failed: ${err.message}`));
+    w.on("error", (err) => logger.error({ err }, `worker ${w.name}: ${err.message}`));
+  }
+
+  return {
+    async close() {
+      await Promise.allSettled([timers.close(), fanout.close()]);
+    },
+  };
+}
