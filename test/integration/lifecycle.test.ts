@@ -152,4 +152,53 @@ describe("the safeguard pipeline", () => {
     expect(ok.status).toBe(201);
     expect(ok.body.from).toBe("CEO <ceo@corp.example>");
   });
+
+  it("sends one correction when two recalls race", async () => {
+    const m = (await a.call("author", "POST", "/api/messages", draft({ subject: "Race" }))).body;
+    await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, {});
+    await a.until("sent", async () => (await a.call("ops", "GET", `/api/messages/${m.id}`)).body.state === "sent");
+    const answers = await Promise.all([
+      a.call("author", "POST", `/api/messages/${m.id}/recall`, { reason: "one" }),
+      a.call("ops", "POST", `/api/messages/${m.id}/recall`, { reason: "two" }),
+      a.call("approver2", "POST", `/api/messages/${m.id}/recall`, { reason: "three" }),
+    ]);
+    expect(answers.map((r) => r.status).sort()).toEqual([200, 409, 409]);
+    await a.until("corrected", async () => (await a.call("ops", "GET", `/api/messages/${m.id}`)).body.state === "corrected");
+    expect(correctionsOf(m.messageId).flatMap((r) => r.to)).toHaveLength(4);
+  });
+
+  it("expires a message nobody approved within the approval TTL, and refuses approving it", async () => {
+    const m = (await a.call("author", "POST", "/api/messages", draft({ subject: "Forgotten" }))).body;
+    expect(Date.parse(m.expiresAt) - Date.parse(m.createdAt)).toBe(72 * 3600_000);
+    a.clock.advance(72 * 3600_000 + 1000); // the sweep (every 5 s) sees it due on the injected clock
+    try {
+      await a.until("expired", async () => (await a.call("ops", "GET", `/api/messages/${m.id}`)).body.state === "expired", 20_000);
+    } finally {
+      a.clock.offsetMs = 0;
+    }
+    expect((await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, {})).status).toBe(409);
+    const events = (await a.call("ops", "GET", `/api/messages/${m.id}/events`)).body.items;
+    expect(events.at(-1)).toMatchObject({ action: "expire", actor: "scheduler", from: "pending_approval", to: "expired" });
+  });
+
+  it("previews exactly the rendered message, escaping author content", async () => {
+    const m = (await a.call("author", "POST", "/api/messages", draft({ subject: "<b>Bold</b> & co", text: "<script>alert(1)</script>" }))).body;
+    const res = await fetch(`${a.url}/api/messages/${m.id}/preview`, { headers: { authorization: "Bearer test-token-approver1-0123456789abcdef" } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-security-policy")).toContain("sandbox");
+    const html = await res.text();
+    expect(html).not.toContain("<script>alert(1)</script>");
+    expect(html).toContain("&lt;script&gt;");
+  });
+
+  it("answers 401 without a token, 404 for unknown messages, 400 naming bad fields", async () => {
+    expect((await a.call(null, "GET", "/api/messages")).status).toBe(401);
+    expect((await a.call("ops", "GET", "/api/messages/999999")).status).toBe(404);
+    const bad = await a.call("author", "POST", "/api/messages", { subject: "a\r\nBcc: evil@x.com", text: "", audience: { addresses: ['"a,b@evil.com"@corp.com'] } });
+    expect(bad.status).toBe(400);
+    const paths = bad.body.error.details.map((d: { path: string[] }) => d.path.join("."));
+    expect(paths).toEqual(expect.arrayContaining(["body.subject", "body.text", "body.audience.addresses.0"]));
+    expect((await a.call("ops", "GET", "/api/messages?limit=5&limit=6")).status).toBe(400);
+    expect((await a.call("author", "POST", "/api/messages", "subject=x", { "content-type": "application/x-www-form-urlencoded" })).status).toBe(415);
+  });
 });

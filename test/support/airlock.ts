@@ -23,8 +23,18 @@ export const USERS = {
 export type UserKey = keyof typeof USERS;
 export const tokenOf = (u: UserKey) => `test-token-${u}-0123456789abcdef`;
 
+/** A clock a test can move forward; BullMQ's own delays still run on real time. */
+export class TestClock {
+  offsetMs = 0;
+  now = () => Date.now() + this.offsetMs;
+  advance(ms: number): void {
+    this.offsetMs += ms;
+  }
+}
+
 export interface TestAirlock {
   rt: Runtime;
+  clock: TestClock;
   url: string;
   redis: TestRedis;
   sink: SmtpSink;
@@ -51,7 +61,8 @@ export async function startAirlock(env: Record<string, string> = {}): Promise<Te
     LOG_LEVEL: "silent",
     ...env,
   });
-  const rt = await createRuntime({ config, dataDir: dir, logger: pino({ level: "silent" }) });
+  const clock = new TestClock();
+  const rt = await createRuntime({ config, clock, dataDir: dir, logger: pino({ level: "silent" }) });
   const { url } = await rt.startApi(0);
   await rt.startWorkers();
 
@@ -86,6 +97,7 @@ export async function startAirlock(env: Record<string, string> = {}): Promise<Te
 
   return {
     rt,
+    clock,
     url,
     redis,
     sink,
