@@ -2,7 +2,7 @@
  * Hands a prebuilt MIME message to SMTP for one transaction (one envelope, many RCPTs).
  * Two implementations: a pooled SMTP client, and an outbox directory for development.
  */
-import { Readable } from "node:stream";
+import { PassThrough, pipeline, Readable } from "node:stream";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import nodemailer from "nodemailer";
@@ -61,19 +61,34 @@ export function createSmtpTransport(opts: SmtpTransportOptions): MailTransport {
     maxRequeues: 0,
   });
 
+  // Whether the whole body was handed to the connection, which nodemailer's errors do not say
+  // (see smtp-errors.ts). A "stream" plugin adds a process function, as DKIM signing does: its
+  // output is the stream the SMTP connection pipes into the DATA encoder once the server said
+  // 354, and the encoder writes the terminating dot only after that stream ended. So until it
+  // ends the message cannot have been delivered. (Watching our own source stream is not enough:
+  // nodemailer buffers a small message in full before MAIL FROM is even sent.)
+  const bodies = new WeakMap<object, { tapped: boolean; sent: boolean }>();
+  transporter.use("stream", (mail, done) => {
+    const state = bodies.get(mail.data.raw as object);
+    if (state) {
+      state.tapped = true;
+      mail.message.processFunc((input) => {
+        const tap = new PassThrough();
+        tap.once("end", () => (state.sent = true));
+        // pipeline reports an error of the input on the tap, as a process function must.
+        return pipeline(input, tap, () => {});
+      });
+    }
+    done();
+  });
+
   return {
     async send(envelope, raw) {
-      // Our own stream over the bytes: its end tells whether the whole body was handed to the
-      // connection, which nodemailer's errors do not (see smtp-errors.ts). The terminating dot
-      // is written only after the stream ends, so "not ended" means "cannot have been delivered".
-      let bodySent = false;
-      const body = new Readable({
-        read() {
-          this.push(raw);
-          this.push(null);
-        },
-      });
-      body.once("end", () => (bodySent = true));
+      // A fresh stream per transaction: the key that finds this transaction's state (the same
+      // Buffer is sent by many transactions at once).
+      const body = Readable.from([raw], { objectMode: false });
+      const state = { tapped: false, sent: false };
+      bodies.set(body, state);
       try {
         const info = await transporter.sendMail({ envelope: { from: envelope.from, to: envelope.to }, raw: body });
         return { accepted: info.accepted.map(String), rejected: rejections(info.rejected, info.rejectedErrors) };
@@ -83,7 +98,8 @@ export function createSmtpTransport(opts: SmtpTransportOptions): MailTransport {
         if (e.code === "EENVELOPE" && e.command === "RCPT TO" && e.rejectedErrors?.length) {
           return { accepted: [], rejected: rejections(e.rejected ?? [], e.rejectedErrors) };
         }
-        throw new SmtpSendError(classifySmtpError(err, bodySent), err);
+        // Untapped (the plugin never saw this body): we cannot know, so assume the worst.
+        throw new SmtpSendError(classifySmtpError(err, state.sent || !state.tapped), err);
       }
     },
     async close() {
