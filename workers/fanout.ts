@@ -75,10 +75,15 @@ export class FanoutProcessor {
   private async deliver(from: string, to: string[], raw: Buffer, lastAttempt: boolean): Promise<FanoutOutcome[]> {
     try {
       const result = await this.d.transport.send({ from, to }, raw);
-      const rejected = new Map(result.rejected.map((r) => [r.address.toLowerCase(), `${r.code} ${r.response}`.trim()]));
-      return to.map((address) =>
-        rejected.has(address) ? { address, outcome: "f" as const, reply: rejected.get(address)! } : { address, outcome: "s" as const, reply: "" },
-      );
+      const rejected = new Map(result.rejected.map((r) => [r.address.toLowerCase(), r]));
+      return to.map((address): FanoutOutcome => {
+        const r = rejected.get(address);
+        if (!r) return { address, outcome: "s", reply: "" };
+        const reply = `${r.code ?? ""} ${r.response}`.trim();
+        // A 4xx RCPT refusal (greylisting, mailbox busy) is retried like any temporary failure.
+        if (r.kind === "temporary" && !lastAttempt) return { address, outcome: "t", reply };
+        return { address, outcome: "f", reply: r.kind === "temporary" ? `gave up after the last attempt: ${reply}` : reply };
+      });
     } catch (e) {
       if (!(e instanceof SmtpSendError)) throw e;
       const reply = e.message.slice(0, 500);

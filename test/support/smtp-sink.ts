@@ -60,7 +60,9 @@ export async function startSmtpSink(): Promise<SmtpSink> {
           void simpleParser(Buffer.concat(chunks)).then((mail) => {
             received.push({ at: Date.now(), from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "", to, mail });
           });
-          (session as unknown as { socket?: { destroy(): void } }).socket?.destroy();
+          // smtp-server gives hooks the session, not the socket: find the connection it belongs to.
+          const conns = (server as unknown as { connections: Set<{ session: { id: string }; _socket: { destroy(): void } }> }).connections;
+          for (const c of conns) if (c.session.id === session.id) c._socket.destroy();
           return;
         }
         if (verdict) return cb(Object.assign(new Error(verdict.message), { responseCode: verdict.code }));
