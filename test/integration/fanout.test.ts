@@ -83,4 +83,26 @@ describe("fan-out", () => {
       a.sink.behaviour = {};
     }
   });
+
+  it("retries a transaction cut off after DATA and counts its recipients as possible duplicates", async () => {
+    const to = ["d1@corp.example", "d2@corp.example"];
+    let drops = 0;
+    a.sink.behaviour = { data: (rcpts) => (rcpts.includes("d1@corp.example") && drops++ === 0 ? "drop" : null) };
+    try {
+      const m = (await a.call("author", "POST", "/api/messages", { subject: "Dropped", text: "x", audience: { addresses: to } })).body;
+      await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, {});
+      const done = await a.until("sent", async () => {
+        const cur = await get(m.id);
+        return cur.state === "sent" && cur;
+      });
+      expect(done).toMatchObject({ possibleDuplicates: 2, counts: { sent: 2, failed: 0 } });
+      // The sink did get the first copy: each recipient has it twice, and that is what was counted.
+      const copies = a.sink.received.filter((r) => r.mail.messageId === m.messageId).flatMap((r) => r.to);
+      expect(copies.sort()).toEqual(["d1@corp.example", "d1@corp.example", "d2@corp.example", "d2@corp.example"]);
+      const recipients = (await a.call("ops", "GET", `/api/messages/${m.id}/recipients`)).body.items;
+      expect(recipients.every((r: { possibleDuplicate: boolean }) => r.possibleDuplicate)).toBe(true);
+    } finally {
+      a.sink.behaviour = {};
+    }
+  });
 });

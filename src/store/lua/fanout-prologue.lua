@@ -5,7 +5,11 @@
 -- s = sent, f = failed for good, k = skipped after being claimed. Correction entries: absent, i, s, f.
 local KIND = ARGV[4]
 
-local function incr(f, by) redis.call('HINCRBY', KEYS[1], f, by) end
+-- Skips zero: Lua's -0 reaches Redis as "-0", which HINCRBY refuses, and a script error does not
+-- roll back the writes the script already made.
+local function incr(f, by)
+  if by ~= 0 then redis.call('HINCRBY', KEYS[1], f, string.format('%d', by)) end
+end
 
 local function markDuplicate(addr)
   if redis.call('SADD', KEYS[8], addr) == 1 then incr('possibleDuplicates', 1) end
