@@ -40,6 +40,10 @@ const schema = z.object({
   RECIPIENTS_PER_TRANSACTION: int(1, 1000).default(50),
   /** Number of `trust proxy` hops in front of the service. Default 0. */
   TRUST_PROXY_HOPS: int(0, 10).default(0),
+  /** Requests per minute per client address to /api. Default 600. */
+  API_RATE_LIMIT_PER_MINUTE: int(1, 1_000_000).default(600),
+  /** Requests per minute per client address to /links (a person needs two per link). Default 60. */
+  LINK_RATE_LIMIT_PER_MINUTE: int(1, 1_000_000).default(60),
   /** pino log level. */
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });

@@ -5,6 +5,7 @@
  * only here, behind `!config.production`.
  */
 import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
 import type { Server } from "node:http";
 import { resolve } from "node:path";
 import { Redis } from "ioredis";
@@ -13,6 +14,12 @@ import { AudienceStore } from "./audiences/audience-store.js";
 import { UserDirectory, seedDemoUsers } from "./auth/users.js";
 import type { Config } from "./config.js";
 import { createApp } from "./http/app.js";
+import { createPageRenderer } from "./http/pages.js";
+import { LinkService } from "./links/link-service.js";
+import { LinkTokens } from "./links/link-tokens.js";
+import { createNotificationRenderer } from "./mail/notifications.js";
+import { ensureNotifierGroup, NotificationDispatcher } from "./notify/dispatcher.js";
+import { messageSummary } from "./notify/summary.js";
 import { EventStream } from "./http/stream.js";
 import { startRedisProcess, type RedisProcess } from "./infra/redis-process.js";
 import { createRenderer, templatesDir, type Renderer } from "./mail/render.js";
@@ -22,6 +29,7 @@ import { MessageService } from "./service/message-service.js";
 import { MessageStore, SweepReads, type Clock } from "./store/message-store.js";
 import { FanoutProcessor } from "../workers/fanout.js";
 import { MimeCache } from "../workers/mime-cache.js";
+import { NotifyProcessor } from "../workers/notify.js";
 import { runWorkers, type RunningWorkers } from "../workers/run-workers.js";
 import { TimerProcessor } from "../workers/timers.js";
 
@@ -47,6 +55,7 @@ export interface Runtime {
   scheduler: BullScheduler;
   renderer: Renderer;
   linkSecret: string;
+  tokens: LinkTokens;
   outboxDir: string | null;
   startApi(port?: number): Promise<{ server: Server; url: string }>;
   startWorkers(): Promise<RunningWorkers>;
@@ -95,6 +104,9 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const scheduler = new BullScheduler(bull, clock);
   const service = new MessageService({ store, scheduler, clock, config });
   const renderer = createRenderer(templatesDir());
+  const tokens = new LinkTokens(redis, linkSecret, clock);
+  // Before anything can write an audit entry, so the first message's notifications are not missed.
+  await ensureNotifierGroup(redis);
 
   const runtime: Runtime = {
     config,
@@ -108,10 +120,26 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     scheduler,
     renderer,
     linkSecret,
+    tokens,
     outboxDir,
     async startApi(port = config.PORT) {
       const stream = new EventStream(connect("events"));
-      const app = createApp({ redis, users, service, store, audiences, renderer, stream, logger, trustProxyHops: config.TRUST_PROXY_HOPS });
+      const app = createApp({
+        redis,
+        users,
+        service,
+        store,
+        audiences,
+        renderer,
+        stream,
+        logger,
+        trustProxyHops: config.TRUST_PROXY_HOPS,
+        links: new LinkService({ tokens, store, service, users }),
+        pages: createPageRenderer(templatesDir()),
+        summary: (m) => messageSummary({ store, users, publicUrl: config.PUBLIC_URL }, m),
+        publicUrl: config.PUBLIC_URL,
+        rateLimits: { api: config.API_RATE_LIMIT_PER_MINUTE, links: config.LINK_RATE_LIMIT_PER_MINUTE },
+      });
       const server = await new Promise<Server>((res, rej) => {
         const s = app.listen(port, (err?: Error) => (err ? rej(err) : res(s)));
       });
@@ -130,9 +158,28 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       const workerConn = connect("workers", true);
       const fanout = new FanoutProcessor({ store, scheduler, transport, mime: new MimeCache(store, renderer), config, logger });
       const timers = new TimerProcessor({ store, reads: new SweepReads(redis), scheduler, clock, logger });
+      const notify = new NotifyProcessor({
+        store,
+        users,
+        tokens,
+        renderer: createNotificationRenderer(templatesDir()),
+        transport,
+        clock,
+        config,
+        logger,
+      });
       await scheduler.ensureSweep();
-      const running = runWorkers({ connection: workerConn, fanout, timers, concurrency: config.SMTP_POOL_SIZE, logger });
-      stops.unshift(() => running.close());
+      const running = runWorkers({ connection: workerConn, fanout, timers, notify, concurrency: config.SMTP_POOL_SIZE, logger });
+      const dispatcher = new NotificationDispatcher({
+        redis: connect("notifier", true),
+        store,
+        users,
+        queue: scheduler,
+        logger,
+        consumer: `${hostname()}-${process.pid}-${randomBytes(4).toString("hex")}`,
+      });
+      dispatcher.start();
+      stops.unshift(() => running.close(), () => dispatcher.stop());
       return running;
     },
     async stop() {

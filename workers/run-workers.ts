@@ -1,9 +1,10 @@
-/** Starts the BullMQ workers of this process: timers and fan-out. */
+/** Starts the BullMQ workers of this process: timers, fan-out and notifications. */
 import { UnrecoverableError, Worker, type Job } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
-import { BULL_PREFIX, FANOUT_ATTEMPTS, JOBS, QUEUES, fanoutBackoff } from "../src/queues/catalogue.js";
+import { BULL_PREFIX, FANOUT_ATTEMPTS, JOBS, NOTIFY_ATTEMPTS, QUEUES, fanoutBackoff } from "../src/queues/catalogue.js";
 import type { FanoutProcessor } from "./fanout.js";
+import type { NotifyProcessor } from "./notify.js";
 import type { TimerProcessor } from "./timers.js";
 
 export interface RunningWorkers {
@@ -15,6 +16,7 @@ export function runWorkers(opts: {
   connection: Redis;
   fanout: FanoutProcessor;
   timers: TimerProcessor;
+  notify: NotifyProcessor;
   concurrency: number;
   logger: Logger;
 }): RunningWorkers {
@@ -58,14 +60,21 @@ export function runWorkers(opts: {
     },
   );
 
-  for (const w of [timers, fanout]) {
+  const notify = new Worker(
+    QUEUES.notify,
+    async (job) => opts.notify.process(parse("notify", job), job.attemptsMade + 1 >= (job.opts.attempts ?? NOTIFY_ATTEMPTS)),
+    // Few and small: two at a time keeps them off the fan-out's connections' backs.
+    { connection, prefix: BULL_PREFIX, concurrency: 2 },
+  );
+
+  for (const w of [timers, fanout, notify]) {
     w.on("failed", (job, err) => logger.warn({ job: job?.id, attempt: job?.attemptsMade }, `job ${job?.id} failed: ${err.message}`));
     w.on("error", (err) => logger.error({ err }, `worker ${w.name}: ${err.message}`));
   }
 
   return {
     async close() {
-      await Promise.allSettled([timers.close(), fanout.close()]);
+      await Promise.allSettled([timers.close(), fanout.close(), notify.close()]);
     },
   };
 }

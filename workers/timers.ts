@@ -19,6 +19,11 @@ export interface TimerDeps {
 /** A fan-out with no progress for this long gets its batch jobs re-added (ids dedupe the live ones). */
 const STALE_FANOUT_MS = 30_000;
 
+/** Approvers who have not acted are reminded at half the approval time-to-live. */
+export function reminderDue(submittedAt: number, expiresAt: number): number {
+  return submittedAt + (expiresAt - submittedAt) / 2;
+}
+
 export class TimerProcessor {
   constructor(private readonly d: TimerDeps) {}
 
@@ -49,7 +54,14 @@ export class TimerProcessor {
     }
     for (const id of await this.d.reads.idsInState("pending_approval")) {
       const m = await this.d.store.get(id);
-      if (m?.expiresAt && Date.parse(m.expiresAt) <= now) await this.expire({ id, revision: m.revision });
+      if (!m?.expiresAt) continue;
+      const expiresAt = Date.parse(m.expiresAt);
+      if (expiresAt <= now) await this.expire({ id, revision: m.revision });
+      else if (now >= reminderDue(Date.parse(m.submittedAt), expiresAt)) {
+        // Recorded once per revision; the notification dispatcher reminds whoever has not acted.
+        const a = await this.d.store.note(id, "scheduler", "remind", { revision: m.revision, given: m.approvals.length, required: m.requiredApprovals }, `reminded:${m.revision}`);
+        if (a.ok) this.d.logger.info({ message: id, revision: m.revision }, `message ${id}: approval reminder due`);
+      }
     }
     for (const state of ["sending", "correcting"] as const) {
       for (const id of await this.d.reads.idsInState(state)) {

@@ -34,6 +34,8 @@ export interface Message {
   releaseAt: string | null;
   expiresAt: string | null;
   createdAt: string;
+  /** When the current revision was submitted (the approval TTL counts from here). */
+  submittedAt: string;
   updatedAt: string;
   messageId: string;
   counts: { queued: number; inFlight: number; sent: number; failed: number; skipped: number; corrected: number; correctionFailed: number };

@@ -1,16 +1,23 @@
-/** The express application: API, health, metrics. No business logic here. */
+/** The express application: API, links, health. No business logic here. */
+import { join } from "node:path";
 import express from "express";
+import { rateLimit } from "express-rate-limit";
 import helmet from "helmet";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { AudienceStore } from "../audiences/audience-store.js";
 import type { UserDirectory } from "../auth/users.js";
-import type { Renderer } from "../mail/render.js";
+import { DomainError } from "../domain/errors.js";
+import type { Message } from "../domain/message.js";
+import type { LinkService } from "../links/link-service.js";
+import type { MessageSummary } from "../notify/notification-data.js";
+import { templatesDir, type Renderer } from "../mail/render.js";
 import type { MessageService } from "../service/message-service.js";
 import type { MessageStore } from "../store/message-store.js";
 import { bearerAuth } from "./auth.js";
 import { errorHandler, notFound } from "./errors.js";
 import { audienceRoutes } from "./routes/audiences.js";
+import { linkRoutes, type PageRenderer } from "./routes/links.js";
 import { messageRoutes } from "./routes/messages.js";
 import type { EventStream } from "./stream.js";
 
@@ -24,6 +31,12 @@ export interface AppDeps {
   stream: EventStream;
   logger: Logger;
   trustProxyHops: number;
+  links: LinkService;
+  pages: PageRenderer;
+  summary(m: Message): Promise<MessageSummary>;
+  publicUrl: string;
+  /** Requests per minute per client address (after `trust proxy`), for /api and for /links. */
+  rateLimits: { api: number; links: number };
 }
 
 /** JSON bodies of messages are small; an audience as JSON may be large (CSV is streamed, unbounded). */
@@ -35,6 +48,7 @@ export function createApp(d: AppDeps): express.Express {
   app.set("trust proxy", d.trustProxyHops); // a hop count, never `true`
   app.disable("x-powered-by");
   app.use(helmet());
+  app.use("/static", express.static(join(templatesDir(), "static"), { index: false, maxAge: "1h", fallthrough: false }));
 
   app.get("/healthz", (_req, res) => void res.json({ ok: true }));
   app.get("/readyz", async (_req, res) => {
@@ -46,7 +60,23 @@ export function createApp(d: AppDeps): express.Express {
     }
   });
 
+  // Per client address: `trust proxy` is a hop count, so X-Forwarded-For cannot be forged past the
+  // proxies we know of. Counted in each process's memory: with N API processes a client gets up
+  // to N times the limit, which is fine for its purpose (stopping a runaway script or a guesser).
+  const limiter = (perMinute: number, refuse: express.RequestHandler) =>
+    rateLimit({ windowMs: 60_000, limit: perMinute, standardHeaders: "draft-8", legacyHeaders: false, handler: refuse });
+
+  app.use(
+    "/links",
+    limiter(d.rateLimits.links, (_req, res) => {
+      res.status(429).set("Cache-Control", "no-store").type("html");
+      res.send(d.pages.result({ tone: "warning", heading: "Too many requests", detail: "Wait a minute and open the link again. Nothing was changed.", message: null, dashboardUrl: d.publicUrl + "/" }));
+    }),
+    linkRoutes({ links: d.links, pages: d.pages, users: d.users, publicUrl: d.publicUrl, summary: d.summary }),
+  );
+
   const api = express.Router();
+  api.use(limiter(d.rateLimits.api, (_req, _res, next) => next(new DomainError("rate_limited", "too many requests: wait a minute"))));
   api.use(bearerAuth(d.users));
   api.use("/audiences", express.json({ limit: AUDIENCE_JSON_LIMIT, strict: true }), audienceRoutes({ audiences: d.audiences }));
   api.use(express.json({ limit: JSON_LIMIT, strict: true }));

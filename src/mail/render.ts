@@ -54,8 +54,7 @@ export function templatesDir(): string {
 export function createRenderer(dir: string): Renderer {
   // A private instance: helpers registered here cannot leak into, or be replaced by, other code.
   const hb = Handlebars.create();
-  hb.registerHelper("paragraphs", (text: unknown) => new hb.SafeString(paragraphs(String(text ?? ""))));
-  hb.registerHelper("sanitizeHtml", (html: unknown) => new hb.SafeString(sanitizeHtml(String(html ?? ""))));
+  registerMailHelpers(hb);
 
   const compile = (file: string, plain: boolean) =>
     hb.compile(readFileSync(join(dir, file), "utf8"), { strict: true, noEscape: plain });
@@ -88,14 +87,28 @@ export function createRenderer(dir: string): Renderer {
   };
 }
 
+/** A private Handlebars instance, as `Handlebars.create()` returns it. */
+export type HandlebarsEnv = ReturnType<typeof Handlebars.create>;
+
+/**
+ * Registers the two body helpers on a private instance: `paragraphs` (escapes, then wraps) and
+ * `sanitizeHtml`. `inlineStyles: false` drops the `style` attribute from `paragraphs`, for
+ * pages served under a CSP that forbids inline styles (emails need it: clients drop `<style>`).
+ */
+export function registerMailHelpers(hb: HandlebarsEnv, opts: { inlineStyles?: boolean } = {}): void {
+  const open = opts.inlineStyles === false ? "<p>" : `<p style="margin:0 0 1em;">`;
+  hb.registerHelper("paragraphs", (text: unknown) => new hb.SafeString(paragraphs(String(text ?? ""), open)));
+  hb.registerHelper("sanitizeHtml", (html: unknown) => new hb.SafeString(sanitizeHtml(String(html ?? ""))));
+}
+
 /** Blank-line separated paragraphs, single newlines as `<br>`; the text is escaped first. */
-function paragraphs(text: string): string {
+function paragraphs(text: string, open: string): string {
   return text
     .replace(/\r\n?/g, "\n")
     .split(/\n[ \t]*\n/)
     .map((p) => p.trim())
     .filter((p) => p.length > 0)
-    .map((p) => `<p style="margin:0 0 1em;">${Handlebars.escapeExpression(p).replace(/\n/g, "<br>\n")}</p>`)
+    .map((p) => `${open}${Handlebars.escapeExpression(p).replace(/\n/g, "<br>\n")}</p>`)
     .join("\n");
 }
 
@@ -104,7 +117,7 @@ function nonEmpty(s: string | null | undefined): string | null {
 }
 
 /** Collapses the blank-line runs that `{{#if}}` blocks leave behind. */
-function tidyText(s: string): string {
+export function tidyText(s: string): string {
   return s.replace(/\n{3,}/g, "\n\n").trim() + "\n";
 }
 

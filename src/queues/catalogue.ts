@@ -4,6 +4,7 @@
  * enqueued and again when processed.
  */
 import { z } from "zod";
+import { NOTIFICATION_KINDS } from "../notify/notification-data.js";
 import { QUEUE_PREFIX } from "../store/keys.js";
 
 export const QUEUES = {
@@ -11,6 +12,11 @@ export const QUEUES = {
   timers: "timers",
   /** Fan-out batches of the original and of the correction notice. */
   fanout: "fanout",
+  /**
+   * Notifications to authors and approvers. A queue of their own, so that a recall notice never
+   * waits behind the batches of a million-recipient fan-out.
+   */
+  notify: "notify",
 } as const;
 
 export const BULL_PREFIX = QUEUE_PREFIX;
@@ -28,6 +34,17 @@ export const JOBS = {
       kind: z.enum(["original", "correction"]),
       first: z.number().int().nonnegative(),
       last: z.number().int().nonnegative(),
+    }),
+  },
+  notify: {
+    queue: QUEUES.notify,
+    schema: z.object({
+      kind: z.enum(NOTIFICATION_KINDS),
+      id,
+      revision: z.number().int().positive(),
+      to: z.email(),
+      /** The audit entry that caused it (its stream id). */
+      entry: z.string().regex(/^[0-9]{1,20}-[0-9]{1,20}$/),
     }),
   },
 } as const;
@@ -50,3 +67,11 @@ export function fanoutBackoff(attemptsMade: number): number {
 
 /** Every `SWEEP_EVERY_MS` a sweep re-drives anything whose delayed job was lost (a crash between commit and enqueue). */
 export const SWEEP_EVERY_MS = 5000;
+
+/**
+ * Notification retries: an SMTP hiccup should not lose an approval request, and a person waiting
+ * for one minutes is fine: 8 attempts, 2 s doubling (the last about 4 minutes after the first).
+ * Then the failure is recorded in the message's audit trail; the message's lifecycle never waits for it.
+ */
+export const NOTIFY_ATTEMPTS = 8;
+export const NOTIFY_BACKOFF = { type: "exponential", delay: 2000 } as const;

@@ -1,7 +1,8 @@
 /** Enqueues jobs of the catalogue. Job ids are deterministic, so enqueuing twice does no harm. */
 import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
-import { BATCH_SIZE, BULL_PREFIX, FANOUT_ATTEMPTS, JOBS, QUEUES, SWEEP_EVERY_MS, type JobData } from "./catalogue.js";
+import { createHash } from "node:crypto";
+import { BATCH_SIZE, BULL_PREFIX, FANOUT_ATTEMPTS, JOBS, NOTIFY_ATTEMPTS, NOTIFY_BACKOFF, QUEUES, SWEEP_EVERY_MS, type JobData } from "./catalogue.js";
 import type { Clock } from "../store/message-store.js";
 
 export interface Scheduler {
@@ -14,6 +15,7 @@ export interface Scheduler {
 export class BullScheduler implements Scheduler {
   readonly timers: Queue;
   readonly fanout: Queue;
+  readonly notifications: Queue;
 
   constructor(
     connection: Redis,
@@ -21,6 +23,29 @@ export class BullScheduler implements Scheduler {
   ) {
     this.timers = new Queue(QUEUES.timers, { connection, prefix: BULL_PREFIX });
     this.fanout = new Queue(QUEUES.fanout, { connection, prefix: BULL_PREFIX });
+    this.notifications = new Queue(QUEUES.notify, { connection, prefix: BULL_PREFIX });
+  }
+
+  /**
+   * One job per person to notify. The id is derived from the audit entry, the kind and the
+   * address, so an entry handled twice (a dispatcher restart) enqueues nothing twice.
+   */
+  async notify(jobs: Array<JobData<"notify">>): Promise<void> {
+    if (jobs.length === 0) return;
+    await this.notifications.addBulk(
+      jobs.map((j) => ({
+        name: "notify",
+        data: JOBS.notify.schema.parse(j),
+        opts: {
+          jobId: `notify-${j.entry}-${j.kind}-${createHash("sha256").update(j.to).digest("hex").slice(0, 16)}`,
+          attempts: NOTIFY_ATTEMPTS,
+          backoff: NOTIFY_BACKOFF,
+          // Kept a day so that a re-handled entry finds the id and adds nothing.
+          removeOnComplete: { age: 24 * 3600 },
+          removeOnFail: { age: 7 * 24 * 3600 },
+        },
+      })),
+    );
   }
 
   async scheduleRelease(id: string, revision: number, releaseAtMs: number): Promise<void> {
@@ -70,6 +95,6 @@ export class BullScheduler implements Scheduler {
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([this.timers.close(), this.fanout.close()]);
+    await Promise.allSettled([this.timers.close(), this.fanout.close(), this.notifications.close()]);
   }
 }

@@ -142,7 +142,7 @@ export class MessageService {
       case "self_approval":
         throw new DomainError("self_approval", "nobody approves their own message");
       case "already_approved":
-        throw new DomainError("conflict", "you already approved this revision");
+        throw new DomainError("already_approved", "you already approved this revision");
       case "not_author":
         throw new DomainError("forbidden", "only the message's author may do that");
       case "unknown_audience":

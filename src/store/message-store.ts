@@ -137,6 +137,14 @@ export class MessageStore {
     return this.run("airlockRecall", this.messageKeys(id), actor, [allowedFrom("recall").join(","), reason, correctionText]);
   }
 
+  /**
+   * An audit entry that changes no state (a notification sent, a reminder due). With `once`, the
+   * entry is written only the first time for that name (per message), and answers `already` after.
+   */
+  note(id: string, actor: string, action: string, detail: object, once?: string): Promise<ScriptAnswer> {
+    return this.run("airlockNote", this.messageKeys(id), actor, [action, JSON.stringify(detail), once ? `once:${once}` : ""]);
+  }
+
   async claim(id: string, kind: FanoutKind, first: number, last: number, rate: number, burst: number): Promise<ClaimAnswer> {
     return (await this.run("airlockClaim", this.fanoutKeys(id), "worker", [kind, first, last, rate, burst])) as unknown as ClaimAnswer;
   }
@@ -254,6 +262,7 @@ function toMessage(h: Record<string, string>): Message {
     releaseAt: iso(h.releaseAt),
     expiresAt: iso(h.expiresAt),
     createdAt: iso(h.createdAt)!,
+    submittedAt: iso(h.submittedAt) ?? iso(h.createdAt)!,
     updatedAt: iso(h.updatedAt)!,
     messageId: h.messageId ?? "",
     counts: {

@@ -59,6 +59,9 @@ export async function startAirlock(env: Record<string, string> = {}): Promise<Te
     HOLD_MIN_SECONDS: "1",
     SEND_RATE_PER_SECOND: "1000000",
     LOG_LEVEL: "silent",
+    // Tests call the API far faster than a person; the limits have their own test.
+    API_RATE_LIMIT_PER_MINUTE: "1000000",
+    LINK_RATE_LIMIT_PER_MINUTE: "1000000",
     ...env,
   });
   const clock = new TestClock();

@@ -67,9 +67,15 @@ redis.call('HSET', KEYS[1],
   'author', f.author, 'approvals', '[]', 'requiredApprovals', required, 'holdSeconds', f.holdSeconds,
   'sendAt', f.sendAt, 'releaseAt', '', 'expiresAt', f.expiresAt, 'submittedAt', tostring(NOW),
   'createdAt', createdAt, 'updatedAt', tostring(NOW), 'messageId', f.messageId, 'rejection', '')
+-- Each list's size as frozen now, for the approval request ("recipients per audience").
+local audienceCounts = {}
+for i = 8, #KEYS do
+  audienceCounts[#audienceCounts + 1] = {name = string.sub(KEYS[i], string.len(PREFIX .. ':aud:') + 1), count = redis.call('ZCARD', KEYS[i])}
+end
 redis.call('HSET', KEYS[6], tostring(revision), cjson.encode({
   revision = revision, subject = f.subject, text = f.text, html = f.html, from = f.from,
-  audience = f.audience, recipientCount = count, at = NOW, by = ACTOR }))
+  audience = f.audience, recipientCount = count, audienceCounts = audienceCounts, explicitCount = #ARGV - 11,
+  at = NOW, by = ACTOR }))
 
 if mode == 'create' then
   redis.call('HSET', KEYS[1], 'state', 'pending_approval')

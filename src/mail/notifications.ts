@@ -1,0 +1,152 @@
+/**
+ * Renders the notification emails (approval request, reminder, scheduled, recalled, corrected,
+ * rejected, expired) from `templates/notify/`. Same rules as render.ts: a private Handlebars
+ * instance, strict mode, HTML escaped by `{{ }}`, text/plain and subjects compiled with
+ * `noEscape`, the author's body only through `paragraphs` / `sanitizeHtml`.
+ *
+ * The data arrives already formatted (see notify/notification-data.ts); this module only adds
+ * what a logic-less template cannot compute (flags, joined names) and keeps single-line values
+ * on one line, so an author name or subject cannot forge a line (a fake link) in the text part.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type {
+  FieldDiff,
+  MessageSummary,
+  NotificationDataByKind,
+  NotificationKind,
+} from "../notify/notification-data.js";
+import { NOTIFICATION_KINDS } from "../notify/notification-data.js";
+import { type HandlebarsEnv, type Rendered, registerMailHelpers, templatesDir, tidyText } from "./render.js";
+import Handlebars from "handlebars";
+
+export interface NotificationRenderer {
+  render<K extends NotificationKind>(kind: K, data: NotificationDataByKind[K]): Rendered;
+}
+
+/** The reminder is the approval request worded as a reminder: one set of templates. */
+const TEMPLATE: Record<NotificationKind, string> = {
+  approval_request: "approval_request",
+  reminder: "approval_request",
+  scheduled: "scheduled",
+  recalled: "recalled",
+  corrected: "corrected",
+  rejected: "rejected",
+  expired: "expired",
+};
+
+type AnyNotification = { [K in NotificationKind]: { kind: K; data: NotificationDataByKind[K] } }[NotificationKind];
+
+export function createNotificationRenderer(dir = templatesDir()): NotificationRenderer {
+  const hb = Handlebars.create();
+  registerMailHelpers(hb);
+  registerFormatHelpers(hb);
+
+  const compile = (file: string, plain: boolean) =>
+    hb.compile(readFileSync(join(dir, "notify", file), "utf8"), { strict: true, noEscape: plain });
+  const templates = new Map(
+    [...new Set(Object.values(TEMPLATE))].map((name) => [
+      name,
+      { subject: compile(`${name}.subject.hbs`, true), html: compile(`${name}.html.hbs`, false), text: compile(`${name}.txt.hbs`, true) },
+    ]),
+  );
+
+  return {
+    render(kind, data) {
+      if (!NOTIFICATION_KINDS.includes(kind)) throw new Error(`unknown notification kind: ${String(kind)}`);
+      const t = templates.get(TEMPLATE[kind])!;
+      const view = viewOf({ kind, data } as AnyNotification);
+      return { subject: oneLine(t.subject(view)), html: t.html(view), text: tidyText(t.text(view)) };
+    },
+  };
+}
+
+/**
+ * `number` (en-US thousands separators), `plural` (`{{plural n "person" "people"}}` gives
+ * "1 person" / "840,000 people"; the plural defaults to the singular + "s"), `minutesFromNow`
+ * ("in 12 minutes") and `names` (a list joined with commas).
+ */
+export function registerFormatHelpers(hb: HandlebarsEnv): void {
+  hb.registerHelper("number", (n: unknown) => formatNumber(n));
+  hb.registerHelper("plural", (n: unknown, one: unknown, many: unknown) => {
+    const singular = String(one);
+    const pluralWord = typeof many === "string" ? many : `${singular}s`;
+    return `${formatNumber(n)} ${Number(n) === 1 ? singular : pluralWord}`;
+  });
+  hb.registerHelper("minutesFromNow", (n: unknown) => {
+    const m = Number(n);
+    return m < 1 ? "in less than a minute" : m === 1 ? "in 1 minute" : `in ${formatNumber(m)} minutes`;
+  });
+  hb.registerHelper("names", (list: unknown) => (Array.isArray(list) ? list.map(String).join(", ") : ""));
+}
+
+const numberFormat = new Intl.NumberFormat("en-US");
+function formatNumber(n: unknown): string {
+  const v = Number(n);
+  return Number.isFinite(v) ? numberFormat.format(v) : String(n);
+}
+
+/** One header line: control characters (CR, LF, tab, NEL, U+2028/9…) become a space. */
+function oneLine(s: string): string {
+  return s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, " ").replace(/ {2,}/g, " ").trim();
+}
+
+function nonEmpty(s: string | null | undefined): string | null {
+  return s && s.trim() ? s : null;
+}
+
+/** The summary with its one-line fields on one line, and an empty HTML body as none. */
+function summaryView(m: MessageSummary): MessageSummary {
+  return {
+    ...m,
+    subject: oneLine(m.subject),
+    from: oneLine(m.from),
+    author: oneLine(m.author),
+    authorName: oneLine(m.authorName),
+    audiences: m.audiences.map((a) => ({ name: oneLine(a.name), count: a.count })),
+    html: nonEmpty(m.html),
+  };
+}
+
+function diffView(diff: FieldDiff[] | null) {
+  if (!diff || diff.length === 0) return null;
+  return diff.map((f) => ({
+    field: f.field,
+    lines: f.lines.map((l) => ({ op: l.op, text: l.text, added: l.op === "+", removed: l.op === "-" })),
+  }));
+}
+
+/** What the templates see: the data, plus flags and cleaned-up one-line values. */
+function viewOf(n: AnyNotification): Record<string, unknown> {
+  const base = { kind: n.kind, recipientName: oneLine(n.data.recipientName), message: summaryView(n.data.message) };
+  switch (n.kind) {
+    case "approval_request":
+    case "reminder":
+      return {
+        ...n.data,
+        ...base,
+        // The kind decides; `reminder` in the data says the same thing for callers that keep it.
+        reminder: n.kind === "reminder",
+        sendAt: nonEmpty(n.data.sendAt),
+        approvedBy: n.data.approvedBy.map(oneLine),
+        diff: diffView(n.data.diff),
+      };
+    case "scheduled":
+      return { ...n.data, ...base, releaseTime: oneLine(n.data.releaseTime), approvedBy: n.data.approvedBy.map(oneLine) };
+    case "recalled":
+      return {
+        ...n.data,
+        ...base,
+        recalledBy: oneLine(n.data.recalledBy),
+        correctionText: nonEmpty(n.data.correctionText),
+        // Both say the same; trust either: nobody is told "a correction goes to 0 people".
+        nothingSent: n.data.nothingSent || n.data.delivered === 0,
+      };
+    case "corrected":
+      return { ...n.data, ...base, recalledBy: oneLine(n.data.recalledBy) };
+    case "rejected":
+      return { ...n.data, ...base, rejectedBy: oneLine(n.data.rejectedBy) };
+    case "expired":
+      return { ...n.data, ...base };
+  }
+}

@@ -1,0 +1,159 @@
+/**
+ * Turns the audit trail into notifications. Every state change already appends an entry to the
+ * global audit stream in the same atomic step as the change itself, so the stream is a reliable
+ * outbox: a consumer group reads it, `planNotifications` decides who hears about each entry, one
+ * notify job per person is enqueued (ids derived from the entry: re-handling enqueues nothing
+ * twice), and only then is the entry acknowledged. A crash between the commit of a state change
+ * and its notification loses nothing; it only delays it.
+ */
+import type { Redis } from "ioredis";
+import type { Logger } from "pino";
+import type { UserDirectory } from "../auth/users.js";
+import type { Message } from "../domain/message.js";
+import type { JobData } from "../queues/catalogue.js";
+import { keys } from "../store/keys.js";
+import type { MessageStore } from "../store/message-store.js";
+import type { NotificationKind } from "./notification-data.js";
+
+export const NOTIFIER_GROUP = "notifier";
+
+export interface AuditEntry {
+  message: string;
+  revision: string;
+  actor: string;
+  action: string;
+  from: string;
+  to: string;
+}
+
+/** Pure: who is told what about one audit entry. `approvers`: every user with the approver role. */
+export function planNotifications(e: AuditEntry, m: Message, approvers: readonly string[]): Array<{ kind: NotificationKind; to: string }> {
+  const approvedBy = m.approvals.map((a) => a.by);
+  const approversButAuthor = approvers.filter((a) => a !== m.author);
+  const involved = (...extra: string[]) => [m.author, ...approvedBy, ...extra];
+  let kind: NotificationKind | null = null;
+  let to: string[] = [];
+  switch (e.action) {
+    case "submit":
+    case "edit":
+      [kind, to] = ["approval_request", approversButAuthor];
+      break;
+    case "remind":
+      // Approvals of this revision only (an edit clears them); those who approved need no reminder.
+      if (String(m.revision) === e.revision) [kind, to] = ["reminder", approversButAuthor.filter((a) => !approvedBy.includes(a))];
+      break;
+    case "approve":
+      if (e.to === "scheduled") [kind, to] = ["scheduled", involved()];
+      break;
+    case "reject":
+      [kind, to] = ["rejected", [m.author]];
+      break;
+    case "recall":
+      [kind, to] = ["recalled", involved(e.actor)];
+      break;
+    case "finishCorrection":
+      [kind, to] = ["corrected", involved(m.recall?.by ?? "")];
+      break;
+    case "expire":
+      [kind, to] = ["expired", [m.author]];
+      break;
+  }
+  if (!kind) return [];
+  return [...new Set(to)].filter((a) => a.includes("@")).map((address) => ({ kind: kind!, to: address }));
+}
+
+export interface NotificationQueue {
+  notify(jobs: Array<JobData<"notify">>): Promise<void>;
+}
+
+export interface DispatcherDeps {
+  /** A connection of its own: XREADGROUP blocks it. */
+  redis: Redis;
+  store: MessageStore;
+  users: UserDirectory;
+  queue: NotificationQueue;
+  logger: Logger;
+  /** Unique per process. */
+  consumer: string;
+}
+
+/** How long a blocking read waits before the loop checks whether it should stop. */
+const BLOCK_MS = 1000;
+/** Entries another consumer read but did not acknowledge for this long are taken over (it died). */
+const ORPHAN_IDLE_MS = 60_000;
+/** After a Redis error, wait this long before reading again (Redis restarting, failing over). */
+const RETRY_MS = 1000;
+
+export async function ensureNotifierGroup(redis: Redis): Promise<void> {
+  try {
+    // From the start of the stream: a message submitted before any worker ran is still notified.
+    await redis.xgroup("CREATE", keys.auditAll(), NOTIFIER_GROUP, "0", "MKSTREAM");
+  } catch (e) {
+    if (!String((e as Error).message).includes("BUSYGROUP")) throw e;
+  }
+}
+
+type StreamEntries = Array<[string, string[]]>;
+
+export class NotificationDispatcher {
+  private stopped = false;
+  private running: Promise<void> | null = null;
+
+  constructor(private readonly d: DispatcherDeps) {}
+
+  start(): void {
+    this.running ??= this.loop();
+  }
+
+  /** The loop notices within one BLOCK_MS; if Redis is unreachable it may not, so stop waits at most 3. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.race([this.running, new Promise((r) => setTimeout(r, 3 * BLOCK_MS).unref())]);
+    this.running = null;
+  }
+
+  private async loop(): Promise<void> {
+    const { redis, logger } = this.d;
+    let lastOrphanCheck = 0;
+    // "0" first: our own entries read before a restart but never acknowledged.
+    let from = "0";
+    while (!this.stopped) {
+      try {
+        if (Date.now() - lastOrphanCheck > ORPHAN_IDLE_MS / 2) {
+          lastOrphanCheck = Date.now();
+          const [, claimed] = (await redis.xautoclaim(keys.auditAll(), NOTIFIER_GROUP, this.d.consumer, ORPHAN_IDLE_MS, "0-0", "COUNT", 100)) as [string, StreamEntries];
+          await this.handleAll(claimed);
+        }
+        const res = (await redis.xreadgroup("GROUP", NOTIFIER_GROUP, this.d.consumer, "COUNT", 100, "BLOCK", BLOCK_MS, "STREAMS", keys.auditAll(), from)) as Array<[string, StreamEntries]> | null;
+        const entries = res?.[0]?.[1] ?? [];
+        if (from === "0" && entries.length === 0) from = ">";
+        await this.handleAll(entries);
+      } catch (e) {
+        if (this.stopped) break;
+        logger.warn(`notification dispatcher: ${(e as Error).message}; retrying in ${RETRY_MS} ms`);
+        await new Promise((r) => setTimeout(r, RETRY_MS));
+      }
+    }
+  }
+
+  private async handleAll(entries: StreamEntries): Promise<void> {
+    for (const [entryId, flat] of entries) {
+      if (!flat) continue; // deleted from the stream meanwhile
+      const f: Record<string, string> = {};
+      for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i]!] = flat[i + 1]!;
+      await this.handle(entryId, f as unknown as AuditEntry);
+      await this.d.redis.xack(keys.auditAll(), NOTIFIER_GROUP, entryId);
+    }
+  }
+
+  private async handle(entryId: string, e: AuditEntry): Promise<void> {
+    if (!e.message) return;
+    const m = await this.d.store.get(e.message);
+    if (!m) return;
+    const approvers = this.d.users.withRole("approver").map((u) => u.email);
+    const planned = planNotifications(e, m, approvers);
+    if (planned.length === 0) return;
+    await this.d.queue.notify(planned.map((p) => ({ ...p, id: m.id, revision: Number(e.revision), entry: entryId })));
+    this.d.logger.info({ message: m.id, revision: Number(e.revision) }, `${e.action}: ${planned.length} notification(s) queued (${planned[0]!.kind})`);
+  }
+}

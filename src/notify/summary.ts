@@ -1,0 +1,29 @@
+/** The MessageSummary that notifications and link pages show, from a message and its revision snapshot. */
+import type { UserDirectory } from "../auth/users.js";
+import type { Message } from "../domain/message.js";
+import type { MessageStore } from "../store/message-store.js";
+import type { MessageSummary } from "./notification-data.js";
+
+export function dashboardUrl(publicUrl: string, id: string): string {
+  return `${publicUrl}/messages/${encodeURIComponent(id)}`;
+}
+
+export async function messageSummary(d: { store: MessageStore; users: UserDirectory; publicUrl: string }, m: Message): Promise<MessageSummary> {
+  const snap = (await d.store.revisionSnapshot(m.id, m.revision)) ?? {};
+  // Lua's cjson writes an empty list as {}: anything but an array means "no lists".
+  const counts = Array.isArray(snap.audienceCounts) ? (snap.audienceCounts as Array<{ name: string; count: number }>) : [];
+  return {
+    id: m.id,
+    revision: m.revision,
+    subject: m.subject,
+    from: m.from,
+    author: m.author,
+    authorName: d.users.byAddress(m.author)?.name ?? m.author,
+    recipientCount: m.recipientCount,
+    audiences: counts.length ? counts.map((c) => ({ name: String(c.name), count: Number(c.count) })) : m.audience.lists.map((name) => ({ name, count: 0 })),
+    explicitCount: typeof snap.explicitCount === "number" ? snap.explicitCount : m.audience.addresses.length,
+    text: m.text,
+    html: m.html,
+    dashboardUrl: dashboardUrl(d.publicUrl, m.id),
+  };
+}

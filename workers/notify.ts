@@ -1,0 +1,190 @@
+/**
+ * Sends one notification: re-checks that it still makes sense (an approval request for a revision
+ * that was edited meanwhile is dropped), issues its link tokens, renders it from templates/notify/,
+ * hands it to the same transport as the fan-out, and records it in the message's audit trail.
+ * A failure here never touches the message's state: it is retried, then recorded as failed.
+ */
+import type { Logger } from "pino";
+import type { UserDirectory } from "../src/auth/users.js";
+import type { Message } from "../src/domain/message.js";
+import { extractAddress, releaseAt } from "../src/domain/policies.js";
+import type { LinkTokens } from "../src/links/link-tokens.js";
+import { buildMime, newMessageId } from "../src/mail/mime.js";
+import type { NotificationRenderer } from "../src/mail/notifications.js";
+import { SmtpSendError, type MailTransport } from "../src/mail/transport.js";
+import { diffRevisions, type RevisionSnapshot } from "../src/notify/diff.js";
+import { formatDateTime, formatDuration, formatTime } from "../src/notify/format.js";
+import type { NotificationDataByKind, NotificationKind } from "../src/notify/notification-data.js";
+import { messageSummary } from "../src/notify/summary.js";
+import type { JobData } from "../src/queues/catalogue.js";
+import type { Clock, MessageStore } from "../src/store/message-store.js";
+
+export interface NotifyDeps {
+  store: MessageStore;
+  users: UserDirectory;
+  tokens: LinkTokens;
+  renderer: NotificationRenderer;
+  transport: MailTransport;
+  clock: Clock;
+  config: { MAIL_FROM: string; PUBLIC_URL: string };
+  logger: Logger;
+}
+
+/** A recall link also stops working when the message reaches a terminal state; this caps it regardless. */
+const RECALL_LINK_MAX_MS = 30 * 24 * 3600_000;
+
+export class NotifyProcessor {
+  constructor(private readonly d: NotifyDeps) {}
+
+  async process(job: JobData<"notify">, lastAttempt: boolean): Promise<void> {
+    const m = await this.d.store.get(job.id);
+    if (!m) return;
+    const skip = this.irrelevant(job, m);
+    if (skip) {
+      this.d.logger.info({ message: m.id, revision: m.revision }, `notification ${job.kind} to ${job.to} not sent: ${skip}`);
+      return;
+    }
+    const person = this.d.users.byAddress(job.to);
+    const { data, links } = await this.data(job.kind, m, job.to, person?.name ?? job.to);
+    const rendered = this.d.renderer.render(job.kind, data as never);
+    const domain = extractAddress(this.d.config.MAIL_FROM).split("@")[1] ?? "localhost";
+    const raw = await buildMime({
+      from: this.d.config.MAIL_FROM,
+      toHeader: displayAddress(person?.name ?? "", job.to),
+      subject: rendered.subject,
+      html: rendered.html,
+      text: rendered.text,
+      messageId: newMessageId(domain, `notify-${m.id}`),
+      // Every notification about one message shares a thread root, so mail clients group them.
+      references: `<airlock.notify.${m.id}@${domain}>`,
+      date: new Date(this.d.clock.now()),
+    });
+
+    const detail = { kind: job.kind, to: job.to, links };
+    let refusal: string | null = null;
+    try {
+      const r = await this.d.transport.send({ from: extractAddress(this.d.config.MAIL_FROM), to: [job.to] }, raw);
+      const rejected = r.rejected[0];
+      if (rejected) {
+        const reply = `${rejected.code ?? ""} ${rejected.response}`.trim();
+        if (rejected.kind === "temporary" && !lastAttempt) throw new Error(`notification to ${job.to} deferred: ${reply}`);
+        refusal = reply;
+      }
+    } catch (e) {
+      if (e instanceof SmtpSendError && (e.kind === "permanent" || lastAttempt)) refusal = e.message.slice(0, 500);
+      else if (lastAttempt) refusal = (e as Error).message.slice(0, 500);
+      else throw e; // retried with backoff (catalogue: NOTIFY_ATTEMPTS)
+    }
+    if (refusal !== null) {
+      this.d.logger.warn({ message: m.id, revision: m.revision }, `notification ${job.kind} to ${job.to} failed: ${refusal}`);
+      await this.d.store.note(m.id, "notifier", "notifyFailed", { ...detail, reply: refusal });
+      return;
+    }
+    await this.d.store.note(m.id, "notifier", "notify", detail);
+  }
+
+  /** Why a notification no longer makes sense, or null. */
+  private irrelevant(job: JobData<"notify">, m: Message): string | null {
+    if (job.kind === "approval_request" || job.kind === "reminder") {
+      if (m.state !== "pending_approval") return `the message is ${m.state}`;
+      if (m.revision !== job.revision) return `revision ${job.revision} was replaced by revision ${m.revision}`;
+      if (m.approvals.some((a) => a.by === job.to)) return "already approved";
+    }
+    if (job.kind === "scheduled" && m.state !== "scheduled") return `the message is ${m.state}`;
+    return null;
+  }
+
+  private async data(kind: NotificationKind, m: Message, to: string, recipientName: string): Promise<{ data: NotificationDataByKind[NotificationKind]; links: Record<string, string> }> {
+    const d = this.d;
+    const message = await messageSummary({ store: d.store, users: d.users, publicUrl: d.config.PUBLIC_URL }, m);
+    const base = { recipientName, message };
+    const now = d.clock.now();
+    const links: Record<string, string> = {};
+    const link = async (action: "approve" | "reject" | "recall", expiresAt: number) => {
+      const token = await d.tokens.issue({ user: to, message: m.id, revision: m.revision, action, expiresAt });
+      links[action] = token.split(".")[0]!; // the id only: the audit trail must not hold usable links
+      return `${d.config.PUBLIC_URL}/links/${token}`;
+    };
+    switch (kind) {
+      case "approval_request":
+      case "reminder": {
+        const expiresAt = m.expiresAt ? Date.parse(m.expiresAt) : now;
+        const sendAt = m.sendAt ? Date.parse(m.sendAt) : null;
+        let diff = null;
+        if (m.revision > 1) {
+          const [prev, cur] = await Promise.all([d.store.revisionSnapshot(m.id, m.revision - 1), d.store.revisionSnapshot(m.id, m.revision)]);
+          if (prev && cur) diff = diffRevisions(prev as unknown as RevisionSnapshot, cur as unknown as RevisionSnapshot);
+        }
+        return {
+          links,
+          data: {
+            ...base,
+            reminder: kind === "reminder",
+            hold: formatDuration(m.holdSeconds),
+            earliestRelease: formatDateTime(releaseAt(now, m.holdSeconds, sendAt)),
+            sendAt: sendAt === null ? null : formatDateTime(sendAt),
+            approvalsRequired: m.requiredApprovals,
+            approvalsGiven: m.approvals.length,
+            approvedBy: m.approvals.map((a) => a.by),
+            expiresAt: formatDateTime(expiresAt),
+            diff,
+            approveUrl: await link("approve", expiresAt),
+            rejectUrl: await link("reject", expiresAt),
+          },
+        };
+      }
+      case "scheduled": {
+        const at = Date.parse(m.releaseAt ?? new Date(now).toISOString());
+        return {
+          links,
+          data: {
+            ...base,
+            releaseTime: formatTime(at),
+            releaseAt: formatDateTime(at),
+            inMinutes: Math.max(0, Math.round((at - now) / 60_000)),
+            approvedBy: m.approvals.map((a) => a.by),
+            recallUrl: await link("recall", now + RECALL_LINK_MAX_MS),
+          },
+        };
+      }
+      case "recalled":
+        return {
+          links,
+          data: {
+            ...base,
+            recalledBy: m.recall?.by ?? "",
+            reason: m.recall?.reason ?? "",
+            correctionText: m.recall?.correctionText ?? null,
+            delivered: m.recall?.deliveredAtRecall ?? 0,
+            skipped: m.counts.skipped,
+            nothingSent: (m.recall?.deliveredAtRecall ?? 0) === 0,
+          },
+        };
+      case "corrected":
+        return {
+          links,
+          data: {
+            ...base,
+            recalledBy: m.recall?.by ?? "",
+            reason: m.recall?.reason ?? "",
+            delivered: m.counts.sent, // everyone who received the original, including transactions in flight at the recall
+            corrected: m.counts.corrected,
+            correctionFailed: m.counts.correctionFailed,
+          },
+        };
+      case "rejected":
+        return { links, data: { ...base, rejectedBy: m.rejection?.by ?? "", reason: m.rejection?.reason ?? "" } };
+      case "expired":
+        return {
+          links,
+          data: { ...base, expiredAt: formatDateTime(m.expiresAt ? Date.parse(m.expiresAt) : now), approvalsRequired: m.requiredApprovals, approvalsGiven: m.approvals.length },
+        };
+    }
+  }
+}
+
+/** `"Name" <address>`, the name quoted and stripped of anything that could break the header. */
+function displayAddress(name: string, address: string): string {
+  const clean = name.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, " ").trim();
+  return clean ? `"${clean.replace(/[\\"]/g, "\\$&")}" <${address}>` : address;
+}
