@@ -1,13 +1,14 @@
 /**
  * Builds a running Airlock from a Config: connections, stores, service, transport, HTTP server,
  * workers. Entry points (src/main.ts, src/api-main.ts, workers/main.ts) choose which parts run.
- * Development conveniences (spawned Redis, demo users, outbox, random link secret) live here and
+ * Development conveniences (spawned Redis, demo users, outbox, a link secret kept under ./data) live here and
  * only here, behind `!config.production`.
  */
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import type { Server } from "node:http";
-import { resolve } from "node:path";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { Redis } from "ioredis";
 import { pino, type Logger } from "pino";
 import { AudienceStore } from "./audiences/audience-store.js";
@@ -93,7 +94,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   if (!usersFile) usersFile = seedDemoUsers(resolve(dataDir, "dev-users.json"));
   const users = UserDirectory.fromFile(usersFile, { allowPlainTokens: !config.production });
 
-  const linkSecret = config.LINK_SECRET ?? randomBytes(32).toString("hex");
+  const linkSecret = config.LINK_SECRET ?? developmentLinkSecret(resolve(dataDir, "link-secret"));
   const outboxDir = config.SMTP_URL ? null : resolve(dataDir, "outbox");
   const transport =
     opts.transport ?? (config.SMTP_URL ? createSmtpTransport({ url: config.SMTP_URL, poolSize: config.SMTP_POOL_SIZE }) : createOutboxTransport(outboxDir!));
@@ -193,6 +194,15 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     },
   };
   return runtime;
+}
+
+/** Development only: a random secret kept next to the data, so links in the outbox survive a restart. */
+function developmentLinkSecret(path: string): string {
+  if (!existsSync(path)) {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, randomBytes(32).toString("hex") + "\n", { mode: 0o600 });
+  }
+  return readFileSync(path, "utf8").trim();
 }
 
 /** Evicted keys would be lost approvals and recalls: refuse any policy but noeviction. */

@@ -10,15 +10,9 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type {
-  FieldDiff,
-  MessageSummary,
-  NotificationDataByKind,
-  NotificationKind,
-} from "../notify/notification-data.js";
-import { NOTIFICATION_KINDS } from "../notify/notification-data.js";
-import { type HandlebarsEnv, type Rendered, registerMailHelpers, templatesDir, tidyText } from "./render.js";
 import Handlebars from "handlebars";
+import { type FieldDiff, type MessageSummary, NOTIFICATION_KINDS, type NotificationDataByKind, type NotificationKind } from "../notify/notification-data.js";
+import { type HandlebarsEnv, type Rendered, registerMailHelpers, templatesDir, tidyText } from "./render.js";
 
 export interface NotificationRenderer {
   render<K extends NotificationKind>(kind: K, data: NotificationDataByKind[K]): Rendered;
@@ -35,6 +29,24 @@ const TEMPLATE: Record<NotificationKind, string> = {
   expired: "expired",
 };
 
+/** The label above the subject in the HTML part. */
+const KICKER: Record<NotificationKind, string> = {
+  approval_request: "Approval needed",
+  reminder: "Reminder: approval needed",
+  scheduled: "Scheduled",
+  recalled: "Recalled",
+  corrected: "Correction sent",
+  rejected: "Rejected",
+  expired: "Expired",
+};
+
+/** Shared pieces: name, file under notify/, plain text (noEscape) or HTML. */
+const PARTIALS: Array<[string, string, boolean]> = [
+  ["frame", "partials/frame.html.hbs", false],
+  ["summary", "partials/summary.html.hbs", false],
+  ["summaryText", "partials/summary.txt.hbs", true],
+];
+
 type AnyNotification = { [K in NotificationKind]: { kind: K; data: NotificationDataByKind[K] } }[NotificationKind];
 
 export function createNotificationRenderer(dir = templatesDir()): NotificationRenderer {
@@ -44,6 +56,8 @@ export function createNotificationRenderer(dir = templatesDir()): NotificationRe
 
   const compile = (file: string, plain: boolean) =>
     hb.compile(readFileSync(join(dir, "notify", file), "utf8"), { strict: true, noEscape: plain });
+  // Registered compiled, so each partial keeps its own escaping whatever template includes it.
+  for (const [name, file, plain] of PARTIALS) hb.registerPartial(name, compile(file, plain));
   const templates = new Map(
     [...new Set(Object.values(TEMPLATE))].map((name) => [
       name,
@@ -56,7 +70,9 @@ export function createNotificationRenderer(dir = templatesDir()): NotificationRe
       if (!NOTIFICATION_KINDS.includes(kind)) throw new Error(`unknown notification kind: ${String(kind)}`);
       const t = templates.get(TEMPLATE[kind])!;
       const view = viewOf({ kind, data } as AnyNotification);
-      return { subject: oneLine(t.subject(view)), html: t.html(view), text: tidyText(t.text(view)) };
+      const subject = oneLine(t.subject(view));
+      const full = { ...view, title: subject, kicker: KICKER[kind] };
+      return { subject, html: t.html(full), text: tidyText(t.text(full)) };
     },
   };
 }
@@ -64,7 +80,8 @@ export function createNotificationRenderer(dir = templatesDir()): NotificationRe
 /**
  * `number` (en-US thousands separators), `plural` (`{{plural n "person" "people"}}` gives
  * "1 person" / "840,000 people"; the plural defaults to the singular + "s"), `minutesFromNow`
- * ("in 12 minutes") and `names` (a list joined with commas).
+ * ("in 12 minutes"), `names` (a list joined with commas) and `quote` (text/plain only).
+ * Return plain strings, so HTML templates still escape them.
  */
 export function registerFormatHelpers(hb: HandlebarsEnv): void {
   hb.registerHelper("number", (n: unknown) => formatNumber(n));
@@ -78,6 +95,20 @@ export function registerFormatHelpers(hb: HandlebarsEnv): void {
     return m < 1 ? "in less than a minute" : m === 1 ? "in 1 minute" : `in ${formatNumber(m)} minutes`;
   });
   hb.registerHelper("names", (list: unknown) => (Array.isArray(list) ? list.map(String).join(", ") : ""));
+  hb.registerHelper("quote", (text: unknown) => quote(String(text ?? "")));
+}
+
+/**
+ * The author's text quoted line by line ("> "), as mail clients quote: in the text part it
+ * cannot pass for part of the notice (a fake "Approve:" line), and clients show it as a quote.
+ */
+function quote(text: string): string {
+  return text
+    .replace(/\r\n?/g, "\n")
+    .replace(/\n+$/, "")
+    .split("\n")
+    .map((line) => (line ? `> ${line}` : ">"))
+    .join("\n");
 }
 
 const numberFormat = new Intl.NumberFormat("en-US");
@@ -95,14 +126,20 @@ function nonEmpty(s: string | null | undefined): string | null {
   return s && s.trim() ? s : null;
 }
 
-/** The summary with its one-line fields on one line, and an empty HTML body as none. */
-function summaryView(m: MessageSummary): MessageSummary {
+/**
+ * The summary as templates show it (emails and link pages): one-line fields kept on one line,
+ * an empty HTML body as none, and `authorLabel` ("Name <address>").
+ */
+export function summaryView(m: MessageSummary): MessageSummary & { authorLabel: string } {
+  const author = oneLine(m.author);
+  const authorName = oneLine(m.authorName) || author;
   return {
     ...m,
     subject: oneLine(m.subject),
     from: oneLine(m.from),
-    author: oneLine(m.author),
-    authorName: oneLine(m.authorName),
+    author,
+    authorName,
+    authorLabel: authorName === author ? author : `${authorName} <${author}>`,
     audiences: m.audiences.map((a) => ({ name: oneLine(a.name), count: a.count })),
     html: nonEmpty(m.html),
   };
@@ -130,6 +167,7 @@ function viewOf(n: AnyNotification): Record<string, unknown> {
         sendAt: nonEmpty(n.data.sendAt),
         approvedBy: n.data.approvedBy.map(oneLine),
         diff: diffView(n.data.diff),
+        previousRevision: n.data.message.revision - 1,
       };
     case "scheduled":
       return { ...n.data, ...base, releaseTime: oneLine(n.data.releaseTime), approvedBy: n.data.approvedBy.map(oneLine) };

@@ -105,10 +105,11 @@ export class NotificationDispatcher {
     this.running ??= this.loop();
   }
 
-  /** The loop notices within one BLOCK_MS; if Redis is unreachable it may not, so stop waits at most 3. */
+  /** Ends the blocking read by closing its connection (the dispatcher's own); an entry in hand is finished first. */
   async stop(): Promise<void> {
     this.stopped = true;
-    await Promise.race([this.running, new Promise((r) => setTimeout(r, 3 * BLOCK_MS).unref())]);
+    this.d.redis.disconnect();
+    await this.running;
     this.running = null;
   }
 
@@ -130,6 +131,7 @@ export class NotificationDispatcher {
         await this.handleAll(entries);
       } catch (e) {
         if (this.stopped) break;
+        from = "0"; // entries read but not acknowledged before the error are ours to redo
         logger.warn(`notification dispatcher: ${(e as Error).message}; retrying in ${RETRY_MS} ms`);
         await new Promise((r) => setTimeout(r, RETRY_MS));
       }
