@@ -14,7 +14,8 @@ import type { MessageSummary } from "../notify/notification-data.js";
 import { templatesDir, type Renderer } from "../mail/render.js";
 import type { MessageService } from "../service/message-service.js";
 import type { MessageStore } from "../store/message-store.js";
-import { bearerAuth } from "./auth.js";
+import { verifyAudit } from "../audit/verify.js";
+import { bearerAuth, currentUser } from "./auth.js";
 import { errorHandler, notFound } from "./errors.js";
 import { audienceRoutes } from "./routes/audiences.js";
 import { linkRoutes, type PageRenderer } from "./routes/links.js";
@@ -82,6 +83,10 @@ export function createApp(d: AppDeps): express.Express {
   api.use(express.json({ limit: JSON_LIMIT, strict: true }));
   api.use("/messages", messageRoutes({ service: d.service, store: d.store, renderer: d.renderer }));
   api.get("/stream", d.stream.handler);
+  api.get("/audit/verify", async (req, res) => {
+    if (!currentUser(req).roles.includes("admin")) throw new DomainError("forbidden", "only an admin may verify the audit trail");
+    res.json(await verifyAudit(d.redis));
+  });
   app.use("/api", api);
 
   app.use(notFound);
