@@ -59,7 +59,7 @@ export class TimerProcessor {
       if (expiresAt <= now) await this.expire({ id, revision: m.revision });
       else if (now >= reminderDue(Date.parse(m.submittedAt), expiresAt)) {
         // Recorded once per revision; the notification dispatcher reminds whoever has not acted.
-        const a = await this.d.store.note(id, "scheduler", "remind", { revision: m.revision, given: m.approvals.length, required: m.requiredApprovals }, `reminded:${m.revision}`);
+        const a = await this.d.store.note(id, "scheduler", "remind", { revision: m.revision, given: m.approvals.length, required: m.requiredApprovals }, { once: `reminded:${m.revision}`, revision: m.revision });
         if (a.ok) this.d.logger.info({ message: id, revision: m.revision }, `message ${id}: approval reminder due`);
       }
     }

@@ -78,7 +78,9 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       status = err.status;
       body = { code: status === 413 ? "too_large" : "invalid_input", message: err instanceof Error ? err.message : "bad request" };
     } else {
-      logger.error({ err, method: req.method, url: req.originalUrl }, "unexpected error answering a request");
+      // A link token in a log line would be a working link: keep its id, drop its MAC.
+      const url = req.originalUrl.replace(/(\/links\/[A-Za-z0-9_-]{1,64})\.[A-Za-z0-9_-]+/, "$1.…");
+      logger.error({ err, method: req.method, url }, "unexpected error answering a request");
     }
     if (res.headersSent) return void res.end();
     res.status(status).json({ error: body });

@@ -19,9 +19,10 @@ import { LINK_ACTIONS, type LinkTokens, type StoredGrant } from "./link-tokens.j
  * Why a link does nothing:
  * invalid (malformed, unknown or tampered: indistinguishable on purpose), expired, used,
  * stale_revision (the message was edited since), closed (the state no longer allows the action),
- * already (you already did it), wrong_action, wrong_user, forbidden (roles, or own message).
+ * already (you already did it), wrong_action, wrong_user, forbidden (roles, or own message),
+ * bad_form (a field sent twice or not as text: not the page's form).
  */
-export type RefusalCode = "invalid" | "expired" | "used" | "stale_revision" | "closed" | "already" | "wrong_action" | "wrong_user" | "forbidden";
+export type RefusalCode = "invalid" | "expired" | "used" | "stale_revision" | "closed" | "already" | "wrong_action" | "wrong_user" | "forbidden" | "bad_form";
 
 export interface Refusal {
   ok: false;
@@ -79,7 +80,7 @@ export class LinkService {
       if (!canApply("recall", message.state)) return refuse("closed");
     } else {
       if (!holder.roles.includes("approver") || message.author === holder.email) return refuse("forbidden");
-      if (message.approvals.some((a) => a.by === holder.email)) return refuse("already");
+      if (grant.action === "approve" && message.approvals.some((a) => a.by === holder.email)) return refuse("already");
       if (!canApply(grant.action, message.state)) return refuse("closed");
     }
     return { ok: true, grant, holder, message };
@@ -93,6 +94,7 @@ export class LinkService {
     const i = await this.inspect(token);
     if (!i.ok) return i;
     const form = linkForm.safeParse(rawForm);
+    if (!form.success && Object.values(rawForm as object).some((v) => typeof v !== "string")) return { ok: false, code: "bad_form", grant: i.grant, message: i.message };
     if (!form.success || form.data.action !== i.grant.action) return { ok: false, code: "wrong_action", grant: i.grant, message: i.message };
     if (signedIn && signedIn.email !== i.holder.email) return { ok: false, code: "wrong_user", grant: i.grant, message: i.message };
     const errors = validateFields(i.grant.action, form.data);

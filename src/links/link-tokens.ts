@@ -57,9 +57,10 @@ export function parseToken(token: string): { id: string; mac: string } | null {
   return m ? { id: m[1]!, mac: m[2]! } : null;
 }
 
+/** Compares the text, not the decoded bytes: base64url decoding ignores the low bits of the last character. */
 function sameMac(a: string, b: string): boolean {
-  const x = Buffer.from(a, "base64url");
-  const y = Buffer.from(b, "base64url");
+  const x = Buffer.from(a, "ascii");
+  const y = Buffer.from(b, "ascii");
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
@@ -82,7 +83,7 @@ export class LinkTokens {
     const id = randomBytes(16).toString("base64url");
     const issuedAt = this.clock.now();
     const key = linkKey(id);
-    await this.redis
+    const results = await this.redis
       .multi()
       .hset(key, {
         user: grant.user,
@@ -95,6 +96,8 @@ export class LinkTokens {
       // Redis forgets the record some time after the token expired (real time; a test clock only moves forward).
       .pexpireat(key, Math.max(grant.expiresAt, Date.now()) + KEEP_AFTER_EXPIRY_MS)
       .exec();
+    const failed = results?.find(([err]) => err);
+    if (!results || failed) throw new Error(`link token not stored: ${failed?.[0]?.message ?? "transaction discarded"}`);
     return `${id}.${linkMac(this.secret, id, grant)}`;
   }
 

@@ -83,11 +83,21 @@ const BLOCK_MS = 1000;
 const ORPHAN_IDLE_MS = 60_000;
 /** After a Redis error, wait this long before reading again (Redis restarting, failing over). */
 const RETRY_MS = 1000;
+/** An entry whose handling fails this often (corrupt data, a bug) is logged and skipped, so it cannot hold up the rest. */
+const MAX_ENTRY_FAILURES = 5;
+/** How long stop() waits for the loop when Redis does not answer (the read would otherwise wait for Redis forever). */
+const STOP_WAIT_MS = 3000;
 
+/**
+ * Every process creates the group at start, before it can write an audit entry. On a new
+ * deployment the stream is empty and the group starts at its beginning, so nothing is missed even
+ * if an API process writes before any worker runs. On a deployment that had no notifications yet,
+ * the group starts at the end: history is not mailed again.
+ */
 export async function ensureNotifierGroup(redis: Redis): Promise<void> {
+  const existing = await redis.xlen(keys.auditAll());
   try {
-    // From the start of the stream: a message submitted before any worker ran is still notified.
-    await redis.xgroup("CREATE", keys.auditAll(), NOTIFIER_GROUP, "0", "MKSTREAM");
+    await redis.xgroup("CREATE", keys.auditAll(), NOTIFIER_GROUP, existing > 0 ? "$" : "0", "MKSTREAM");
   } catch (e) {
     if (!String((e as Error).message).includes("BUSYGROUP")) throw e;
   }
@@ -98,6 +108,7 @@ type StreamEntries = Array<[string, string[]]>;
 export class NotificationDispatcher {
   private stopped = false;
   private running: Promise<void> | null = null;
+  private readonly failures = new Map<string, number>();
 
   constructor(private readonly d: DispatcherDeps) {}
 
@@ -109,7 +120,7 @@ export class NotificationDispatcher {
   async stop(): Promise<void> {
     this.stopped = true;
     this.d.redis.disconnect();
-    await this.running;
+    await Promise.race([this.running, new Promise((r) => setTimeout(r, STOP_WAIT_MS).unref())]);
     this.running = null;
   }
 
@@ -132,6 +143,7 @@ export class NotificationDispatcher {
       } catch (e) {
         if (this.stopped) break;
         from = "0"; // entries read but not acknowledged before the error are ours to redo
+        if (String((e as Error).message).includes("NOGROUP")) await ensureNotifierGroup(redis).catch(() => {}); // Redis lost its data
         logger.warn(`notification dispatcher: ${(e as Error).message}; retrying in ${RETRY_MS} ms`);
         await new Promise((r) => setTimeout(r, RETRY_MS));
       }
@@ -140,10 +152,21 @@ export class NotificationDispatcher {
 
   private async handleAll(entries: StreamEntries): Promise<void> {
     for (const [entryId, flat] of entries) {
-      if (!flat) continue; // deleted from the stream meanwhile
-      const f: Record<string, string> = {};
-      for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i]!] = flat[i + 1]!;
-      await this.handle(entryId, f as unknown as AuditEntry);
+      if (flat) {
+        const f: Record<string, string> = {};
+        for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i]!] = flat[i + 1]!;
+        try {
+          await this.handle(entryId, f as unknown as AuditEntry);
+        } catch (e) {
+          const n = (this.failures.get(entryId) ?? 0) + 1;
+          this.failures.set(entryId, n);
+          if (n < MAX_ENTRY_FAILURES) throw e; // not acknowledged: read again after the retry pause
+          this.d.logger.error({ message: f.message }, `audit entry ${entryId} (${f.action}) skipped after ${n} failed attempts: ${(e as Error).message}`);
+        }
+        this.failures.delete(entryId);
+      }
+      // Also for an entry deleted from the stream meanwhile (nil fields): nothing to do, and left
+      // unacknowledged it would be read again forever.
       await this.d.redis.xack(keys.auditAll(), NOTIFIER_GROUP, entryId);
     }
   }

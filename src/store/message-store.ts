@@ -139,10 +139,11 @@ export class MessageStore {
 
   /**
    * An audit entry that changes no state (a notification sent, a reminder due). With `once`, the
-   * entry is written only the first time for that name (per message), and answers `already` after.
+   * entry is written only the first time for that name (per message), and answers `already` after;
+   * with `revision`, only while the message is still at that revision.
    */
-  note(id: string, actor: string, action: string, detail: object, once?: string): Promise<ScriptAnswer> {
-    return this.run("airlockNote", this.messageKeys(id), actor, [action, JSON.stringify(detail), once ? `once:${once}` : ""]);
+  note(id: string, actor: string, action: string, detail: object, opts: { once?: string; revision?: number } = {}): Promise<ScriptAnswer> {
+    return this.run("airlockNote", this.messageKeys(id), actor, [action, JSON.stringify(detail), opts.once ? `once:${opts.once}` : "", opts.revision === undefined ? "" : String(opts.revision)]);
   }
 
   async claim(id: string, kind: FanoutKind, first: number, last: number, rate: number, burst: number): Promise<ClaimAnswer> {

@@ -40,7 +40,7 @@ it("opens an approval link, changes nothing until Approve is clicked, then confi
     }
   }
   expect(approvePage).toBe(true);
-  await expect.poll(() => page.getByRole("heading", { level: 1 }).textContent()).toContain("Approve");
+  await expect.poll(() => page.getByRole("heading", { level: 1 }).textContent(), { timeout: 15_000 }).toContain("Approve");
   // The stylesheet loaded (the page has no inline style to fall back on).
   expect(await page.evaluate(() => document.styleSheets.length)).toBeGreaterThan(0);
 
@@ -49,8 +49,8 @@ it("opens an approval link, changes nothing until Approve is clicked, then confi
   expect(before).toMatchObject({ state: "pending_approval", approvals: [] });
 
   await page.getByLabel(/comment/i).fill("Looks right");
-  await Promise.all([page.waitForLoadState("load"), page.getByRole("button", { name: /^Approve/ }).click()]);
-  await expect.poll(() => page.getByRole("heading", { level: 1 }).textContent()).toBe("Approved");
+  await Promise.all([page.waitForResponse((r) => r.request().method() === "POST"), page.getByRole("button", { name: /^Approve/ }).click()]);
+  await expect.poll(() => page.getByRole("heading", { level: 1 }).textContent(), { timeout: 15_000 }).toBe("Approved");
   const after = (await a.call("ops", "GET", `/api/messages/${m.id}`)).body;
   expect(after.state).toBe("scheduled");
   expect(after.approvals).toEqual([expect.objectContaining({ by: USERS.approver1.email, comment: "Looks right" })]);

@@ -35,6 +35,7 @@ const REFUSAL_STATUS: Record<RefusalCode, number> = {
   wrong_action: 403,
   wrong_user: 403,
   forbidden: 403,
+  bad_form: 400,
 };
 
 const VERB: Record<LinkAction, string> = { approve: "approve", reject: "reject", recall: "recall" };
@@ -76,6 +77,13 @@ export function linkRoutes(d: LinkRouteDeps): Router {
       return send(res, 400, d.pages.confirm(await confirmData(d, req, i.grant.action, i.message, i.holder.name, values, out.errors)));
     }
     return refuse(res, out, signedIn?.email);
+  });
+
+  // A body the parser refuses (too large, too many fields, a charset it cannot read): a page, not JSON.
+  r.use((err: unknown, _req: Request, res: Response, next: express.NextFunction) => {
+    const status = typeof err === "object" && err !== null && "status" in err && typeof err.status === "number" && err.status >= 400 && err.status < 500 ? err.status : null;
+    if (status === null) return next(err);
+    void result(res, status, { tone: "warning", heading: "This request could not be read", detail: "Use the form on the link's page. Nothing was changed." }, null);
   });
 
   return r;
@@ -165,6 +173,8 @@ function refusalWording(f: Refusal, signedIn?: string): Omit<ResultPageData, "me
       return { tone: "warning", heading: "This link cannot do that", detail: `This link can only ${verb} the message. ${nothing}` };
     case "wrong_user":
       return { tone: "warning", heading: "This link was sent to someone else", detail: `It belongs to ${g?.user ?? "another person"}; you are signed in as ${signedIn ?? "someone else"}. ${nothing}` };
+    case "bad_form":
+      return { tone: "warning", heading: "Send the confirmation form once", detail: `The request did not come from the page's form as it is. ${nothing} Open the link again and use its button.` };
     case "forbidden":
       return {
         tone: "warning",
