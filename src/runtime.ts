@@ -88,7 +88,14 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     return c;
   };
   const redis = connect("api");
-  await assertSafeRedis(redis, config, logger);
+  try {
+    await assertSafeRedis(redis, config, logger);
+  } catch (e) {
+    // Refused: leave nothing running behind (a connection retrying forever, a spawned server).
+    redis.disconnect();
+    if (spawned) await spawned.stop();
+    throw e;
+  }
 
   let usersFile = config.USERS_FILE ?? null;
   if (!usersFile) usersFile = seedDemoUsers(resolve(dataDir, "dev-users.json"));
