@@ -15,6 +15,7 @@ import { AudienceStore } from "./audiences/audience-store.js";
 import { UserDirectory, seedDemoUsers } from "./auth/users.js";
 import type { Config } from "./config.js";
 import { createApp } from "./http/app.js";
+import { createMetrics } from "./metrics/metrics.js";
 import { createPageRenderer } from "./http/pages.js";
 import { LinkService } from "./links/link-service.js";
 import { LinkTokens } from "./links/link-tokens.js";
@@ -112,6 +113,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const scheduler = new BullScheduler(bull, clock);
   const service = new MessageService({ store, scheduler, clock, config });
   const renderer = createRenderer(templatesDir());
+  const metrics = createMetrics({ redis, queues: [scheduler.timers, scheduler.fanout, scheduler.notifications] });
   const tokens = new LinkTokens(redis, linkSecret, clock);
   // Before anything can write an audit entry, so the first message's notifications are not missed.
   await ensureNotifierGroup(redis);
@@ -147,6 +149,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         summary: (m) => messageSummary({ store, users, publicUrl: config.PUBLIC_URL }, m),
         publicUrl: config.PUBLIC_URL,
         rateLimits: { api: config.API_RATE_LIMIT_PER_MINUTE, links: config.LINK_RATE_LIMIT_PER_MINUTE },
+        metrics: metrics.registry,
       });
       const server = await new Promise<Server>((res, rej) => {
         const s = app.listen(port, (err?: Error) => (err ? rej(err) : res(s)));
@@ -164,7 +167,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     },
     async startWorkers() {
       const workerConn = connect("workers", true);
-      const fanout = new FanoutProcessor({ store, scheduler, transport, mime: new MimeCache(store, renderer), config, logger });
+      const fanout = new FanoutProcessor({ store, scheduler, transport, mime: new MimeCache(store, renderer), config, logger, metrics, clock });
       const timers = new TimerProcessor({ store, reads: new SweepReads(redis), scheduler, clock, logger });
       const notify = new NotifyProcessor({
         store,

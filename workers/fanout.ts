@@ -10,6 +10,8 @@ import type { JobData } from "../src/queues/catalogue.js";
 import type { Scheduler } from "../src/queues/scheduler.js";
 import type { FanoutOutcome, MessageStore } from "../src/store/message-store.js";
 import { SmtpSendError, type MailTransport } from "../src/mail/transport.js";
+import type { Metrics } from "../src/metrics/metrics.js";
+import type { Clock } from "../src/store/message-store.js";
 import type { MimeCache } from "./mime-cache.js";
 
 export interface FanoutDeps {
@@ -20,6 +22,8 @@ export interface FanoutDeps {
   config: { RECIPIENTS_PER_TRANSACTION: number; SEND_RATE_PER_SECOND: number };
   logger: Logger;
   sleep?: (ms: number) => Promise<void>;
+  metrics?: Pick<Metrics, "smtpTransaction" | "recallToStop">;
+  clock?: Clock;
 }
 
 export class TemporaryBatchFailure extends Error {
@@ -55,7 +59,7 @@ export class FanoutProcessor {
       }
       if (claim.addresses.length > 0) {
         const mail = await this.d.mime.get(id, kind);
-        const outcomes = await this.deliver(mail.envelopeFrom, claim.addresses, mail.raw, lastAttempt);
+        const outcomes = await this.deliver(kind, mail.envelopeFrom, claim.addresses, mail.raw, lastAttempt);
         const settled = await this.d.store.settle(id, kind, outcomes);
         if (settled.startCorrection) await this.startCorrection(id);
         const temporary = outcomes.find((o) => o.outcome === "t" || o.outcome === "a");
@@ -68,13 +72,17 @@ export class FanoutProcessor {
   private async startCorrection(id: string): Promise<void> {
     const m = await this.d.store.get(id);
     if (!m) return;
+    // The original's last transaction just settled: the fan-out has stopped.
+    if (m.recall) this.d.metrics?.recallToStop.observe(Math.max(0, ((this.d.clock?.now() ?? Date.now()) - Date.parse(m.recall.at)) / 1000));
     this.d.logger.info({ message: id, revision: m.revision }, `message ${id} correcting: correction fan-out to ${m.counts.sent} recipients`);
     await this.d.scheduler.startFanout(id, "correction", m.recipientCount);
   }
 
-  private async deliver(from: string, to: string[], raw: Buffer, lastAttempt: boolean): Promise<FanoutOutcome[]> {
+  private async deliver(kind: string, from: string, to: string[], raw: Buffer, lastAttempt: boolean): Promise<FanoutOutcome[]> {
+    const timer = this.d.metrics?.smtpTransaction.startTimer({ kind });
     try {
       const result = await this.d.transport.send({ from, to }, raw);
+      timer?.({ result: "ok" });
       const rejected = new Map(result.rejected.map((r) => [r.address.toLowerCase(), r]));
       return to.map((address): FanoutOutcome => {
         const r = rejected.get(address);
@@ -85,6 +93,7 @@ export class FanoutProcessor {
         return { address, outcome: "f", reply: r.kind === "temporary" ? `gave up after the last attempt: ${reply}` : reply };
       });
     } catch (e) {
+      timer?.({ result: e instanceof SmtpSendError ? e.kind : "error" });
       if (!(e instanceof SmtpSendError)) throw e;
       const reply = e.message.slice(0, 500);
       if (e.kind === "permanent") return to.map((address) => ({ address, outcome: "f" as const, reply }));

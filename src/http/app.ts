@@ -3,6 +3,7 @@ import { join } from "node:path";
 import express from "express";
 import { rateLimit } from "express-rate-limit";
 import helmet from "helmet";
+import type { Registry } from "prom-client";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { AudienceStore } from "../audiences/audience-store.js";
@@ -38,6 +39,7 @@ export interface AppDeps {
   publicUrl: string;
   /** Requests per minute per client address (after `trust proxy`), for /api and for /links. */
   rateLimits: { api: number; links: number };
+  metrics: Registry;
 }
 
 /** JSON bodies of messages are small; an audience as JSON may be large (CSV is streamed, unbounded). */
@@ -52,6 +54,14 @@ export function createApp(d: AppDeps): express.Express {
   app.use("/static", express.static(join(templatesDir(), "static"), { index: false, maxAge: "1h", fallthrough: false }));
 
   app.get("/healthz", (_req, res) => void res.json({ ok: true }));
+  // Unauthenticated (spec): counts and latencies only, no subjects, addresses or ids.
+  app.get("/metrics", async (_req, res) => {
+    try {
+      res.type(d.metrics.contentType).send(await d.metrics.metrics());
+    } catch (e) {
+      res.status(503).type("text").send(`metrics unavailable: ${(e as Error).message}\n`); // Redis unreachable
+    }
+  });
   app.get("/readyz", async (_req, res) => {
     try {
       await d.redis.ping();
