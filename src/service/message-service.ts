@@ -85,6 +85,7 @@ export class MessageService {
         messageId: messageId ?? newMessageId(this.mailDomain(), id),
       },
       this.policy,
+      now,
     );
     const ok = this.check(answer, id);
     await this.d.scheduler.scheduleExpiry(id, Number(ok.revision), expiresAt);

@@ -79,16 +79,20 @@ export class MessageStore {
     ];
   }
 
-  private run(name: ScriptName, keyList: string[], actor: string, args: Array<string | number>): Promise<ScriptAnswer> {
-    return this.scripts.run(name, keyList, [PREFIX, this.clock.now(), actor, ...args]) as Promise<ScriptAnswer>;
+  /** `now` is passed when the caller derived other times from the same instant (submit's expiresAt). */
+  private run(name: ScriptName, keyList: string[], actor: string, args: Array<string | number>, now = this.clock.now()): Promise<ScriptAnswer> {
+    return this.scripts.run(name, keyList, [PREFIX, now, actor, ...args]) as Promise<ScriptAnswer>;
   }
 
   async nextId(): Promise<string> {
     return String(await this.redis.incr(keys.messageSeq()));
   }
 
-  /** Creates (mode create) or re-submits as a new revision (mode edit), freezing the recipients. */
-  submit(mode: "create" | "edit", id: string, actor: string, f: NewMessageFields, policy: ApprovalPolicyNumbers): Promise<ScriptAnswer> {
+  /**
+   * Creates (mode create) or re-submits as a new revision (mode edit), freezing the recipients.
+   * `now` is the instant `f.expiresAt` was computed from, so the TTL is exact.
+   */
+  submit(mode: "create" | "edit", id: string, actor: string, f: NewMessageFields, policy: ApprovalPolicyNumbers, now: number): Promise<ScriptAnswer> {
     const fields = {
       ...f,
       html: f.html ?? "",
@@ -112,6 +116,7 @@ export class MessageStore {
         MAX_RECIPIENTS,
         ...f.audience.addresses,
       ],
+      now,
     );
   }
 
