@@ -17,6 +17,8 @@ import type { Config } from "./config.js";
 import { createApp } from "./http/app.js";
 import { createMetrics } from "./metrics/metrics.js";
 import { createPageRenderer } from "./http/pages.js";
+import { SessionStore } from "./http/dashboard/sessions.js";
+import { createDashboardViews } from "./http/dashboard/views.js";
 import { LinkService } from "./links/link-service.js";
 import { LinkTokens } from "./links/link-tokens.js";
 import { createNotificationRenderer } from "./mail/notifications.js";
@@ -150,6 +152,11 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         publicUrl: config.PUBLIC_URL,
         rateLimits: { api: config.API_RATE_LIMIT_PER_MINUTE, links: config.LINK_RATE_LIMIT_PER_MINUTE },
         metrics: metrics.registry,
+        sessions: new SessionStore(redis, users, clock),
+        views: createDashboardViews(templatesDir()),
+        queues: [scheduler.fanout, scheduler.timers, scheduler.notifications],
+        outboxDir,
+        clock,
       });
       const server = await new Promise<Server>((res, rej) => {
         const s = app.listen(port, (err?: Error) => (err ? rej(err) : res(s)));

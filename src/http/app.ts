@@ -16,7 +16,13 @@ import { templatesDir, type Renderer } from "../mail/render.js";
 import type { MessageService } from "../service/message-service.js";
 import type { MessageStore } from "../store/message-store.js";
 import { verifyAudit } from "../audit/verify.js";
+import type { Queue } from "bullmq";
 import { bearerAuth, currentUser } from "./auth.js";
+import { bearerOrSession, loadSession } from "./dashboard/guards.js";
+import { queueBoard, QUEUE_BOARD_PATH } from "./dashboard/queue-board.js";
+import { dashboardRoutes, errorPage } from "./dashboard/routes.js";
+import type { SessionStore } from "./dashboard/sessions.js";
+import type { DashboardViews } from "./dashboard/views.js";
 import { errorHandler, notFound } from "./errors.js";
 import { audienceRoutes } from "./routes/audiences.js";
 import { linkRoutes, type PageRenderer } from "./routes/links.js";
@@ -40,6 +46,13 @@ export interface AppDeps {
   /** Requests per minute per client address (after `trust proxy`), for /api and for /links. */
   rateLimits: { api: number; links: number };
   metrics: Registry;
+  sessions: SessionStore;
+  views: DashboardViews;
+  /** The queues shown on the dashboard and the board. */
+  queues: Queue[];
+  /** The development outbox, or null when mail goes to SMTP. */
+  outboxDir: string | null;
+  clock: { now(): number };
 }
 
 /** JSON bodies of messages are small; an audience as JSON may be large (CSV is streamed, unbounded). */
@@ -52,6 +65,9 @@ export function createApp(d: AppDeps): express.Express {
   app.disable("x-powered-by");
   app.use(helmet());
   app.use("/static", express.static(join(templatesDir(), "static"), { index: false, maxAge: "1h", fallthrough: false }));
+
+  // Resolves the dashboard's session cookie (if any) once, for the pages, /api and the links.
+  app.use(loadSession(d.sessions));
 
   app.get("/healthz", (_req, res) => void res.json({ ok: true }));
   // Unauthenticated (spec): counts and latencies only, no subjects, addresses or ids.
@@ -88,7 +104,7 @@ export function createApp(d: AppDeps): express.Express {
 
   const api = express.Router();
   api.use(limiter(d.rateLimits.api, (_req, _res, next) => next(new DomainError("rate_limited", "too many requests: wait a minute"))));
-  api.use(bearerAuth(d.users));
+  api.use(bearerOrSession(bearerAuth(d.users), d.publicUrl));
   api.use("/audiences", express.json({ limit: AUDIENCE_JSON_LIMIT, strict: true }), audienceRoutes({ audiences: d.audiences }));
   api.use(express.json({ limit: JSON_LIMIT, strict: true }));
   api.use("/messages", messageRoutes({ service: d.service, store: d.store, renderer: d.renderer }));
@@ -98,6 +114,16 @@ export function createApp(d: AppDeps): express.Express {
     res.json(await verifyAudit(d.redis));
   });
   app.use("/api", api);
+
+  // Sign-in answers a token guesser as the links do.
+  app.post("/signin", limiter(d.rateLimits.links, (req, res) => errorPage(d, req, res, 429, "Too many attempts", "Wait a minute and try again.")));
+  app.use(
+    QUEUE_BOARD_PATH,
+    queueBoard(d.queues, d.publicUrl, (status, heading, detail) => (req, res) => errorPage(d, req, res, status, heading, detail)),
+  );
+  app.use(
+    dashboardRoutes({ sessions: d.sessions, service: d.service, store: d.store, redis: d.redis, views: d.views, queues: d.queues, outboxDir: d.outboxDir, publicUrl: d.publicUrl, clock: d.clock, logger: d.logger }),
+  );
 
   app.use(notFound);
   app.use(errorHandler(d.logger));

@@ -45,6 +45,8 @@ export const keys = {
   events: () => `${PREFIX}:events`,
   /** Hash: the details (address -> JSON) an upload fills next to `audienceUpload`, renamed with it. */
   audienceUploadDetails: (name: string, uploadId: string) => `${PREFIX}:upload:${name}:${uploadId}:details`,
+  /** Hash {user, csrf, createdAt}: a dashboard sign-in, named by the SHA-256 of its cookie value (expires when idle). */
+  session: (idHash: string) => `${PREFIX}:session:${idHash}`,
 } as const;
 
 /** BullMQ prefix: its keys get the same hash tag. */

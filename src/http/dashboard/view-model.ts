@@ -1,0 +1,192 @@
+/**
+ * What the dashboard shows about a message, decided here and only here (pure: no I/O, no HTTP).
+ * The client script recomputes the ticking parts (countdown, rate) with the same rules; the
+ * server renders the first frame so the page is right without JavaScript.
+ */
+import type { State } from "../../domain/lifecycle.js";
+import type { Message } from "../../domain/message.js";
+import { formatDateTime, STATE_LABELS } from "../../notify/format.js";
+
+/** On the front page: everything that may still go out, or is going out. */
+export const PENDING_STATES = ["sending", "correcting", "scheduled", "pending_approval"] as const satisfies readonly State[];
+/** In the history: everything that is over. */
+export const HISTORY_STATES = ["sent", "recalled", "corrected", "rejected", "withdrawn", "expired"] as const satisfies readonly State[];
+/** States a recall can still act on. */
+export const RECALLABLE_STATES: readonly State[] = ["scheduled", "sending", "sent"];
+
+/** Below this, a scheduled release is "imminent": red, at the top, impossible to miss. */
+export const IMMINENT_MS = 10 * 60_000;
+
+/**
+ * `live`: going out now; `imminent`: releases within IMMINENT_MS; `scheduled`: approved, later;
+ * `waiting`: needs approvals; `done`: nothing more will go out.
+ */
+export type Urgency = "live" | "imminent" | "scheduled" | "waiting" | "done";
+
+export interface Progress {
+  total: number;
+  sent: number;
+  failed: number;
+  skipped: number;
+  done: number;
+  /** Whole per cent of `total` settled, 0–100. */
+  percent: number;
+}
+
+export interface CardView {
+  id: string;
+  subject: string;
+  author: string;
+  state: State;
+  stateLabel: string;
+  urgency: Urgency;
+  /** The sentence in large type: "Going out in 2 minutes to 840,000 people". */
+  headline: string;
+  /** For a scheduled message, the headline around its ticking countdown: before + "in 2 minutes" + after. */
+  countdownHeadline: { before: string; after: string } | null;
+  /** The countdown as rendered by the server ("in 2 minutes 5 seconds"); the client ticks it. */
+  headlineCountdown: string | null;
+  /** Sort key of `pendingOrder`, for the client script to place a card that arrives live. */
+  rank: number;
+  audience: string;
+  recipientCount: number;
+  approvalsGiven: number;
+  approvalsRequired: number;
+  approvedBy: string[];
+  releaseAt: string | null;
+  releaseAtLabel: string | null;
+  progress: Progress | null;
+  /** Recipients per second since the fan-out started; null before it did. */
+  rate: number | null;
+  correction: { total: number; sent: number; failed: number; percent: number } | null;
+  recallable: boolean;
+  possibleDuplicates: number;
+}
+
+const numberFormat = new Intl.NumberFormat("en-US");
+export const formatNumber = (n: number) => numberFormat.format(n);
+const people = (n: number) => `${formatNumber(n)} ${n === 1 ? "person" : "people"}`;
+
+/** `in 2 minutes 5 seconds`, `in 3 hours 10 minutes`, `now`. The client script mirrors this. */
+export function countdown(ms: number): string {
+  if (ms <= 0) return "now";
+  const s = Math.ceil(ms / 1000);
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = s % 60;
+  const u = (n: number, w: string) => `${n} ${w}${n === 1 ? "" : "s"}`;
+  if (d > 0) return `in ${u(d, "day")}${h ? " " + u(h, "hour") : ""}`;
+  if (h > 0) return `in ${u(h, "hour")}${m ? " " + u(m, "minute") : ""}`;
+  if (m > 0) return `in ${u(m, "minute")}${sec ? " " + u(sec, "second") : ""}`;
+  return `in ${u(sec, "second")}`;
+}
+
+export function audienceLabel(m: Pick<Message, "audience">): string {
+  const parts = [...m.audience.lists];
+  const n = m.audience.addresses.length;
+  if (n > 0) parts.push(`${formatNumber(n)} ${n === 1 ? "address" : "addresses"}`);
+  return parts.join(", ") || "nobody";
+}
+
+export function progressOf(m: Message): Progress {
+  const total = m.recipientCount;
+  const { sent, failed, skipped } = m.counts;
+  const done = sent + failed + skipped;
+  return { total, sent, failed, skipped, done, percent: total > 0 ? Math.min(100, Math.floor((done * 100) / total)) : 0 };
+}
+
+export function urgencyOf(m: Message, now: number): Urgency {
+  switch (m.state) {
+    case "sending":
+    case "correcting":
+      return "live";
+    case "scheduled":
+      return m.releaseAt !== null && Date.parse(m.releaseAt) - now <= IMMINENT_MS ? "imminent" : "scheduled";
+    case "pending_approval":
+      return "waiting";
+    default:
+      return "done";
+  }
+}
+
+export function headline(m: Message, now: number): string {
+  const to = people(m.recipientCount);
+  switch (m.state) {
+    case "pending_approval": {
+      const missing = Math.max(0, m.requiredApprovals - m.approvals.length);
+      return `Waiting for ${missing} more ${missing === 1 ? "approval" : "approvals"} · would go to ${to}`;
+    }
+    case "scheduled": {
+      const at = m.releaseAt ? Date.parse(m.releaseAt) : now;
+      return at - now <= 0 ? `Going out now to ${to}` : `Going out ${countdown(at - now)} to ${to}`;
+    }
+    case "sending": {
+      const p = progressOf(m);
+      return `Going out now: ${formatNumber(p.sent)} of ${to} so far`;
+    }
+    case "correcting":
+      return `Recalled after ${people(m.counts.sent)} received it: correction going out`;
+    case "sent":
+      return `Sent to ${people(m.counts.sent)}${m.counts.failed ? `, ${formatNumber(m.counts.failed)} failed` : ""}`;
+    case "recalled":
+      return "Recalled before anyone received it";
+    case "corrected":
+      return `Recalled: ${people(m.counts.sent)} had received it, ${formatNumber(m.counts.corrected)} got the correction`;
+    default:
+      return `${capitalise(STATE_LABELS[m.state] ?? m.state)}: nothing was sent`;
+  }
+}
+
+/** Recipients per second between release and `now`, from the settled counts. */
+export function averageRate(m: Message, now: number): number | null {
+  if (m.state !== "sending" || !m.releaseAt) return null;
+  const seconds = (now - Date.parse(m.releaseAt)) / 1000;
+  if (seconds < 1) return null;
+  return Math.round((m.counts.sent + m.counts.failed) / seconds);
+}
+
+export function cardView(m: Message, now: number, recallable: boolean): CardView {
+  const correctionTotal = m.counts.sent;
+  const correctionDone = m.counts.corrected + m.counts.correctionFailed;
+  return {
+    id: m.id,
+    subject: m.subject,
+    author: m.author,
+    state: m.state,
+    stateLabel: STATE_LABELS[m.state] ?? m.state,
+    urgency: urgencyOf(m, now),
+    headline: headline(m, now),
+    countdownHeadline: m.state === "scheduled" && m.releaseAt ? { before: "Going out ", after: ` to ${people(m.recipientCount)}` } : null,
+    headlineCountdown: m.releaseAt ? countdown(Date.parse(m.releaseAt) - now) : null,
+    rank: RANK[urgencyOf(m, now)],
+    audience: audienceLabel(m),
+    recipientCount: m.recipientCount,
+    approvalsGiven: m.approvals.length,
+    approvalsRequired: m.requiredApprovals,
+    approvedBy: m.approvals.map((a) => a.by),
+    releaseAt: m.releaseAt,
+    releaseAtLabel: m.releaseAt ? formatDateTime(Date.parse(m.releaseAt)) : null,
+    progress: m.state === "pending_approval" || m.state === "scheduled" ? null : progressOf(m),
+    rate: averageRate(m, now),
+    correction:
+      m.recall && m.state !== "recalled"
+        ? { total: correctionTotal, sent: m.counts.corrected, failed: m.counts.correctionFailed, percent: correctionTotal > 0 ? Math.min(100, Math.floor((correctionDone * 100) / correctionTotal)) : 100 }
+        : null,
+    recallable: recallable && RECALLABLE_STATES.includes(m.state),
+    possibleDuplicates: m.possibleDuplicates,
+  };
+}
+
+const RANK: Record<Urgency, number> = { live: 0, imminent: 1, scheduled: 1, waiting: 3, done: 4 };
+
+/** Most urgent first: going out now, then by release time, then waiting for approval (oldest first). */
+export function pendingOrder(a: CardView, b: CardView): number {
+  if (a.rank !== b.rank) return a.rank - b.rank;
+  if (a.releaseAt && b.releaseAt) return Date.parse(a.releaseAt) - Date.parse(b.releaseAt);
+  return Number(a.id) - Number(b.id);
+}
+
+function capitalise(s: string): string {
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
