@@ -190,6 +190,18 @@ describe("following the links", () => {
     const other = await page("POST", token, { action: "approve" }, { authorization: `Bearer ${tokenOf("approver2")}` });
     expect(other.status).toBe(403);
     expect(other.html).toContain("sent to someone else");
+    // The same when approver2 is signed in to the dashboard in this browser (session cookie).
+    const signin = await fetch(`${a.url}/signin`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { "content-type": "application/x-www-form-urlencoded", "sec-fetch-site": "same-origin" },
+      body: new URLSearchParams({ token: tokenOf("approver2") }),
+    });
+    const cookie = (signin.headers.get("set-cookie") ?? "").split(";")[0]!;
+    expect(cookie).toMatch(/^airlock_session=/);
+    const viaSession = await page("POST", token, { action: "approve" }, { cookie });
+    expect(viaSession.status).toBe(403);
+    expect(viaSession.html).toContain("sent to someone else");
     expect(await snapshot(m.id)).toEqual(before);
     // Forwarded without a sign-in, it still can only approve as approver1: never a second approval.
     expect((await page("POST", token, { action: "approve" })).status).toBe(200);

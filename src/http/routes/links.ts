@@ -13,6 +13,7 @@ import type { LinkService, Refusal, RefusalCode } from "../../links/link-service
 import { formatDateTime, formatTime, STATE_LABELS } from "../../notify/format.js";
 import type { ConfirmPageData, LinkAction, MessageSummary, ResultPageData } from "../../notify/notification-data.js";
 import { dashboardUrl } from "../../notify/summary.js";
+import { sessionOf } from "../dashboard/guards.js";
 import type { createPageRenderer } from "../pages.js";
 
 export type PageRenderer = ReturnType<typeof createPageRenderer>;
@@ -92,9 +93,11 @@ export function linkRoutes(d: LinkRouteDeps): Router {
 const str = (v: unknown) => (typeof v === "string" ? v : "");
 
 /** A bearer token on the POST (a script, or later a dashboard session) names who is acting. */
+/** Who the browser is signed in as: a bearer token, else the dashboard session (loaded in app.ts). */
 function signedInUser(req: Request, users: UserDirectory) {
   const m = /^Bearer\s+(\S{1,512})\s*$/i.exec(req.headers.authorization ?? "");
-  return m ? users.byToken(m[1]!) : null;
+  if (m) return users.byToken(m[1]!);
+  return sessionOf(req)?.user ?? null;
 }
 
 async function confirmData(
