@@ -36,7 +36,9 @@ function printWelcome(url: string, usersFile: string | null, outboxDir: string |
   const author = users.find((u) => u.roles.includes("author"));
   const lines = [
     "",
-    `Airlock is running at ${url}  (health: ${url}/healthz)`,
+    `Airlock is running. Open the dashboard: ${url}/`,
+    `  and sign in with one of the tokens below (ops sees everything and the queue board).`,
+    outboxDir ? `  Mail goes to the development outbox (no SMTP_URL): ${url}/outbox` : "",
     "",
     "Demo users and their tokens (development only):",
     ...users.map((u) => `  ${u.email.padEnd(26)} ${u.roles.join(",").padEnd(12)} ${u.token ?? "(hashed)"}`),

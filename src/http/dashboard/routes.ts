@@ -22,7 +22,7 @@ import type { Redis } from "ioredis";
 import { STATUS } from "../errors.js";
 import { csrfOk, fromOwnOrigin, sessionCookie, sessionOf } from "./guards.js";
 import { SESSION_COOKIE, SessionStore } from "./sessions.js";
-import { cardView, HISTORY_STATES, IMMINENT_MS, formatNumber, PENDING_STATES, pendingOrder, type CardView } from "./view-model.js";
+import { cardView, HISTORY_STATES, PENDING_STATES, pendingOrder, type CardView } from "./view-model.js";
 import type { DashboardPage, DashboardViews, Frame } from "./views.js";
 
 export interface DashboardDeps {
@@ -127,10 +127,10 @@ export function dashboardRoutes(d: DashboardDeps): Router {
       .flatMap((l) => l.items)
       .map((m) => cardView(m, now, d.service.mayRecall(user, m)))
       .sort(pendingOrder);
-    const soon = cards.filter((c) => c.urgency === "imminent" || c.urgency === "live");
-    const imminent = soon.length
-      ? soon.map((c) => (c.urgency === "live" ? `“${c.subject}” is going out now to ${formatNumber(c.recipientCount)} people.` : `“${c.subject}” goes out ${c.headlineCountdown} to ${formatNumber(c.recipientCount)} people.`)).join(" ")
-      : null;
+    // The banner at the top: what goes out now or within minutes (its countdowns tick client-side).
+    const imminent = cards
+      .filter((c) => (c.urgency === "imminent" || c.urgency === "live") && c.state !== "correcting")
+      .map((c) => ({ subject: c.subject, live: c.urgency === "live", releaseAt: c.releaseAt, countdown: c.headlineCountdown, people: c.recipientCount }));
     const queues = await queueHealth(d.queues);
     page(res, 200, "pending", frame(req, "Pending sends", "pending"), { cards, imminent, queues: queues.rows, queuesError: queues.error });
   });
