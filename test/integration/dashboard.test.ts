@@ -277,3 +277,32 @@ describe("queue board and stream", () => {
     expect(seen).toContain(`"id":"${m.id}"`);
   });
 });
+
+describe("development outbox", () => {
+  it("lists the mails written to the outbox and shows one as text, to signed-in users only", async () => {
+    const dev = await startAirlock({ SMTP_URL: "" }); // unset: mail goes to <data>/outbox
+    try {
+      const m = (await dev.call("author", "POST", "/api/messages", { subject: "Outbox check ünïcode", text: "x", audience: { addresses: ["z@corp.example"] } })).body;
+      expect(m.id).toBeDefined();
+      const signin = await fetch(`${dev.url}/signin`, { method: "POST", redirect: "manual", headers: { "content-type": "application/x-www-form-urlencoded", ...sameOrigin }, body: new URLSearchParams({ token: tokenOf("ops") }) });
+      const cookie = (signin.headers.get("set-cookie") ?? "").split(";")[0]!;
+      const list = async () => (await fetch(`${dev.url}/outbox`, { headers: { cookie } })).text();
+      // The approval requests are written by the notify worker in the background.
+      const html = await dev.until("approval request in the outbox", async () => ((await list()).includes("Outbox check ünïcode") ? list() : undefined));
+      expect(html).toContain(USERS.approver1.email);
+      const name = /href="\/outbox\/([^"]+)"/.exec(html)?.[1];
+      expect(name).toBeDefined();
+      const one = await fetch(`${dev.url}/outbox/${name}`, { headers: { cookie } });
+      expect(one.status).toBe(200);
+      expect(one.headers.get("content-type")).toContain("text/plain");
+      expect(await one.text()).toMatch(/^Message-ID: /m);
+      expect((await fetch(`${dev.url}/outbox/..%2Fusers.json`, { headers: { cookie } })).status).toBe(404);
+      expect((await fetch(`${dev.url}/outbox`, { redirect: "manual" })).status).toBe(303);
+    } finally {
+      await dev.stop();
+    }
+    // With SMTP configured there is no outbox page.
+    const b = await signIn("ops");
+    expect((await b.get("/outbox")).status).toBe(404);
+  });
+});
