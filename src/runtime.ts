@@ -113,7 +113,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const audiences = new AudienceStore({ redis, clock });
   const bull = connect("queues", true);
   const scheduler = new BullScheduler(bull, clock);
-  const service = new MessageService({ store, scheduler, clock, config });
+  const service = new MessageService({ store, scheduler, clock, config, logger });
   const renderer = createRenderer(templatesDir());
   const metrics = createMetrics({ redis, queues: [scheduler.timers, scheduler.fanout, scheduler.notifications] });
   const tokens = new LinkTokens(redis, linkSecret, clock);

@@ -68,7 +68,10 @@ export function runWorkers(opts: {
   );
 
   for (const w of [timers, fanout, notify]) {
-    w.on("failed", (job, err) => logger.warn({ job: job?.id, attempt: job?.attemptsMade }, `job ${job?.id} failed: ${err.message}`));
+    w.on("failed", (job, err) => {
+      const data = (job?.data ?? {}) as { id?: unknown; revision?: unknown };
+      logger.warn({ job: job?.id, attempt: job?.attemptsMade, message: data.id, revision: data.revision }, `job ${job?.id} failed: ${err.message}`);
+    });
     w.on("error", (err) => logger.error({ err }, `worker ${w.name}: ${err.message}`));
   }
 

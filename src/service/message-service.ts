@@ -12,6 +12,7 @@ import type { MessageInput } from "../domain/message-input.js";
 import { effectiveHoldSeconds, extractAddress, senderAllowed } from "../domain/policies.js";
 import { audienceToHeader, newMessageId } from "../mail/mime.js";
 import type { Scheduler } from "../queues/scheduler.js";
+import type { Logger } from "pino";
 import type { Clock, MessageStore, ScriptAnswer } from "../store/message-store.js";
 
 export interface MessageServiceDeps {
@@ -19,6 +20,8 @@ export interface MessageServiceDeps {
   scheduler: Scheduler;
   clock: Clock;
   config: Pick<Config, "MAIL_FROM" | "HOLD_MIN_SECONDS" | "APPROVAL_TTL_HOURS" | "APPROVALS_REQUIRED" | "LARGE_AUDIENCE_THRESHOLD" | "LARGE_AUDIENCE_APPROVALS">;
+  /** One structured line per committed action (message id, revision, actor, new state); the audit trail stays the record. */
+  logger?: Pick<Logger, "info">;
 }
 
 const has = (u: User, ...roles: User["roles"]) => roles.some((r) => u.roles.includes(r));
@@ -87,7 +90,7 @@ export class MessageService {
       this.policy,
       now,
     );
-    const ok = this.check(answer, id);
+    const ok = this.committed(mode === "create" ? "submit" : "edit", user, id, answer);
     await this.d.scheduler.scheduleExpiry(id, Number(ok.revision), expiresAt);
   }
 
@@ -96,7 +99,7 @@ export class MessageService {
     const current = await this.get(user, id);
     if (current.author === user.email) throw new DomainError("self_approval", "nobody approves their own message");
     const revision = opts.revision ?? current.revision;
-    const ok = this.check(await this.d.store.approve(id, user.email, revision, opts.comment ?? ""), id);
+    const ok = this.committed("approve", user, id, await this.d.store.approve(id, user.email, revision, opts.comment ?? ""), revision);
     if (ok.state === "scheduled") await this.d.scheduler.scheduleRelease(id, revision, Number(ok.releaseAt));
     return (await this.d.store.get(id))!;
   }
@@ -105,14 +108,14 @@ export class MessageService {
     if (!has(user, "approver")) throw new DomainError("forbidden", "only an approver may reject");
     const current = await this.get(user, id);
     if (current.author === user.email) throw new DomainError("self_approval", "nobody decides on their own message");
-    this.check(await this.d.store.move("reject", id, user.email, { revision: opts.revision ?? current.revision, detail: { reason: opts.reason } }), id);
+    this.committed("reject", user, id, await this.d.store.move("reject", id, user.email, { revision: opts.revision ?? current.revision, detail: { reason: opts.reason } }), opts.revision ?? current.revision);
     return (await this.d.store.get(id))!;
   }
 
   async withdraw(user: User, id: string): Promise<Message> {
     const current = await this.get(user, id);
     if (current.author !== user.email) throw new DomainError("forbidden", "only the message's author may withdraw it");
-    this.check(await this.d.store.move("withdraw", id, user.email), id);
+    this.committed("withdraw", user, id, await this.d.store.move("withdraw", id, user.email), current.revision);
     return (await this.d.store.get(id))!;
   }
 
@@ -120,7 +123,7 @@ export class MessageService {
   async recall(user: User, id: string, opts: { reason: string; correctionText?: string }): Promise<Message & { delivered: number }> {
     const current = await this.get(user, id);
     if (!this.mayRecall(user, current)) throw new DomainError("forbidden", "authors may recall only their own messages");
-    const ok = this.check(await this.d.store.recall(id, user.email, opts.reason, opts.correctionText ?? ""), id);
+    const ok = this.committed("recall", user, id, await this.d.store.recall(id, user.email, opts.reason, opts.correctionText ?? ""), current.revision);
     if (ok.startCorrection) await this.d.scheduler.startFanout(id, "correction", current.recipientCount);
     const m = (await this.d.store.get(id))!;
     return { ...m, delivered: Number(ok.delivered) };
@@ -128,6 +131,14 @@ export class MessageService {
 
   mayRecall(user: User, m: Message): boolean {
     return has(user, "approver", "ops", "admin") || (has(user, "author") && m.author === user.email);
+  }
+
+  /** check() and, when it passed, the log line of the action. */
+  private committed(action: string, user: User, id: string, a: ScriptAnswer, knownRevision?: number): Extract<ScriptAnswer, { ok: true }> {
+    const ok = this.check(a, id);
+    const revision = ok.revision === undefined ? knownRevision : Number(ok.revision);
+    this.d.logger?.info({ message: id, revision, actor: user.email, action, state: ok.state }, `message ${id}: ${action} by ${user.email}${ok.state ? ` -> ${String(ok.state)}` : ""}`);
+    return ok;
   }
 
   /** Turns a script's refusal into the DomainError the caller sees. */

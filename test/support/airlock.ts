@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pino } from "pino";
+import { pino, type Logger } from "pino";
 import { loadConfig } from "../../src/config.js";
 import { createRuntime, type Runtime } from "../../src/runtime.js";
 import { startSmtpSink, type SmtpSink } from "./smtp-sink.js";
@@ -44,7 +44,7 @@ export interface TestAirlock {
   stop(): Promise<void>;
 }
 
-export async function startAirlock(env: Record<string, string> = {}): Promise<TestAirlock> {
+export async function startAirlock(env: Record<string, string> = {}, opts: { logger?: Logger } = {}): Promise<TestAirlock> {
   const dir = mkdtempSync(join(tmpdir(), "airlock-test-"));
   const redis = await startTestRedis();
   const sink = await startSmtpSink();
@@ -65,7 +65,7 @@ export async function startAirlock(env: Record<string, string> = {}): Promise<Te
     ...env,
   });
   const clock = new TestClock();
-  const rt = await createRuntime({ config, clock, dataDir: dir, logger: pino({ level: "silent" }) });
+  const rt = await createRuntime({ config, clock, dataDir: dir, logger: opts.logger ?? pino({ level: "silent" }) });
   const { url } = await rt.startApi(0);
   await rt.startWorkers();
 

@@ -86,4 +86,4 @@ if mode == 'create' then
 else
   transition('edit', from, 'pending_approval', cjson.encode({recipientCount = count, requiredApprovals = required}))
 end
-return answer({ok = true, id = id, revision = revision, recipientCount = count, requiredApprovals = required})
+return answer({ok = true, id = id, revision = revision, state = 'pending_approval', recipientCount = count, requiredApprovals = required})
