@@ -13,6 +13,9 @@ async function main(): Promise<void> {
   const rt = await createRuntime({ config });
   const api = mode === "worker" ? null : await rt.startApi();
   if (mode !== "api") await rt.startWorkers();
+  // A worker-only process has no HTTP API: its own histograms need their own port.
+  const metricsUrl = mode === "worker" && config.METRICS_PORT !== undefined ? (await rt.startMetricsServer(config.METRICS_PORT)).url : null;
+  if (metricsUrl) rt.logger.info(`metrics at ${metricsUrl}`);
 
   let stopping = false;
   const shutdown = (signal: string) => {

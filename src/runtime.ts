@@ -6,7 +6,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import type { Server } from "node:http";
+import { createServer, type Server } from "node:http";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { Redis } from "ioredis";
@@ -63,6 +63,8 @@ export interface Runtime {
   outboxDir: string | null;
   startApi(port?: number): Promise<{ server: Server; url: string }>;
   startWorkers(): Promise<RunningWorkers>;
+  /** GET /metrics and /healthz alone, for a worker-only process (its histograms live only there). */
+  startMetricsServer(port: number): Promise<{ url: string }>;
   /** Stops everything this runtime started, in order. Always resolves. */
   stop(): Promise<void>;
 }
@@ -113,9 +115,9 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const audiences = new AudienceStore({ redis, clock });
   const bull = connect("queues", true);
   const scheduler = new BullScheduler(bull, clock);
-  const service = new MessageService({ store, scheduler, clock, config, logger });
-  const renderer = createRenderer(templatesDir());
   const metrics = createMetrics({ redis, queues: [scheduler.timers, scheduler.fanout, scheduler.notifications] });
+  const service = new MessageService({ store, scheduler, clock, config, logger, metrics });
+  const renderer = createRenderer(templatesDir());
   const tokens = new LinkTokens(redis, linkSecret, clock);
   // Before anything can write an audit entry, so the first message's notifications are not missed.
   await ensureNotifierGroup(redis);
@@ -171,6 +173,20 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       const addr = server.address();
       const actualPort = typeof addr === "object" && addr ? addr.port : port;
       return { server, url: `http://localhost:${actualPort}` };
+    },
+    async startMetricsServer(port) {
+      const server = createServer((req, res) => {
+        if (req.url === "/healthz") return void res.writeHead(200, { "content-type": "application/json" }).end('{"ok":true}');
+        if (req.url !== "/metrics" || (req.method !== "GET" && req.method !== "HEAD")) return void res.writeHead(404).end();
+        metrics.registry.metrics().then(
+          (text) => res.writeHead(200, { "content-type": metrics.registry.contentType }).end(text),
+          (e: unknown) => res.writeHead(503, { "content-type": "text/plain" }).end(`metrics unavailable: ${(e as Error).message}\n`), // Redis unreachable
+        );
+      });
+      await new Promise<void>((res, rej) => server.once("error", rej).listen(port, () => res()));
+      stops.unshift(() => new Promise<void>((res) => server.close(() => res())));
+      const addr = server.address();
+      return { url: `http://localhost:${typeof addr === "object" && addr ? addr.port : port}/metrics` };
     },
     async startWorkers() {
       const workerConn = connect("workers", true);

@@ -13,6 +13,7 @@ import { effectiveHoldSeconds, extractAddress, senderAllowed } from "../domain/p
 import { audienceToHeader, newMessageId } from "../mail/mime.js";
 import type { Scheduler } from "../queues/scheduler.js";
 import type { Logger } from "pino";
+import type { Metrics } from "../metrics/metrics.js";
 import type { Clock, MessageStore, ScriptAnswer } from "../store/message-store.js";
 
 export interface MessageServiceDeps {
@@ -22,6 +23,8 @@ export interface MessageServiceDeps {
   config: Pick<Config, "MAIL_FROM" | "HOLD_MIN_SECONDS" | "APPROVAL_TTL_HOURS" | "APPROVALS_REQUIRED" | "LARGE_AUDIENCE_THRESHOLD" | "LARGE_AUDIENCE_APPROVALS">;
   /** One structured line per committed action (message id, revision, actor, new state); the audit trail stays the record. */
   logger?: Pick<Logger, "info">;
+  /** recall-to-stop is observed here when the recall itself stopped everything (nothing was in flight). */
+  metrics?: Pick<Metrics, "recallToStop">;
 }
 
 const has = (u: User, ...roles: User["roles"]) => roles.some((r) => u.roles.includes(r));
@@ -124,6 +127,9 @@ export class MessageService {
     const current = await this.get(user, id);
     if (!this.mayRecall(user, current)) throw new DomainError("forbidden", "authors may recall only their own messages");
     const ok = this.committed("recall", user, id, await this.d.store.recall(id, user.email, opts.reason, opts.correctionText ?? ""), current.revision);
+    // Nothing of the original was inside an SMTP transaction: the recall's answer is the stop.
+    // Otherwise the worker that settles the last transaction observes it (workers/fanout.ts).
+    if (ok.state === "recalled" || ok.startCorrection) this.d.metrics?.recallToStop.observe(0);
     if (ok.startCorrection) await this.d.scheduler.startFanout(id, "correction", current.recipientCount);
     const m = (await this.d.store.get(id))!;
     return { ...m, delivered: Number(ok.delivered) };

@@ -34,7 +34,20 @@ it("counts messages by state, recipients by outcome, SMTP transactions and queue
   expect(sample(text, 'airlock_smtp_transaction_seconds_count{kind="original",result="ok"}')).toBe(2);
   expect(sample(text, 'airlock_smtp_transaction_seconds_count{kind="correction",result="ok"}')).toBe(2);
   expect(sample(text, 'airlock_queue_jobs{queue="fanout",state="failed"}')).toBe(0);
-  expect(text).toContain("# TYPE airlock_recall_to_stop_seconds histogram");
+  // The recall found nothing in flight (the message was fully sent): its answer was the stop.
+  expect(sample(text, "airlock_recall_to_stop_seconds_count")).toBe(1);
+  expect(sample(text, 'airlock_recall_to_stop_seconds_bucket{le="0.01"}')).toBe(1);
   expect(text).toContain("airlock_process_resident_memory_bytes");
   expect(text).not.toContain("Metrics"); // no subjects (or addresses) in an unauthenticated endpoint
+});
+
+it("serves a worker-only process's metrics on their own port", async () => {
+  const { url } = await a.rt.startMetricsServer(0);
+  const res = await fetch(url);
+  expect(res.status).toBe(200);
+  const text = await res.text();
+  expect(sample(text, 'airlock_smtp_transaction_seconds_count{kind="original",result="ok"}')).toBe(2);
+  expect(text).toContain('airlock_queue_jobs{queue="fanout",state="failed"} 0');
+  expect((await fetch(url.replace("/metrics", "/other"))).status).toBe(404);
+  expect((await fetch(url.replace("/metrics", "/healthz"))).status).toBe(200);
 });
