@@ -280,12 +280,16 @@ describe("queue board and stream", () => {
 
 describe("development outbox", () => {
   it("lists the mails written to the outbox and shows one as text, to signed-in users only", async () => {
-    const dev = await startAirlock({ SMTP_URL: "" }); // unset: mail goes to <data>/outbox
+    const dev = await startAirlock({ SMTP_URL: "", TRUST_PROXY_HOPS: "1" }); // unset: mail goes to <data>/outbox
     try {
       const m = (await dev.call("author", "POST", "/api/messages", { subject: "Outbox check ünïcode", text: "x", audience: { addresses: ["z@corp.example"] } })).body;
       expect(m.id).toBeDefined();
       const signin = await fetch(`${dev.url}/signin`, { method: "POST", redirect: "manual", headers: { "content-type": "application/x-www-form-urlencoded", ...sameOrigin }, body: new URLSearchParams({ token: tokenOf("ops") }) });
       const cookie = (signin.headers.get("set-cookie") ?? "").split(";")[0]!;
+      expect(signin.headers.get("set-cookie")).not.toMatch(/;\s*Secure/i); // plain HTTP, no proxy said otherwise
+      // Behind a TLS-terminating proxy (one trusted hop) the cookie is Secure.
+      const viaTls = await fetch(`${dev.url}/signin`, { method: "POST", redirect: "manual", headers: { "content-type": "application/x-www-form-urlencoded", "x-forwarded-proto": "https", ...sameOrigin }, body: new URLSearchParams({ token: tokenOf("ops") }) });
+      expect(viaTls.headers.get("set-cookie")).toMatch(/;\s*Secure/i);
       const list = async () => (await fetch(`${dev.url}/outbox`, { headers: { cookie } })).text();
       // The approval requests are written by the notify worker in the background.
       const html = await dev.until("approval request in the outbox", async () => ((await list()).includes("Outbox check ünïcode") ? list() : undefined));
