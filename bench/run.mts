@@ -1,0 +1,168 @@
+/**
+ * `npm run bench [-- --recipients N | --quick] [--pool 5] [--sink auto|postfix|node] [--profile]`
+ *
+ * One run, one machine: a baseline (plain pooled nodemailer loop) and the real Airlock (service
+ * in child processes, its own redis-server, an SMTP sink) measured back to back, so the ratios
+ * compare like with like. Prints a table and writes bench/results/latest.json.
+ */
+import { cpus, freemem, loadavg, totalmem } from "node:os";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { Redis } from "ioredis";
+import { startRedisProcess } from "../src/infra/redis-process.js";
+import { api, importAudience, runBaseline, runFanout, runRecallRace, type FanoutResult, type RecallResult } from "./phases.js";
+import { startService, type ServiceOptions } from "./service.js";
+import { startSink } from "./sink.js";
+
+const { values: args } = parseArgs({
+  options: {
+    recipients: { type: "string" },
+    quick: { type: "boolean", default: false },
+    pool: { type: "string", default: "5" },
+    sink: { type: "string", default: "auto" },
+    baseline: { type: "string" },
+    "per-recipient": { type: "string" },
+    "skip-two-workers": { type: "boolean", default: false },
+    profile: { type: "boolean", default: false },
+    out: { type: "string", default: new URL("./results/latest.json", import.meta.url).pathname },
+  },
+});
+
+const N = Number(args.recipients ?? (args.quick ? 20_000 : 100_000));
+const POOL = Number(args.pool);
+// The baseline sends one message per recipient at ~2,000/s: a 20,000-message sample gives a stable rate in ~10 s.
+const BASELINE_N = Number(args.baseline ?? Math.min(N, 20_000));
+// Likewise per-recipient transactions: 100,000 is plenty for a rate; a million would take minutes.
+const PER_RCPT_N = Number(args["per-recipient"] ?? Math.min(N, 100_000));
+if (![N, POOL, BASELINE_N, PER_RCPT_N].every((n) => Number.isInteger(n) && n > 0) || !["auto", "postfix", "node"].includes(args.sink!)) {
+  process.stderr.write("usage: npm run bench -- [--recipients N | --quick] [--pool N] [--sink auto|postfix|node] [--baseline N] [--per-recipient N] [--skip-two-workers] [--profile]\n");
+  process.exit(2);
+}
+
+const log = (s: string) => process.stderr.write(`bench: ${s}\n`);
+const mb = (bytes: number) => Math.round((bytes / 1024 / 1024) * 10) / 10;
+const work = mkdtempSync(join(tmpdir(), "airlock-bench-"));
+const profileDir = args.profile ? new URL("./results/profiles/", import.meta.url).pathname : undefined;
+if (profileDir) mkdirSync(profileDir, { recursive: true });
+
+const redisProc = await startRedisProcess({ dir: join(work, "redis") });
+const redis = new Redis(redisProc.url);
+const sink = await startSink({ prefer: args.sink as "auto" | "postfix" | "node" });
+const redisVersion = /^redis_version:(\S+)/m.exec(await redis.info("server"))?.[1] ?? "?";
+const machine = {
+  cpus: cpus().length,
+  cpuModel: cpus()[0]?.model ?? "?",
+  memTotalMb: mb(totalmem()),
+  memFreeMbAtStart: mb(freemem()),
+  loadavgAtStart: loadavg().map((l) => Math.round(l * 100) / 100),
+  node: process.version,
+  redis: redisVersion,
+  sink: sink.kind,
+  smtpConnections: POOL,
+};
+log(`machine ${JSON.stringify(machine)}`);
+
+interface PhaseRow {
+  phase: string;
+  recipients: number;
+  seconds: number;
+  rcptPerSec: number;
+  ratio: number | null;
+  peakRssMb: number[] | null;
+}
+const rows: PhaseRow[] = [];
+
+try {
+  log(`baseline: ${BASELINE_N} messages, plain nodemailer pool of ${POOL}`);
+  const baseline = await runBaseline({ smtpUrl: sink.url, pool: POOL, count: BASELINE_N });
+  rows.push({ phase: "baseline: nodemailer loop, built per message", recipients: BASELINE_N, seconds: baseline.ms / 1000, rcptPerSec: baseline.rcptPerSec, ratio: 1, peakRssMb: null });
+
+  const service = async (name: string, o: Partial<ServiceOptions> & { recipientsPerTransaction: number }, smtpUrl = sink.url) =>
+    startService({ dir: join(work, name), redisUrl: redisProc.url, smtpUrl, poolSize: POOL, profileDir: profileDir && join(profileDir, name), ...o });
+
+  const fanoutPhase = async (label: string, rpt: number, audience: string, n: number, extraWorkers = 0, importN = 0): Promise<{ r: FanoutResult; peak: number[] }> => {
+    const svc = await service(label.replace(/\W+/g, "-"), { recipientsPerTransaction: rpt, extraWorkers });
+    try {
+      if (importN) {
+        const t = await importAudience(api(svc.url), audience, importN);
+        log(`imported ${importN} recipients as ${audience} in ${Math.round(t.ms)} ms`);
+      }
+      log(`${label}: ${n} recipients`);
+      const r = await runFanout({ api: api(svc.url), redis, sink, audience, recipients: n });
+      const peak = svc.peakRss();
+      log(`${label}: ${Math.round(r.rcptPerSec)} recipients/s, peak RSS ${peak.map(mb).join(" + ")} MB, ${r.sinkMessages} messages at the sink`);
+      rows.push({ phase: label, recipients: n, seconds: r.ms / 1000, rcptPerSec: r.rcptPerSec, ratio: r.rcptPerSec / baseline.rcptPerSec, peakRssMb: peak.map(mb) });
+      return { r, peak };
+    } finally {
+      await svc.stop();
+    }
+  };
+
+  const perRecipient = await fanoutPhase("airlock: 1 recipient per transaction", 1, PER_RCPT_N === N ? "bench-all" : "bench-sample", PER_RCPT_N, 0, PER_RCPT_N);
+  const batched = await fanoutPhase("airlock: 50 recipients per transaction", 50, "bench-all", N, 0, PER_RCPT_N === N ? 0 : N);
+  const two = args["skip-two-workers"] ? null : await fanoutPhase("airlock: 50 per transaction, 2 worker processes", 50, "bench-all", N, 1);
+
+  // The recall race needs to know who got the original: a recording sink of its own.
+  const recSink = await startSink({ prefer: "node", record: true });
+  let recall: RecallResult;
+  let recallPeak: number[];
+  try {
+    const svc = await service("recall", { recipientsPerTransaction: 50 }, recSink.url);
+    try {
+      log(`recall race: ${N} recipients, recall at 50%`);
+      recall = await runRecallRace({ api: api(svc.url), redis, sink: recSink, audience: "bench-all", recipients: N });
+      recallPeak = svc.peakRss();
+      log(`recall race: ${JSON.stringify(recall)}`);
+    } finally {
+      await svc.stop();
+    }
+  } finally {
+    await recSink.close();
+  }
+  rows.push({ phase: "correction fan-out after the recall (node sink)", recipients: recall.corrected, seconds: recall.corrected / recall.correctionRcptPerSec, rcptPerSec: recall.correctionRcptPerSec, ratio: null, peakRssMb: recallPeak.map(mb) });
+
+  const peakRssMb = mb(Math.max(perRecipient.peak[0]!, batched.peak[0]!, recallPeak[0]!));
+  const result = {
+    machine,
+    recipients: N,
+    baselineMessages: BASELINE_N,
+    perRecipientRecipients: PER_RCPT_N,
+    baselineRcptPerSec: Math.round(baseline.rcptPerSec),
+    airlockRcptPerSec: { perRecipient: Math.round(perRecipient.r.rcptPerSec), batched: Math.round(batched.r.rcptPerSec), batchedTwoWorkers: two ? Math.round(two.r.rcptPerSec) : null },
+    ratioPerRecipient: round2(perRecipient.r.rcptPerSec / baseline.rcptPerSec),
+    ratioBatched: round2(batched.r.rcptPerSec / baseline.rcptPerSec),
+    ratioTwoWorkersToOne: two ? round2(two.r.rcptPerSec / batched.r.rcptPerSec) : null,
+    batchedSeconds: round2(batched.r.ms / 1000),
+    recall: { sentAfterAck: recall.sentAfterAck, ackMs: recall.ackMs, stopMs: recall.stopMs, delivered: recall.delivered, corrected: recall.corrected, duplicates: recall.duplicates, correctionRcptPerSec: Math.round(recall.correctionRcptPerSec) },
+    /** The single service process (API + workers), highest of the one-process phases. */
+    peakRssMb,
+    peakRssMbByPhase: { perRecipient: mb(perRecipient.peak[0]!), batched: mb(batched.peak[0]!), twoWorkers: two ? two.peak.map(mb) : null, recall: mb(recallPeak[0]!) },
+    redisBytesPerRecipient: batched.r.redisBytesPerRecipient,
+    loadavgAtEnd: loadavg().map((l) => Math.round(l * 100) / 100),
+    at: new Date().toISOString(),
+  };
+  printTable(rows);
+  process.stdout.write(JSON.stringify(result, null, 2) + "\n");
+  mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
+  writeFileSync(args.out!, JSON.stringify(result, null, 2) + "\n");
+  log(`wrote ${args.out}`);
+} finally {
+  redis.disconnect();
+  await sink.close();
+  await redisProc.stop();
+  rmSync(work, { recursive: true, force: true });
+}
+
+function round2(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+function printTable(r: PhaseRow[]): void {
+  const head = ["phase", "recipients", "seconds", "rcpt/s", "× baseline", "peak RSS MB"];
+  const body = r.map((x) => [x.phase, String(x.recipients), x.seconds.toFixed(2), String(Math.round(x.rcptPerSec)), x.ratio === null ? "" : x.ratio.toFixed(2), x.peakRssMb ? x.peakRssMb.join(" + ") : ""]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) => "| " + cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(" | ") + " |";
+  process.stdout.write([line(head), "|" + widths.map((w, i) => (i === 0 ? "-" : "") + "-".repeat(w + 1) + (i === 0 ? "" : ":")).join("|") + "|", ...body.map(line)].join("\n") + "\n\n");
+}
