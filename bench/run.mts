@@ -25,6 +25,8 @@ const { values: args } = parseArgs({
     baseline: { type: "string" },
     "per-recipient": { type: "string" },
     "skip-two-workers": { type: "boolean", default: false },
+    /** Comma list of phases to run (baseline is always run): per-recipient, batched, two-workers, recall. For profiling one phase. */
+    only: { type: "string" },
     profile: { type: "boolean", default: false },
     out: { type: "string", default: new URL("./results/latest.json", import.meta.url).pathname },
   },
@@ -82,17 +84,27 @@ try {
   const service = async (name: string, o: Partial<ServiceOptions> & { recipientsPerTransaction: number }, smtpUrl = sink.url) =>
     startService({ dir: join(work, name), redisUrl: redisProc.url, smtpUrl, poolSize: POOL, profileDir: profileDir && join(profileDir, name), ...o });
 
-  const fanoutPhase = async (label: string, rpt: number, audience: string, n: number, extraWorkers = 0, importN = 0): Promise<{ r: FanoutResult; peak: number[] }> => {
-    const svc = await service(label.replace(/\W+/g, "-"), { recipientsPerTransaction: rpt, extraWorkers });
+  const only = new Set((args.only ?? "per-recipient,batched,two-workers,recall").split(","));
+  if (args["skip-two-workers"]) only.delete("two-workers");
+  // Audiences are imported once, through whichever service runs first, and shared by later phases.
+  const imported = new Set<string>();
+  const ensureAudience = async (url: string, name: string, n: number) => {
+    if (imported.has(name)) return;
+    const t = await importAudience(api(url), name, n);
+    imported.add(name);
+    log(`imported ${n} recipients as ${name} in ${Math.round(t.ms)} ms`);
+  };
+  const sampleAudience = PER_RCPT_N === N ? "bench-all" : "bench-sample";
+
+  const fanoutPhase = async (key: string, label: string, rpt: number, audience: string, n: number, extraWorkers = 0): Promise<{ r: FanoutResult; peak: number[] } | null> => {
+    if (!only.has(key)) return null;
+    const svc = await service(key, { recipientsPerTransaction: rpt, extraWorkers });
     try {
-      if (importN) {
-        const t = await importAudience(api(svc.url), audience, importN);
-        log(`imported ${importN} recipients as ${audience} in ${Math.round(t.ms)} ms`);
-      }
+      await ensureAudience(svc.url, audience, n);
       log(`${label}: ${n} recipients`);
       const r = await runFanout({ api: api(svc.url), redis, sink, audience, recipients: n });
       const peak = svc.peakRss();
-      log(`${label}: ${Math.round(r.rcptPerSec)} recipients/s, peak RSS ${peak.map(mb).join(" + ")} MB, ${r.sinkMessages} messages at the sink`);
+      log(`${label}: ${Math.round(r.rcptPerSec)} recipients/s, peak RSS ${peak.map(mb).join(" + ")} MB`);
       rows.push({ phase: label, recipients: n, seconds: r.ms / 1000, rcptPerSec: r.rcptPerSec, ratio: r.rcptPerSec / baseline.rcptPerSec, peakRssMb: peak.map(mb) });
       return { r, peak };
     } finally {
@@ -100,46 +112,51 @@ try {
     }
   };
 
-  const perRecipient = await fanoutPhase("airlock: 1 recipient per transaction", 1, PER_RCPT_N === N ? "bench-all" : "bench-sample", PER_RCPT_N, 0, PER_RCPT_N);
-  const batched = await fanoutPhase("airlock: 50 recipients per transaction", 50, "bench-all", N, 0, PER_RCPT_N === N ? 0 : N);
-  const two = args["skip-two-workers"] ? null : await fanoutPhase("airlock: 50 per transaction, 2 worker processes", 50, "bench-all", N, 1);
+  const perRecipient = await fanoutPhase("per-recipient", "airlock: 1 recipient per transaction", 1, sampleAudience, PER_RCPT_N);
+  const batched = await fanoutPhase("batched", "airlock: 50 recipients per transaction", 50, "bench-all", N);
+  const two = await fanoutPhase("two-workers", "airlock: 50 per transaction, 2 worker processes", 50, "bench-all", N, 1);
 
-  // The recall race needs to know who got the original: a recording sink of its own.
-  const recSink = await startSink({ prefer: "node", record: true });
-  let recall: RecallResult;
-  let recallPeak: number[];
-  try {
-    const svc = await service("recall", { recipientsPerTransaction: 50 }, recSink.url);
+  let recall: RecallResult | null = null;
+  let recallPeak: number[] = [];
+  if (only.has("recall")) {
+    // The recall race needs to know who got the original: a recording sink of its own.
+    const recSink = await startSink({ prefer: "node", record: true });
     try {
-      log(`recall race: ${N} recipients, recall at 50%`);
-      recall = await runRecallRace({ api: api(svc.url), redis, sink: recSink, audience: "bench-all", recipients: N });
-      recallPeak = svc.peakRss();
-      log(`recall race: ${JSON.stringify(recall)}`);
+      const svc = await service("recall", { recipientsPerTransaction: 50 }, recSink.url);
+      try {
+        await ensureAudience(svc.url, "bench-all", N);
+        log(`recall race: ${N} recipients, recall at 50%`);
+        recall = await runRecallRace({ api: api(svc.url), redis, sink: recSink, audience: "bench-all", recipients: N });
+        recallPeak = svc.peakRss();
+        log(`recall race: ${JSON.stringify(recall)}`);
+      } finally {
+        await svc.stop();
+      }
     } finally {
-      await svc.stop();
+      await recSink.close();
     }
-  } finally {
-    await recSink.close();
+    rows.push({ phase: "correction fan-out after the recall (node sink)", recipients: recall.corrected, seconds: recall.corrected / recall.correctionRcptPerSec, rcptPerSec: recall.correctionRcptPerSec, ratio: null, peakRssMb: recallPeak.map(mb) });
   }
-  rows.push({ phase: "correction fan-out after the recall (node sink)", recipients: recall.corrected, seconds: recall.corrected / recall.correctionRcptPerSec, rcptPerSec: recall.correctionRcptPerSec, ratio: null, peakRssMb: recallPeak.map(mb) });
 
-  const peakRssMb = mb(Math.max(perRecipient.peak[0]!, batched.peak[0]!, recallPeak[0]!));
+  const rate = (x: { r: FanoutResult } | null) => (x ? Math.round(x.r.rcptPerSec) : null);
+  const ratio = (x: { r: FanoutResult } | null, to: number | undefined) => (x && to ? round2(x.r.rcptPerSec / to) : null);
+  const singlePeaks = [perRecipient?.peak[0], batched?.peak[0], recallPeak[0]].filter((x): x is number => x !== undefined);
   const result = {
     machine,
     recipients: N,
     baselineMessages: BASELINE_N,
     perRecipientRecipients: PER_RCPT_N,
     baselineRcptPerSec: Math.round(baseline.rcptPerSec),
-    airlockRcptPerSec: { perRecipient: Math.round(perRecipient.r.rcptPerSec), batched: Math.round(batched.r.rcptPerSec), batchedTwoWorkers: two ? Math.round(two.r.rcptPerSec) : null },
-    ratioPerRecipient: round2(perRecipient.r.rcptPerSec / baseline.rcptPerSec),
-    ratioBatched: round2(batched.r.rcptPerSec / baseline.rcptPerSec),
-    ratioTwoWorkersToOne: two ? round2(two.r.rcptPerSec / batched.r.rcptPerSec) : null,
-    batchedSeconds: round2(batched.r.ms / 1000),
-    recall: { sentAfterAck: recall.sentAfterAck, ackMs: recall.ackMs, stopMs: recall.stopMs, delivered: recall.delivered, corrected: recall.corrected, duplicates: recall.duplicates, correctionRcptPerSec: Math.round(recall.correctionRcptPerSec) },
+    airlockRcptPerSec: { perRecipient: rate(perRecipient), batched: rate(batched), batchedTwoWorkers: rate(two) },
+    ratioPerRecipient: ratio(perRecipient, baseline.rcptPerSec),
+    ratioBatched: ratio(batched, baseline.rcptPerSec),
+    ratioTwoWorkersToOne: ratio(two, batched?.r.rcptPerSec),
+    batchedSeconds: batched ? round2(batched.r.ms / 1000) : null,
+    recall: recall && { sentAfterAck: recall.sentAfterAck, ackMs: recall.ackMs, stopMs: recall.stopMs, delivered: recall.delivered, corrected: recall.corrected, duplicates: recall.duplicates, correctionRcptPerSec: Math.round(recall.correctionRcptPerSec) },
     /** The single service process (API + workers), highest of the one-process phases. */
-    peakRssMb,
-    peakRssMbByPhase: { perRecipient: mb(perRecipient.peak[0]!), batched: mb(batched.peak[0]!), twoWorkers: two ? two.peak.map(mb) : null, recall: mb(recallPeak[0]!) },
-    redisBytesPerRecipient: batched.r.redisBytesPerRecipient,
+    peakRssMb: singlePeaks.length ? mb(Math.max(...singlePeaks)) : null,
+    peakRssMbByPhase: { perRecipient: perRecipient && mb(perRecipient.peak[0]!), batched: batched && mb(batched.peak[0]!), twoWorkers: two && two.peak.map(mb), recall: recallPeak.length ? mb(recallPeak[0]!) : null },
+    redisBytesPerRecipient: batched?.r.redisBytesPerRecipient ?? null,
     loadavgAtEnd: loadavg().map((l) => Math.round(l * 100) / 100),
     at: new Date().toISOString(),
   };

@@ -45,28 +45,47 @@ export class FanoutProcessor {
     const size = this.d.config.RECIPIENTS_PER_TRANSACTION;
     const rate = this.d.config.SEND_RATE_PER_SECOND;
     let first = job.first;
-    while (first <= job.last) {
-      const last = Math.min(job.last, first + size - 1);
-      const claim = await this.d.store.claim(id, kind, first, last, rate, rate);
-      if ("wait" in claim) {
-        // The shared send-rate bucket is empty: wait until it has refilled enough for this transaction.
-        await this.sleep(Math.min(claim.wait, 1000));
-        continue;
+    // The previous transaction's settle, still in flight: it and the next claim travel to Redis
+    // together (same connection, so Redis runs the settle first), one round trip per transaction
+    // instead of two. A transaction with a temporary failure is settled before the job throws.
+    let settling: Promise<void> | null = null;
+    try {
+      while (first <= job.last) {
+        const last = Math.min(job.last, first + size - 1);
+        const [claim] = await Promise.all([this.d.store.claim(id, kind, first, last, rate, rate), settling]);
+        settling = null;
+        if ("wait" in claim) {
+          // The shared send-rate bucket is empty: wait until it has refilled enough for this transaction.
+          await this.sleep(Math.min(claim.wait, 1000));
+          continue;
+        }
+        if ("stopped" in claim) {
+          if (claim.startCorrection) await this.startCorrection(id);
+          return;
+        }
+        if (claim.addresses.length > 0) {
+          const mail = await this.d.mime.get(id, kind);
+          const outcomes = await this.deliver(kind, mail.envelopeFrom, claim.addresses, mail.raw, lastAttempt);
+          const temporary = outcomes.find((o) => o.outcome === "t" || o.outcome === "a");
+          if (temporary) {
+            await this.settle(id, kind, outcomes);
+            throw new TemporaryBatchFailure(`message ${id} ${kind}: ${temporary.reply}`);
+          }
+          settling = this.settle(id, kind, outcomes);
+          settling.catch(() => {}); // awaited below; until then a rejection must not count as unhandled
+        }
+        first = last + 1;
       }
-      if ("stopped" in claim) {
-        if (claim.startCorrection) await this.startCorrection(id);
-        return;
-      }
-      if (claim.addresses.length > 0) {
-        const mail = await this.d.mime.get(id, kind);
-        const outcomes = await this.deliver(kind, mail.envelopeFrom, claim.addresses, mail.raw, lastAttempt);
-        const settled = await this.d.store.settle(id, kind, outcomes);
-        if (settled.startCorrection) await this.startCorrection(id);
-        const temporary = outcomes.find((o) => o.outcome === "t" || o.outcome === "a");
-        if (temporary) throw new TemporaryBatchFailure(`message ${id} ${kind}: ${temporary.reply}`);
-      }
-      first = last + 1;
+    } finally {
+      // If this settle failed while the next claim succeeded, that claim's recipients stay in flight
+      // and the retry counts them as possible duplicates: over-counted, never lost (like a crash).
+      if (settling) await settling;
     }
+  }
+
+  private async settle(id: string, kind: "original" | "correction", outcomes: FanoutOutcome[]): Promise<void> {
+    const settled = await this.d.store.settle(id, kind, outcomes);
+    if (settled.startCorrection) await this.startCorrection(id);
   }
 
   private async startCorrection(id: string): Promise<void> {
