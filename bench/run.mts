@@ -13,7 +13,7 @@ import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { startRedisProcess } from "../src/infra/redis-process.js";
 import { api, importAudience, runBaseline, runFanout, runRecallRace, type FanoutResult, type RecallResult } from "./phases.js";
-import { startService, type ServiceOptions } from "./service.js";
+import { cpuSeconds, startService, type ServiceOptions } from "./service.js";
 import { startSink } from "./sink.js";
 
 const { values: args } = parseArgs({
@@ -52,7 +52,9 @@ if (profileDir) mkdirSync(profileDir, { recursive: true });
 const redisProc = await startRedisProcess({ dir: join(work, "redis") });
 const redis = new Redis(redisProc.url);
 const sink = await startSink({ prefer: args.sink as "auto" | "postfix" | "node" });
-const redisVersion = /^redis_version:(\S+)/m.exec(await redis.info("server"))?.[1] ?? "?";
+const serverInfo = await redis.info("server");
+const redisVersion = /^redis_version:(\S+)/m.exec(serverInfo)?.[1] ?? "?";
+const redisPid = Number(/^process_id:(\d+)/m.exec(serverInfo)?.[1] ?? 0);
 const machine = {
   cpus: cpus().length,
   cpuModel: cpus()[0]?.model ?? "?",
@@ -75,6 +77,7 @@ interface PhaseRow {
   peakRssMb: number[] | null;
 }
 const rows: PhaseRow[] = [];
+const cpuByPhase: Record<string, unknown> = {};
 
 try {
   log(`baseline: ${BASELINE_N} messages, plain nodemailer pool of ${POOL}`);
@@ -102,9 +105,20 @@ try {
     try {
       await ensureAudience(svc.url, audience, n);
       log(`${label}: ${n} recipients`);
+      // CPU used during the fan-out by each party: where the two cores went.
+      const cpu = () => ({ service: svc.pids.map(cpuSeconds), redis: cpuSeconds(redisPid), sink: cpuSeconds(sink.pid), driver: process.cpuUsage() });
+      const c0 = cpu();
       const r = await runFanout({ api: api(svc.url), redis, sink, audience, recipients: n });
+      const c1 = cpu();
       const peak = svc.peakRss();
-      log(`${label}: ${Math.round(r.rcptPerSec)} recipients/s, peak RSS ${peak.map(mb).join(" + ")} MB`);
+      const used = {
+        service: c1.service.map((x, i) => round2(x - c0.service[i]!)),
+        redis: round2(c1.redis - c0.redis),
+        sink: round2(c1.sink - c0.sink),
+        driver: round2((c1.driver.user + c1.driver.system - c0.driver.user - c0.driver.system) / 1e6),
+      };
+      cpuByPhase[key] = { ...used, wallSeconds: round2(r.ms / 1000) };
+      log(`${label}: ${Math.round(r.rcptPerSec)} recipients/s, peak RSS ${peak.map(mb).join(" + ")} MB, CPU seconds ${JSON.stringify(used)} (submit to finish)`);
       rows.push({ phase: label, recipients: n, seconds: r.ms / 1000, rcptPerSec: r.rcptPerSec, ratio: r.rcptPerSec / baseline.rcptPerSec, peakRssMb: peak.map(mb) });
       return { r, peak };
     } finally {
@@ -157,6 +171,8 @@ try {
     peakRssMb: singlePeaks.length ? mb(Math.max(...singlePeaks)) : null,
     peakRssMbByPhase: { perRecipient: perRecipient && mb(perRecipient.peak[0]!), batched: batched && mb(batched.peak[0]!), twoWorkers: two && two.peak.map(mb), recall: recallPeak.length ? mb(recallPeak[0]!) : null },
     redisBytesPerRecipient: batched?.r.redisBytesPerRecipient ?? null,
+    /** CPU seconds per process from submit to the last recipient sent (the fan-out's wall seconds for scale). */
+    cpuSecondsByPhase: cpuByPhase,
     loadavgAtEnd: loadavg().map((l) => Math.round(l * 100) / 100),
     at: new Date().toISOString(),
   };

@@ -51,6 +51,17 @@ function statusField(pid: number, field: "VmHWM" | "VmRSS"): number {
   }
 }
 
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat; 0 once it is gone. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return 0;
+  }
+}
+
 export async function startService(o: ServiceOptions): Promise<RunningService> {
   mkdirSync(o.dir, { recursive: true });
   const usersFile = join(o.dir, "users.json");

@@ -30,6 +30,7 @@ export interface SinkStats {
 export interface Sink {
   kind: "postfix smtp-sink" | "node sink";
   url: string;
+  pid: number;
   stats(): Promise<SinkStats>;
   /** Counts from zero again. */
   reset(): Promise<void>;
@@ -61,6 +62,7 @@ async function startPostfixSink(bin: string): Promise<Sink> {
   return {
     kind: "postfix smtp-sink",
     url: `smtp://127.0.0.1:${port}`,
+    pid: child.pid!,
     async stats() {
       return { messages: null };
     },
@@ -97,6 +99,7 @@ async function startNodeSink(record: boolean): Promise<Sink> {
   return {
     kind: "node sink",
     url: `smtp://127.0.0.1:${port}`,
+    pid: child.pid!,
     async stats() {
       const s = await ask("stats");
       return { messages: s.original.messages + s.correction.messages + s.other.messages, original: s.original, correction: s.correction, other: s.other, distinctOriginals: s.distinctOriginals, duplicates: s.duplicates };

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import nodemailer from "nodemailer";
 import type { NodemailerError } from "nodemailer";
 import { parseConnectionUrl } from "nodemailer/lib/shared";
+import { SmtpClientError, SmtpClientPool } from "./smtp-client.js";
 import { classifySmtpError, isPermanentReply, SmtpSendError } from "./smtp-errors.js";
 
 export { SmtpSendError, SMTP_ERROR_KINDS, type SmtpErrorKind } from "./smtp-errors.js";
@@ -49,7 +50,32 @@ export interface SmtpTransportOptions {
   poolSize: number;
 }
 
+/**
+ * `smtp://host:port` and `smtps://host:port` (no credentials, no options) use the pipelined client
+ * (smtp-client.ts: two round trips per transaction); anything else nodemailer's pool.
+ */
 export function createSmtpTransport(opts: SmtpTransportOptions): MailTransport {
+  const u = new URL(opts.url);
+  const plain = (u.protocol === "smtp:" || u.protocol === "smtps:") && !u.username && !u.password && !u.search;
+  return plain ? createPipelinedTransport(u, opts.poolSize) : createNodemailerTransport(opts);
+}
+
+function createPipelinedTransport(u: URL, poolSize: number): MailTransport {
+  const secure = u.protocol === "smtps:";
+  const pool = new SmtpClientPool({ host: u.hostname, port: Number(u.port || (secure ? 465 : 25)), secure, poolSize });
+  return {
+    async send(envelope, raw) {
+      try {
+        return await pool.send(envelope.from, envelope.to, raw);
+      } catch (err) {
+        throw new SmtpSendError(classifySmtpError(err, err instanceof SmtpClientError && err.bodySent), err);
+      }
+    },
+    close: () => pool.close(),
+  };
+}
+
+function createNodemailerTransport(opts: SmtpTransportOptions): MailTransport {
   const transporter = nodemailer.createTransport({
     ...parseConnectionUrl(opts.url),
     // After the URL, so a query parameter cannot undo them.
