@@ -1,0 +1,80 @@
+/**
+ * The benchmark (`npm run bench`, bench/) in miniature, so that it cannot rot: the same phases on a
+ * few thousand recipients, the service as a child process, the Node sink. It checks what the
+ * benchmark's figures rest on (every recipient accounted for at the sink, the recall race's
+ * measurements), never a speed: timings on a shared machine are for the benchmark itself.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { api, importAudience, runBaseline, runFanout, runRecallRace } from "../../bench/phases.js";
+import { cpuSeconds, startService, type RunningService } from "../../bench/service.js";
+import { startSink, type Sink } from "../../bench/sink.js";
+import { startTestRedis, type TestRedis } from "../support/redis.js";
+
+const N = 2000;
+let redisProc: TestRedis;
+let redis: Redis;
+let sink: Sink;
+let service: RunningService;
+let dir: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "airlock-bench-smoke-"));
+  redisProc = await startTestRedis();
+  redis = new Redis(redisProc.url);
+  sink = await startSink({ prefer: "node", record: true });
+  // Rate-limited to 2,000/s so that the fan-out lasts ~1 s and the recall at 50% lands well inside it.
+  service = await startService({ dir, redisUrl: redisProc.url, smtpUrl: sink.url, recipientsPerTransaction: 50, poolSize: 3, sendRatePerSecond: 2000 });
+  await importAudience(api(service.url), "smoke", N);
+});
+
+afterAll(async () => {
+  await service?.stop();
+  await sink?.close();
+  redis?.disconnect();
+  await redisProc?.cleanup();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("bench smoke", () => {
+  it("baseline: one message per recipient reaches the sink", async () => {
+    await sink.reset();
+    const r = await runBaseline({ smtpUrl: sink.url, pool: 2, count: 100 });
+    expect(r.messages).toBe(100);
+    expect(r.rcptPerSec).toBeGreaterThan(0);
+    const s = await sink.stats();
+    // nodemailer's own Message-IDs: neither a fan-out original nor a correction.
+    expect(s.other).toMatchObject({ messages: 100, recipients: 100 });
+    expect(s.original?.messages).toBe(0);
+  });
+
+  it("fan-out: every recipient once at the sink, timed from the service's own timestamps", async () => {
+    const cpu0 = cpuSeconds(service.pids[0]!);
+    const r = await runFanout({ api: api(service.url), redis, sink, audience: "smoke", recipients: N });
+    expect(r.ms).toBeGreaterThan(0);
+    expect(r.rcptPerSec).toBeCloseTo((N * 1000) / r.ms, 6);
+    const s = await sink.stats();
+    expect(s.original).toMatchObject({ recipients: N, messages: N / 50 });
+    expect(s.distinctOriginals).toBe(N);
+    expect(s.duplicates).toBe(0);
+    expect(r.redisBytesPerRecipient).toBeGreaterThan(0);
+    // The service's peak RSS and CPU are read from /proc for the child process itself.
+    expect(service.peakRss()[0]).toBeGreaterThan(20 * 1024 * 1024);
+    expect(cpuSeconds(service.pids[0]!)).toBeGreaterThan(cpu0);
+  });
+
+  it("recall race: nothing after the answer, the correction to exactly those who got the original", async () => {
+    const r = await runRecallRace({ api: api(service.url), redis, sink, audience: "smoke", recipients: N });
+    expect(r.delivered).toBeGreaterThanOrEqual(N / 2);
+    expect(r.delivered).toBeLessThan(N);
+    expect(r.sentAfterAck).toBe(0);
+    expect(r.duplicates).toBe(0);
+    expect(r.corrected).toBe(r.delivered);
+    const s = await sink.stats();
+    expect(s.distinctOriginals).toBe(r.delivered);
+    expect(s.correction?.recipients).toBe(r.delivered);
+  });
+});
