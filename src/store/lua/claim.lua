@@ -14,16 +14,18 @@ if KIND == 'original' then
     -- Stopped (recalled) or done. Leftovers of an attempt that crashed inside a transaction may
     -- have been delivered: count them as sent, so they get the correction.
     local fixed = 0
-    for _, m in ipairs(members) do
-      if redis.call('HGET', KEYS[6], m) == 'i' then
+    local sts = statuses(KEYS[6], members)
+    for i, m in ipairs(members) do
+      if sts[i] == 'i' then
         redis.call('HSET', KEYS[6], m, 's'); markDuplicate(m); fixed = fixed + 1
       end
     end
     if fixed > 0 then incr('inflight', -fixed); incr('sent', fixed) end
     return answer({stopped = true, state = state, startCorrection = startCorrectionIfQuiet()})
   end
-  for _, m in ipairs(members) do
-    local st = redis.call('HGET', KEYS[6], m)
+  local sts = statuses(KEYS[6], members)
+  for i, m in ipairs(members) do
+    local st = sts[i]
     if st == false then claimable[#claimable + 1] = m
     elseif st == 'i' then claimable[#claimable + 1] = m; retried[#retried + 1] = m end
   end
@@ -31,12 +33,16 @@ else
   if state ~= 'correcting' or field(KEYS[1], 'correctionStarted') ~= '1' then
     return answer({stopped = true, state = state})
   end
-  for _, m in ipairs(members) do
-    if redis.call('HGET', KEYS[6], m) == 's' then
-      local st = redis.call('HGET', KEYS[7], m)
-      if st == false then claimable[#claimable + 1] = m
-      elseif st == 'i' then claimable[#claimable + 1] = m; retried[#retried + 1] = m end
-    end
+  local originals = statuses(KEYS[6], members)
+  local received = {}
+  for i, m in ipairs(members) do
+    if originals[i] == 's' then received[#received + 1] = m end
+  end
+  local sts = statuses(KEYS[7], received)
+  for i, m in ipairs(received) do
+    local st = sts[i]
+    if st == false then claimable[#claimable + 1] = m
+    elseif st == 'i' then claimable[#claimable + 1] = m; retried[#retried + 1] = m end
   end
 end
 if #claimable == 0 then return answer({ok = true, addresses = {}}) end
@@ -58,7 +64,9 @@ redis.call('HSET', KEYS[10], 'tokens', tostring(tokens - #claimable), 'at', nowM
 local target = KEYS[6]
 if KIND == 'correction' then target = KEYS[7] end
 local fresh = #claimable - #retried
-for _, m in ipairs(claimable) do redis.call('HSET', target, m, 'i') end
+local flat = {}
+for _, m in ipairs(claimable) do flat[#flat + 1] = m; flat[#flat + 1] = 'i' end
+hsetMany(target, flat)
 for _, m in ipairs(retried) do markDuplicate(m) end
 if KIND == 'original' then
   incr('queued', -fresh); incr('inflight', fresh)

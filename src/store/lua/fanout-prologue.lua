@@ -11,6 +11,18 @@ local function incr(f, by)
   if by ~= 0 then redis.call('HINCRBY', KEYS[1], f, string.format('%d', by)) end
 end
 
+-- One HMGET for a whole transaction's statuses (a redis.call per recipient was most of the script's
+-- time): answers a list parallel to `list`, false where the field is absent.
+local function statuses(key, list)
+  if #list == 0 then return {} end
+  return redis.call('HMGET', key, unpack(list))
+end
+
+-- One HSET (or HDEL) of many fields; `pairs` is a flat field, value, field, value... list.
+local function hsetMany(key, flat)
+  if #flat > 0 then redis.call('HSET', key, unpack(flat)) end
+end
+
 local function markDuplicate(addr)
   if redis.call('SADD', KEYS[8], addr) == 1 then incr('possibleDuplicates', 1) end
 end

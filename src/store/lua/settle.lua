@@ -9,27 +9,37 @@ local target = KEYS[6]
 if KIND == 'correction' then target = KEYS[7] end
 local stillSending = (KIND == 'original' and state == 'sending') or (KIND == 'correction' and state == 'correcting')
 
+local addrs = {}
+for i = 5, #ARGV, 3 do addrs[#addrs + 1] = ARGV[i] end
+local current = statuses(target, addrs)
+
+-- Collected, then written with one HSET / HDEL per key.
 local n = {s = 0, f = 0, back = 0, k = 0}
-for i = 5, #ARGV, 3 do
-  local addr, outcome, reply = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  if redis.call('HGET', target, addr) == 'i' then
+local set, back, replies = {}, {}, {}
+for j, addr in ipairs(addrs) do
+  local i = 5 + (j - 1) * 3
+  local outcome, reply = ARGV[i + 1], ARGV[i + 2]
+  if current[j] == 'i' then
     if outcome == 'a' then
       markDuplicate(addr)
       if not stillSending then outcome = 's' end -- maybe delivered, and nothing more will be sent: correct it
     end
-    if outcome == 's' then redis.call('HSET', target, addr, 's'); n.s = n.s + 1
+    if outcome == 's' then set[#set + 1] = addr; set[#set + 1] = 's'; n.s = n.s + 1
     elseif outcome == 'f' then
-      redis.call('HSET', target, addr, 'f'); n.f = n.f + 1
+      set[#set + 1] = addr; set[#set + 1] = 'f'; n.f = n.f + 1
       local k = addr
       if KIND == 'correction' then k = 'correction:' .. addr end
-      redis.call('HSET', KEYS[9], k, reply)
+      replies[#replies + 1] = k; replies[#replies + 1] = reply
     elseif outcome == 't' then
-      if stillSending then redis.call('HDEL', target, addr); n.back = n.back + 1
-      else redis.call('HSET', target, addr, 'k'); n.k = n.k + 1 end
+      if stillSending then back[#back + 1] = addr; n.back = n.back + 1
+      else set[#set + 1] = addr; set[#set + 1] = 'k'; n.k = n.k + 1 end
     end
     -- 'a' while still sending stays 'i': the retry claims it again.
   end
 end
+hsetMany(target, set)
+hsetMany(KEYS[9], replies)
+if #back > 0 then redis.call('HDEL', target, unpack(back)) end
 
 local startCorrection = false
 if KIND == 'original' then
