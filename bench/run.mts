@@ -25,7 +25,7 @@ const { values: args } = parseArgs({
     baseline: { type: "string" },
     "per-recipient": { type: "string" },
     "skip-two-workers": { type: "boolean", default: false },
-    /** Comma list of phases to run (baseline is always run): per-recipient, batched, two-workers, recall. For profiling one phase. */
+    /** Comma list of phases to run (baseline is always run): per-recipient, two-workers-per-recipient, batched, two-workers, recall. */
     only: { type: "string" },
     profile: { type: "boolean", default: false },
     out: { type: "string", default: new URL("./results/latest.json", import.meta.url).pathname },
@@ -87,8 +87,8 @@ try {
   const service = async (name: string, o: Partial<ServiceOptions> & { recipientsPerTransaction: number }, smtpUrl = sink.url) =>
     startService({ dir: join(work, name), redisUrl: redisProc.url, smtpUrl, poolSize: POOL, profileDir: profileDir && join(profileDir, name), ...o });
 
-  const only = new Set((args.only ?? "per-recipient,batched,two-workers,recall").split(","));
-  if (args["skip-two-workers"]) only.delete("two-workers");
+  const only = new Set((args.only ?? "per-recipient,two-workers-per-recipient,batched,two-workers,recall").split(","));
+  if (args["skip-two-workers"]) ["two-workers", "two-workers-per-recipient"].forEach((k) => only.delete(k));
   // Audiences are imported once, through whichever service runs first, and shared by later phases.
   const imported = new Set<string>();
   const ensureAudience = async (url: string, name: string, n: number) => {
@@ -127,6 +127,7 @@ try {
   };
 
   const perRecipient = await fanoutPhase("per-recipient", "airlock: 1 recipient per transaction", 1, sampleAudience, PER_RCPT_N);
+  const twoPerRecipient = await fanoutPhase("two-workers-per-recipient", "airlock: 1 per transaction, 2 worker processes", 1, sampleAudience, PER_RCPT_N, 1);
   const batched = await fanoutPhase("batched", "airlock: 50 recipients per transaction", 50, "bench-all", N);
   const two = await fanoutPhase("two-workers", "airlock: 50 per transaction, 2 worker processes", 50, "bench-all", N, 1);
 
@@ -161,15 +162,16 @@ try {
     baselineMessages: BASELINE_N,
     perRecipientRecipients: PER_RCPT_N,
     baselineRcptPerSec: Math.round(baseline.rcptPerSec),
-    airlockRcptPerSec: { perRecipient: rate(perRecipient), batched: rate(batched), batchedTwoWorkers: rate(two) },
+    airlockRcptPerSec: { perRecipient: rate(perRecipient), batched: rate(batched), perRecipientTwoWorkers: rate(twoPerRecipient), batchedTwoWorkers: rate(two) },
     ratioPerRecipient: ratio(perRecipient, baseline.rcptPerSec),
     ratioBatched: ratio(batched, baseline.rcptPerSec),
-    ratioTwoWorkersToOne: ratio(two, batched?.r.rcptPerSec),
+    /** Two worker processes (one of them also serving the API) against one, same mode. */
+    ratioTwoWorkersToOne: { perRecipient: ratio(twoPerRecipient, perRecipient?.r.rcptPerSec), batched: ratio(two, batched?.r.rcptPerSec) },
     batchedSeconds: batched ? round2(batched.r.ms / 1000) : null,
     recall: recall && { sentAfterAck: recall.sentAfterAck, ackMs: recall.ackMs, stopMs: recall.stopMs, delivered: recall.delivered, corrected: recall.corrected, duplicates: recall.duplicates, correctionRcptPerSec: Math.round(recall.correctionRcptPerSec) },
     /** The single service process (API + workers), highest of the one-process phases. */
     peakRssMb: singlePeaks.length ? mb(Math.max(...singlePeaks)) : null,
-    peakRssMbByPhase: { perRecipient: perRecipient && mb(perRecipient.peak[0]!), batched: batched && mb(batched.peak[0]!), twoWorkers: two && two.peak.map(mb), recall: recallPeak.length ? mb(recallPeak[0]!) : null },
+    peakRssMbByPhase: { perRecipient: perRecipient && mb(perRecipient.peak[0]!), batched: batched && mb(batched.peak[0]!), twoWorkersPerRecipient: twoPerRecipient && twoPerRecipient.peak.map(mb), twoWorkers: two && two.peak.map(mb), recall: recallPeak.length ? mb(recallPeak[0]!) : null },
     redisBytesPerRecipient: batched?.r.redisBytesPerRecipient ?? null,
     /** CPU seconds per process from submit to the last recipient sent (the fan-out's wall seconds for scale). */
     cpuSecondsByPhase: cpuByPhase,
