@@ -149,6 +149,8 @@ export interface FanoutResult {
   recipients: number;
   /** From the release (the release job's commit) to the commit that recorded the last recipient sent. */
   ms: number;
+  /** From the submit request to the last recipient sent: approvals and the 1 s hold included. */
+  submitToFinishMs: number;
   rcptPerSec: number;
   redisBytesPerRecipient: number;
   /** Fan-out transactions the sink accepted (null when the sink does not count). */
@@ -158,6 +160,7 @@ export interface FanoutResult {
 export async function runFanout(o: { api: Api; redis: Redis; sink: Sink; audience: string; recipients: number }): Promise<FanoutResult> {
   await o.sink.reset();
   const before = await usedMemory(o.redis);
+  const submittedAt = Date.now();
   const { id, recipientCount } = await submitAndApprove(o.api, o.audience);
   if (recipientCount !== o.recipients) throw new Error(`message ${id} has ${recipientCount} recipients, expected ${o.recipients}`);
   // 100 ms polls: the timing itself comes from the timestamps the scripts store (releasedAt, finishAt).
@@ -174,6 +177,7 @@ export async function runFanout(o: { api: Api; redis: Redis; sink: Sink; audienc
     id,
     recipients: o.recipients,
     ms,
+    submitToFinishMs: done.finishAt - submittedAt,
     rcptPerSec: (o.recipients * 1000) / ms,
     redisBytesPerRecipient: Math.round((after - before) / o.recipients),
     sinkMessages: (await o.sink.stats()).original?.messages ?? null,

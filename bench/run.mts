@@ -176,6 +176,7 @@ try {
     /** Two worker processes (one of them also serving the API) against one, same mode. */
     ratioTwoWorkersToOne: { perRecipient: ratio(twoPerRecipient, perRecipient?.r.rcptPerSec), batched: ratio(two, batched?.r.rcptPerSec) },
     batchedSeconds: batched ? round2(batched.r.ms / 1000) : null,
+    batchedSubmitToFinishSeconds: batched ? round2(batched.r.submitToFinishMs / 1000) : null,
     recall: recall && { sentAfterAck: recall.sentAfterAck, ackMs: recall.ackMs, stopMs: recall.stopMs, delivered: recall.delivered, corrected: recall.corrected, duplicates: recall.duplicates, correctionRcptPerSec: Math.round(recall.correctionRcptPerSec) },
     /** The single service process (API + workers), highest of the one-process phases. */
     peakRssMb: singlePeaks.length ? mb(Math.max(...singlePeaks)) : null,
