@@ -18,7 +18,7 @@ import type { MessageStore } from "../store/message-store.js";
 import { verifyAudit } from "../audit/verify.js";
 import type { Queue } from "bullmq";
 import { bearerAuth, currentUser } from "./auth.js";
-import { bearerOrSession, loadSession } from "./dashboard/guards.js";
+import { bearerOrSession, loadSession, sessionCookie, sessionOf } from "./dashboard/guards.js";
 import { queueBoard, QUEUE_BOARD_PATH } from "./dashboard/queue-board.js";
 import { dashboardRoutes, errorPage } from "./dashboard/routes.js";
 import type { SessionStore } from "./dashboard/sessions.js";
@@ -108,7 +108,13 @@ export function createApp(d: AppDeps): express.Express {
   api.use("/audiences", express.json({ limit: AUDIENCE_JSON_LIMIT, strict: true }), audienceRoutes({ audiences: d.audiences }));
   api.use(express.json({ limit: JSON_LIMIT, strict: true }));
   api.use("/messages", messageRoutes({ service: d.service, store: d.store, renderer: d.renderer }));
-  api.get("/stream", d.stream.handler);
+  api.get(
+    "/stream",
+    d.stream.handler(async (req) => {
+      if (req.headers.authorization === undefined && sessionOf(req)) return (await d.sessions.get(sessionCookie(req))) !== null;
+      return d.users.byAddress(currentUser(req).email) !== null;
+    }),
+  );
   api.get("/audit/verify", async (req, res) => {
     if (!currentUser(req).roles.includes("admin")) throw new DomainError("forbidden", "only an admin may verify the audit trail");
     res.json(await verifyAudit(d.redis));
@@ -121,10 +127,26 @@ export function createApp(d: AppDeps): express.Express {
     QUEUE_BOARD_PATH,
     queueBoard(d.queues, d.publicUrl, (status, heading, detail) => (req, res) => errorPage(d, req, res, status, heading, detail)),
   );
+  // Pages cost more than API calls (a history page reads up to 2,000 messages): the API's limit applies.
+  app.use(
+    rateLimit({
+      windowMs: 60_000,
+      limit: d.rateLimits.api,
+      standardHeaders: "draft-8",
+      legacyHeaders: false,
+      skip: (req) => !/^\/(messages|history|fragments|outbox)?(\/|$)/.test(req.path),
+      handler: (req, res) => errorPage(d, req, res, 429, "Too many requests", "Wait a minute and reload."),
+    }),
+  );
   app.use(
     dashboardRoutes({ sessions: d.sessions, service: d.service, store: d.store, redis: d.redis, views: d.views, queues: d.queues, outboxDir: d.outboxDir, publicUrl: d.publicUrl, clock: d.clock, logger: d.logger }),
   );
 
+  // An unknown address typed into a browser gets a page; the API and scripts get the JSON error.
+  app.use((req, res, next) => {
+    if (req.path.startsWith("/api/") || (req.method !== "GET" && req.method !== "HEAD") || !req.accepts("html")) return next();
+    errorPage(d, req, res, 404, "Not found", "There is no page at this address.");
+  });
   app.use(notFound);
   app.use(errorHandler(d.logger));
   return app;

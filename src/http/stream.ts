@@ -11,7 +11,8 @@ import { currentUser } from "./auth.js";
 const HEARTBEAT_MS = 20_000;
 
 export class EventStream {
-  private readonly clients = new Set<Response>();
+  /** Each client, with the check that its sign-in still holds (re-run at every heartbeat). */
+  private readonly clients = new Map<Response, () => Promise<boolean>>();
   private readonly heartbeat: NodeJS.Timeout;
 
   constructor(private readonly subscriber: Redis) {
@@ -20,18 +21,37 @@ export class EventStream {
     });
     subscriber.on("message", (_channel: string, payload: string) => this.broadcast(payload));
     this.heartbeat = setInterval(() => {
-      for (const c of this.clients) c.write(": keep-alive\n\n");
+      for (const [c, allowed] of this.clients) {
+        // Signed out, session expired, or removed from USERS_FILE since the stream opened: close it.
+        allowed().then(
+          (ok) => (ok ? this.send(c, ": keep-alive\n\n") : this.drop(c)),
+          () => this.send(c, ": keep-alive\n\n"), // Redis unreachable: keep the stream; the next beat asks again
+        );
+      }
     }, HEARTBEAT_MS);
     this.heartbeat.unref();
   }
 
-  handler = (req: Request, res: Response): void => {
-    currentUser(req);
-    res.writeHead(200, { "Content-Type": "text/event-stream", "Cache-Control": "no-store", Connection: "keep-alive", "X-Accel-Buffering": "no" });
-    res.write("retry: 2000\n\n"); // the browser reconnects after 2 s by itself
-    this.clients.add(res);
-    req.on("close", () => this.clients.delete(res));
-  };
+  /** The GET /api/stream handler; `stillAllowed` says whether the caller's sign-in still holds. */
+  handler(stillAllowed: (req: Request) => Promise<boolean>) {
+    return (req: Request, res: Response): void => {
+      currentUser(req);
+      res.writeHead(200, { "Content-Type": "text/event-stream", "Cache-Control": "no-store", Connection: "keep-alive", "X-Accel-Buffering": "no" });
+      res.write("retry: 2000\n\n"); // the browser reconnects after 2 s by itself
+      this.clients.set(res, () => stillAllowed(req));
+      req.on("close", () => this.clients.delete(res));
+    };
+  }
+
+  /** A client that does not read (its socket buffer is full) is dropped rather than buffered for without limit; it reconnects and re-reads. */
+  private send(c: Response, frame: string): void {
+    if (!c.write(frame)) this.drop(c);
+  }
+
+  private drop(c: Response): void {
+    this.clients.delete(c);
+    c.end();
+  }
 
   private broadcast(payload: string): void {
     let kind = "state";
@@ -41,12 +61,12 @@ export class EventStream {
       return; // not ours
     }
     const frame = `event: ${kind}\ndata: ${payload}\n\n`;
-    for (const c of this.clients) c.write(frame);
+    for (const c of [...this.clients.keys()]) this.send(c, frame);
   }
 
   close(): void {
     clearInterval(this.heartbeat);
-    for (const c of this.clients) c.end();
+    for (const c of this.clients.keys()) c.end();
     this.clients.clear();
   }
 }

@@ -83,7 +83,7 @@ describe("sign-in", () => {
     expect(noOrigin.status).toBe(403);
     const foreignOrigin = await raw("/signin", { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded", origin: "https://evil.example" }, body: new URLSearchParams({ token: tokenOf("ops") }) });
     expect(foreignOrigin.status).toBe(403);
-    const ownOrigin = await raw("/signin", { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded", origin: a.url.replace("localhost", "localhost") }, body: new URLSearchParams({ token: tokenOf("ops") }) });
+    const ownOrigin = await raw("/signin", { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded", origin: new URL(a.url).origin }, body: new URLSearchParams({ token: tokenOf("ops") }) });
     expect(ownOrigin.status).toBe(303);
   });
 
@@ -145,12 +145,12 @@ describe("pages", () => {
     // The preview is reachable with the cookie, as the page's frame asks for it.
     const preview = await b.get(`/api/messages/${m.id}/preview`);
     expect(preview.status).toBe(200);
-    expect(preview.html).toContain("y");
+    expect(preview.html).toContain("Second words"); // the current revision, rendered
   });
 
-  it("answers unknown and malformed messages with a 404 page, not JSON", async () => {
+  it("answers unknown pages and malformed messages with a 404 page, not JSON", async () => {
     const b = await signIn("ops");
-    for (const path of ["/messages/999999", "/messages/abc", "/messages/999999/recall", "/fragments/card/0"]) {
+    for (const path of ["/messages/999999", "/messages/abc", "/messages/999999/recall", "/fragments/card/0", "/messages/1/nope", "/messages/", "/no-such-page"]) {
       const res = await b.get(path);
       expect(res.status, path).toBe(404);
       expect(res.html, path).toContain("<h1>Not found</h1>");
@@ -175,6 +175,9 @@ describe("pages", () => {
     const byAuthor = await b.get("/history?q=lunch&author=author2");
     expect(byAuthor.html.match(/Archive (\d+) lunch/g)!.every((s) => Number(/\d+/.exec(s)![0]) % 2 === 1)).toBe(true);
     expect((await b.get("/history?q=no-such-subject")).html).toContain("No finished message matches");
+    const tooLong = await b.get(`/history?q=${"x".repeat(201)}`);
+    expect(tooLong.status).toBe(400);
+    expect(tooLong.html).toContain("at most 200 characters");
   });
 });
 
@@ -255,6 +258,15 @@ describe("queue board and stream", () => {
     const ops = await signIn("ops");
     const crossWrite = await raw("/ops/queues/api/queues/pause", { method: "PUT", headers: { cookie: ops.cookie, "sec-fetch-site": "cross-site" } });
     expect(crossWrite.status).toBe(403);
+    // Read-only even from our own origin: a job added there would bypass the audit trail.
+    const before = await a.rt.scheduler.notifications.count();
+    const sameOriginWrite = await raw("/ops/queues/api/queues/notify/add", { method: "POST", headers: { cookie: ops.cookie, ...sameOrigin, "content-type": "application/json" }, body: JSON.stringify({ name: "x", data: {} }) });
+    expect(sameOriginWrite.status).toBeGreaterThanOrEqual(400);
+    expect(sameOriginWrite.status).toBeLessThan(500);
+    const pause = await raw("/ops/queues/api/queues/fanout/pause", { method: "PUT", headers: { cookie: ops.cookie, ...sameOrigin } });
+    expect(pause.status).toBeGreaterThanOrEqual(400);
+    expect(await a.rt.scheduler.fanout.isPaused()).toBe(false);
+    expect(await a.rt.scheduler.notifications.count()).toBe(before);
   });
 
   it("streams events to a signed-in browser", async () => {
@@ -302,11 +314,18 @@ describe("development outbox", () => {
       expect(await one.text()).toMatch(/^Message-ID: /m);
       expect((await fetch(`${dev.url}/outbox/..%2Fusers.json`, { headers: { cookie } })).status).toBe(404);
       expect((await fetch(`${dev.url}/outbox`, { redirect: "manual" })).status).toBe(303);
+      // Its mails hold approvers' working links: an author may not read them.
+      const authorIn = await fetch(`${dev.url}/signin`, { method: "POST", redirect: "manual", headers: { "content-type": "application/x-www-form-urlencoded", ...sameOrigin }, body: new URLSearchParams({ token: tokenOf("author") }) });
+      const authorCookie = (authorIn.headers.get("set-cookie") ?? "").split(";")[0]!;
+      expect((await fetch(`${dev.url}/outbox`, { headers: { cookie: authorCookie } })).status).toBe(403);
+      expect((await fetch(`${dev.url}/outbox/${name}`, { headers: { cookie: authorCookie } })).status).toBe(403);
     } finally {
       await dev.stop();
     }
     // With SMTP configured there is no outbox page.
     const b = await signIn("ops");
-    expect((await b.get("/outbox")).status).toBe(404);
+    const none = await b.get("/outbox");
+    expect(none.status).toBe(404);
+    expect(none.html).toContain("<h1>Not found</h1>");
   });
 });

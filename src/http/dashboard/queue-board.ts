@@ -1,8 +1,8 @@
 /**
- * /ops/queues: BullMQ's own board (@bull-board), for `ops` and `admin` signed in to the dashboard.
- * Its single-page app calls its own JSON API with fetch and cannot send our CSRF token, so its
- * writes (retry, pause, clean) are guarded by the SameSite=Strict cookie and the same-origin check.
- * Removing a release or fan-out job there loses nothing: the timer sweep re-drives it.
+ * /ops/queues: BullMQ's own board (@bull-board), for `ops` and `admin` signed in to the dashboard,
+ * read-only. Its writes (add, retry, clean, obliterate, remove schedulers) would bypass the audit
+ * trail and could remove the timer sweep itself; its single-page app also cannot send our CSRF
+ * token. Actions on messages go through the dashboard's own forms.
  */
 import { createBullBoard } from "@bull-board/api";
 import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
@@ -20,7 +20,7 @@ const BOARD_CSP =
 export function queueBoard(queues: Queue[], publicUrl: string, refuse: (status: number, heading: string, detail: string) => RequestHandler): Router {
   const adapter = new ExpressAdapter();
   adapter.setBasePath(QUEUE_BOARD_PATH);
-  createBullBoard({ queues: queues.map((q) => new BullMQAdapter(q)), serverAdapter: adapter, options: { uiConfig: { boardTitle: "Airlock queues" } } });
+  createBullBoard({ queues: queues.map((q) => new BullMQAdapter(q, { readOnlyMode: true })), serverAdapter: adapter, options: { uiConfig: { boardTitle: "Airlock queues" } } });
   const r = Router();
   r.use((req, res, next) => {
     const s = sessionOf(req);

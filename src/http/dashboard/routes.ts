@@ -46,10 +46,12 @@ const idParam = z.object({ id: z.string().regex(/^[1-9][0-9]{0,15}$/) });
 const form = express.urlencoded({ extended: false, limit: "64kb", parameterLimit: 20 });
 const one = (v: unknown) => (typeof v === "string" ? v : undefined);
 const PAGE_SIZE = 50;
+/** More than this many messages in one pending state is an incident in itself; the page says so. */
+const PENDING_PER_STATE = 200;
 
 const canSeeQueues = (u: User) => u.roles.includes("ops") || u.roles.includes("admin");
 
-function frameFor(req: Request, title: string, nav: Frame["nav"], hasOutbox: boolean, now = Date.now()): Frame {
+function frameFor(req: Request, title: string, nav: Frame["nav"], hasOutbox: boolean, now: number): Frame {
   const s = sessionOf(req);
   return {
     title,
@@ -57,7 +59,7 @@ function frameFor(req: Request, title: string, nav: Frame["nav"], hasOutbox: boo
     csrf: s?.csrf ?? null,
     nav,
     canSeeQueues: s ? canSeeQueues(s.user) : false,
-    hasOutbox,
+    hasOutbox: hasOutbox && s !== null && canSeeQueues(s.user),
     serverNow: now,
   };
 }
@@ -67,14 +69,16 @@ function sendPage(views: DashboardViews, res: Response, status: number, view: Da
 }
 
 /** A page saying what was refused and that nothing changed (also used by the queue board's guard). */
-export function errorPage(d: Pick<DashboardDeps, "views" | "outboxDir">, req: Request, res: Response, status: number, heading: string, detail: string): void {
-  sendPage(d.views, res, status, "error", frameFor(req, heading, "none", d.outboxDir !== null), { heading, detail });
+export function errorPage(d: Pick<DashboardDeps, "views" | "outboxDir" | "clock">, req: Request, res: Response, status: number, heading: string, detail: string): void {
+  sendPage(d.views, res, status, "error", frameFor(req, heading, "none", d.outboxDir !== null, d.clock.now()), { heading, detail });
 }
 
 export function dashboardRoutes(d: DashboardDeps): Router {
   const r = Router();
   const frame = (req: Request, title: string, nav: Frame["nav"]) => frameFor(req, title, nav, d.outboxDir !== null, d.clock.now());
   const page = (res: Response, status: number, view: DashboardPage, f: Frame, data: object) => sendPage(d.views, res, status, view, f, data);
+  /** Secure when this request came over TLS (through the trusted proxies) or the service is published on https. */
+  const secureCookie = (req: Request) => req.secure || d.publicUrl.startsWith("https:");
   const refusePage = (req: Request, res: Response, status: number, heading: string, detail: string) => errorPage(d, req, res, status, heading, detail);
 
   /** Pages below need a session: a GET goes to the sign-in page and comes back; anything else is refused. */
@@ -104,17 +108,18 @@ export function dashboardRoutes(d: DashboardDeps): Router {
     const token = one(body.token)?.trim() ?? "";
     const started = token.length > 0 && token.length <= 512 ? await d.sessions.start(token) : null;
     if (!started) {
+      d.logger.warn({ ip: req.ip }, "dashboard sign-in refused: unknown token");
       return page(res, 401, "signin", frame(req, "Sign in", "none"), { next, error: "That token is not valid. Check it and try again." });
     }
     await d.sessions.end(sessionCookie(req)); // a new sign-in replaces the old session
-    res.cookie(SESSION_COOKIE, started.id, { httpOnly: true, sameSite: "strict", secure: req.secure, path: "/", maxAge: SessionStore.maxAgeMs });
+    res.cookie(SESSION_COOKIE, started.id, { httpOnly: true, sameSite: "strict", secure: secureCookie(req), path: "/", maxAge: SessionStore.maxAgeMs });
     d.logger.info({ user: started.session.user.email }, "dashboard sign-in");
     res.redirect(303, next);
   });
 
   r.post("/signout", form, signedIn, csrf, async (req, res) => {
     await d.sessions.end(sessionCookie(req));
-    res.clearCookie(SESSION_COOKIE, { httpOnly: true, sameSite: "strict", secure: req.secure, path: "/" });
+    res.clearCookie(SESSION_COOKIE, { httpOnly: true, sameSite: "strict", secure: secureCookie(req), path: "/" });
     res.redirect(303, "/signin");
   });
 
@@ -122,7 +127,8 @@ export function dashboardRoutes(d: DashboardDeps): Router {
   r.get("/", signedIn, async (req, res) => {
     const user = sessionOf(req)!.user;
     const now = d.clock.now();
-    const lists = await Promise.all(PENDING_STATES.map((state) => d.store.list({ state, limit: 200 })));
+    const lists = await Promise.all(PENDING_STATES.map((state) => d.store.list({ state, limit: PENDING_PER_STATE })));
+    const truncated = lists.some((l) => l.nextCursor !== null);
     const cards = lists
       .flatMap((l) => l.items)
       .map((m) => cardView(m, now, d.service.mayRecall(user, m)))
@@ -132,13 +138,13 @@ export function dashboardRoutes(d: DashboardDeps): Router {
       .filter((c) => (c.urgency === "imminent" || c.urgency === "live") && c.state !== "correcting")
       .map((c) => ({ subject: c.subject, live: c.urgency === "live", releaseAt: c.releaseAt, countdown: c.headlineCountdown, people: c.recipientCount }));
     const queues = await queueHealth(d.queues);
-    page(res, 200, "pending", frame(req, "Pending sends", "pending"), { cards, imminent, queues: queues.rows, queuesError: queues.error });
+    page(res, 200, "pending", frame(req, "Pending sends", "pending"), { cards, imminent, truncated, perState: PENDING_PER_STATE, queues: queues.rows, queuesError: queues.error });
   });
 
   /** One card as HTML, for the client script to swap in when an event names the message. */
   r.get("/fragments/card/:id", signedIn, async (req, res) => {
     const m = await messageOr404(req);
-    res.set("Cache-Control", "no-store").type("html").send(d.views.card(card(req, m)));
+    res.set({ "Cache-Control": "no-store", "Content-Security-Policy": DASHBOARD_CSP }).type("html").send(d.views.card(card(req, m)));
   });
 
   // ---- one message
@@ -199,19 +205,20 @@ export function dashboardRoutes(d: DashboardDeps): Router {
   r.get("/history", signedIn, async (req, res) => {
     const q = z
       .object({
-        q: z.string().max(200).catch(""),
-        author: z.string().max(200).catch(""),
+        q: z.string().max(200),
+        author: z.string().max(200),
         state: z.enum(HISTORY_STATES).optional().catch(undefined),
         cursor: z.coerce.number().int().min(0).max(1e12).catch(0),
       })
-      .parse({ q: one(req.query.q) ?? "", author: one(req.query.author) ?? "", state: one(req.query.state) || undefined, cursor: one(req.query.cursor) ?? "0" });
-    const found = await searchMessages(d.redis, d.store, { states: q.state ? [q.state] : HISTORY_STATES, subject: q.q, author: q.author, cursor: q.cursor, limit: 25 });
-    const params = new URLSearchParams({ ...(q.q ? { q: q.q } : {}), ...(q.author ? { author: q.author } : {}), ...(q.state ? { state: q.state } : {}) });
+      .safeParse({ q: one(req.query.q) ?? "", author: one(req.query.author) ?? "", state: one(req.query.state) || undefined, cursor: one(req.query.cursor) ?? "0" });
+    if (!q.success) return refusePage(req, res, 400, "Search words too long", "Search with at most 200 characters for the subject and for the author.");
+    const found = await searchMessages(d.redis, { states: q.data.state ? [q.data.state] : HISTORY_STATES, subject: q.data.q, author: q.data.author, cursor: q.data.cursor, limit: 25 });
+    const params = new URLSearchParams({ ...(q.data.q ? { q: q.data.q } : {}), ...(q.data.author ? { author: q.data.author } : {}), ...(q.data.state ? { state: q.data.state } : {}) });
     if (found.nextCursor !== null) params.set("cursor", String(found.nextCursor));
     page(res, 200, "history", frame(req, "History", "history"), {
-      q: q.q,
-      author: q.author,
-      states: HISTORY_STATES.map((s) => ({ value: s, label: STATE_LABELS[s] ?? s, selected: q.state === s })),
+      q: q.data.q,
+      author: q.data.author,
+      states: HISTORY_STATES.map((s) => ({ value: s, label: STATE_LABELS[s] ?? s, selected: q.data.state === s })),
       items: found.items.map((m) => ({ ...m, stateLabel: STATE_LABELS[m.state] ?? m.state })),
       scanned: found.scanned,
       scannedAll: found.nextCursor === null,
@@ -222,10 +229,13 @@ export function dashboardRoutes(d: DashboardDeps): Router {
   // ---- development outbox
   if (d.outboxDir) {
     const dir = d.outboxDir;
-    r.get("/outbox", signedIn, async (req, res) => {
+    // Raw mails hold approvers' working link tokens: only ops and admin may read them.
+    const opsOnly = (req: Request, res: Response, next: NextFunction) =>
+      canSeeQueues(sessionOf(req)!.user) ? next() : refusePage(req, res, 403, "Not allowed", "The outbox is for the ops and admin roles: its mails hold other people's links.");
+    r.get("/outbox", signedIn, opsOnly, async (req, res) => {
       page(res, 200, "outbox", frame(req, "Outbox", "outbox"), { dir, limit: OUTBOX_LIMIT, items: await outboxItems(dir) });
     });
-    r.get("/outbox/:name", signedIn, async (req, res) => {
+    r.get("/outbox/:name", signedIn, opsOnly, async (req, res) => {
       const name = String(req.params.name);
       if (!/^[0-9TZ-]{10,40}-[0-9]{6}$/.test(name)) return refusePage(req, res, 404, "No such mail", "That name is not one of the outbox's files.");
       const raw = await readFile(join(dir, `${name}.eml`)).catch(() => null);
@@ -263,7 +273,7 @@ export function dashboardRoutes(d: DashboardDeps): Router {
     const allowed = d.service.mayRecall(user, m);
     const settled = m.counts.sent + m.counts.failed + m.counts.skipped + m.counts.inFlight;
     return {
-      card: { ...c, recallable: c.recallable },
+      card: c,
       notAllowed: allowed ? null : "Authors may recall only their own messages. Ask an approver or the on-call operator.",
       wouldCorrect: m.counts.sent + m.counts.inFlight,
       stillQueued: Math.max(0, m.recipientCount - settled),

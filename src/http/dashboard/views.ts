@@ -1,6 +1,6 @@
 /**
- * Renders the dashboard pages from `templates/dashboard/`: a private Handlebars instance in strict
- * mode, every value escaped. Pages are served under a CSP without inline script or style, so the
+ * Renders the dashboard pages from `templates/dashboard/`: a private Handlebars instance, every
+ * value escaped (not strict mode: pages test optional fields with `{{#if}}`; tests cover the output). Pages are served under a CSP without inline script or style, so the
  * templates carry no `style` attribute; /static/dashboard.js adds the live parts.
  */
 import { readdirSync, readFileSync } from "node:fs";

@@ -92,7 +92,6 @@ export function linkRoutes(d: LinkRouteDeps): Router {
 
 const str = (v: unknown) => (typeof v === "string" ? v : "");
 
-/** A bearer token on the POST (a script, or later a dashboard session) names who is acting. */
 /** Who the browser is signed in as: a bearer token, else the dashboard session (loaded in app.ts). */
 function signedInUser(req: Request, users: UserDirectory) {
   const m = /^Bearer\s+(\S{1,512})\s*$/i.exec(req.headers.authorization ?? "");
