@@ -59,6 +59,20 @@ export interface AppDeps {
 const JSON_LIMIT = "1mb";
 const AUDIENCE_JSON_LIMIT = "50mb";
 
+/**
+ * Refuses a JSON body that is not valid UTF-8 instead of letting the parser turn the bad bytes into
+ * U+FFFD: a subject with replacement characters would otherwise be approved and sent as such.
+ * (body-parser passes our error on with its status: 400.)
+ */
+function strictUtf8(_req: unknown, _res: unknown, buf: Buffer, encoding: string): void {
+  if (!/^utf-?8$/i.test(encoding)) return; // another declared charset was decoded as declared
+  try {
+    new TextDecoder("utf-8", { fatal: true }).decode(buf);
+  } catch {
+    throw new DomainError("invalid_input", "the request body is not valid UTF-8");
+  }
+}
+
 export function createApp(d: AppDeps): express.Express {
   const app = express();
   app.set("trust proxy", d.trustProxyHops); // a hop count, never `true`
@@ -105,8 +119,8 @@ export function createApp(d: AppDeps): express.Express {
   const api = express.Router();
   api.use(limiter(d.rateLimits.api, (_req, _res, next) => next(new DomainError("rate_limited", "too many requests: wait a minute"))));
   api.use(bearerOrSession(bearerAuth(d.users), d.publicUrl));
-  api.use("/audiences", express.json({ limit: AUDIENCE_JSON_LIMIT, strict: true }), audienceRoutes({ audiences: d.audiences }));
-  api.use(express.json({ limit: JSON_LIMIT, strict: true }));
+  api.use("/audiences", express.json({ limit: AUDIENCE_JSON_LIMIT, strict: true, verify: strictUtf8 }), audienceRoutes({ audiences: d.audiences }));
+  api.use(express.json({ limit: JSON_LIMIT, strict: true, verify: strictUtf8 }));
   api.use("/messages", messageRoutes({ service: d.service, store: d.store, renderer: d.renderer }));
   api.get(
     "/stream",
