@@ -44,6 +44,8 @@ const schema = z.object({
   API_RATE_LIMIT_PER_MINUTE: int(1, 1_000_000).default(600),
   /** Requests per minute per client address to /links (a person needs two per link). Default 60. */
   LINK_RATE_LIMIT_PER_MINUTE: int(1, 1_000_000).default(60),
+  /** Seconds before the jobs of a crashed worker are taken over by another. Default 30. */
+  WORKER_LOCK_SECONDS: int(2, 600).default(30),
   /** A worker-only process (`npm run start:worker`) serves GET /metrics on this port when set. */
   METRICS_PORT: int(0, 65535).optional(),
   /** pino log level. */

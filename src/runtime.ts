@@ -203,7 +203,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         logger,
       });
       await scheduler.ensureSweep();
-      const running = runWorkers({ connection: workerConn, fanout, timers, notify, concurrency: config.SMTP_POOL_SIZE, logger });
+      const running = runWorkers({ connection: workerConn, fanout, timers, notify, concurrency: config.SMTP_POOL_SIZE, lockMs: config.WORKER_LOCK_SECONDS * 1000, logger });
       const dispatcher = new NotificationDispatcher({
         redis: connect("notifier", true),
         store,

@@ -18,8 +18,17 @@ export function runWorkers(opts: {
   timers: TimerProcessor;
   notify: NotifyProcessor;
   concurrency: number;
+  /**
+   * How long a job stays locked to a worker that stopped renewing it (a crashed process) before
+   * another worker takes it over; BullMQ renews the lock every half of it and checks for stalled
+   * jobs as often. Shorter recovers faster after a crash; too short risks a busy worker losing its
+   * lock (the claim/settle scripts keep that safe, but it re-runs work).
+   */
+  lockMs: number;
   logger: Logger;
 }): RunningWorkers {
+  // A stalled job is one whose worker died: not the job's fault, so it is not failed for it (BullMQ's default fails it at the second stall).
+  const locking = { lockDuration: opts.lockMs, stalledInterval: opts.lockMs, maxStalledCount: 20 };
   const { connection, logger } = opts;
   const parse = <N extends keyof typeof JOBS>(name: N, job: Job) => {
     const r = JOBS[name].schema.safeParse(job.data);
@@ -42,7 +51,7 @@ export function runWorkers(opts: {
           throw new UnrecoverableError(`unknown timer job ${job.name}`);
       }
     },
-    { connection, prefix: BULL_PREFIX, concurrency: 4 },
+    { connection, prefix: BULL_PREFIX, concurrency: 4, ...locking },
   );
 
   const fanout = new Worker(
@@ -54,6 +63,7 @@ export function runWorkers(opts: {
     {
       connection,
       prefix: BULL_PREFIX,
+      ...locking,
       // One SMTP transaction in flight per job: as many jobs as pooled connections.
       concurrency: opts.concurrency,
       settings: { backoffStrategy: (attemptsMade: number) => fanoutBackoff(attemptsMade) },
@@ -64,7 +74,7 @@ export function runWorkers(opts: {
     QUEUES.notify,
     async (job) => opts.notify.process(parse("notify", job), job.attemptsMade + 1 >= (job.opts.attempts ?? NOTIFY_ATTEMPTS)),
     // Few and small: two at a time keeps them off the fan-out's connections' backs.
-    { connection, prefix: BULL_PREFIX, concurrency: 2 },
+    { connection, prefix: BULL_PREFIX, concurrency: 2, ...locking },
   );
 
   for (const w of [timers, fanout, notify]) {
