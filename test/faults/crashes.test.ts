@@ -194,6 +194,38 @@ describe("Redis killed with SIGKILL (AOF, appendfsync always)", () => {
   });
 });
 
+describe("the API killed with SIGKILL while answering a recall", () => {
+  it("leaves the recall fully in effect or not at all; the client's retry makes one recall and one correction", async () => {
+    const N = 2_000;
+    await audience("apikill", N);
+    const m = await approved("apikill", "Recall while the API dies");
+    await until("sent", async () => (await get(m.id)).state === "sent");
+    // Fire the recall and kill the API a random few milliseconds into it, answer or not.
+    const first = fetch(`${apiProc.url}/api/messages/${m.id}/recall`, {
+      method: "POST",
+      headers: { authorization: "Bearer test-token-ops-0123456789abcdef", "content-type": "application/json" },
+      body: JSON.stringify({ reason: "first try" }),
+    }).then((r) => r.status, () => "connection lost" as const);
+    await sleep(random() * 30);
+    await apiProc.kill9();
+    const firstOutcome = await first;
+    apiProc = await spawnAirlock("api", env);
+    // The client did not (necessarily) get an answer: it retries. 200 = this retry recalled; 409 = the first one had.
+    const retry = await api(apiProc.url, "ops", "POST", `/api/messages/${m.id}/recall`, { reason: "retry" });
+    expect([200, 409]).toContain(retry.status);
+    const done = await until("corrected", async () => {
+      const s = await get(m.id);
+      return s.state === "corrected" ? s : undefined;
+    });
+    const events = (await api(apiProc.url, "ops", "GET", `/api/messages/${m.id}/events`)).body.items as Array<{ action: string }>;
+    expect(events.filter((e) => e.action === "recall")).toHaveLength(1);
+    expect(done.counts.corrected).toBe(N);
+    const r = checkDelivery("correction after an API crash", copies(m.messageId, true), N, done.possibleDuplicates);
+    expect(r.twice).toBe(0);
+    figures.push(`API kill -9 during a recall: first request ${String(firstOutcome)}, retry ${retry.status}; one recall in the audit, ${N} corrections, none twice`);
+  });
+});
+
 describe("a worker stopped with SIGTERM", () => {
   it("exits within 10 s mid-fan-out and loses nothing", async () => {
     const N = 10_000;
