@@ -69,6 +69,9 @@ export class FanoutProcessor {
           const temporary = outcomes.find((o) => o.outcome === "t" || o.outcome === "a");
           if (temporary) {
             await this.settle(id, kind, outcomes);
+            // On the record: the audit shows each retried transaction (the backoff is the time between entries).
+            const retried = outcomes.filter((o) => o.outcome === "t" || o.outcome === "a").length;
+            await this.d.store.note(id, "worker", "smtpRetry", { kind, recipients: retried, ambiguous: temporary.outcome === "a", reply: temporary.reply.slice(0, 300) });
             throw new TemporaryBatchFailure(`message ${id} ${kind}: ${temporary.reply}`);
           }
           settling = this.settle(id, kind, outcomes);

@@ -226,6 +226,56 @@ describe("the API killed with SIGKILL while answering a recall", () => {
   });
 });
 
+describe("an SMTP server in trouble", () => {
+  it("retries 421/451 with backoff (on the audit) until it recovers, fails 550s with their reply, counts drops after DATA", async () => {
+    const N = 1_000;
+    await audience("smtp", N);
+    const bad = new Set(Array.from({ length: 10 }, (_, i) => `smtp-${String(i * 97).padStart(5, "0")}@corp.example`));
+    let rcptRefusals = 0;
+    let drops = 0;
+    const droppedOnce = new Set<string>(); // three different transactions are cut: a recipient is cut at most once
+    const troubleUntil = Date.now() + 60_000; // replaced below once the message is sending
+    let windowEnd = troubleUntil;
+    sink.behaviour = {
+      rcpt: (addr) => (bad.has(addr) ? (rcptRefusals++, { code: 550, message: "5.1.1 no such user" }) : null),
+      data: (to) => {
+        if (!to.some((t) => t.startsWith("smtp-"))) return null;
+        if (Date.now() < windowEnd) return Math.random() < 0.5 ? { code: 421, message: "4.3.2 service shutting down" } : { code: 451, message: "4.3.0 try again later" };
+        if (drops >= 3 || to.some((t) => droppedOnce.has(t))) return null;
+        drops++;
+        for (const t of to) droppedOnce.add(t);
+        return "drop";
+      },
+    };
+    try {
+      const m = await approved("smtp", "SMTP trouble");
+      windowEnd = Date.now() + 2_500; // ~2.5 s of 4xx from release on, then the server recovers
+      const sent = await until("sent", async () => {
+        const s = await get(m.id);
+        return s.state === "sent" ? s : undefined;
+      }, 120_000);
+      expect(sent.counts).toMatchObject({ sent: N - bad.size, failed: bad.size });
+      const failed = (await api(apiProc.url, "ops", "GET", `/api/messages/${m.id}/recipients?status=failed&limit=100`)).body.items as Array<{ email: string; reply: string }>;
+      expect(new Set(failed.map((f) => f.email))).toEqual(bad);
+      for (const f of failed) expect(f.reply).toContain("550");
+      // Each bad address was refused in the transactions that carried it before it was recorded failed, never after.
+      const received = copies(m.messageId);
+      for (const b of bad) expect(received.has(b)).toBe(false);
+      const r = checkDelivery("through SMTP trouble", received, N - bad.size, sent.possibleDuplicates);
+      expect(drops).toBe(3);
+      expect(sent.possibleDuplicates).toBeGreaterThan(0); // the dropped transactions' recipients
+      const events = (await api(apiProc.url, "ops", "GET", `/api/messages/${m.id}/events`)).body.items as Array<{ action: string; at: string; detail: string }>;
+      const retries = events.filter((e) => e.action === "smtpRetry");
+      expect(retries.length).toBeGreaterThan(0);
+      expect(retries.some((e) => /4[25]1/.test(e.detail))).toBe(true);
+      expect(retries.some((e) => JSON.parse(e.detail).ambiguous === true)).toBe(true);
+      figures.push(`SMTP 421/451 for 2.5 s then 3 drops after DATA, 10 × 550: ${retries.length} retried transactions on the audit, ${N - bad.size} delivered (${r.twice} twice, ${sent.possibleDuplicates} counted), ${bad.size} failed with the reply after ${rcptRefusals} refusals`);
+    } finally {
+      sink.behaviour = {};
+    }
+  });
+});
+
 describe("a worker stopped with SIGTERM", () => {
   it("exits within 10 s mid-fan-out and loses nothing", async () => {
     const N = 10_000;
