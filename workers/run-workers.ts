@@ -8,8 +8,11 @@ import type { NotifyProcessor } from "./notify.js";
 import type { TimerProcessor } from "./timers.js";
 
 export interface RunningWorkers {
-  /** Finishes the jobs in hand (or hands them back) and stops. Always resolves. */
-  close(): Promise<void>;
+  /**
+   * Finishes the jobs in hand (or hands them back) and stops. Always resolves. `force` stops
+   * without waiting for the jobs in hand (they are taken over once their lock expires).
+   */
+  close(opts?: { force?: boolean }): Promise<void>;
 }
 
 export function runWorkers(opts: {
@@ -86,8 +89,8 @@ export function runWorkers(opts: {
   }
 
   return {
-    async close() {
-      await Promise.allSettled([timers.close(), fanout.close(), notify.close()]);
+    async close(opts = {}) {
+      await Promise.allSettled([timers.close(opts.force), fanout.close(opts.force), notify.close(opts.force)]);
     },
   };
 }

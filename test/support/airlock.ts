@@ -41,6 +41,12 @@ export interface TestAirlock {
   call(user: UserKey | null, method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any }>;
   /** Polls until `check` returns a value that is not undefined/false, or fails after the deadline. */
   until<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, deadlineMs?: number): Promise<T>;
+  /**
+   * Stops this process's workers without waiting for their jobs (BullMQ's forced close: what a
+   * crash leaves behind, in process) and starts new ones. The kill -9 of a real process is in
+   * test/faults/crashes.test.ts.
+   */
+  crashWorkers(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -67,7 +73,7 @@ export async function startAirlock(env: Record<string, string> = {}, opts: { log
   const clock = new TestClock();
   const rt = await createRuntime({ config, clock, dataDir: dir, logger: opts.logger ?? pino({ level: "silent" }) });
   const { url } = await rt.startApi(0);
-  await rt.startWorkers();
+  let workers = await rt.startWorkers();
 
   const call: TestAirlock["call"] = async (user, method, path, body, headers = {}) => {
     const h: Record<string, string> = { ...headers };
@@ -106,6 +112,10 @@ export async function startAirlock(env: Record<string, string> = {}, opts: { log
     sink,
     call,
     until,
+    async crashWorkers() {
+      await workers.close({ force: true });
+      workers = await rt.startWorkers();
+    },
     async stop() {
       await rt.stop();
       await sink.close();
