@@ -120,6 +120,7 @@ try {
       // CPU used during the fan-out by each party: where the two cores went.
       const cpu = () => ({ service: svc.pids.map(cpuSeconds), redis: cpuSeconds(redisPid), sink: cpuSeconds(sink.pid), driver: process.cpuUsage() });
       const c0 = cpu();
+      await redis.config("RESETSTAT");
       const r = await runFanout({ api: api(svc.url), redis, sink, audience, recipients: n });
       const c1 = cpu();
       const peak = svc.peakRss();
@@ -129,7 +130,9 @@ try {
         sink: round2(c1.sink - c0.sink),
         driver: round2((c1.driver.user + c1.driver.system - c0.driver.user - c0.driver.system) / 1e6),
       };
-      cpuByPhase[key] = { ...used, wallSeconds: round2(r.ms / 1000) };
+      const redisCommands = topCommands(await redis.info("commandstats"));
+      cpuByPhase[key] = { ...used, wallSeconds: round2(r.ms / 1000), redisCommands };
+      log(`${label}: Redis time by command (ms): ${redisCommands.map((c) => `${c.command} ${c.ms} (${c.calls} calls)`).join(", ")}`);
       log(`${label}: ${Math.round(r.rcptPerSec)} recipients/s, peak RSS ${peak.map(mb).join(" + ")} MB, CPU seconds ${JSON.stringify(used)} (submit to finish)`);
       rows.push({ phase: label, recipients: n, seconds: r.ms / 1000, rcptPerSec: r.rcptPerSec, ratio: r.rcptPerSec / baseline.rcptPerSec, peakRssMb: peak.map(mb) });
       return { r, peak };
@@ -202,6 +205,12 @@ try {
   await sink.close();
   await redisProc.stop();
   rmSync(work, { recursive: true, force: true });
+}
+
+/** Where Redis's time went during a phase: the commands with the most microseconds (INFO commandstats). */
+function topCommands(info: string): { command: string; calls: number; ms: number }[] {
+  const rows = [...info.matchAll(/^cmdstat_(\S+):calls=(\d+),usec=(\d+)/gm)].map((m) => ({ command: m[1]!, calls: Number(m[2]), ms: Math.round(Number(m[3]) / 1000) }));
+  return rows.sort((a, b) => b.ms - a.ms).slice(0, 8);
 }
 
 function round2(x: number): number {

@@ -65,7 +65,7 @@ export class FanoutProcessor {
         }
         if (claim.addresses.length > 0) {
           const mail = await this.d.mime.get(id, kind);
-          const outcomes = await this.deliver(kind, mail.envelopeFrom, claim.addresses, mail.raw, lastAttempt);
+          const outcomes = await this.deliver(kind, mail.envelopeFrom, claim.addresses, claim.indexes, mail.raw, lastAttempt);
           const temporary = outcomes.find((o) => o.outcome === "t" || o.outcome === "a");
           if (temporary) {
             await this.settle(id, kind, outcomes);
@@ -100,27 +100,30 @@ export class FanoutProcessor {
     await this.d.scheduler.startFanout(id, "correction", m.recipientCount);
   }
 
-  private async deliver(kind: string, from: string, to: string[], raw: Buffer, lastAttempt: boolean): Promise<FanoutOutcome[]> {
+  /** `indexes[j]` is `to[j]`'s index in the frozen set: the outcomes carry it to the settle. */
+  private async deliver(kind: string, from: string, to: string[], indexes: number[], raw: Buffer, lastAttempt: boolean): Promise<FanoutOutcome[]> {
     const timer = this.d.metrics?.smtpTransaction.startTimer({ kind });
     try {
       const result = await this.d.transport.send({ from, to }, raw);
       timer?.({ result: "ok" });
       const rejected = new Map(result.rejected.map((r) => [r.address.toLowerCase(), r]));
-      return to.map((address): FanoutOutcome => {
+      return to.map((address, j): FanoutOutcome => {
+        const index = indexes[j]!;
         const r = rejected.get(address);
-        if (!r) return { address, outcome: "s", reply: "" };
+        if (!r) return { index, address, outcome: "s", reply: "" };
         const reply = `${r.code ?? ""} ${r.response}`.trim();
         // A 4xx RCPT refusal (greylisting, mailbox busy) is retried like any temporary failure.
-        if (r.kind === "temporary" && !lastAttempt) return { address, outcome: "t", reply };
-        return { address, outcome: "f", reply: r.kind === "temporary" ? `gave up after the last attempt: ${reply}` : reply };
+        if (r.kind === "temporary" && !lastAttempt) return { index, address, outcome: "t", reply };
+        return { index, address, outcome: "f", reply: r.kind === "temporary" ? `gave up after the last attempt: ${reply}` : reply };
       });
     } catch (e) {
       timer?.({ result: e instanceof SmtpSendError ? e.kind : "error" });
       if (!(e instanceof SmtpSendError)) throw e;
       const reply = e.message.slice(0, 500);
-      if (e.kind === "permanent") return to.map((address) => ({ address, outcome: "f" as const, reply }));
-      if (lastAttempt) return to.map((address) => ({ address, outcome: "f" as const, reply: `gave up after the last attempt: ${reply}` }));
-      return to.map((address) => ({ address, outcome: e.kind === "ambiguous" ? ("a" as const) : ("t" as const), reply }));
+      const all = (outcome: FanoutOutcome["outcome"], reply: string) => to.map((address, j): FanoutOutcome => ({ index: indexes[j]!, address, outcome, reply }));
+      if (e.kind === "permanent") return all("f", reply);
+      if (lastAttempt) return all("f", `gave up after the last attempt: ${reply}`);
+      return all(e.kind === "ambiguous" ? "a" : "t", reply);
     }
   }
 }

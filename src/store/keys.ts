@@ -13,12 +13,16 @@ export const keys = {
   message: (id: string) => `${PREFIX}:msg:${id}`,
   /** Sorted set (score 0, ordered by address): the frozen recipient set, addressed by index for batches. */
   recipients: (id: string) => `${PREFIX}:msg:${id}:rcpt`,
-  /** Hash address -> delivery status of the original (absent = queued). */
-  delivery: (id: string) => `${PREFIX}:msg:${id}:delivery`,
+  /**
+   * String, one byte per recipient at its index in the frozen set: the original's delivery state
+   * (see store/lua/fanout-prologue.lua). Named apart from the former hash `…:delivery` so the two
+   * formats can never be confused.
+   */
+  delivery: (id: string) => `${PREFIX}:msg:${id}:states`,
   /** Hash address -> SMTP reply for permanent failures. */
   failures: (id: string) => `${PREFIX}:msg:${id}:failures`,
-  /** Hash address -> correction status. */
-  correction: (id: string) => `${PREFIX}:msg:${id}:correction`,
+  /** String, one byte per recipient index: the correction's delivery state. */
+  correction: (id: string) => `${PREFIX}:msg:${id}:correction-states`,
   /** Set of addresses whose transaction was cut off at an unknown point and retried. */
   possibleDuplicates: (id: string) => `${PREFIX}:msg:${id}:dup`,
   /** Hash revision -> JSON snapshot of that revision (for diffs and audit). */

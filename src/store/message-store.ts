@@ -38,6 +38,8 @@ export interface ApprovalPolicyNumbers {
 }
 
 export interface FanoutOutcome {
+  /** The recipient's index in the frozen set, as the claim answered it. */
+  index: number;
   address: string;
   outcome: "s" | "f" | "t" | "a";
   reply: string;
@@ -46,7 +48,7 @@ export interface FanoutOutcome {
 export type FanoutKind = "original" | "correction";
 
 export type ClaimAnswer =
-  | { ok: true; addresses: string[] }
+  | { ok: true; addresses: string[]; indexes: number[] }
   | { stopped: true; state: State; startCorrection?: boolean }
   | { wait: number };
 
@@ -155,9 +157,28 @@ export class MessageStore {
     return (await this.run("airlockClaim", this.fanoutKeys(id), "worker", [kind, first, last, rate, burst])) as unknown as ClaimAnswer;
   }
 
+  /**
+   * Sent as one outcome letter per index from the transaction's lowest: a transaction that went
+   * through costs Redis a few bytes, not an address per recipient. Other outcomes also carry the
+   * address (duplicates, failures) and the SMTP reply.
+   */
   async settle(id: string, kind: FanoutKind, outcomes: FanoutOutcome[]): Promise<{ state: State; startCorrection: boolean }> {
-    const args = outcomes.flatMap((o) => [o.address, o.outcome, o.reply]);
-    return (await this.run("airlockSettle", this.fanoutKeys(id), "worker", [kind, ...args])) as unknown as { state: State; startCorrection: boolean };
+    let base = Infinity;
+    let top = -Infinity;
+    for (const o of outcomes) {
+      base = Math.min(base, o.index);
+      top = Math.max(top, o.index);
+    }
+    const codes = Buffer.alloc(top - base + 1, ".");
+    const details: Array<string | number> = [];
+    for (const o of outcomes) {
+      codes[o.index - base] = o.outcome.charCodeAt(0);
+      if (o.outcome !== "s") details.push(o.index, o.address, o.reply);
+    }
+    return (await this.run("airlockSettle", this.fanoutKeys(id), "worker", [kind, base, codes.toString("latin1"), ...details])) as unknown as {
+      state: State;
+      startCorrection: boolean;
+    };
   }
 
   async get(id: string): Promise<Message | null> {
@@ -189,16 +210,21 @@ export class MessageStore {
     const addresses = await this.redis.zrange(keys.recipients(message.id), String(opts.cursor), String(opts.cursor + scan - 1));
     if (addresses.length === 0) return { items: [], nextCursor: null };
     const pipe = this.redis.pipeline();
-    pipe.hmget(keys.delivery(message.id), ...addresses);
-    pipe.hmget(keys.correction(message.id), ...addresses);
+    const range = [String(opts.cursor), String(opts.cursor + addresses.length - 1)] as const;
+    pipe.getrangeBuffer(keys.delivery(message.id), ...range);
+    pipe.getrangeBuffer(keys.correction(message.id), ...range);
     pipe.hmget(keys.failures(message.id), ...addresses);
     pipe.smismember(keys.possibleDuplicates(message.id), ...addresses);
-    const [[, delivery], [, correction], [, failures], [, dups]] = (await pipe.exec()) as Array<[Error | null, unknown]> as [
-      [null, Array<string | null>],
-      [null, Array<string | null>],
+    const [[, deliveryBytes], [, correctionBytes], [, failures], [, dups]] = (await pipe.exec()) as Array<[Error | null, unknown]> as [
+      [null, Buffer],
+      [null, Buffer],
       [null, Array<string | null>],
       [null, number[]],
     ];
+    // One byte per recipient from the cursor on; a zero byte or past the end: nothing recorded.
+    const letter = (bytes: Buffer, i: number) => (i < bytes.length && bytes[i] !== 0 ? String.fromCharCode(bytes[i]!) : null);
+    const delivery = addresses.map((_, i) => letter(deliveryBytes, i));
+    const correction = addresses.map((_, i) => letter(correctionBytes, i));
     const stopped = message.recall !== null;
     const items: RecipientState[] = [];
     let consumed = 0;

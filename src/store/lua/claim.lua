@@ -5,72 +5,76 @@
 -- KEYS as in prologue.lua and fanout-prologue.lua.
 -- ARGV[1..4] as there, ARGV[5] first index, ARGV[6] last index (inclusive),
 -- ARGV[7] send rate per second (all workers), ARGV[8] maximum burst.
+-- Answers the claimed recipients' addresses and their indexes (settle.lua is given the indexes).
+local first = tonumber(ARGV[5])
 local members = redis.call('ZRANGE', KEYS[5], ARGV[5], ARGV[6])
+local n = #members
 local state = field(KEYS[1], 'state')
-local claimable, retried = {}, {}
+local target = KEYS[6]
+local sts
+local claimed, retried = {}, {} -- positions in `members`
 
 if KIND == 'original' then
+  sts = states(KEYS[6], first, n)
   if state ~= 'sending' then
     -- Stopped (recalled) or done. Leftovers of an attempt that crashed inside a transaction may
     -- have been delivered: count them as sent, so they get the correction.
     local fixed = 0
-    local sts = statuses(KEYS[6], members)
-    for i, m in ipairs(members) do
-      if sts[i] == 'i' then
-        redis.call('HSET', KEYS[6], m, 's'); markDuplicate(m); fixed = fixed + 1
-      end
+    for p = 1, n do
+      if sts[p] == 'i' then sts[p] = 's'; markDuplicate(members[p]); fixed = fixed + 1 end
     end
-    if fixed > 0 then incr('inflight', -fixed); incr('sent', fixed) end
+    if fixed > 0 then writeStates(KEYS[6], first, sts); incr('inflight', -fixed); incr('sent', fixed) end
     return answer({stopped = true, state = state, startCorrection = startCorrectionIfQuiet()})
   end
-  local sts = statuses(KEYS[6], members)
-  for i, m in ipairs(members) do
-    local st = sts[i]
-    if st == false then claimable[#claimable + 1] = m
-    elseif st == 'i' then claimable[#claimable + 1] = m; retried[#retried + 1] = m end
+  for p = 1, n do
+    local st = sts[p]
+    if st == false then claimed[#claimed + 1] = p
+    elseif st == 'i' then claimed[#claimed + 1] = p; retried[#retried + 1] = p end
   end
 else
   if state ~= 'correcting' or field(KEYS[1], 'correctionStarted') ~= '1' then
     return answer({stopped = true, state = state})
   end
-  local originals = statuses(KEYS[6], members)
-  local received = {}
-  for i, m in ipairs(members) do
-    if originals[i] == 's' then received[#received + 1] = m end
-  end
-  local sts = statuses(KEYS[7], received)
-  for i, m in ipairs(received) do
-    local st = sts[i]
-    if st == false then claimable[#claimable + 1] = m
-    elseif st == 'i' then claimable[#claimable + 1] = m; retried[#retried + 1] = m end
+  -- Only those the original reached get the correction.
+  local originals = states(KEYS[6], first, n)
+  target = KEYS[7]
+  sts = states(KEYS[7], first, n)
+  for p = 1, n do
+    if originals[p] == 's' then
+      local st = sts[p]
+      if st == false then claimed[#claimed + 1] = p
+      elseif st == 'i' then claimed[#claimed + 1] = p; retried[#retried + 1] = p end
+    end
   end
 end
-if #claimable == 0 then return answer({ok = true, addresses = {}}) end
+if #claimed == 0 then return answer({ok = true, addresses = {}, indexes = {}}) end
 
 -- Token bucket shared by every worker, on Redis's own clock so workers' clocks need not agree.
 local t = redis.call('TIME')
 local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rate = tonumber(ARGV[7])
-local burst = math.max(tonumber(ARGV[8]), #claimable)
+local burst = math.max(tonumber(ARGV[8]), #claimed)
 local tokens = tonumber(redis.call('HGET', KEYS[10], 'tokens') or burst)
 local last = tonumber(redis.call('HGET', KEYS[10], 'at') or nowMs)
 tokens = math.min(burst, tokens + (nowMs - last) * rate / 1000)
-if tokens < #claimable then
+if tokens < #claimed then
   redis.call('HSET', KEYS[10], 'tokens', tostring(tokens), 'at', nowMs)
-  return answer({wait = math.ceil((#claimable - tokens) * 1000 / rate)})
+  return answer({wait = math.ceil((#claimed - tokens) * 1000 / rate)})
 end
-redis.call('HSET', KEYS[10], 'tokens', tostring(tokens - #claimable), 'at', nowMs)
+redis.call('HSET', KEYS[10], 'tokens', tostring(tokens - #claimed), 'at', nowMs)
 
-local target = KEYS[6]
-if KIND == 'correction' then target = KEYS[7] end
-local fresh = #claimable - #retried
-local flat = {}
-for _, m in ipairs(claimable) do flat[#flat + 1] = m; flat[#flat + 1] = 'i' end
-hsetMany(target, flat)
-for _, m in ipairs(retried) do markDuplicate(m) end
+local addresses, indexes = {}, {}
+for j, p in ipairs(claimed) do
+  sts[p] = 'i'
+  addresses[j] = members[p]
+  indexes[j] = first + p - 1
+end
+writeStates(target, first, sts)
+for _, p in ipairs(retried) do markDuplicate(members[p]) end
+local fresh = #claimed - #retried
 if KIND == 'original' then
   incr('queued', -fresh); incr('inflight', fresh)
 else
   incr('correctionInflight', fresh)
 end
-return answer({ok = true, addresses = claimable})
+return answer({ok = true, addresses = addresses, indexes = indexes})

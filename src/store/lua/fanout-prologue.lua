@@ -1,8 +1,12 @@
 -- Shared by claim.lua and settle.lua (prepended after prologue.lua).
--- KEYS[5] recipients zset, KEYS[6] delivery hash, KEYS[7] correction hash, KEYS[8] possible-duplicates set,
--- KEYS[9] failures hash, KEYS[10] rate bucket. ARGV[4] kind: "original" or "correction".
--- Delivery entries: absent = queued (or skipped once recalled), i = in an SMTP transaction,
--- s = sent, f = failed for good, k = skipped after being claimed. Correction entries: absent, i, s, f.
+-- KEYS[5] recipients zset, KEYS[6] delivery states of the original, KEYS[7] of the correction,
+-- KEYS[8] possible-duplicates set, KEYS[9] failures hash, KEYS[10] rate bucket. ARGV[4] kind:
+-- "original" or "correction".
+-- Delivery states are one byte per recipient in a string, at the recipient's index in the frozen
+-- set (one GETRANGE and one SETRANGE per transaction, one byte of memory per recipient).
+-- Original: zero byte or past the end = queued (or skipped once recalled), i = in an SMTP
+-- transaction, s = sent, f = failed for good, k = skipped after being claimed.
+-- Correction: zero/absent, i, s, f, k (k: not sent because the correction stopped).
 local KIND = ARGV[4]
 
 -- Skips zero: Lua's -0 reaches Redis as "-0", which HINCRBY refuses, and a script error does not
@@ -11,14 +15,26 @@ local function incr(f, by)
   if by ~= 0 then redis.call('HINCRBY', KEYS[1], f, string.format('%d', by)) end
 end
 
--- One HMGET for a whole transaction's statuses (a redis.call per recipient was most of the script's
--- time): answers a list parallel to `list`, false where the field is absent.
-local function statuses(key, list)
-  if #list == 0 then return {} end
-  return redis.call('HMGET', key, unpack(list))
+-- The states of the recipients at indexes first .. first + n - 1: a list of n one-letter strings,
+-- false where none is recorded yet.
+local function states(key, first, n)
+  local raw = redis.call('GETRANGE', key, first, first + n - 1)
+  local t = {}
+  for p = 1, n do
+    local b = string.byte(raw, p)
+    if b == nil or b == 0 then t[p] = false else t[p] = string.char(b) end
+  end
+  return t
 end
 
--- One HSET (or HDEL) of many fields; `pairs` is a flat field, value, field, value... list.
+-- Writes back a list as `states` returns it (false = a zero byte), in one SETRANGE.
+local function writeStates(key, first, t)
+  local out = {}
+  for p = 1, #t do out[p] = t[p] or '\0' end
+  redis.call('SETRANGE', key, first, table.concat(out))
+end
+
+-- One HSET of many fields; `flat` is a field, value, field, value... list.
 local function hsetMany(key, flat)
   if #flat > 0 then redis.call('HSET', key, unpack(flat)) end
 end

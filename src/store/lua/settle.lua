@@ -3,43 +3,49 @@
 -- skipped if the message was recalled meanwhile), a ambiguous (connection lost after DATA: the
 -- recipient may have it; retried and counted as a possible duplicate).
 -- KEYS as in prologue.lua and fanout-prologue.lua.
--- ARGV[1..4] as there, ARGV[5..] triples: address, outcome, SMTP reply.
+-- ARGV[1..4] as there, ARGV[5] the lowest index of the transaction, ARGV[6] one outcome letter per
+-- index from there ("." for an index not in this transaction), ARGV[7..] triples index, address,
+-- SMTP reply for every outcome other than s (so a transaction that went through sends no address).
 local state = field(KEYS[1], 'state')
 local target = KEYS[6]
 if KIND == 'correction' then target = KEYS[7] end
 local stillSending = (KIND == 'original' and state == 'sending') or (KIND == 'correction' and state == 'correcting')
 
-local addrs = {}
-for i = 5, #ARGV, 3 do addrs[#addrs + 1] = ARGV[i] end
-local current = statuses(target, addrs)
+local base = tonumber(ARGV[5])
+local codes = ARGV[6]
+local addressAt, replyAt = {}, {}
+for i = 7, #ARGV, 3 do
+  local p = tonumber(ARGV[i]) - base + 1
+  addressAt[p] = ARGV[i + 1]; replyAt[p] = ARGV[i + 2]
+end
+local current = states(target, base, #codes)
 
--- Collected, then written with one HSET / HDEL per key.
 local n = {s = 0, f = 0, back = 0, k = 0}
-local set, back, replies = {}, {}, {}
-for j, addr in ipairs(addrs) do
-  local i = 5 + (j - 1) * 3
-  local outcome, reply = ARGV[i + 1], ARGV[i + 2]
-  if current[j] == 'i' then
+local replies = {}
+local changed = false
+for p = 1, #codes do
+  local outcome = string.sub(codes, p, p)
+  if outcome ~= '.' and current[p] == 'i' then
     if outcome == 'a' then
-      markDuplicate(addr)
+      markDuplicate(addressAt[p])
       if not stillSending then outcome = 's' end -- maybe delivered, and nothing more will be sent: correct it
     end
-    if outcome == 's' then set[#set + 1] = addr; set[#set + 1] = 's'; n.s = n.s + 1
+    if outcome == 's' then current[p] = 's'; n.s = n.s + 1; changed = true
     elseif outcome == 'f' then
-      set[#set + 1] = addr; set[#set + 1] = 'f'; n.f = n.f + 1
-      local k = addr
-      if KIND == 'correction' then k = 'correction:' .. addr end
-      replies[#replies + 1] = k; replies[#replies + 1] = reply
+      current[p] = 'f'; n.f = n.f + 1; changed = true
+      local k = addressAt[p]
+      if KIND == 'correction' then k = 'correction:' .. k end
+      replies[#replies + 1] = k; replies[#replies + 1] = replyAt[p]
     elseif outcome == 't' then
-      if stillSending then back[#back + 1] = addr; n.back = n.back + 1
-      else set[#set + 1] = addr; set[#set + 1] = 'k'; n.k = n.k + 1 end
+      if stillSending then current[p] = false; n.back = n.back + 1
+      else current[p] = 'k'; n.k = n.k + 1 end
+      changed = true
     end
     -- 'a' while still sending stays 'i': the retry claims it again.
   end
 end
-hsetMany(target, set)
+if changed then writeStates(target, base, current) end
 hsetMany(KEYS[9], replies)
-if #back > 0 then redis.call('HDEL', target, unpack(back)) end
 
 local startCorrection = false
 if KIND == 'original' then
