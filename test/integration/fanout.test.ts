@@ -54,6 +54,20 @@ describe("fan-out", () => {
     const page = (await a.call("ops", "GET", `/api/messages/${m.id}/recipients?status=skipped&limit=10`)).body;
     expect(page.items).toHaveLength(10);
     expect(page.items.every((r: { status: string; correction: unknown }) => r.status === "skipped" && r.correction === null)).toBe(true);
+    // Every recipient's recorded state (one byte per index in Redis) matches what the sink got:
+    // sent and corrected exactly for those who received the original, skipped for the others.
+    const all: Array<{ email: string; status: string; correction: string | null }> = [];
+    for (let cursor: string | null = "0"; cursor !== null; ) {
+      const p = (await a.call("ops", "GET", `/api/messages/${m.id}/recipients?limit=1000&cursor=${cursor}`)).body;
+      all.push(...p.items);
+      cursor = p.nextCursor;
+    }
+    expect(all).toHaveLength(N);
+    const received = new Set(originals);
+    for (const r of all) {
+      if (received.has(r.email)) expect(r, r.email).toMatchObject({ status: "sent", correction: "sent" });
+      else expect(r, r.email).toMatchObject({ status: "skipped", correction: null });
+    }
   });
 
   it("retries a 4xx transaction with backoff and records a 5xx recipient as failed, not retried", async () => {
