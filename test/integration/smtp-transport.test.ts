@@ -1,6 +1,8 @@
 /**
  * The pooled SMTP transport against a real in-process SMTP server whose hooks inject per-RCPT
  * rejections, DATA failures and dropped connections, at the stage each classification is about.
+ * Every case runs twice: with a plain URL (the pipelined client, smtp-client.ts) and with a URL
+ * carrying credentials (nodemailer's pool, which authenticates): both must classify alike.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -31,6 +33,8 @@ let port: number;
 let transport: MailTransport;
 let behaviour: Behaviour = {};
 const received: Transaction[] = [];
+/** The user each delivered transaction's session authenticated as (null: none). */
+const authenticatedAs: Array<string | null> = [];
 
 const smtpError = (code: number) => Object.assign(new Error(`injected ${code}`), { responseCode: code });
 
@@ -42,9 +46,15 @@ function dropConnection(session: SMTPServerSession) {
 beforeAll(async () => {
   port = await freePort();
   server = new SMTPServer({
+    // AUTH is offered (without TLS on loopback) but optional: the plain-URL client does not log in.
     authOptional: true,
+    allowInsecureAuth: true,
     disabledCommands: ["STARTTLS"],
     logger: false,
+    onAuth(auth, _session, cb) {
+      if (auth.username === "airlock" && auth.password === "s3cret/pw") return cb(null, { user: auth.username });
+      cb(Object.assign(new Error("5.7.8 authentication failed"), { responseCode: 535 }));
+    },
     onMailFrom(_address, _session, cb) {
       const code = behaviour.mailFrom?.() ?? null;
       cb(code === null ? null : smtpError(code));
@@ -63,22 +73,22 @@ beforeAll(async () => {
         // Whole body received: from here on the server has the message, whatever the client hears.
         const mailFrom = session.envelope.mailFrom;
         received.push({ from: mailFrom ? mailFrom.address : "", to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks) });
+        authenticatedAs.push(typeof session.user === "string" ? session.user : null);
         if (verdict === "drop") return dropConnection(session);
         cb();
       });
     },
   });
   await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", () => resolve()));
-  transport = createSmtpTransport({ url: `smtp://127.0.0.1:${port}`, poolSize: 2 });
 });
 
 afterEach(() => {
   behaviour = {};
   received.length = 0;
+  authenticatedAs.length = 0;
 });
 
 afterAll(async () => {
-  await transport.close();
   await new Promise<void>((resolve) => server.close(() => resolve()));
 });
 
@@ -103,7 +113,18 @@ async function sendError(raw: Buffer, env = envelope): Promise<SmtpSendError> {
   return err as SmtpSendError;
 }
 
-describe("SMTP transport", () => {
+const VARIANTS = [
+  { name: "pipelined client, plain URL", url: () => `smtp://127.0.0.1:${port}`, user: null },
+  // The password needs URL encoding, as an operator would write it in SMTP_URL.
+  { name: "nodemailer pool, URL with credentials", url: () => `smtp://airlock:${encodeURIComponent("s3cret/pw")}@127.0.0.1:${port}`, user: "airlock" },
+] as const;
+
+describe.each(VARIANTS)("SMTP transport ($name)", (variant) => {
+  beforeAll(() => {
+    transport = createSmtpTransport({ url: variant.url(), poolSize: 2 });
+  });
+  afterAll(async () => transport.close());
+
   it("delivers one transaction with every RCPT, the bytes exactly as built", async () => {
     const raw = await message();
     const result = await transport.send(envelope, raw);
@@ -112,6 +133,8 @@ describe("SMTP transport", () => {
     const [tx] = received;
     expect(tx?.from).toBe(envelope.from);
     expect(tx?.to).toEqual(envelope.to);
+    // The credentials in the URL were used (and only when there were some).
+    expect(authenticatedAs).toEqual([variant.user]);
     expect(tx?.raw.toString("latin1").replace(/\r\n$/, "")).toBe(raw.toString("latin1").replace(/\r\n$/, ""));
     const [got, built] = await Promise.all([simpleParser(tx!.raw), simpleParser(raw)]);
     expect(got.subject).toBe("Quarterly update — please read");
