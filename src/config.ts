@@ -34,6 +34,17 @@ const schema = z.object({
   APPROVAL_TTL_HOURS: z.coerce.number().positive().max(24 * 365).default(72),
   /** Recipients handed to SMTP per second, across all workers. Default 500. */
   SEND_RATE_PER_SECOND: int(1, 10_000_000).default(500),
+  /**
+   * Name given to the SMTP server with EHLO: this host's fully qualified name as the relay knows it
+   * (e.g. airlock-1.corp.example) or an address literal ([10.0.0.5]). Unset: the host name when it
+   * is fully qualified, else the address literal of the connection.
+   */
+  SMTP_EHLO_NAME: z
+    .string()
+    .regex(/^(?:(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+|\[[0-9A-Fa-f:.]+\]|\[IPv6:[0-9A-Fa-f:.]+\])$/, {
+      error: "must be a fully qualified host name (airlock.corp.example) or an address literal ([10.0.0.5])",
+    })
+    .optional(),
   /** SMTP connections per worker process. Default 5. */
   SMTP_POOL_SIZE: int(1, 100).default(5),
   /** Envelope recipients per SMTP transaction. Default 50; 1 means one transaction per recipient. */

@@ -109,7 +109,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const linkSecret = config.LINK_SECRET ?? developmentLinkSecret(resolve(dataDir, "link-secret"));
   const outboxDir = config.SMTP_URL ? null : resolve(dataDir, "outbox");
   const transport =
-    opts.transport ?? (config.SMTP_URL ? createSmtpTransport({ url: config.SMTP_URL, poolSize: config.SMTP_POOL_SIZE }) : createOutboxTransport(outboxDir!));
+    opts.transport ?? (config.SMTP_URL ? createSmtpTransport({ url: config.SMTP_URL, poolSize: config.SMTP_POOL_SIZE, ehloName: config.SMTP_EHLO_NAME }) : createOutboxTransport(outboxDir!));
 
   const store = new MessageStore(redis, clock);
   const audiences = new AudienceStore({ redis, clock });

@@ -14,7 +14,8 @@
  * smtp-errors.ts classifies both clients alike; `bodySent` says whether the whole body had been
  * handed to the socket.
  */
-import { connect as netConnect, type Socket } from "node:net";
+import { connect as netConnect, isIPv4, isIPv6, type Socket } from "node:net";
+import { hostname } from "node:os";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import type { RecipientRejection, SendResult } from "./transport.js";
 import { isPermanentReply } from "./smtp-errors.js";
@@ -25,7 +26,7 @@ export interface SmtpClientOptions {
   /** Implicit TLS (smtps). */
   secure: boolean;
   poolSize: number;
-  /** Name sent with EHLO. */
+  /** Name sent with EHLO (SMTP_EHLO_NAME); unset: see `ehloName`. */
   clientName?: string;
   /** No reply for this long while one is awaited: the connection is given up (default 2 minutes). */
   socketTimeoutMs?: number;
@@ -48,6 +49,22 @@ export class SmtpClientError extends Error {
 interface Reply {
   code: number;
   text: string;
+}
+
+/**
+ * What follows EHLO (RFC 5321 4.1.1.1: a fully qualified domain name, or else an address
+ * literal): the configured name; else this host's name when it is fully qualified; else the
+ * address of our end of the connection. Relays that check it (Postfix's
+ * `reject_non_fqdn_helo_hostname`, `reject_invalid_helo_hostname`) refuse a bare name.
+ */
+export function ehloName(configured: string | undefined, host: string, localAddress: string | undefined): string {
+  if (configured) return configured;
+  if (host.includes(".") && !isIPv4(host) && !isIPv6(host)) return host;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(localAddress ?? "");
+  if (mapped) return `[${mapped[1]}]`;
+  if (localAddress && isIPv4(localAddress)) return `[${localAddress}]`;
+  if (localAddress && isIPv6(localAddress)) return `[IPv6:${localAddress}]`;
+  return "[127.0.0.1]";
 }
 
 /** One connection: replies are matched to commands in order (FIFO), as pipelining requires. */
@@ -132,7 +149,7 @@ class Connection {
   }
 
   private async hello(): Promise<void> {
-    const r = await this.command(`EHLO ${this.o.clientName ?? "airlock"}\r\n`);
+    const r = await this.command(`EHLO ${ehloName(this.o.clientName, hostname(), this.socket.localAddress)}\r\n`);
     await this.expect(r, 250, "EHLO");
     const caps = r.text.split("\n").map((l) => l.slice(4).trim().toUpperCase());
     this.pipelining = caps.includes("PIPELINING");

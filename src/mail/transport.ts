@@ -48,6 +48,8 @@ export interface SmtpTransportOptions {
   url: string;
   /** Connections this process keeps open (SMTP_POOL_SIZE). */
   poolSize: number;
+  /** Name sent with EHLO (SMTP_EHLO_NAME); unset: the host's FQDN, else our address literal. */
+  ehloName?: string;
 }
 
 /**
@@ -57,12 +59,12 @@ export interface SmtpTransportOptions {
 export function createSmtpTransport(opts: SmtpTransportOptions): MailTransport {
   const u = new URL(opts.url);
   const plain = (u.protocol === "smtp:" || u.protocol === "smtps:") && !u.username && !u.password && !u.search;
-  return plain ? createPipelinedTransport(u, opts.poolSize) : createNodemailerTransport(opts);
+  return plain ? createPipelinedTransport(u, opts) : createNodemailerTransport(opts);
 }
 
-function createPipelinedTransport(u: URL, poolSize: number): MailTransport {
+function createPipelinedTransport(u: URL, opts: SmtpTransportOptions): MailTransport {
   const secure = u.protocol === "smtps:";
-  const pool = new SmtpClientPool({ host: u.hostname, port: Number(u.port || (secure ? 465 : 25)), secure, poolSize });
+  const pool = new SmtpClientPool({ host: u.hostname, port: Number(u.port || (secure ? 465 : 25)), secure, poolSize: opts.poolSize, clientName: opts.ehloName });
   return {
     async send(envelope, raw) {
       try {
@@ -85,6 +87,8 @@ function createNodemailerTransport(opts: SmtpTransportOptions): MailTransport {
     // The pool would otherwise re-send a message on its own when a connection drops, even after
     // the body went out; the app owns retries (and counts possible duplicates), see TOOLCHAIN.md.
     maxRequeues: 0,
+    // Unset, nodemailer picks like ehloName() in smtp-client.ts (FQDN, else [127.0.0.1]).
+    ...(opts.ehloName ? { name: opts.ehloName } : {}),
   });
 
   // Whether the whole body was handed to the connection, which nodemailer's errors do not say

@@ -58,7 +58,7 @@ describe("fan-out", () => {
     // sent and corrected exactly for those who received the original, skipped for the others.
     const all: Array<{ email: string; status: string; correction: string | null }> = [];
     for (let cursor: string | null = "0"; cursor !== null; ) {
-      const p = (await a.call("ops", "GET", `/api/messages/${m.id}/recipients?limit=1000&cursor=${cursor}`)).body;
+      const p: { items: typeof all; nextCursor: string | null } = (await a.call("ops", "GET", `/api/messages/${m.id}/recipients?limit=1000&cursor=${cursor}`)).body;
       all.push(...p.items);
       cursor = p.nextCursor;
     }

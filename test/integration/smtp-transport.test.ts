@@ -35,6 +35,8 @@ let behaviour: Behaviour = {};
 const received: Transaction[] = [];
 /** The user each delivered transaction's session authenticated as (null: none). */
 const authenticatedAs: Array<string | null> = [];
+/** What each delivered transaction's client said after EHLO. */
+const greetedAs: string[] = [];
 
 const smtpError = (code: number) => Object.assign(new Error(`injected ${code}`), { responseCode: code });
 
@@ -74,6 +76,7 @@ beforeAll(async () => {
         const mailFrom = session.envelope.mailFrom;
         received.push({ from: mailFrom ? mailFrom.address : "", to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks) });
         authenticatedAs.push(typeof session.user === "string" ? session.user : null);
+        greetedAs.push(session.hostNameAppearsAs);
         if (verdict === "drop") return dropConnection(session);
         cb();
       });
@@ -86,6 +89,7 @@ afterEach(() => {
   behaviour = {};
   received.length = 0;
   authenticatedAs.length = 0;
+  greetedAs.length = 0;
 });
 
 afterAll(async () => {
@@ -135,6 +139,8 @@ describe.each(VARIANTS)("SMTP transport ($name)", (variant) => {
     expect(tx?.to).toEqual(envelope.to);
     // The credentials in the URL were used (and only when there were some).
     expect(authenticatedAs).toEqual([variant.user]);
+    // RFC 5321: a fully qualified name or an address literal, never a bare word a relay may refuse.
+    expect(greetedAs[0]).toMatch(/^(\[[0-9a-fA-F:.]+\]|\[IPv6:[0-9a-fA-F:.]+\]|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)$/);
     expect(tx?.raw.toString("latin1").replace(/\r\n$/, "")).toBe(raw.toString("latin1").replace(/\r\n$/, ""));
     const [got, built] = await Promise.all([simpleParser(tx!.raw), simpleParser(raw)]);
     expect(got.subject).toBe("Quarterly update — please read");
@@ -209,6 +215,16 @@ describe.each(VARIANTS)("SMTP transport ($name)", (variant) => {
     // One dropped transaction (no pool requeue of it) plus three new ones.
     expect(received.map((t) => t.to.join())).toEqual(expect.arrayContaining([envelope.to.join(), "u1@corp.example", "u2@corp.example", "u3@corp.example"]));
     expect(received).toHaveLength(4);
+  });
+
+  it("greets with SMTP_EHLO_NAME when it is set", async () => {
+    const named = createSmtpTransport({ url: variant.url(), poolSize: 1, ehloName: "airlock-1.corp.example" });
+    try {
+      await named.send(envelope, await message());
+      expect(greetedAs).toEqual(["airlock-1.corp.example"]);
+    } finally {
+      await named.close();
+    }
   });
 
   it("classifies a refused connection as temporary", async () => {
