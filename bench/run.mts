@@ -28,6 +28,8 @@ const { values: args } = parseArgs({
     /** Comma list of phases to run (baseline is always run): per-recipient, two-workers-per-recipient, batched, two-workers, recall. */
     only: { type: "string" },
     profile: { type: "boolean", default: false },
+    /** Cap each service process at this many CPUs (cgroup CFS quota; see bench/cpu-cap.ts). */
+    "service-cpus": { type: "string" },
     out: { type: "string", default: new URL("./results/latest.json", import.meta.url).pathname },
   },
 });
@@ -38,8 +40,13 @@ const POOL = Number(args.pool);
 const BASELINE_N = Number(args.baseline ?? Math.min(N, 20_000));
 // Likewise per-recipient transactions: 100,000 is plenty for a rate; a million would take minutes.
 const PER_RCPT_N = Number(args["per-recipient"] ?? Math.min(N, 100_000));
+const SERVICE_CPUS = args["service-cpus"] === undefined ? undefined : Number(args["service-cpus"]);
+if (SERVICE_CPUS !== undefined && !(SERVICE_CPUS >= 0.1 && SERVICE_CPUS <= 64)) {
+  process.stderr.write("--service-cpus: a number of CPUs between 0.1 and 64\n");
+  process.exit(2);
+}
 if (![N, POOL, BASELINE_N, PER_RCPT_N].every((n) => Number.isInteger(n) && n > 0) || !["auto", "postfix", "node"].includes(args.sink!)) {
-  process.stderr.write("usage: npm run bench -- [--recipients N | --quick] [--pool N] [--sink auto|postfix|node] [--baseline N] [--per-recipient N] [--skip-two-workers] [--only phases] [--profile] [--out file]\n");
+  process.stderr.write("usage: npm run bench -- [--recipients N | --quick] [--pool N] [--sink auto|postfix|node] [--baseline N] [--per-recipient N] [--skip-two-workers] [--only phases] [--profile] [--service-cpus F] [--out file]\n");
   process.exit(2);
 }
 
@@ -65,6 +72,8 @@ const machine = {
   redis: redisVersion,
   sink: sink.kind,
   smtpConnections: POOL,
+  /** Each service process capped at this many CPUs (null: uncapped). */
+  serviceCpus: SERVICE_CPUS ?? null,
 };
 log(`machine ${JSON.stringify(machine)}`);
 
@@ -89,7 +98,7 @@ try {
   rows.push({ phase: "baseline: nodemailer loop, built per message (median of 3)", recipients: baseline.messages, seconds: baseline.ms / 1000, rcptPerSec: baseline.rcptPerSec, ratio: 1, peakRssMb: null });
 
   const service = async (name: string, o: Partial<ServiceOptions> & { recipientsPerTransaction: number }, smtpUrl = sink.url) =>
-    startService({ dir: join(work, name), redisUrl: redisProc.url, smtpUrl, poolSize: POOL, profileDir: profileDir && join(profileDir, name), ...o });
+    startService({ dir: join(work, name), redisUrl: redisProc.url, smtpUrl, poolSize: POOL, profileDir: profileDir && join(profileDir, name), cpus: SERVICE_CPUS, ...o });
 
   const only = new Set((args.only ?? "per-recipient,two-workers-per-recipient,batched,two-workers,recall").split(","));
   if (args["skip-two-workers"]) ["two-workers", "two-workers-per-recipient"].forEach((k) => only.delete(k));

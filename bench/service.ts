@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePort } from "../src/infra/redis-process.js";
+import { capCpu } from "./cpu-cap.js";
 import { stopChild } from "./sink.js";
 
 const REPO = new URL("../", import.meta.url).pathname;
@@ -32,6 +33,8 @@ export interface ServiceOptions {
   sendRatePerSecond?: number;
   /** Write a V8 CPU profile per process into this directory (node --cpu-prof). */
   profileDir?: string;
+  /** Cap each service process at this many CPUs (bench/cpu-cap.ts). */
+  cpus?: number;
 }
 
 export interface RunningService {
@@ -105,8 +108,10 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
       if (!stopping && code !== 0) process.stderr.write(`bench: airlock ${name} exited (${code ?? signal}):\n${stderr.slice(-4000)}\n`);
     });
     children.push(c);
+    if (o.cpus) uncaps.push(capCpu(c.pid!, o.cpus));
     return c;
   };
+  const uncaps: Array<() => void> = [];
   let stopping = false;
   const main = launch("all", "airlock-all");
   const url = `http://127.0.0.1:${port}`;
@@ -136,6 +141,7 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
       stopping = true;
       // SIGTERM: main.ts stops gracefully (and node writes the CPU profile on that exit).
       await Promise.all(children.map((c) => stopChild(c, 15_000)));
+      uncaps.forEach((u) => u());
     },
   };
 }

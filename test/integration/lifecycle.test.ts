@@ -23,6 +23,16 @@ const originalsOf = (messageId: string) => a.sink.received.filter((r) => r.mail.
 const correctionsOf = (messageId: string) => a.sink.received.filter((r) => r.mail.inReplyTo === messageId);
 
 describe("the safeguard pipeline", () => {
+  it("freezes one list as it is, and several lists plus addresses as their union, each address once", async () => {
+    const one = (await a.call("author", "POST", "/api/messages", draft({ audience: { lists: ["all-employees"] } }))).body;
+    expect(one.recipientCount).toBe(big.length);
+    const union = (await a.call("author", "POST", "/api/messages", draft({ audience: { lists: ["team", "all-employees"], addresses: ["big3@corp.example", "Zed@corp.example"] } }))).body;
+    expect(union.recipientCount).toBe(team.length + big.length + 1);
+    const listed = (await a.call("ops", "GET", `/api/messages/${union.id}/recipients?limit=100`)).body.items.map((r: { email: string }) => r.email);
+    expect(listed.sort()).toEqual([...team, ...big, "zed@corp.example"].sort());
+    for (const m of [one, union]) expect((await a.call("author", "POST", `/api/messages/${m.id}/withdraw`, {})).status).toBe(200);
+  });
+
   it("submits, approves, holds, sends once per recipient, recalls and sends one threaded correction", async () => {
     const created = await a.call("author", "POST", "/api/messages", draft());
     expect(created.status).toBe(201);
