@@ -63,6 +63,8 @@ export class FanoutProcessor {
           if (claim.startCorrection) await this.startCorrection(id);
           return;
         }
+        // Held by ops: end this batch without claiming; the resume adds fresh jobs for what is left.
+        if ("paused" in claim) return;
         if (claim.addresses.length > 0) {
           const mail = await this.d.mime.get(id, kind);
           const outcomes = await this.deliver(kind, mail.envelopeFrom, claim.addresses, claim.indexes, mail.raw, lastAttempt);
@@ -97,7 +99,7 @@ export class FanoutProcessor {
     // The original's last transaction just settled: the fan-out has stopped.
     if (m.recall) this.d.metrics?.recallToStop.observe(Math.max(0, ((this.d.clock?.now() ?? Date.now()) - Date.parse(m.recall.at)) / 1000));
     this.d.logger.info({ message: id, revision: m.revision }, `message ${id} correcting: correction fan-out to ${m.counts.sent} recipients`);
-    await this.d.scheduler.startFanout(id, "correction", m.recipientCount);
+    await this.d.scheduler.startFanout(id, "correction", m.recipientCount, m.fanoutGeneration);
   }
 
   /** `indexes[j]` is `to[j]`'s index in the frozen set: the outcomes carry it to the settle. */

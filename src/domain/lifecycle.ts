@@ -28,6 +28,8 @@ export const ACTIONS = [
   "finish",
   "recall",
   "finishCorrection",
+  "pause",
+  "resume",
 ] as const;
 export type Action = (typeof ACTIONS)[number];
 
@@ -53,6 +55,9 @@ export const TRANSITIONS: Readonly<Record<Action, Partial<Record<State, readonly
     sent: ["correcting"],
   },
   finishCorrection: { correcting: ["corrected"] },
+  // Ops hold a running fan-out (original or correction) and let it go on: a flag, the state stays.
+  pause: { sending: ["sending"], correcting: ["correcting"] },
+  resume: { sending: ["sending"], correcting: ["correcting"] },
 };
 
 export const TERMINAL_STATES: ReadonlySet<State> = new Set(["recalled", "corrected", "rejected", "withdrawn", "expired"]);

@@ -41,4 +41,6 @@ export type MessageInput = z.infer<typeof messageInput>;
 
 export const approveInput = z.strictObject({ comment: z.string().max(2000).optional(), revision: z.number().int().positive().optional() });
 export const rejectInput = z.strictObject({ reason: z.string().trim().min(1).max(2000), revision: z.number().int().positive().optional() });
+/** Why ops hold a fan-out: shown on the dashboard and kept in the audit. */
+export const pauseInput = z.strictObject({ reason: z.string().trim().min(1).max(2000) });
 export const recallInput = z.strictObject({ reason: z.string().trim().min(1).max(2000), correctionText: z.string().max(50_000).optional() });

@@ -8,7 +8,7 @@ import type { Clock } from "../store/message-store.js";
 export interface Scheduler {
   scheduleRelease(id: string, revision: number, releaseAtMs: number): Promise<void>;
   scheduleExpiry(id: string, revision: number, expiresAtMs: number): Promise<void>;
-  startFanout(id: string, kind: "original" | "correction", recipientCount: number): Promise<void>;
+  startFanout(id: string, kind: "original" | "correction", recipientCount: number, generation?: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -68,8 +68,12 @@ export class BullScheduler implements Scheduler {
     });
   }
 
-  /** One job per BATCH_SIZE recipients, by index range in the frozen set. */
-  async startFanout(id: string, kind: "original" | "correction", recipientCount: number): Promise<void> {
+  /**
+   * One job per BATCH_SIZE recipients, by index range in the frozen set. `generation` is the
+   * message's `fanoutGeneration`: after a resume the jobs need new ids, the first ones having
+   * ended (ids of ended jobs are kept a day so that re-adding them is a no-op).
+   */
+  async startFanout(id: string, kind: "original" | "correction", recipientCount: number, generation = 0): Promise<void> {
     const jobs = [];
     for (let first = 0, n = 0; first < recipientCount; first += BATCH_SIZE, n++) {
       const data: JobData<"batch"> = JOBS.batch.schema.parse({ id, kind, first, last: Math.min(recipientCount, first + BATCH_SIZE) - 1 });
@@ -77,7 +81,7 @@ export class BullScheduler implements Scheduler {
         name: "batch",
         data,
         opts: {
-          jobId: `${kind}-${id}-${n}`,
+          jobId: generation === 0 ? `${kind}-${id}-${n}` : `${kind}-${id}-g${generation}-${n}`,
           attempts: FANOUT_ATTEMPTS,
           backoff: { type: "airlock" },
           // Kept a day so that a sweep re-adding the same id is a no-op instead of a re-run.

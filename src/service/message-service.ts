@@ -130,9 +130,38 @@ export class MessageService {
     // Nothing of the original was inside an SMTP transaction: the recall's answer is the stop.
     // Otherwise the worker that settles the last transaction observes it (workers/fanout.ts).
     if (ok.state === "recalled" || ok.startCorrection) this.d.metrics?.recallToStop.observe(0);
-    if (ok.startCorrection) await this.d.scheduler.startFanout(id, "correction", current.recipientCount);
+    if (ok.startCorrection) await this.d.scheduler.startFanout(id, "correction", current.recipientCount, Number(ok.generation ?? 0));
     const m = (await this.d.store.get(id))!;
     return { ...m, delivered: Number(ok.delivered) };
+  }
+
+  /**
+   * Holds a running fan-out (ops, admin): no further recipient is claimed once this answers;
+   * transactions already under way finish. The message stays `sending` (or `correcting`), and a
+   * recall still works while it is held.
+   */
+  async pause(user: User, id: string, opts: { reason: string }): Promise<Message> {
+    if (!this.mayPause(user)) throw new DomainError("forbidden", "only ops and admins may pause a fan-out");
+    const current = await this.get(user, id);
+    this.committed("pause", user, id, await this.d.store.pauseOrResume("pause", id, user.email, opts.reason), current.revision);
+    return (await this.d.store.get(id))!;
+  }
+
+  /** Lets a held fan-out go on: fresh batch jobs take whoever is still to be sent. */
+  async resume(user: User, id: string): Promise<Message> {
+    if (!this.mayPause(user)) throw new DomainError("forbidden", "only ops and admins may resume a fan-out");
+    const current = await this.get(user, id);
+    const ok = this.committed("resume", user, id, await this.d.store.pauseOrResume("resume", id, user.email), current.revision);
+    const generation = Number(ok.generation);
+    const count = Number(ok.recipientCount);
+    if (ok.state === "sending") await this.d.scheduler.startFanout(id, "original", count, generation);
+    // Before the correction started, the settle that starts it adds its jobs (with this generation).
+    else if (ok.correctionStarted) await this.d.scheduler.startFanout(id, "correction", count, generation);
+    return (await this.d.store.get(id))!;
+  }
+
+  mayPause(user: User): boolean {
+    return has(user, "ops", "admin");
   }
 
   mayRecall(user: User, m: Message): boolean {
@@ -167,6 +196,10 @@ export class MessageService {
         throw new DomainError("invalid_input", `audience ${String(a.audience)} does not exist`, [{ path: ["audience", "lists"], message: `unknown audience ${String(a.audience)}` }]);
       case "no_recipients":
         throw new DomainError("invalid_input", "the message has no recipients", [{ path: ["audience"], message: "no recipients" }]);
+      case "already_paused":
+        throw new DomainError("conflict", `message ${id}'s fan-out is already paused`, { state: a.state });
+      case "not_paused":
+        throw new DomainError("conflict", `message ${id}'s fan-out is not paused`, { state: a.state });
       case "too_many_recipients":
         throw new DomainError("too_large", `the message has ${String(a.count)} recipients, more than allowed`);
       default:

@@ -50,6 +50,8 @@ export type FanoutKind = "original" | "correction";
 export type ClaimAnswer =
   | { ok: true; addresses: string[]; indexes: number[] }
   | { stopped: true; state: State; startCorrection?: boolean }
+  /** Ops paused the fan-out: the batch ends; a resume adds fresh jobs for what is left. */
+  | { paused: true }
   | { wait: number };
 
 const iso = (ms: string | undefined) => (ms ? new Date(Number(ms)).toISOString() : null);
@@ -138,6 +140,11 @@ export class MessageStore {
       opts.revision === undefined ? "" : String(opts.revision),
       JSON.stringify(opts.detail ?? {}),
     ]);
+  }
+
+  /** Holds (pause) or lets go on (resume) the running fan-out; the state stays. */
+  pauseOrResume(action: "pause" | "resume", id: string, actor: string, reason = ""): Promise<ScriptAnswer> {
+    return this.run("airlockPause", this.messageKeys(id), actor, [action, allowedFrom(action).join(","), reason]);
   }
 
   recall(id: string, actor: string, reason: string, correctionText: string): Promise<ScriptAnswer> {
@@ -274,6 +281,7 @@ function deliveryStatus(raw: string | null, stopped: boolean): DeliveryStatus {
 function toMessage(h: Record<string, string>): Message {
   const recall = h.recall ? (JSON.parse(h.recall) as { by: string; at: number; reason: string; correctionText: string; deliveredAtRecall: number }) : null;
   const rejection = h.rejection ? (JSON.parse(h.rejection) as { by: string; at: number; reason: string }) : null;
+  const paused = h.paused ? (JSON.parse(h.paused) as { by: string; at: number; reason: string }) : null;
   const approvals = JSON.parse(h.approvals ?? "[]") as Array<{ by: string; at: number; comment: string }>;
   return {
     id: h.id!,
@@ -315,6 +323,8 @@ function toMessage(h: Record<string, string>): Message {
       deliveredAtRecall: recall.deliveredAtRecall,
     },
     rejection: rejection && { by: rejection.by, at: new Date(rejection.at).toISOString(), reason: rejection.reason },
+    paused: paused && { by: paused.by, at: new Date(paused.at).toISOString(), reason: paused.reason },
+    fanoutGeneration: int(h.fanoutGeneration),
   };
 }
 

@@ -16,6 +16,7 @@ const SOURCES = {
   airlockApprove: prologue + read("approve.lua"),
   airlockMove: prologue + read("move.lua"),
   airlockRecall: prologue + read("recall.lua"),
+  airlockPause: prologue + read("pause.lua"),
   airlockNote: prologue + read("note.lua"),
   airlockClaim: prologue + fanout + read("claim.lua"),
   airlockSettle: prologue + fanout + read("settle.lua"),

@@ -51,7 +51,7 @@ const draft = (subject: string) => ({ subject, text: "Please read the updated tr
 
 const messageProbe = async (c: Ctx) => {
   const m = (await a.call("ops", "GET", `/api/messages/${c.id}`)).body;
-  return { state: m.state, revision: m.revision, subject: m.subject, approvals: m.approvals, rejection: m.rejection, recall: m.recall, updatedAt: m.updatedAt };
+  return { state: m.state, revision: m.revision, subject: m.subject, approvals: m.approvals, rejection: m.rejection, recall: m.recall, paused: m.paused, updatedAt: m.updatedAt };
 };
 
 const SELF = [403, "self_approval"] as const;
@@ -91,6 +91,18 @@ const ROUTES: Route[] = [
     method: "POST", path: "/api/messages/:id/recall", setup: "scheduled",
     url: (c) => `/api/messages/${c.id}/recall`, body: () => ({ reason: "sent in error" }),
     expect: [200, 403, 200, 200, 200, 200], okState: "recalled", probe: messageProbe,
+  },
+  // Ops and admins may pause and resume a fan-out; on a scheduled message there is none, so they get
+  // 409 (the state check), everybody else 403 whatever the state. test/integration/pause.test.ts does the rest.
+  {
+    method: "POST", path: "/api/messages/:id/pause", setup: "scheduled",
+    url: (c) => `/api/messages/${c.id}/pause`, body: () => ({ reason: "relay overloaded" }),
+    expect: [403, 403, 403, [409, "conflict"], [409, "conflict"], 403], probe: messageProbe,
+  },
+  {
+    method: "POST", path: "/api/messages/:id/resume", setup: "scheduled",
+    url: (c) => `/api/messages/${c.id}/resume`,
+    expect: [403, 403, 403, [409, "conflict"], [409, "conflict"], 403], probe: messageProbe,
   },
   { method: "GET", path: "/api/messages/:id/recipients", setup: "shared", url: (c) => `/api/messages/${c.id}/recipients`, expect: ANY_ROLE },
   { method: "GET", path: "/api/messages/:id/events", setup: "shared", url: (c) => `/api/messages/${c.id}/events`, expect: ANY_ROLE },

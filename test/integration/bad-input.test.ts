@@ -101,7 +101,7 @@ const request: fc.Arbitrary<Req> = fc.oneof(
   fc.record({ method: fc.constant("GET"), path: query.map((q) => `/api/messages?${q}`), user, page: fc.constant(false) }),
   fc.record({ method: fc.constantFrom("GET", "PUT", "DELETE", "PATCH"), path: id.map((i) => `/api/messages/${i}`), body, contentType, user, page: fc.constant(false) }),
   fc.record({ method: fc.constant("PUT"), path: fc.constant("/api/messages/TARGET"), body, contentType, user, page: fc.constant(false) }),
-  fc.record({ method: fc.constant("POST"), path: fc.tuple(fc.oneof(id, fc.constant("TARGET")), fc.constantFrom("approve", "reject", "withdraw", "recall")).map(([i, act]) => `/api/messages/${i}/${act}`), body, contentType, user, page: fc.constant(false) }),
+  fc.record({ method: fc.constant("POST"), path: fc.tuple(fc.oneof(id, fc.constant("TARGET")), fc.constantFrom("approve", "reject", "withdraw", "recall", "pause", "resume")).map(([i, act]) => `/api/messages/${i}/${act}`), body, contentType, user, page: fc.constant(false) }),
   fc.record({ method: fc.constant("GET"), path: fc.tuple(fc.oneof(id, fc.constant("TARGET")), fc.constantFrom("recipients", "events", "preview"), query).map(([i, what, q]) => `/api/messages/${i}/${what}?${q}`), user, page: fc.constant(false) }),
   fc.record({ method: fc.constant("POST"), path: fc.oneof(fc.constant("/api/audiences"), query.map((q) => `/api/audiences?${q}`)), body, contentType, user, page: fc.constant(false) }),
   fc.record({ method: fc.constant("GET"), path: fc.oneof(fc.constant("/api/audiences"), id.map((i) => `/api/audiences/${i}`)), user, page: fc.constant(false) }),

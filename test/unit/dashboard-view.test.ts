@@ -32,6 +32,8 @@ function message(over: Partial<Message> = {}): Message {
     possibleDuplicates: 0,
     recall: null,
     rejection: null,
+    paused: null,
+    fanoutGeneration: 0,
     ...over,
   };
 }

@@ -18,6 +18,11 @@ const EXPECTED: Array<[Action, State, State]> = [
   ["recall", "sending", "correcting"],
   ["recall", "sent", "correcting"],
   ["finishCorrection", "correcting", "corrected"],
+  // The roles table: ops "pause and resume a fan-out". A flag on a running fan-out, not a state.
+  ["pause", "sending", "sending"],
+  ["pause", "correcting", "correcting"],
+  ["resume", "sending", "sending"],
+  ["resume", "correcting", "correcting"],
 ];
 
 describe("lifecycle table", () => {

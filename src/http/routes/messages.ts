@@ -2,7 +2,7 @@
 import { Router } from "express";
 import { z } from "zod";
 import { STATES } from "../../domain/lifecycle.js";
-import { approveInput, messageInput, recallInput, rejectInput } from "../../domain/message-input.js";
+import { approveInput, messageInput, pauseInput, recallInput, rejectInput } from "../../domain/message-input.js";
 import type { Renderer } from "../../mail/render.js";
 import type { MessageService } from "../../service/message-service.js";
 import type { MessageStore } from "../../store/message-store.js";
@@ -66,6 +66,17 @@ export function messageRoutes(d: { service: MessageService; store: MessageStore;
   r.post("/:id/recall", requireJson(), async (req, res) => {
     const messageId = id(req.params);
     res.json(await d.service.recall(currentUser(req), messageId, validate(recallInput, req.body, "body")));
+  });
+
+  r.post("/:id/pause", requireJson(), async (req, res) => {
+    const messageId = id(req.params);
+    res.json(await d.service.pause(currentUser(req), messageId, validate(pauseInput, req.body, "body")));
+  });
+
+  r.post("/:id/resume", requireJson(true), async (req, res) => {
+    const messageId = id(req.params);
+    validate(z.strictObject({}), req.body, "body");
+    res.json(await d.service.resume(currentUser(req), messageId));
   });
 
   r.get("/:id/recipients", async (req, res) => {

@@ -26,6 +26,7 @@ if KIND == 'original' then
     if fixed > 0 then writeStates(KEYS[6], first, sts); incr('inflight', -fixed); incr('sent', fixed) end
     return answer({stopped = true, state = state, startCorrection = startCorrectionIfQuiet()})
   end
+  if field(KEYS[1], 'paused') then return answer({paused = true}) end
   for p = 1, n do
     local st = sts[p]
     if st == false then claimed[#claimed + 1] = p
@@ -35,6 +36,7 @@ else
   if state ~= 'correcting' or field(KEYS[1], 'correctionStarted') ~= '1' then
     return answer({stopped = true, state = state})
   end
+  if field(KEYS[1], 'paused') then return answer({paused = true}) end
   -- Only those the original reached get the correction.
   local originals = states(KEYS[6], first, n)
   target = KEYS[7]

@@ -52,6 +52,8 @@ local function setState(from, to)
   local id = field(KEYS[1], 'id')
   local createdAt = field(KEYS[1], 'createdAt')
   redis.call('HSET', KEYS[1], 'state', to, 'updatedAt', tostring(NOW))
+  -- A pause (pause.lua) belongs to the fan-out of one state: a recall or the end of it lifts it.
+  if to ~= from then redis.call('HDEL', KEYS[1], 'paused') end
   redis.call('ZREM', PREFIX .. ':state:' .. from, id)
   redis.call('ZADD', PREFIX .. ':state:' .. to, createdAt, id)
 end

@@ -1,0 +1,36 @@
+-- Pause or resume a running fan-out (the original's or the correction's). A pause is a flag on the
+-- message, not a state: the state stays `sending` or `correcting`. While it is set, claim.lua
+-- answers `paused` and the batch jobs end without claiming anything, so no BullMQ job waits on it;
+-- transactions already claimed finish and settle. Resume clears it and bumps the fan-out
+-- generation, so that fresh batch jobs (new ids; claims skip whoever is done) take what is left.
+-- Any state change (recall, finish) also clears the flag (prologue.lua setState).
+-- KEYS[1..4] as in prologue.lua.
+-- ARGV[1..3] as in prologue.lua, ARGV[4] action (pause | resume), ARGV[5] allowed from-states,
+-- ARGV[6] reason (pause).
+local action = ARGV[4]
+local state = field(KEYS[1], 'state')
+if state == nil then return answer({err = 'not_found'}) end
+if not stateAllowed(state, ARGV[5]) then return answer({err = 'conflict', state = state}) end
+local paused = field(KEYS[1], 'paused')
+
+if action == 'pause' then
+  if paused then return answer({err = 'already_paused', state = state}) end
+  redis.call('HSET', KEYS[1], 'paused', cjson.encode({by = ACTOR, at = NOW, reason = ARGV[6]}), 'updatedAt', tostring(NOW))
+  local progress
+  if state == 'sending' then
+    progress = {sent = num(KEYS[1], 'sent'), queued = num(KEYS[1], 'queued'), inFlight = num(KEYS[1], 'inflight')}
+  else
+    progress = {corrected = num(KEYS[1], 'corrected'), inFlight = num(KEYS[1], 'correctionInflight')}
+  end
+  audit('pause', state, state, cjson.encode({reason = ARGV[6], progress = progress}))
+else
+  if not paused then return answer({err = 'not_paused', state = state}) end
+  local was = cjson.decode(paused)
+  redis.call('HDEL', KEYS[1], 'paused')
+  redis.call('HINCRBY', KEYS[1], 'fanoutGeneration', 1)
+  redis.call('HSET', KEYS[1], 'updatedAt', tostring(NOW))
+  audit('resume', state, state, cjson.encode({pausedBy = was.by, pausedMs = NOW - was.at}))
+end
+publish('state')
+return answer({ok = true, state = state, generation = num(KEYS[1], 'fanoutGeneration'),
+  correctionStarted = field(KEYS[1], 'correctionStarted') == '1', recipientCount = num(KEYS[1], 'recipientCount')})

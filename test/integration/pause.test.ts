@@ -1,0 +1,126 @@
+/**
+ * Ops pause and resume a running fan-out (SPEC roles table): once the pause is answered, no further
+ * recipient is handed to SMTP (transactions already under way finish); the message stays `sending`;
+ * a resume sends the rest, each recipient once; a recall while paused still stops and corrects; the
+ * correction's own fan-out can be paused too. Against the real workers, Redis and SMTP sink.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startAirlock, type TestAirlock } from "../support/airlock.js";
+
+let a: TestAirlock;
+const N = 4000;
+
+beforeAll(async () => {
+  // Rate-limited so that a fan-out lasts ~4 s and a pause lands in the middle of it.
+  a = await startAirlock({ SEND_RATE_PER_SECOND: "1000", RECIPIENTS_PER_TRANSACTION: "50", SMTP_POOL_SIZE: "4" });
+  const csv = "email\n" + Array.from({ length: N }, (_, i) => `p${i}@corp.example`).join("\n");
+  expect((await a.call("author", "POST", "/api/audiences?name=pause-all", csv, { "content-type": "text/csv" })).status).toBe(201);
+});
+afterAll(async () => a?.stop());
+
+const get = async (id: string) => (await a.call("ops", "GET", `/api/messages/${id}`)).body;
+const originalsOf = (messageId: string) => a.sink.received.filter((r) => r.mail.messageId === messageId).flatMap((r) => r.to);
+const correctionsOf = (messageId: string) => a.sink.received.filter((r) => r.mail.inReplyTo === messageId).flatMap((r) => r.to);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function sending(subject: string): Promise<{ id: string; messageId: string }> {
+  const m = (await a.call("author", "POST", "/api/messages", { subject, text: "Hello all", audience: { lists: ["pause-all"] } })).body;
+  await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, {});
+  await a.call("approver2", "POST", `/api/messages/${m.id}/approve`, {});
+  await a.until("fan-out under way", async () => (await get(m.id)).counts.sent >= 500, 30_000);
+  return m;
+}
+
+/** Waits until the transactions claimed before the pause have settled, then checks nothing moves for a while. */
+async function holds(id: string, messageId: string, field: "sent" | "corrected"): Promise<number> {
+  await a.until("in-flight transactions settled", async () => {
+    const m = await get(id);
+    return (field === "sent" ? m.counts.inFlight : 0) === 0;
+  });
+  await sleep(300); // a correction transaction claimed just before the pause settles within this
+  const before = (await get(id)).counts[field];
+  const atSink = field === "sent" ? originalsOf(messageId).length : correctionsOf(messageId).length;
+  await sleep(1500); // at 1,000 recipients/s, ~1,500 more would have gone out unpaused
+  expect((await get(id)).counts[field]).toBe(before);
+  expect(field === "sent" ? originalsOf(messageId).length : correctionsOf(messageId).length).toBe(atSink);
+  return before;
+}
+
+describe("pause and resume", () => {
+  it("holds a fan-out from the pause's answer on, and the resume sends the rest, each recipient once", async () => {
+    const m = await sending("Pause me");
+    expect((await a.call("author", "POST", `/api/messages/${m.id}/pause`, { reason: "x" })).status).toBe(403);
+    expect((await a.call("approver1", "POST", `/api/messages/${m.id}/pause`, { reason: "x" })).status).toBe(403);
+    const bad = await a.call("ops", "POST", `/api/messages/${m.id}/pause`, {});
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(bad.body)).toContain("reason");
+
+    const paused = await a.call("ops", "POST", `/api/messages/${m.id}/pause`, { reason: "relay overloaded" });
+    expect(paused.status).toBe(200);
+    expect(paused.body).toMatchObject({ state: "sending", paused: { by: "ops@corp.example", reason: "relay overloaded" } });
+    expect((await a.call("admin", "POST", `/api/messages/${m.id}/pause`, { reason: "again" })).body).toMatchObject({ error: { code: "conflict" } });
+
+    const sentWhilePaused = await holds(m.id, m.messageId, "sent");
+    expect(sentWhilePaused).toBeLessThan(N);
+    const held = await get(m.id);
+    expect(held).toMatchObject({ state: "sending", counts: { queued: N - sentWhilePaused, inFlight: 0 } });
+
+    const resumed = await a.call("admin", "POST", `/api/messages/${m.id}/resume`, {});
+    expect(resumed.status).toBe(200);
+    expect(resumed.body).toMatchObject({ state: "sending", paused: null, fanoutGeneration: 1 });
+    expect((await a.call("ops", "POST", `/api/messages/${m.id}/resume`, {})).body).toMatchObject({ error: { code: "conflict" } });
+
+    const done = await a.until("sent", async () => {
+      const cur = await get(m.id);
+      return cur.state === "sent" && cur;
+    }, 30_000);
+    expect(done.counts).toMatchObject({ sent: N, queued: 0, skipped: 0, failed: 0 });
+    const got = originalsOf(m.messageId);
+    expect(got).toHaveLength(N);
+    expect(new Set(got).size).toBe(N);
+
+    const events = (await a.call("ops", "GET", `/api/messages/${m.id}/events`)).body.items;
+    const pauseEntry = events.find((e: { action: string }) => e.action === "pause");
+    const resumeEntry = events.find((e: { action: string }) => e.action === "resume");
+    expect(pauseEntry).toMatchObject({ actor: "ops@corp.example", from: "sending", to: "sending" });
+    expect(JSON.parse(pauseEntry.detail)).toMatchObject({ reason: "relay overloaded" });
+    expect(resumeEntry).toMatchObject({ actor: "admin@corp.example", from: "sending", to: "sending" });
+  });
+
+  it("recalls a paused fan-out (the recall lifts the pause), and pauses and resumes the correction too", async () => {
+    const m = await sending("Pause, then recall");
+    expect((await a.call("ops", "POST", `/api/messages/${m.id}/pause`, { reason: "checking a complaint" })).status).toBe(200);
+    const sentWhilePaused = await holds(m.id, m.messageId, "sent");
+
+    const recall = await a.call("ops", "POST", `/api/messages/${m.id}/recall`, { reason: "sent in error" });
+    expect(recall.status).toBe(200);
+    expect(recall.body).toMatchObject({ state: "correcting", delivered: sentWhilePaused, paused: null });
+
+    // The correction goes out at the same limited rate: hold it halfway.
+    await a.until("correction under way", async () => (await get(m.id)).counts.corrected >= 200, 30_000);
+    expect((await a.call("ops", "POST", `/api/messages/${m.id}/pause`, { reason: "wording of the correction" })).body).toMatchObject({ state: "correcting", paused: { reason: "wording of the correction" } });
+    const correctedWhilePaused = await holds(m.id, m.messageId, "corrected");
+    expect(correctedWhilePaused).toBeLessThan(sentWhilePaused);
+    expect((await a.call("ops", "POST", `/api/messages/${m.id}/resume`, {})).status).toBe(200);
+
+    const done = await a.until("corrected", async () => {
+      const cur = await get(m.id);
+      return cur.state === "corrected" && cur;
+    }, 30_000);
+    expect(done.counts).toMatchObject({ sent: sentWhilePaused, skipped: N - sentWhilePaused, corrected: sentWhilePaused, correctionFailed: 0 });
+    const originals = originalsOf(m.messageId);
+    const corrections = correctionsOf(m.messageId);
+    expect(originals).toHaveLength(sentWhilePaused);
+    expect(corrections.slice().sort()).toEqual(originals.slice().sort());
+  });
+
+  it("refuses to pause what is not being sent, and to resume what is not paused", async () => {
+    const m = (await a.call("author", "POST", "/api/messages", { subject: "Not yet", text: "x", audience: { addresses: ["z@corp.example"] } })).body;
+    for (const action of ["pause", "resume"]) {
+      const r = await a.call("ops", "POST", `/api/messages/${m.id}/${action}`, action === "pause" ? { reason: "x" } : {});
+      expect(r.status, action).toBe(409);
+      expect(r.body.error.message).toContain("pending_approval");
+    }
+    expect((await get(m.id)).paused).toBeNull();
+  });
+});
