@@ -51,7 +51,7 @@ async function axe(page: Page): Promise<string[]> {
 it("has no WCAG 2.1 A/AA violation on any page, at laptop and phone widths", async () => {
   for (const width of [1280, 390]) {
     const page = await signIn(width);
-    const paths = ["/", `/messages/${ids.scheduled}`, `/messages/${ids.scheduled}/recall`, `/messages/${ids.done}`, "/history", "/history?q=nothing-matches"];
+    const paths = ["/", `/messages/${ids.scheduled}`, `/messages/${ids.scheduled}/recall`, `/messages/${ids.scheduled}/pause`, `/messages/${ids.done}`, "/history", "/history?q=nothing-matches"];
     for (const path of paths) {
       await page.goto(a.url + path);
       expect(await axe(page), `${path} at ${width}px`).toEqual([]);

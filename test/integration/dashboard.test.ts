@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startAirlock, tokenOf, USERS, type TestAirlock, type UserKey } from "../support/airlock.js";
+import { attr, dashboardClient, sameOrigin } from "../support/dashboard-client.js";
 
 let a: TestAirlock;
 
@@ -16,42 +17,7 @@ afterAll(async () => {
   await a?.stop();
 });
 
-interface Browser {
-  cookie: string;
-  csrf: string;
-  get(path: string): Promise<{ status: number; html: string; location: string | null }>;
-  post(path: string, form: Record<string, string>, headers?: Record<string, string>): Promise<{ status: number; html: string; location: string | null }>;
-}
-
-const sameOrigin = { "sec-fetch-site": "same-origin" };
-/** Attribute values as a browser reads them (Handlebars escapes `=` and `&`). */
-const attr = (s: string) => s.replace(/&#x3D;/g, "=").replace(/&amp;/g, "&").replace(/&quot;/g, '"').replace(/&#x27;/g, "'");
-
-async function raw(path: string, init: RequestInit = {}) {
-  const res = await fetch(a.url + path, { redirect: "manual", ...init });
-  return { status: res.status, html: await res.text(), location: res.headers.get("location"), headers: res.headers };
-}
-
-async function signIn(user: UserKey): Promise<Browser> {
-  const res = await raw("/signin", { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded", ...sameOrigin }, body: new URLSearchParams({ token: tokenOf(user), next: "/" }) });
-  expect(res.status).toBe(303);
-  const setCookie = res.headers.get("set-cookie") ?? "";
-  expect(setCookie).toMatch(/^airlock_session=[A-Za-z0-9_-]{43};/);
-  expect(setCookie).toMatch(/HttpOnly/i);
-  expect(setCookie).toMatch(/SameSite=Strict/i);
-  const cookie = setCookie.split(";")[0]!;
-  const front = await raw("/", { headers: { cookie } });
-  expect(front.status).toBe(200);
-  const csrf = /<meta name="csrf-token" content="([^"]+)">/.exec(front.html)?.[1];
-  expect(csrf).toMatch(/^[A-Za-z0-9_-]{43}$/);
-  return {
-    cookie,
-    csrf: csrf!,
-    get: (path) => raw(path, { headers: { cookie } }),
-    post: (path, form, headers = sameOrigin) =>
-      raw(path, { method: "POST", headers: { cookie, "content-type": "application/x-www-form-urlencoded", ...headers }, body: new URLSearchParams(form) }),
-  };
-}
+const { raw, signIn } = dashboardClient(() => a.url);
 
 async function scheduled(subject: string, author: UserKey = "author") {
   const m = (await a.call(author, "POST", "/api/messages", { subject, text: "Hello team.", audience: { lists: ["team"] } })).body;

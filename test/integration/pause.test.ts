@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startAirlock, type TestAirlock } from "../support/airlock.js";
+import { dashboardClient } from "../support/dashboard-client.js";
 
 let a: TestAirlock;
 const N = 4000;
@@ -22,6 +23,7 @@ const get = async (id: string) => (await a.call("ops", "GET", `/api/messages/${i
 const originalsOf = (messageId: string) => a.sink.received.filter((r) => r.mail.messageId === messageId).flatMap((r) => r.to);
 const correctionsOf = (messageId: string) => a.sink.received.filter((r) => r.mail.inReplyTo === messageId).flatMap((r) => r.to);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const { signIn } = dashboardClient(() => a.url);
 
 async function sending(subject: string): Promise<{ id: string; messageId: string }> {
   const m = (await a.call("author", "POST", "/api/messages", { subject, text: "Hello all", audience: { lists: ["pause-all"] } })).body;
@@ -112,6 +114,46 @@ describe("pause and resume", () => {
     const corrections = correctionsOf(m.messageId);
     expect(originals).toHaveLength(sentWhilePaused);
     expect(corrections.slice().sort()).toEqual(originals.slice().sort());
+  });
+
+  it("pauses and resumes from the dashboard: ops only, with a reason, behind the CSRF check", async () => {
+    const m = await sending("Pause from the dashboard");
+    const [ops, author] = await Promise.all([signIn("ops"), signIn("author")]);
+    const front = await ops.get("/");
+    expect(front.html).toContain(`href="/messages/${m.id}/pause"`);
+    expect((await author.get("/")).html).not.toContain(`/messages/${m.id}/pause`);
+    expect((await author.get(`/messages/${m.id}/pause`)).html).toContain("Pausing a fan-out is for the ops and admin roles");
+    expect((await author.post(`/messages/${m.id}/pause`, { _csrf: author.csrf, reason: "mine" })).status).toBe(403);
+
+    const form = await ops.get(`/messages/${m.id}/pause`);
+    expect(form.status).toBe(200);
+    expect(form.html).toContain('action="/messages/' + m.id + '/pause"');
+    expect((await ops.post(`/messages/${m.id}/pause`, { reason: "forged" })).status).toBe(403); // no CSRF token
+    expect((await ops.post(`/messages/${m.id}/pause`, { _csrf: ops.csrf, reason: "forged" }, { "sec-fetch-site": "cross-site" })).status).toBe(403);
+    const noReason = await ops.post(`/messages/${m.id}/pause`, { _csrf: ops.csrf, reason: " " });
+    expect(noReason.status).toBe(400);
+    expect(noReason.html).toContain("Say why you are pausing it");
+    expect((await get(m.id)).paused).toBeNull(); // none of the refused posts paused it
+
+    const done = await ops.post(`/messages/${m.id}/pause`, { _csrf: ops.csrf, reason: "Legal asked to check the wording" });
+    expect(done.status).toBe(303);
+    expect(done.location).toBe(`/messages/${m.id}`);
+    expect((await get(m.id)).paused).toMatchObject({ by: "ops@corp.example", reason: "Legal asked to check the wording" });
+    const page = await ops.get(`/messages/${m.id}`);
+    expect(page.html).toContain("Paused by ops@corp.example");
+    expect(page.html).toContain("Legal asked to check the wording");
+    expect(page.html).toContain(`href="/messages/${m.id}/pause" data-field="resume"`);
+    const card = await ops.get(`/fragments/card/${m.id}`);
+    expect(card.html).toContain("Paused:");
+    expect(card.html).not.toContain('data-field="pause"');
+
+    expect((await author.post(`/messages/${m.id}/resume`, { _csrf: author.csrf })).status).toBe(403);
+    expect((await ops.post(`/messages/${m.id}/resume`, {})).status).toBe(403); // no CSRF token
+    expect((await get(m.id)).paused).not.toBeNull();
+    expect((await ops.get(`/messages/${m.id}/pause`)).html).toContain("Resume sending");
+    expect((await ops.post(`/messages/${m.id}/resume`, { _csrf: ops.csrf })).status).toBe(303);
+    await a.until("sent", async () => (await get(m.id)).state === "sent", 30_000);
+    expect(originalsOf(m.messageId)).toHaveLength(N);
   });
 
   it("refuses to pause what is not being sent, and to resume what is not paused", async () => {

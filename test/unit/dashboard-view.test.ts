@@ -120,3 +120,18 @@ describe("headline and urgency", () => {
     );
   });
 });
+
+describe("a paused fan-out", () => {
+  const sending = message({ state: "sending", releaseAt: new Date(NOW - 60_000).toISOString(), counts: { queued: 800_000, inFlight: 0, sent: 40_000, failed: 0, skipped: 0, corrected: 0, correctionFailed: 0 } });
+  const paused = { ...sending, paused: { by: "ops@corp.example", at: new Date(NOW - 5000).toISOString(), reason: "relay overloaded" } };
+  it("says so in the headline, shows no rate, and offers resume (not pause) to those who may", () => {
+    expect(headline(paused, NOW)).toBe("Paused: 40,000 of 840,000 people have it, the rest wait");
+    expect(cardView(paused, NOW, true, true)).toMatchObject({ rate: null, pausable: false, resumable: true, paused: { by: "ops@corp.example", reason: "relay overloaded" } });
+    expect(cardView(sending, NOW, true, true)).toMatchObject({ pausable: true, resumable: false, paused: null });
+  });
+  it("offers neither to a viewer who may not pause, nor for a message that is not sending", () => {
+    expect(cardView(paused, NOW, true, false)).toMatchObject({ pausable: false, resumable: false });
+    expect(cardView(message({ state: "scheduled" }), NOW, true, true)).toMatchObject({ pausable: false, resumable: false });
+    expect(headline({ ...paused, state: "correcting" }, NOW)).toBe("Recalled after 40,000 people received it: correction paused");
+  });
+});

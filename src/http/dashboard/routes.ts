@@ -131,7 +131,7 @@ export function dashboardRoutes(d: DashboardDeps): Router {
     const truncated = lists.some((l) => l.nextCursor !== null);
     const cards = lists
       .flatMap((l) => l.items)
-      .map((m) => cardView(m, now, d.service.mayRecall(user, m)))
+      .map((m) => cardView(m, now, d.service.mayRecall(user, m), d.service.mayPause(user)))
       .sort(pendingOrder);
     // The banner at the top: what goes out now or within minutes (its countdowns tick client-side).
     const imminent = cards
@@ -201,6 +201,29 @@ export function dashboardRoutes(d: DashboardDeps): Router {
     res.redirect(303, `/messages/${m.id}#recall-title`);
   });
 
+  // ---- pause / resume a running fan-out (ops, admin): one page, the form that applies now
+  r.get("/messages/:id/pause", signedIn, async (req, res) => {
+    const m = await messageOr404(req);
+    page(res, 200, "pause", frame(req, `Pause ${m.subject}`, "none"), pauseData(req, m, "", null));
+  });
+
+  r.post("/messages/:id/pause", form, signedIn, csrf, async (req, res) => {
+    const m = await messageOr404(req);
+    const reason = one(((req.body ?? {}) as Record<string, unknown>).reason) ?? "";
+    if (!reason.trim() || reason.length > 2000) {
+      const why = reason.trim() ? "The reason may have at most 2,000 characters." : "Say why you are pausing it: the reason is shown on the dashboard and kept in the audit trail.";
+      return page(res, 400, "pause", frame(req, `Pause ${m.subject}`, "none"), pauseData(req, m, reason, why));
+    }
+    await d.service.pause(sessionOf(req)!.user, m.id, { reason: reason.trim() });
+    res.redirect(303, `/messages/${m.id}`);
+  });
+
+  r.post("/messages/:id/resume", form, signedIn, csrf, async (req, res) => {
+    const m = await messageOr404(req);
+    await d.service.resume(sessionOf(req)!.user, m.id);
+    res.redirect(303, `/messages/${m.id}`);
+  });
+
   // ---- history
   r.get("/history", signedIn, async (req, res) => {
     const q = z
@@ -264,7 +287,21 @@ export function dashboardRoutes(d: DashboardDeps): Router {
   }
 
   function card(req: Request, m: Message): CardView {
-    return cardView(m, d.clock.now(), d.service.mayRecall(sessionOf(req)!.user, m));
+    const user = sessionOf(req)!.user;
+    return cardView(m, d.clock.now(), d.service.mayRecall(user, m), d.service.mayPause(user));
+  }
+
+  function pauseData(req: Request, m: Message, reason: string, error: string | null) {
+    const c = card(req, m);
+    const mayPause = d.service.mayPause(sessionOf(req)!.user);
+    return {
+      card: c,
+      notAllowed: mayPause ? null : "Pausing a fan-out is for the ops and admin roles. Ask the on-call operator, or recall the message.",
+      correction: m.state === "correcting",
+      waiting: m.state === "correcting" ? Math.max(0, m.counts.sent - m.counts.corrected - m.counts.correctionFailed) : Math.max(0, m.counts.queued - m.counts.inFlight),
+      reason,
+      error,
+    };
   }
 
   function recallData(req: Request, m: Message, values: { reason: string; correctionText: string }, error: string | null) {

@@ -60,8 +60,17 @@ export interface CardView {
   rate: number | null;
   correction: { total: number; sent: number; failed: number; percent: number } | null;
   recallable: boolean;
+  /** Held by ops: who, when, why. */
+  paused: { by: string; atLabel: string; reason: string } | null;
+  /** The viewer may pause this fan-out now (ops/admin, running, not paused). */
+  pausable: boolean;
+  /** The viewer may resume it (ops/admin, paused). */
+  resumable: boolean;
   possibleDuplicates: number;
 }
+
+/** States whose fan-out ops may hold. */
+export const PAUSABLE_STATES: readonly State[] = ["sending", "correcting"];
 
 const numberFormat = new Intl.NumberFormat("en-US");
 export const formatNumber = (n: number) => numberFormat.format(n);
@@ -123,9 +132,11 @@ export function headline(m: Message, now: number): string {
     }
     case "sending": {
       const p = progressOf(m);
+      if (m.paused) return `Paused: ${formatNumber(p.sent)} of ${to} have it, the rest wait`;
       return `Going out now: ${formatNumber(p.sent)} of ${to} so far`;
     }
     case "correcting":
+      if (m.paused) return `Recalled after ${people(m.counts.sent)} received it: correction paused`;
       return `Recalled after ${people(m.counts.sent)} received it: correction going out`;
     case "sent":
       return `Sent to ${people(m.counts.sent)}${m.counts.failed ? `, ${formatNumber(m.counts.failed)} failed` : ""}`;
@@ -140,13 +151,15 @@ export function headline(m: Message, now: number): string {
 
 /** Recipients per second between release and `now`, from the settled counts. */
 export function averageRate(m: Message, now: number): number | null {
-  if (m.state !== "sending" || !m.releaseAt) return null;
+  if (m.state !== "sending" || m.paused || !m.releaseAt) return null;
   const seconds = (now - Date.parse(m.releaseAt)) / 1000;
   if (seconds < 1) return null;
   return Math.round((m.counts.sent + m.counts.failed) / seconds);
 }
 
-export function cardView(m: Message, now: number, recallable: boolean): CardView {
+/** `recallable` and `mayPause`: what the viewer's roles allow (MessageService decides). */
+export function cardView(m: Message, now: number, recallable: boolean, mayPause = false): CardView {
+  const running = PAUSABLE_STATES.includes(m.state);
   const correctionTotal = m.counts.sent;
   const correctionDone = m.counts.corrected + m.counts.correctionFailed;
   return {
@@ -174,6 +187,9 @@ export function cardView(m: Message, now: number, recallable: boolean): CardView
         ? { total: correctionTotal, sent: m.counts.corrected, failed: m.counts.correctionFailed, percent: correctionTotal > 0 ? Math.min(100, Math.floor((correctionDone * 100) / correctionTotal)) : 100 }
         : null,
     recallable: recallable && RECALLABLE_STATES.includes(m.state),
+    paused: m.paused && { by: m.paused.by, atLabel: formatDateTime(Date.parse(m.paused.at)), reason: m.paused.reason },
+    pausable: mayPause && running && !m.paused,
+    resumable: mayPause && running && m.paused !== null,
     possibleDuplicates: m.possibleDuplicates,
   };
 }
