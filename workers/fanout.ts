@@ -39,8 +39,11 @@ export class FanoutProcessor {
     this.sleep = d.sleep ?? defaultSleep;
   }
 
-  /** `lastAttempt`: temporary failures are then recorded as failed instead of retried. */
-  async process(job: JobData<"batch">, lastAttempt: boolean): Promise<void> {
+  /**
+   * `lastAttempt`: temporary failures are then recorded as failed instead of retried. Answers
+   * `paused` when ops hold the fan-out: the caller puts the job aside to look again later.
+   */
+  async process(job: JobData<"batch">, lastAttempt: boolean): Promise<"done" | "paused"> {
     const { id, kind } = job;
     const size = this.d.config.RECIPIENTS_PER_TRANSACTION;
     const rate = this.d.config.SEND_RATE_PER_SECOND;
@@ -61,10 +64,11 @@ export class FanoutProcessor {
         }
         if ("stopped" in claim) {
           if (claim.startCorrection) await this.startCorrection(id);
-          return;
+          return "done";
         }
-        // Held by ops: end this batch without claiming; the resume adds fresh jobs for what is left.
-        if ("paused" in claim) return;
+        // Held by ops: nothing claimed. The same job carries on after the resume (from its first
+        // index again: whoever is done is skipped by the claims).
+        if ("paused" in claim) return "paused";
         if (claim.addresses.length > 0) {
           const mail = await this.d.mime.get(id, kind);
           const outcomes = await this.deliver(kind, mail.envelopeFrom, claim.addresses, claim.indexes, mail.raw, lastAttempt);
@@ -81,6 +85,7 @@ export class FanoutProcessor {
         }
         first = last + 1;
       }
+      return "done";
     } finally {
       // If this settle failed while the next claim succeeded, that claim's recipients stay in flight
       // and the retry counts them as possible duplicates: over-counted, never lost (like a crash).
@@ -99,7 +104,7 @@ export class FanoutProcessor {
     // The original's last transaction just settled: the fan-out has stopped.
     if (m.recall) this.d.metrics?.recallToStop.observe(Math.max(0, ((this.d.clock?.now() ?? Date.now()) - Date.parse(m.recall.at)) / 1000));
     this.d.logger.info({ message: id, revision: m.revision }, `message ${id} correcting: correction fan-out to ${m.counts.sent} recipients`);
-    await this.d.scheduler.startFanout(id, "correction", m.recipientCount, m.fanoutGeneration);
+    await this.d.scheduler.startFanout(id, "correction", m.recipientCount);
   }
 
   /** `indexes[j]` is `to[j]`'s index in the frozen set: the outcomes carry it to the settle. */

@@ -1,8 +1,8 @@
 /** Starts the BullMQ workers of this process: timers, fan-out and notifications. */
-import { UnrecoverableError, Worker, type Job } from "bullmq";
+import { DelayedError, UnrecoverableError, Worker, type Job } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
-import { BULL_PREFIX, FANOUT_ATTEMPTS, JOBS, NOTIFY_ATTEMPTS, QUEUES, fanoutBackoff } from "../src/queues/catalogue.js";
+import { BULL_PREFIX, FANOUT_ATTEMPTS, JOBS, NOTIFY_ATTEMPTS, PAUSE_RECHECK_MS, QUEUES, fanoutBackoff } from "../src/queues/catalogue.js";
 import type { FanoutProcessor } from "./fanout.js";
 import type { NotifyProcessor } from "./notify.js";
 import type { TimerProcessor } from "./timers.js";
@@ -59,9 +59,14 @@ export function runWorkers(opts: {
 
   const fanout = new Worker(
     QUEUES.fanout,
-    async (job) => {
+    async (job, token) => {
       const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? FANOUT_ATTEMPTS);
-      return opts.fanout.process(parse("batch", job), lastAttempt);
+      const outcome = await opts.fanout.process(parse("batch", job), lastAttempt);
+      if (outcome === "paused") {
+        // Out of the worker's hands until the resume wakes it (or PAUSE_RECHECK_MS passed); not an attempt.
+        await job.moveToDelayed(Date.now() + PAUSE_RECHECK_MS, token);
+        throw new DelayedError();
+      }
     },
     {
       connection,

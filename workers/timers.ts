@@ -68,11 +68,11 @@ export class TimerProcessor {
         const { lastActivity, correctionStarted } = await this.d.reads.activity(id);
         if (now - lastActivity < STALE_FANOUT_MS) continue;
         const m = await this.d.store.get(id);
-        // Held by ops: no progress is expected; the resume adds its own jobs.
+        // Held by ops: no progress is expected; its jobs wait in the delayed set.
         if (!m || m.paused) continue;
         this.d.logger.warn({ message: id, revision: m.revision }, `message ${id} ${state}: no progress for ${now - lastActivity} ms, re-driving its batches`);
-        await this.d.scheduler.startFanout(id, "original", m.recipientCount, m.fanoutGeneration);
-        if (correctionStarted) await this.d.scheduler.startFanout(id, "correction", m.recipientCount, m.fanoutGeneration);
+        await this.d.scheduler.startFanout(id, "original", m.recipientCount);
+        if (correctionStarted) await this.d.scheduler.startFanout(id, "correction", m.recipientCount);
       }
     }
   }

@@ -44,8 +44,6 @@ export interface Message {
   rejection: { by: string; at: string; reason: string } | null;
   /** Set while ops hold the running fan-out (state `sending` or `correcting`); see store/lua/pause.lua. */
   paused: { by: string; at: string; reason: string } | null;
-  /** Bumped by each resume: the fan-out's batch jobs of a new generation have new ids. */
-  fanoutGeneration: number;
 }
 
 export type DeliveryStatus = "queued" | "sent" | "failed" | "skipped";

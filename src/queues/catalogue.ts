@@ -65,6 +65,13 @@ export function fanoutBackoff(attemptsMade: number): number {
   return Math.min(60_000, 1000 * 2 ** Math.max(0, attemptsMade - 1));
 }
 
+/**
+ * A batch job of a paused fan-out waits in BullMQ's delayed set and looks again this much later.
+ * A resume wakes them at once (Scheduler.wakeFanout), so this only bounds how late one is that a
+ * crash kept from being woken; 30 s keeps a paused million (1,000 jobs) to ~33 claims a second.
+ */
+export const PAUSE_RECHECK_MS = 30_000;
+
 /** Every `SWEEP_EVERY_MS` a sweep re-drives anything whose delayed job was lost (a crash between commit and enqueue). */
 export const SWEEP_EVERY_MS = 5000;
 

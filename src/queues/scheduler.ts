@@ -1,14 +1,19 @@
 /** Enqueues jobs of the catalogue. Job ids are deterministic, so enqueuing twice does no harm. */
-import { Queue } from "bullmq";
+import { Job, Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { createHash } from "node:crypto";
 import { BATCH_SIZE, BULL_PREFIX, FANOUT_ATTEMPTS, JOBS, NOTIFY_ATTEMPTS, NOTIFY_BACKOFF, QUEUES, SWEEP_EVERY_MS, type JobData } from "./catalogue.js";
 import type { Clock } from "../store/message-store.js";
 
+/** A fan-out batch's job id: one per message, kind and range, so that adding it twice does nothing. */
+const batchJobId = (kind: "original" | "correction", id: string, n: number) => `${kind}-${id}-${n}`;
+
 export interface Scheduler {
   scheduleRelease(id: string, revision: number, releaseAtMs: number): Promise<void>;
   scheduleExpiry(id: string, revision: number, expiresAtMs: number): Promise<void>;
-  startFanout(id: string, kind: "original" | "correction", recipientCount: number, generation?: number): Promise<void>;
+  startFanout(id: string, kind: "original" | "correction", recipientCount: number): Promise<void>;
+  /** After a resume: the fan-out's batch jobs that wait out a pause (delayed) run now. */
+  wakeFanout(id: string, kind: "original" | "correction", recipientCount: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -68,12 +73,8 @@ export class BullScheduler implements Scheduler {
     });
   }
 
-  /**
-   * One job per BATCH_SIZE recipients, by index range in the frozen set. `generation` is the
-   * message's `fanoutGeneration`: after a resume the jobs need new ids, the first ones having
-   * ended (ids of ended jobs are kept a day so that re-adding them is a no-op).
-   */
-  async startFanout(id: string, kind: "original" | "correction", recipientCount: number, generation = 0): Promise<void> {
+  /** One job per BATCH_SIZE recipients, by index range in the frozen set. */
+  async startFanout(id: string, kind: "original" | "correction", recipientCount: number): Promise<void> {
     const jobs = [];
     for (let first = 0, n = 0; first < recipientCount; first += BATCH_SIZE, n++) {
       const data: JobData<"batch"> = JOBS.batch.schema.parse({ id, kind, first, last: Math.min(recipientCount, first + BATCH_SIZE) - 1 });
@@ -81,7 +82,7 @@ export class BullScheduler implements Scheduler {
         name: "batch",
         data,
         opts: {
-          jobId: generation === 0 ? `${kind}-${id}-${n}` : `${kind}-${id}-g${generation}-${n}`,
+          jobId: batchJobId(kind, id, n),
           attempts: FANOUT_ATTEMPTS,
           backoff: { type: "airlock" },
           // Kept a day so that a sweep re-adding the same id is a no-op instead of a re-run.
@@ -91,6 +92,22 @@ export class BullScheduler implements Scheduler {
       });
     }
     for (let i = 0; i < jobs.length; i += 500) await this.fanout.addBulk(jobs.slice(i, i + 500));
+  }
+
+  async wakeFanout(id: string, kind: "original" | "correction", recipientCount: number): Promise<void> {
+    const ids = [];
+    for (let first = 0, n = 0; first < recipientCount; first += BATCH_SIZE, n++) ids.push(batchJobId(kind, id, n));
+    // In slices, so a million recipients (1,000 jobs) is not 1,000 requests at once.
+    for (let i = 0; i < ids.length; i += 100) {
+      await Promise.all(
+        ids.slice(i, i + 100).map(async (jobId) => {
+          const job = await Job.fromId(this.fanout, jobId);
+          // Only a job waiting out the pause; one that is running, waiting or done is left alone.
+          // It may leave the delayed set between the check and the promote: then promote refuses, harmlessly.
+          if (job && (await job.isDelayed())) await job.promote().catch(() => {});
+        }),
+      );
+    }
   }
 
   /** The sweep runs on every worker's schedule; upsert keeps exactly one scheduler. */

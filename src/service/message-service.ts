@@ -130,7 +130,7 @@ export class MessageService {
     // Nothing of the original was inside an SMTP transaction: the recall's answer is the stop.
     // Otherwise the worker that settles the last transaction observes it (workers/fanout.ts).
     if (ok.state === "recalled" || ok.startCorrection) this.d.metrics?.recallToStop.observe(0);
-    if (ok.startCorrection) await this.d.scheduler.startFanout(id, "correction", current.recipientCount, Number(ok.generation ?? 0));
+    if (ok.startCorrection) await this.d.scheduler.startFanout(id, "correction", current.recipientCount);
     const m = (await this.d.store.get(id))!;
     return { ...m, delivered: Number(ok.delivered) };
   }
@@ -147,16 +147,15 @@ export class MessageService {
     return (await this.d.store.get(id))!;
   }
 
-  /** Lets a held fan-out go on: fresh batch jobs take whoever is still to be sent. */
+  /**
+   * Lets a held fan-out go on. Its batch jobs wait out the pause in BullMQ's delayed set and would
+   * look again within PAUSE_RECHECK_MS; they are woken now.
+   */
   async resume(user: User, id: string): Promise<Message> {
     if (!this.mayPause(user)) throw new DomainError("forbidden", "only ops and admins may resume a fan-out");
     const current = await this.get(user, id);
     const ok = this.committed("resume", user, id, await this.d.store.pauseOrResume("resume", id, user.email), current.revision);
-    const generation = Number(ok.generation);
-    const count = Number(ok.recipientCount);
-    if (ok.state === "sending") await this.d.scheduler.startFanout(id, "original", count, generation);
-    // Before the correction started, the settle that starts it adds its jobs (with this generation).
-    else if (ok.correctionStarted) await this.d.scheduler.startFanout(id, "correction", count, generation);
+    await this.d.scheduler.wakeFanout(id, ok.state === "sending" ? "original" : "correction", Number(ok.recipientCount));
     return (await this.d.store.get(id))!;
   }
 

@@ -50,7 +50,7 @@ export type FanoutKind = "original" | "correction";
 export type ClaimAnswer =
   | { ok: true; addresses: string[]; indexes: number[] }
   | { stopped: true; state: State; startCorrection?: boolean }
-  /** Ops paused the fan-out: the batch ends; a resume adds fresh jobs for what is left. */
+  /** Ops paused the fan-out: the batch waits (workers/run-workers.ts) and looks again later. */
   | { paused: true }
   | { wait: number };
 
@@ -324,7 +324,6 @@ function toMessage(h: Record<string, string>): Message {
     },
     rejection: rejection && { by: rejection.by, at: new Date(rejection.at).toISOString(), reason: rejection.reason },
     paused: paused && { by: paused.by, at: new Date(paused.at).toISOString(), reason: paused.reason },
-    fanoutGeneration: int(h.fanoutGeneration),
   };
 }
 

@@ -33,7 +33,6 @@ function message(over: Partial<Message> = {}): Message {
     recall: null,
     rejection: null,
     paused: null,
-    fanoutGeneration: 0,
     ...over,
   };
 }

@@ -1,8 +1,8 @@
 -- Pause or resume a running fan-out (the original's or the correction's). A pause is a flag on the
 -- message, not a state: the state stays `sending` or `correcting`. While it is set, claim.lua
--- answers `paused` and the batch jobs end without claiming anything, so no BullMQ job waits on it;
--- transactions already claimed finish and settle. Resume clears it and bumps the fan-out
--- generation, so that fresh batch jobs (new ids; claims skip whoever is done) take what is left.
+-- answers `paused`, and each batch job puts itself in BullMQ's delayed set (not holding a worker)
+-- to look again later; transactions already claimed finish and settle. Resume clears the flag (and
+-- the service wakes the delayed jobs). The same jobs carry on, so a range never has two live jobs.
 -- Any state change (recall, finish) also clears the flag (prologue.lua setState).
 -- KEYS[1..4] as in prologue.lua.
 -- ARGV[1..3] as in prologue.lua, ARGV[4] action (pause | resume), ARGV[5] allowed from-states,
@@ -27,10 +27,8 @@ else
   if not paused then return answer({err = 'not_paused', state = state}) end
   local was = cjson.decode(paused)
   redis.call('HDEL', KEYS[1], 'paused')
-  redis.call('HINCRBY', KEYS[1], 'fanoutGeneration', 1)
   redis.call('HSET', KEYS[1], 'updatedAt', tostring(NOW))
   audit('resume', state, state, cjson.encode({pausedBy = was.by, pausedMs = NOW - was.at}))
 end
 publish('state')
-return answer({ok = true, state = state, generation = num(KEYS[1], 'fanoutGeneration'),
-  correctionStarted = field(KEYS[1], 'correctionStarted') == '1', recipientCount = num(KEYS[1], 'recipientCount')})
+return answer({ok = true, state = state, recipientCount = num(KEYS[1], 'recipientCount')})

@@ -25,5 +25,4 @@ if to == 'correcting' and num(KEYS[1], 'inflight') == 0 then
 end
 transition('recall', state, to, cjson.encode({reason = ARGV[5], correctionText = ARGV[6], delivered = delivered}))
 if startCorrection then audit('startCorrection', to, to, cjson.encode({recipients = num(KEYS[1], 'sent')})) end
-return answer({ok = true, state = to, delivered = delivered, startCorrection = startCorrection,
-  generation = num(KEYS[1], 'fanoutGeneration')})
+return answer({ok = true, state = to, delivered = delivered, startCorrection = startCorrection})
