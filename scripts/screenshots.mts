@@ -42,7 +42,11 @@ try {
   await page.waitForURL(`${a.url}/`);
   await page.locator("#live-status", { hasText: "Live" }).waitFor();
   await page.screenshot({ path: `${out}/pending.png`, fullPage: true });
-  await page.locator(`[data-message="${going.id}"]`).screenshot({ path: `${out}/sending.png` });
+  // The card is swapped in place on every progress event, so an element screenshot can lose its
+  // element: shoot the page region where the card is instead.
+  const box = await page.locator(`[data-message="${going.id}"]`).boundingBox();
+  if (!box) throw new Error("the sending card is not on the page");
+  await page.screenshot({ path: `${out}/sending.png`, clip: box });
 
   await page.goto(`${a.url}/messages/${going.id}/recall`);
   await page.getByLabel(/Why are you recalling it/).fill("Sent in error: the app is allowed");
