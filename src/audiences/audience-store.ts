@@ -75,17 +75,18 @@ export class AudienceStore {
   /**
    * Replaces audience `name` with `records` (streamed; duplicates collapse, the last non-empty
    * details of an address win). All or nothing: any refused row throws an AudienceError and
-   * leaves the previous audience as it was.
+   * leaves the previous audience as it was. `name` may be a function, asked once the records are
+   * read, for a body that gives the name after the recipients (JSON keys come in any order).
    */
   async replaceFromRecords(
-    name: string,
+    audienceName: string | (() => string),
     by: string,
     records: AsyncIterable<AudienceRecord> | Iterable<AudienceRecord>,
   ): Promise<AudienceInfo> {
-    assertName(name);
+    if (typeof audienceName === "string") assertAudienceName(audienceName);
     const uploadId = randomUUID();
-    const scratch = keys.audienceUpload(name, uploadId);
-    const scratchDetails = keys.audienceUploadDetails(name, uploadId);
+    const scratch = keys.audienceUpload(uploadId);
+    const scratchDetails = keys.audienceUploadDetails(uploadId);
     let committed = false;
     try {
       let distinct = 0;
@@ -117,6 +118,8 @@ export class AudienceStore {
       }
       if (members.length > 0) await flush();
       if (distinct === 0) throw new AudienceError("empty_audience", "The upload holds no recipient.");
+      const name = typeof audienceName === "string" ? audienceName : audienceName();
+      assertAudienceName(name);
 
       const updatedAt = new Date(this.clock.now()).toISOString();
       const audienceKeys = [scratch, scratchDetails, keys.audience(name), keys.audienceDetails(name), keys.audiences()];
@@ -146,7 +149,7 @@ export class AudienceStore {
   }
 }
 
-function assertName(name: string): void {
+export function assertAudienceName(name: string): void {
   if (typeof name !== "string" || !AUDIENCE_NAME.test(name)) {
     throw new AudienceError("invalid_name", `Invalid audience name: use 1-63 lower-case letters, digits and hyphens, starting with a letter or digit.`, {
       name: typeof name === "string" ? name.slice(0, 80) : undefined,

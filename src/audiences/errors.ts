@@ -6,6 +6,7 @@ export const AUDIENCE_ERRORS = {
   too_many_recipients: "The upload has more distinct recipients than the limit; nothing was changed.",
   empty_audience: "The upload holds no recipient; an audience cannot be emptied by upload.",
   invalid_csv: "The CSV cannot be read (malformed, or no email column); nothing was changed.",
+  invalid_json: "The JSON body is not {name, recipients: [{email, name?, department?}]}; nothing was changed.",
 } as const;
 
 export type AudienceErrorCode = keyof typeof AUDIENCE_ERRORS;

@@ -55,9 +55,8 @@ export interface AppDeps {
   clock: { now(): number };
 }
 
-/** JSON bodies of messages are small; an audience as JSON may be large (CSV is streamed, unbounded). */
+/** JSON bodies of messages are small. Audiences (JSON or CSV) are streamed by their route, unbounded in bytes. */
 const JSON_LIMIT = "1mb";
-const AUDIENCE_JSON_LIMIT = "50mb";
 
 /**
  * Refuses a JSON body that is not valid UTF-8 instead of letting the parser turn the bad bytes into
@@ -119,7 +118,7 @@ export function createApp(d: AppDeps): express.Express {
   const api = express.Router();
   api.use(limiter(d.rateLimits.api, (_req, _res, next) => next(new DomainError("rate_limited", "too many requests: wait a minute"))));
   api.use(bearerOrSession(bearerAuth(d.users), d.publicUrl));
-  api.use("/audiences", express.json({ limit: AUDIENCE_JSON_LIMIT, strict: true, verify: strictUtf8 }), audienceRoutes({ audiences: d.audiences }));
+  api.use("/audiences", audienceRoutes({ audiences: d.audiences }));
   api.use(express.json({ limit: JSON_LIMIT, strict: true, verify: strictUtf8 }));
   api.use("/messages", messageRoutes({ service: d.service, store: d.store, renderer: d.renderer }));
   api.get(

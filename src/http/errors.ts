@@ -52,6 +52,7 @@ const AUDIENCE_STATUS: Record<AudienceError["code"], [number, ErrorCode]> = {
   invalid_recipient: [400, "invalid_input"],
   empty_audience: [400, "invalid_input"],
   invalid_csv: [400, "invalid_input"],
+  invalid_json: [400, "invalid_input"],
   too_many_recipients: [413, "too_large"],
 };
 

@@ -42,13 +42,13 @@ export const keys = {
   /** Hash name -> JSON {name, size, updatedAt, by}: the audience catalogue. */
   audiences: () => `${PREFIX}:audiences`,
   /** Scratch key an upload fills before it atomically replaces the audience. */
-  audienceUpload: (name: string, uploadId: string) => `${PREFIX}:upload:${name}:${uploadId}`,
+  audienceUpload: (uploadId: string) => `${PREFIX}:upload:${uploadId}`,
   /** Hash: the cross-worker send-rate token bucket. */
   rateBucket: () => `${PREFIX}:rate`,
   /** Pub/sub channel of state changes and progress, for SSE. */
   events: () => `${PREFIX}:events`,
   /** Hash: the details (address -> JSON) an upload fills next to `audienceUpload`, renamed with it. */
-  audienceUploadDetails: (name: string, uploadId: string) => `${PREFIX}:upload:${name}:${uploadId}:details`,
+  audienceUploadDetails: (uploadId: string) => `${PREFIX}:upload:${uploadId}:details`,
   /** Hash {user, csrf, createdAt}: a dashboard sign-in, named by the SHA-256 of its cookie value (expires when idle). */
   session: (idHash: string) => `${PREFIX}:session:${idHash}`,
 } as const;

@@ -1,19 +1,31 @@
-/** /api/audiences: create or replace by JSON or streamed CSV; list; show. */
-import { Router } from "express";
+/** /api/audiences: create or replace by streamed JSON or CSV; list; show. */
+import { parse as parseContentType } from "content-type";
+import { Router, type Request } from "express";
 import { z } from "zod";
 import { AUDIENCE_NAME, type AudienceStore } from "../../audiences/audience-store.js";
 import { parseCsv } from "../../audiences/csv.js";
+import { readJsonAudience } from "../../audiences/json-upload.js";
 import { DomainError } from "../../domain/errors.js";
 import { currentUser } from "../auth.js";
 import { validate } from "../errors.js";
 
 const name = z.string().regex(AUDIENCE_NAME, { error: "lower-case letters, digits and '-', at most 63" });
-const jsonBody = z.strictObject({
-  name,
-  recipients: z
-    .array(z.strictObject({ email: z.string().max(320), name: z.string().max(200).optional(), department: z.string().max(200).optional() }))
-    .min(1),
-});
+
+/** Both bodies are streamed (a million recipients are normal), so no body parser runs here: the stream must arrive as sent. */
+function assertPlainBody(req: Request): void {
+  const encoding = req.headers["content-encoding"];
+  if (encoding !== undefined && encoding.toLowerCase() !== "identity") throw new DomainError("unsupported_media_type", "unsupported content encoding: send the body uncompressed");
+  const charset = typeCharset(req.headers["content-type"]);
+  if (charset !== undefined && !/^utf-?8$/i.test(charset)) throw new DomainError("unsupported_media_type", `unsupported charset ${charset.slice(0, 40)}: send UTF-8`);
+}
+
+function typeCharset(contentType: string | undefined): string | undefined {
+  try {
+    return contentType === undefined ? undefined : parseContentType(contentType).parameters.charset;
+  } catch {
+    return undefined; // req.is() already refused a type it cannot read
+  }
+}
 
 export function audienceRoutes(d: { audiences: AudienceStore }): Router {
   const r = Router();
@@ -23,12 +35,14 @@ export function audienceRoutes(d: { audiences: AudienceStore }): Router {
     if (!user.roles.some((role) => role === "admin" || role === "author")) throw new DomainError("forbidden", "only authors and admins manage audiences");
     if (req.is("text/csv")) {
       const q = validate(z.strictObject({ name }), req.query, "query");
+      assertPlainBody(req);
       res.status(201).json(await d.audiences.replaceFromRecords(q.name, user.email, parseCsv(req)));
       return;
     }
     if (!req.is("application/json")) throw new DomainError("unsupported_media_type", "send application/json or text/csv");
-    const body = validate(jsonBody, req.body, "body");
-    res.status(201).json(await d.audiences.replaceFromRecords(body.name, user.email, body.recipients));
+    assertPlainBody(req);
+    const upload = readJsonAudience(req);
+    res.status(201).json(await d.audiences.replaceFromRecords(upload.name, user.email, upload.records));
   });
 
   r.get("/", async (req, res) => {
