@@ -21,5 +21,7 @@ COPY templates ./templates
 USER node
 EXPOSE 3000
 HEALTHCHECK --interval=15s --timeout=3s CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-# `api`, `worker`, or nothing for both in one process.
-ENTRYPOINT ["node", "--import", "tsx", "src/main.ts"]
+# `api`, `worker`, or nothing for both in one process. The V8 heap is capped at 512 MB (as in
+# package.json's start scripts): below that, V8 grows the heap cautiously, so a long import or
+# fan-out peaks at ~180 MB RSS instead of ~260 MB of garbage not yet collected (docs/performance.md).
+ENTRYPOINT ["node", "--max-old-space-size=512", "--import", "tsx", "src/main.ts"]

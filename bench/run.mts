@@ -117,6 +117,7 @@ try {
       log(`imported ${n} recipients as ${name} in ${Math.round(t.ms)} ms`);
     }
     importPeak = importer.peakRss()[0]!;
+    rows.push({ phase: "import: CSV upload through the API (streamed)", recipients: N, seconds: importMs["bench-all"]! / 1000, rcptPerSec: N / (importMs["bench-all"]! / 1000), ratio: null, peakRssMb: [mb(importPeak)] });
   } finally {
     await importer.stop();
   }
@@ -178,7 +179,7 @@ try {
 
   const rate = (x: { r: FanoutResult } | null) => (x ? Math.round(x.r.rcptPerSec) : null);
   const ratio = (x: { r: FanoutResult } | null, to: number | undefined) => (x && to ? round2(x.r.rcptPerSec / to) : null);
-  const singlePeaks = [perRecipient?.peak[0], batched?.peak[0], recallPeak[0]].filter((x): x is number => x !== undefined);
+  const singlePeaks = [importPeak, perRecipient?.peak[0], batched?.peak[0], recallPeak[0]].filter((x): x is number => x !== undefined);
   const result = {
     machine,
     recipients: N,
@@ -195,7 +196,7 @@ try {
     batchedSeconds: batched ? round2(batched.r.ms / 1000) : null,
     batchedSubmitToFinishSeconds: batched ? round2(batched.r.submitToFinishMs / 1000) : null,
     recall: recall && { sentAfterAck: recall.sentAfterAck, ackMs: recall.ackMs, stopMs: recall.stopMs, delivered: recall.delivered, corrected: recall.corrected, duplicates: recall.duplicates, correctionRcptPerSec: Math.round(recall.correctionRcptPerSec) },
-    /** The single service process (API + workers), highest of the one-process phases. */
+    /** A single service process (API + workers): the highest of the import's and the one-process fan-outs'. */
     peakRssMb: singlePeaks.length ? mb(Math.max(...singlePeaks)) : null,
     peakRssMbByPhase: { import: mb(importPeak), perRecipient: perRecipient && mb(perRecipient.peak[0]!), batched: batched && mb(batched.peak[0]!), twoWorkersPerRecipient: twoPerRecipient && twoPerRecipient.peak.map(mb), twoWorkers: two && two.peak.map(mb), recall: recallPeak.length ? mb(recallPeak[0]!) : null },
     redisBytesPerRecipient: batched?.r.redisBytesPerRecipient ?? null,

@@ -91,6 +91,8 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
   };
   // One directory per process: node writes one profile per thread (tsx's loader runs in a thread of its own).
   const nodeArgs = (name: string) => [
+    // As package.json's start scripts and the Dockerfile run it (why: docs/performance.md, "Memory").
+    "--max-old-space-size=512",
     ...(o.profileDir ? ["--cpu-prof", `--cpu-prof-dir=${join(o.profileDir, name)}`] : []),
     "--import",
     "tsx",

@@ -11,7 +11,7 @@ afterAll(async () => a?.stop());
 
 /** Sends the bytes as they are (the shared helper JSON-encodes anything that is not a string). */
 async function raw(path: string, body: Buffer | string, headers: Record<string, string>): Promise<{ status: number; body: any }> {
-  const r = await fetch(a.url + path, { method: "POST", headers: { authorization: `Bearer ${tokenOf("author")}`, ...headers }, body });
+  const r = await fetch(a.url + path, { method: "POST", headers: { authorization: `Bearer ${tokenOf("author")}`, ...headers }, body: typeof body === "string" ? body : new Uint8Array(body) });
   return { status: r.status, body: await r.json() };
 }
 
