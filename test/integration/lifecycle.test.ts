@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Redis } from "ioredis";
+import { keys } from "../../src/store/keys.js";
 import { startAirlock, type TestAirlock } from "../support/airlock.js";
 
 let a: TestAirlock;
@@ -31,6 +33,23 @@ describe("the safeguard pipeline", () => {
     const listed = (await a.call("ops", "GET", `/api/messages/${union.id}/recipients?limit=100`)).body.items.map((r: { email: string }) => r.email);
     expect(listed.sort()).toEqual([...team, ...big, "zed@corp.example"].sort());
     for (const m of [one, union]) expect((await a.call("author", "POST", `/api/messages/${m.id}/withdraw`, {})).status).toBe(200);
+  });
+
+  it("freezes several lists larger than one slice, whichever is largest, each address once", async () => {
+    // 2,500 and 1,800 addresses overlapping by 300: the largest is copied, the other added 1,000 at a time.
+    const p = (i: number) => `p${String(i).padStart(5, "0")}@corp.example`;
+    const csvOf = (from: number, to: number) => "email\n" + Array.from({ length: to - from }, (_, i) => p(from + i)).join("\n");
+    expect((await a.call("author", "POST", "/api/audiences?name=slice-big", csvOf(0, 2500), { "content-type": "text/csv" })).status).toBe(201);
+    expect((await a.call("author", "POST", "/api/audiences?name=slice-small", csvOf(2200, 4000), { "content-type": "text/csv" })).status).toBe(201);
+    const m = (await a.call("author", "POST", "/api/messages", draft({ audience: { lists: ["slice-small", "slice-big"], addresses: [p(3999), p(4000)] } }))).body;
+    expect(m.recipientCount).toBe(4001);
+    const frozen = new Redis(a.redis.url);
+    try {
+      expect(await frozen.zrange(keys.recipients(m.id), 0, "-1")).toEqual(Array.from({ length: 4001 }, (_, i) => p(i)));
+    } finally {
+      frozen.disconnect();
+    }
+    expect((await a.call("author", "POST", `/api/messages/${m.id}/withdraw`, {})).status).toBe(200);
   });
 
   it("submits, approves, holds, sends once per recipient, recalls and sends one threaded correction", async () => {

@@ -79,3 +79,17 @@ it("says nothing about the append-only file when it is on", async () => {
   await rt.stop();
   expect(lines.some((l) => /append-only/.test(l.msg))).toBe(false);
 });
+
+it("advises lazy freeing when Redis frees large keys in place, and says nothing when it does not", async () => {
+  const quiet = capturingLogger();
+  await (await createRuntime({ config: production(), dataDir: dir, logger: quiet.logger })).stop();
+  expect(quiet.lines.some((l) => /lazyfree/.test(l.msg))).toBe(false);
+  await admin.config("SET", "lazyfree-lazy-user-del", "no");
+  try {
+    const { logger, lines } = capturingLogger();
+    await (await createRuntime({ config: production(), dataDir: dir, logger })).stop();
+    expect(lines.find((l) => /lazyfree-lazy-user-del/.test(l.msg))?.level).toBe(40); // pino's "warn"
+  } finally {
+    await admin.config("SET", "lazyfree-lazy-user-del", "yes");
+  }
+});
