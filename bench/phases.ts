@@ -60,19 +60,23 @@ const expectStatus = (what: string, r: { status: number; body: unknown }, status
 
 export const address = (i: number) => `person${String(i).padStart(7, "0")}@corp.example`;
 
-/** Imports `n` generated recipients as audience `name`, streamed as CSV (nothing holds the whole file). */
-export async function importAudience(a: Api, name: string, n: number): Promise<{ ms: number }> {
+/** Imports `n` generated recipients as audience `name`, streamed as CSV or JSON (nothing holds the whole body). */
+export async function importAudience(a: Api, name: string, n: number, format: "csv" | "json" = "csv"): Promise<{ ms: number }> {
   const t0 = performance.now();
+  const row = format === "csv" ? (j: number) => `${address(j)},Person ${j}\n` : (j: number) => `${j ? "," : ""}{"email":"${address(j)}","name":"Person ${j}"}`;
   const rows = (function* () {
-    yield "email,name\n";
+    yield format === "csv" ? "email,name\n" : `{"name":"${name}","recipients":[`;
     const CHUNK = 10_000;
     for (let i = 0; i < n; i += CHUNK) {
       let s = "";
-      for (let j = i; j < Math.min(n, i + CHUNK); j++) s += `${address(j)},Person ${j}\n`;
+      for (let j = i; j < Math.min(n, i + CHUNK); j++) s += row(j);
       yield s;
     }
+    if (format === "json") yield "]}";
   })();
-  const r = await a.call("author", "POST", `/api/audiences?name=${name}`, Readable.from(rows), "text/csv");
+  const r = format === "csv"
+    ? await a.call("author", "POST", `/api/audiences?name=${name}`, Readable.from(rows), "text/csv")
+    : await a.call("author", "POST", "/api/audiences", Readable.from(rows), "application/json");
   expectStatus(`import of ${name}`, r, 201);
   if (r.body.size !== n) throw new Error(`audience ${name} has ${r.body.size} recipients, expected ${n}`);
   return { ms: performance.now() - t0 };

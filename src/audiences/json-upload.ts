@@ -32,7 +32,8 @@ export function readJsonAudience(body: AsyncIterable<Uint8Array | string>): Json
   async function* records(): AsyncIterable<AudienceRecord> {
     const tokenizer = new Tokenizer();
     // Invalid UTF-8 is refused rather than read as U+FFFD (the rest of the API does the same).
-    const decoder = new TextDecoder("utf-8", { fatal: true });
+    // ignoreBOM: the BOM is passed on, and the tokenizer skips one at the start (a second is an error).
+    const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
     let written = 0;
     let lastTokenAt = 0;
     tokenizer.onToken = (t) => {
@@ -101,6 +102,8 @@ class UploadShape {
   private name: string | undefined;
   private index = -1;
   private item: Record<string, string> = {};
+  /** The current recipient's keys so far, null values included (they are not kept in `item`). */
+  private itemKeys = new Set<string>();
   private ready: AudienceRecord[] = [];
 
   take({ token, value }: ParsedTokenInfo): void {
@@ -144,6 +147,7 @@ class UploadShape {
         this.index += 1;
         if (token !== TokenType.LEFT_BRACE) throw invalidJson("a recipient must be an object {email, name?, department?}", ["recipients", this.index]);
         this.item = {};
+        this.itemKeys = new Set();
         this.state = "item-key-or-end";
         return;
       case "list-next":
@@ -157,7 +161,8 @@ class UploadShape {
         if (!RECIPIENT_FIELDS.has(value as string)) {
           throw invalidJson(`unknown key ${JSON.stringify(String(value).slice(0, 40))}: a recipient has email, name and department`, ["recipients", this.index, String(value).slice(0, 40)]);
         }
-        if (Object.hasOwn(this.item, value as string)) throw invalidJson(`"${value}" is given twice`, ["recipients", this.index, value as string]);
+        if (this.itemKeys.has(value as string)) throw invalidJson(`"${value}" is given twice`, ["recipients", this.index, value as string]);
+        this.itemKeys.add(value as string);
         this.key = value as string;
         this.state = "item-colon";
         return;

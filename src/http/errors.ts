@@ -78,6 +78,12 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     } else if (typeof err === "object" && err !== null && "status" in err && typeof err.status === "number" && err.status >= 400 && err.status < 500) {
       status = err.status;
       body = { code: status === 413 ? "too_large" : "invalid_input", message: err instanceof Error ? err.message : "bad request" };
+    } else if (req.readableAborted) {
+      // The client went away in the middle of a streamed body (an "aborted" ECONNRESET): no fault of
+      // ours, and nobody is left to read the answer.
+      status = 400;
+      body = { code: "invalid_input", message: "the request was aborted" };
+      logger.info({ method: req.method, url: req.path }, "request aborted by the client before its body ended");
     } else {
       // A link token in a log line would be a working link: keep its id, drop its MAC.
       const url = req.originalUrl.replace(/(\/links\/[A-Za-z0-9_-]{1,64})\.[A-Za-z0-9_-]+/, "$1.…");

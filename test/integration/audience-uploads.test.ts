@@ -1,11 +1,21 @@
 /** POST /api/audiences over HTTP: both bodies are streamed, so the route itself checks what a body parser would. */
+import { request } from "node:http";
+import { Writable } from "node:stream";
 import { gzipSync } from "node:zlib";
+import { pino } from "pino";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { startAirlock, tokenOf, type TestAirlock } from "../support/airlock.js";
 
 let a: TestAirlock;
+const logged: Array<{ level: number; msg: string }> = [];
 beforeAll(async () => {
-  a = await startAirlock();
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString("utf8").split("\n")) if (l.trim()) logged.push(JSON.parse(l) as { level: number; msg: string });
+      done();
+    },
+  });
+  a = await startAirlock({}, { logger: pino({ level: "info" }, sink) });
 });
 afterAll(async () => a?.stop());
 
@@ -63,4 +73,18 @@ it("refuses a JSON body that is not valid UTF-8", async () => {
   const r = await raw("/api/audiences", body, { "content-type": "application/json" });
   expect(r.status).toBe(400);
   expect(r.body.error.message).toContain("UTF-8");
+});
+
+it.each(["application/json", "text/csv"])("takes a client that goes away mid-upload (%s) as an aborted request, not an error of ours", async (type) => {
+  const aborts = () => logged.filter((l) => l.msg.includes("aborted by the client")).length;
+  const before = aborts();
+  const u = new URL(`${a.url}/api/audiences?name=gone`);
+  const req = request({ host: u.hostname, port: u.port, path: u.pathname + u.search, method: "POST", headers: { authorization: `Bearer ${tokenOf("author")}`, "content-type": type, "content-length": "1000000" } });
+  req.on("error", () => {}); // our own abort
+  req.write(type === "text/csv" ? "email\nann@corp.example\n" : '{"name":"gone","recipients":[{"email":"ann@corp.example"},');
+  await new Promise((r) => setTimeout(r, 50)); // let the server start reading the body before the client goes
+  req.destroy();
+  await a.until("the abort is logged", async () => aborts() > before, 5_000);
+  expect(logged.filter((l) => l.level >= 50)).toEqual([]);
+  expect((await a.call("author", "GET", "/api/audiences/gone")).status).toBe(404);
 });

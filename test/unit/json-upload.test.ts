@@ -35,6 +35,10 @@ describe("readJsonAudience", () => {
     expect((await read(['{"name":"t","recipients":[]}'])).records).toEqual([]);
   });
 
+  it("skips one byte-order mark at the start", async () => {
+    expect(await read([Buffer.from([0xef, 0xbb, 0xbf]), '{"name":"t","recipients":[{"email":"a@corp.example"}]}'])).toEqual({ name: "t", records: [{ email: "a@corp.example" }] });
+  });
+
   it("yields each chunk's records before the next chunk is read", async () => {
     const seen: string[] = [];
     const upload = readJsonAudience((async function* () {
@@ -68,6 +72,8 @@ describe("readJsonAudience", () => {
     ["an unknown key", '{"name":"t","admin":true,"recipients":[]}', 'unknown key "admin"', ["admin"]],
     ["a __proto__ key", '{"__proto__":{"x":1},"name":"t","recipients":[]}', 'unknown key "__proto__"', ["__proto__"]],
     ["a repeated key", '{"name":"t","name":"u","recipients":[]}', '"name" is given twice', ["name"]],
+    ["a recipient key repeated after a null", '{"name":"t","recipients":[{"email":"a@corp.example","name":null,"name":"B"}]}', '"name" is given twice', ["recipients", 0, "name"]],
+    ["two byte-order marks", '\ufeff\ufeff{"name":"t","recipients":[]}', "not valid JSON", undefined],
     ["a name that is not a string", '{"name":7,"recipients":[]}', "name must be a string", ["name"]],
     ["recipients not an array", '{"name":"t","recipients":{}}', "recipients must be an array", ["recipients"]],
     ["a recipient that is not an object", '{"name":"t","recipients":[{"email":"a@corp.example"},"b@corp.example"]}', "must be an object", ["recipients", 1]],
