@@ -32,8 +32,8 @@ redis.call('DEL', scratch)
 local lists = {}
 for i = 8, #KEYS do lists[#lists + 1] = KEYS[i] end
 -- COPY the largest list, then add the others' members in slices of 1,000: ZUNIONSTORE rebuilds every
--- member of every list instead, 2.5-4x slower (a million on the benchmark machine: 0.8 s for one list
--- against 3.8 s; 1.2-1.9 s for two lists against 3.6-5.1 s), and Redis serves nobody meanwhile.
+-- member of every list instead, 1.5-5x slower (a million on the benchmark machine: 0.8 s for one list
+-- against 3.8 s; 0.8-2.3 s for two lists against 3.6-6.5 s), and Redis serves nobody meanwhile.
 if #lists > 0 then
   local largest, largestSize = 1, -1
   for i, list in ipairs(lists) do
