@@ -32,6 +32,7 @@ import { BullScheduler } from "./queues/scheduler.js";
 import { MessageService } from "./service/message-service.js";
 import { MessageStore, SweepReads, type Clock } from "./store/message-store.js";
 import { FanoutProcessor } from "../workers/fanout.js";
+import { migrateDeliveryStates } from "./store/migrate-delivery-states.js";
 import { MimeCache } from "../workers/mime-cache.js";
 import { NotifyProcessor } from "../workers/notify.js";
 import { runWorkers, type RunningWorkers } from "../workers/run-workers.js";
@@ -95,6 +96,8 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const redis = connect("api");
   try {
     await assertSafeRedis(redis, config, logger);
+    // Before any worker could read them: delivery states written by a version before 3470d4e.
+    await migrateDeliveryStates(redis, (line) => logger.warn(line));
   } catch (e) {
     // Refused: leave nothing running behind (a connection retrying forever, a spawned server).
     redis.disconnect();

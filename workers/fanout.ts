@@ -39,6 +39,11 @@ export class FanoutProcessor {
     this.sleep = d.sleep ?? defaultSleep;
   }
 
+  /** Whether the fan-out of `id` is still held (asked by a batch job right after it parked itself). */
+  async stillPaused(id: string): Promise<boolean> {
+    return this.d.store.isPaused(id);
+  }
+
   /**
    * `lastAttempt`: temporary failures are then recorded as failed instead of retried. Answers
    * `paused` when ops hold the fan-out: the caller puts the job aside to look again later.

@@ -65,6 +65,11 @@ export function runWorkers(opts: {
       if (outcome === "paused") {
         // Out of the worker's hands until the resume wakes it (or PAUSE_RECHECK_MS passed); not an attempt.
         await job.moveToDelayed(Date.now() + PAUSE_RECHECK_MS, token);
+        // A resume (or recall) that committed while this job was still active found it not yet
+        // delayed and so could not wake it. Parked first, asked second: either the waker sees the job
+        // delayed, or this sees the pause gone and wakes itself (a second promote is refused, harmlessly).
+        const data = job.data as { id: string };
+        if (!(await opts.fanout.stillPaused(data.id))) await job.promote().catch(() => {});
         throw new DelayedError();
       }
     },

@@ -188,6 +188,11 @@ export class MessageStore {
     };
   }
 
+  /** Whether ops hold this message's fan-out (the `paused` field; pause.lua sets it, resume and every state change delete it). */
+  async isPaused(id: string): Promise<boolean> {
+    return (await this.redis.hexists(keys.message(id), "paused")) === 1;
+  }
+
   async get(id: string): Promise<Message | null> {
     if (!/^[1-9][0-9]{0,15}$/.test(id)) return null;
     const h = await this.redis.hgetall(keys.message(id));
