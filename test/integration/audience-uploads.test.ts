@@ -2,8 +2,10 @@
 import { request } from "node:http";
 import { Writable } from "node:stream";
 import { gzipSync } from "node:zlib";
+import { Redis } from "ioredis";
 import { pino } from "pino";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { PREFIX } from "../../src/store/keys.js";
 import { startAirlock, tokenOf, type TestAirlock } from "../support/airlock.js";
 
 let a: TestAirlock;
@@ -78,13 +80,22 @@ it("refuses a JSON body that is not valid UTF-8", async () => {
 it.each(["application/json", "text/csv"])("takes a client that goes away mid-upload (%s) as an aborted request, not an error of ours", async (type) => {
   const aborts = () => logged.filter((l) => l.msg.includes("aborted by the client")).length;
   const before = aborts();
-  const u = new URL(`${a.url}/api/audiences?name=gone`);
-  const req = request({ host: u.hostname, port: u.port, path: u.pathname + u.search, method: "POST", headers: { authorization: `Bearer ${tokenOf("author")}`, "content-type": type, "content-length": "1000000" } });
-  req.on("error", () => {}); // our own abort
-  req.write(type === "text/csv" ? "email\nann@corp.example\n" : '{"name":"gone","recipients":[{"email":"ann@corp.example"},');
-  await new Promise((r) => setTimeout(r, 50)); // let the server start reading the body before the client goes
-  req.destroy();
-  await a.until("the abort is logged", async () => aborts() > before, 5_000);
-  expect(logged.filter((l) => l.level >= 50)).toEqual([]);
-  expect((await a.call("author", "GET", "/api/audiences/gone")).status).toBe(404);
+  const redis = new Redis(a.redis.url);
+  try {
+    const uploads = () => redis.keys(`${PREFIX}:upload:*`);
+    const u = new URL(`${a.url}/api/audiences?name=gone`);
+    const req = request({ host: u.hostname, port: u.port, path: u.pathname + u.search, method: "POST", headers: { authorization: `Bearer ${tokenOf("author")}`, "content-type": type, "content-length": "10000000" } });
+    req.on("error", () => {}); // our own abort
+    // 1,500 rows: the first 1,000 reach Redis as one chunk, so the upload is known to be under way.
+    const rows = Array.from({ length: 1500 }, (_, i) => (type === "text/csv" ? `g${i}@corp.example\n` : `{"email":"g${i}@corp.example"},`));
+    req.write(type === "text/csv" ? "email\n" + rows.join("") : '{"name":"gone","recipients":[' + rows.join(""));
+    await a.until("the upload is under way", async () => (await uploads()).length > 0);
+    req.destroy();
+    await a.until("the abort is logged", async () => aborts() > before);
+    expect(logged.filter((l) => l.level >= 50)).toEqual([]);
+    await a.until("the scratch keys are dropped", async () => (await uploads()).length === 0);
+    expect((await a.call("author", "GET", "/api/audiences/gone")).status).toBe(404);
+  } finally {
+    redis.disconnect();
+  }
 });
