@@ -2,6 +2,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll } from "vitest";
 import { startRedisProcess, type RedisProcess } from "../../src/infra/redis-process.js";
 
 export interface TestRedis extends RedisProcess {
@@ -18,4 +20,18 @@ export async function startTestRedis(opts: { appendfsync?: "always" | "everysec"
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A private redis-server and a client to it for the whole test file; both are there from beforeAll on. */
+export function redisForThisFile(): { server: TestRedis; redis: Redis } {
+  const ctx = {} as { server: TestRedis; redis: Redis };
+  beforeAll(async () => {
+    ctx.server = await startTestRedis();
+    ctx.redis = new Redis(ctx.server.url);
+  });
+  afterAll(async () => {
+    ctx.redis?.disconnect();
+    await ctx.server?.cleanup();
+  });
+  return ctx;
 }
