@@ -251,9 +251,9 @@ async function assertSafeRedis(redis: Redis, config: Config, logger: Logger): Pr
     say("Redis append-only file is OFF: a Redis restart may lose approvals, recalls and audit entries. Set appendonly yes.");
   }
   // Advice, not safety: without it, replacing a million-recipient audience blocks Redis ~0.3 s.
-  const [, lazyServer] = (await redis.config("GET", "lazyfree-lazy-server-del")) as [string, string];
-  const [, lazyUser] = (await redis.config("GET", "lazyfree-lazy-user-del")) as [string, string];
-  if (lazyServer !== "yes" || lazyUser !== "yes") {
+  const lazy = (await redis.config("GET", "lazyfree-lazy-*")) as string[]; // [name, value, name, value, ...]
+  const lazyfree = (name: string) => lazy[lazy.indexOf(name) + 1];
+  if (lazyfree("lazyfree-lazy-server-del") !== "yes" || lazyfree("lazyfree-lazy-user-del") !== "yes") {
     logger.warn("Redis frees large keys in place (lazyfree-lazy-server-del/lazyfree-lazy-user-del not yes): replacing a large audience will block Redis for a moment. Set both to yes.");
   }
 }

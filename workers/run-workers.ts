@@ -2,7 +2,7 @@
 import { DelayedError, UnrecoverableError, Worker, type Job } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
-import { BULL_PREFIX, FANOUT_ATTEMPTS, JOBS, NOTIFY_ATTEMPTS, PAUSE_RECHECK_MS, QUEUES, fanoutBackoff } from "../src/queues/catalogue.js";
+import { BULL_PREFIX, FANOUT_ATTEMPTS, JOBS, NOTIFY_ATTEMPTS, PAUSE_RECHECK_MS, QUEUES, fanoutBackoff, type JobData } from "../src/queues/catalogue.js";
 import type { FanoutProcessor } from "./fanout.js";
 import type { NotifyProcessor } from "./notify.js";
 import type { TimerProcessor } from "./timers.js";
@@ -37,7 +37,7 @@ export function runWorkers(opts: {
     const r = JOBS[name].schema.safeParse(job.data);
     // A payload that does not match its schema can never succeed: do not retry it.
     if (!r.success) throw new UnrecoverableError(`job ${job.id} (${name}) has an invalid payload: ${r.error.message}`);
-    return r.data as never;
+    return r.data as JobData<N>;
   };
 
   const timers = new Worker(
@@ -61,15 +61,15 @@ export function runWorkers(opts: {
     QUEUES.fanout,
     async (job, token) => {
       const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? FANOUT_ATTEMPTS);
-      const outcome = await opts.fanout.process(parse("batch", job), lastAttempt);
+      const batch = parse("batch", job);
+      const outcome = await opts.fanout.process(batch, lastAttempt);
       if (outcome === "paused") {
         // Out of the worker's hands until the resume wakes it (or PAUSE_RECHECK_MS passed); not an attempt.
         await job.moveToDelayed(Date.now() + PAUSE_RECHECK_MS, token);
         // A resume (or recall) that committed while this job was still active found it not yet
         // delayed and so could not wake it. Parked first, asked second: either the waker sees the job
         // delayed, or this sees the pause gone and wakes itself (a second promote is refused, harmlessly).
-        const data = job.data as { id: string };
-        if (!(await opts.fanout.stillPaused(data.id))) await job.promote().catch(() => {});
+        if (!(await opts.fanout.stillPaused(batch.id))) await job.promote().catch(() => {});
         throw new DelayedError();
       }
     },

@@ -55,11 +55,11 @@ export async function migrateDeliveryStates(redis: Redis, log: (line: string) =>
   for (const form of OLD_FORMS) {
     let cursor = "0";
     do {
-      const [next, found] = await redis.scan(cursor, "MATCH", `${PREFIX}:msg:*${form.suffix}`, "COUNT", 1000);
+      const [next, found] = await redis.scan(cursor, "MATCH", `${PREFIX}:msg:*${form.suffix}`, "COUNT", 1000, "TYPE", "hash");
       cursor = next;
       for (const key of found) {
         const id = key.slice(`${PREFIX}:msg:`.length, -form.suffix.length);
-        if (!/^[1-9][0-9]{0,15}$/.test(id) || (await redis.type(key)) !== "hash") continue;
+        if (!/^[1-9][0-9]{0,15}$/.test(id)) continue;
         const moved = Number(await redis.eval(MIGRATE_SCRIPT, 3, key, form.to(id), keys.recipients(id)));
         log(`message ${id}: ${moved} delivery states${form.suffix === ":correction" ? " of the correction" : ""} moved to the per-index form`);
         hashes += 1;

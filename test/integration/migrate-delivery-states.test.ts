@@ -17,6 +17,7 @@ it("moves each old hash into the per-index string, keeps bytes the new code wrot
   await r.redis.setrange(keys.delivery(id), 5, "s"); // written by the new code after the upgrade: wins over the old "i"
   await r.redis.hset(`${PREFIX}:msg:${id}:correction`, address(0), "s");
   await r.redis.hset(`${PREFIX}:msg:notanid:delivery`, "x", "s"); // not a message of ours: left alone
+  await r.redis.set(`${PREFIX}:msg:42:delivery`, "not a hash"); // not of the old form: left alone
   const lines: string[] = [];
 
   expect(await migrateDeliveryStates(r.redis, (l) => lines.push(l))).toBe(2);
@@ -29,7 +30,7 @@ it("moves each old hash into the per-index string, keeps bytes the new code wrot
   const correction = (await r.redis.getBuffer(keys.correction(id)))!; // a zero byte is "queued", as past the end
   expect([correction[0], correction.subarray(1).every((b) => b === 0)]).toEqual(["s".charCodeAt(0), true]);
   expect(await r.redis.exists(`${PREFIX}:msg:${id}:delivery`, `${PREFIX}:msg:${id}:correction`)).toBe(0);
-  expect(await r.redis.exists(`${PREFIX}:msg:notanid:delivery`)).toBe(1);
+  expect(await r.redis.exists(`${PREFIX}:msg:notanid:delivery`, `${PREFIX}:msg:42:delivery`)).toBe(2);
   expect(lines).toEqual([`message ${id}: 5 delivery states moved to the per-index form`, `message ${id}: 1 delivery states of the correction moved to the per-index form`]);
 
   // Marked done: the next start does not scan again.
