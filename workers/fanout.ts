@@ -60,7 +60,7 @@ export class FanoutProcessor {
     try {
       while (first <= job.last) {
         const last = Math.min(job.last, first + size - 1);
-        const [claim] = await Promise.all([this.d.store.claim(id, kind, first, last, rate, rate), settling]);
+        const [claim] = await Promise.all([this.d.store.claim(id, kind, first, last, rate, rate, job.last), settling]);
         settling = null;
         if ("wait" in claim) {
           // The shared send-rate bucket is empty: wait until it has refilled enough for this transaction.

@@ -131,9 +131,9 @@ export class MessageService {
     // Otherwise the worker that settles the last transaction observes it (workers/fanout.ts).
     if (ok.state === "recalled" || ok.startCorrection) this.d.metrics?.recallToStop.observe(0);
     if (ok.startCorrection) await this.d.scheduler.startFanout(id, "correction", current.recipientCount);
-    // A recall lifts a pause. Batch jobs parked by it would look again only after PAUSE_RECHECK_MS,
-    // and the correction starts from the settle of the original's last transaction in flight: wake them.
-    else if (current.paused && ok.state === "correcting") await this.d.scheduler.wakeFanout(id, "original", current.recipientCount);
+    // The recall lifted a pause while a transaction was still in flight: the correction starts from
+    // the original's batch jobs, which the pause had parked for PAUSE_RECHECK_MS. Wake them.
+    else if (ok.liftedPause && ok.state === "correcting") await this.d.scheduler.wakeFanout(id, "original", current.recipientCount);
     const m = (await this.d.store.get(id))!;
     return { ...m, delivered: Number(ok.delivered) };
   }

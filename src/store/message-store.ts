@@ -160,8 +160,9 @@ export class MessageStore {
     return this.run("airlockNote", this.messageKeys(id), actor, [action, JSON.stringify(detail), opts.once ? `once:${opts.once}` : "", opts.revision === undefined ? "" : String(opts.revision)]);
   }
 
-  async claim(id: string, kind: FanoutKind, first: number, last: number, rate: number, burst: number): Promise<ClaimAnswer> {
-    return (await this.run("airlockClaim", this.fanoutKeys(id), "worker", [kind, first, last, rate, burst])) as unknown as ClaimAnswer;
+  /** Claims indexes first..last (one transaction) of the batch that ends at `batchLast`. */
+  async claim(id: string, kind: FanoutKind, first: number, last: number, rate: number, burst: number, batchLast: number): Promise<ClaimAnswer> {
+    return (await this.run("airlockClaim", this.fanoutKeys(id), "worker", [kind, first, last, rate, burst, batchLast])) as unknown as ClaimAnswer;
   }
 
   /**

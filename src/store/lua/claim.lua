@@ -4,7 +4,8 @@
 -- atomically ordered with recall.lua, once per transaction (not per recipient).
 -- KEYS as in prologue.lua and fanout-prologue.lua.
 -- ARGV[1..4] as there, ARGV[5] first index, ARGV[6] last index (inclusive),
--- ARGV[7] send rate per second (all workers), ARGV[8] maximum burst.
+-- ARGV[7] send rate per second (all workers), ARGV[8] maximum burst, ARGV[9] the last index of the
+-- batch this transaction belongs to (a stopped original looks for leftovers up to there).
 -- Answers the claimed recipients' addresses and their indexes (settle.lua is given the indexes).
 local first = tonumber(ARGV[5])
 local members = redis.call('ZRANGE', KEYS[5], ARGV[5], ARGV[6])
@@ -18,12 +19,19 @@ if KIND == 'original' then
   sts = states(KEYS[6], first, n)
   if state ~= 'sending' then
     -- Stopped (recalled) or done. Leftovers of an attempt that crashed inside a transaction may
-    -- have been delivered: count them as sent, so they get the correction.
+    -- have been delivered: count them as sent, so they get the correction. The batch ends with
+    -- this answer, so its whole rest is looked at, not only this transaction's range: a leftover
+    -- further on would otherwise stay in flight, and the correction would never start.
+    local rest = states(KEYS[6], first, tonumber(ARGV[9]) - first + 1)
     local fixed = 0
-    for p = 1, n do
-      if sts[p] == 'i' then sts[p] = 's'; markDuplicate(members[p]); fixed = fixed + 1 end
+    for p = 1, #rest do
+      if rest[p] == 'i' then
+        rest[p] = 's'
+        markDuplicate(redis.call('ZRANGE', KEYS[5], first + p - 1, first + p - 1)[1])
+        fixed = fixed + 1
+      end
     end
-    if fixed > 0 then writeStates(KEYS[6], first, sts); incr('inflight', -fixed); incr('sent', fixed) end
+    if fixed > 0 then writeStates(KEYS[6], first, rest); incr('inflight', -fixed); incr('sent', fixed) end
     return answer({stopped = true, state = state, startCorrection = startCorrectionIfQuiet()})
   end
   if field(KEYS[1], 'paused') then return answer({paused = true}) end

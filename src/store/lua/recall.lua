@@ -8,6 +8,8 @@ if state == nil then return answer({err = 'not_found'}) end
 if not stateAllowed(state, ARGV[4]) then return answer({err = 'conflict', state = state}) end
 
 local delivered = num(KEYS[1], 'sent') + num(KEYS[1], 'inflight')
+-- The state change below lifts a pause (setState): the service then wakes the jobs it had parked.
+local liftedPause = field(KEYS[1], 'paused') ~= nil
 local to = 'correcting'
 if state == 'scheduled' or (state == 'sending' and delivered == 0) then to = 'recalled' end
 
@@ -25,4 +27,4 @@ if to == 'correcting' and num(KEYS[1], 'inflight') == 0 then
 end
 transition('recall', state, to, cjson.encode({reason = ARGV[5], correctionText = ARGV[6], delivered = delivered}))
 if startCorrection then audit('startCorrection', to, to, cjson.encode({recipients = num(KEYS[1], 'sent')})) end
-return answer({ok = true, state = to, delivered = delivered, startCorrection = startCorrection})
+return answer({ok = true, state = to, delivered = delivered, startCorrection = startCorrection, liftedPause = liftedPause})
