@@ -116,10 +116,33 @@ describe("pause and resume", () => {
     expect(recall.status).toBe(200);
     expect(recall.body).toMatchObject({ state: "correcting", delivered: sentWhilePaused, paused: null });
 
-    // The correction goes out at the same limited rate: hold it halfway.
-    await a.until("correction under way", async () => (await get(m.id)).counts.corrected >= 200, 30_000);
-    expect((await a.call("ops", "POST", `/api/messages/${m.id}/pause`, { reason: "wording of the correction" })).body).toMatchObject({ state: "correcting", paused: { reason: "wording of the correction" } });
+    // Hold it halfway: the sink keeps the correction's first transactions open (at most one per
+    // pooled connection) until the pause has been answered, so the rest cannot have gone out
+    // before it, however fast the correction would otherwise be (its rate bucket is full).
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    let held = 0;
+    let heldRecipients = 0;
+    a.sink.behaviour.data = async (to, raw) => {
+      if (raw.includes("In-Reply-To:")) {
+        held++;
+        heldRecipients += to.length;
+        await gate;
+      }
+      return null;
+    };
+    try {
+      await a.until("correction in flight", async () => held > 0, 30_000);
+      expect((await a.call("ops", "POST", `/api/messages/${m.id}/pause`, { reason: "wording of the correction" })).body).toMatchObject({ state: "correcting", paused: { reason: "wording of the correction" } });
+    } finally {
+      open();
+      a.sink.behaviour.data = undefined;
+    }
+    // Every correction transaction passed the gate, so exactly the held ones settle, and no more.
+    await a.until("held transactions settled", async () => (await get(m.id)).counts.corrected >= heldRecipients, 30_000);
     const correctedWhilePaused = await holds(m.id, m.messageId, "corrected");
+    // At most the transactions open at the pause: 4 connections of 50 recipients.
+    expect(correctedWhilePaused).toBeLessThanOrEqual(4 * 50);
     expect(correctedWhilePaused).toBeLessThan(sentWhilePaused);
     expect((await a.call("ops", "POST", `/api/messages/${m.id}/resume`, {})).status).toBe(200);
 

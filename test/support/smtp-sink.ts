@@ -16,9 +16,15 @@ export interface Received {
 export interface SinkBehaviour {
   /** Reject one RCPT: return e.g. `{code: 550, message: "no such user"}`. */
   rcpt?(address: string): { code: number; message: string } | null;
-  /** Fail the DATA of a transaction, or return "drop" to cut the connection after the body. */
-  data?(to: string[]): { code: number; message: string } | "drop" | null;
+  /**
+   * Fail the DATA of a transaction, or return "drop" to cut the connection after the body. May
+   * answer later (a promise): the transaction stays open until then, which lets a test hold
+   * transactions in flight deterministically.
+   */
+  data?(to: string[], raw: Buffer): DataVerdict | Promise<DataVerdict>;
 }
+
+type DataVerdict = { code: number; message: string } | "drop" | null;
 
 export interface SmtpSink {
   url: string;
@@ -52,9 +58,9 @@ export async function startSmtpSink(): Promise<SmtpSink> {
     onData(stream, session, cb) {
       const chunks: Buffer[] = [];
       stream.on("data", (c: Buffer) => chunks.push(c));
-      stream.on("end", () => {
+      stream.on("end", async () => {
         const to = session.envelope.rcptTo.map((r) => r.address.toLowerCase());
-        const verdict = sink.behaviour.data?.(to) ?? null;
+        const verdict = (await sink.behaviour.data?.(to, Buffer.concat(chunks))) ?? null;
         if (verdict === "drop") {
           // The ambiguous case: the body arrived, the reply never does. Record it: it was delivered.
           void simpleParser(Buffer.concat(chunks)).then((mail) => {
