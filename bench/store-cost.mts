@@ -39,7 +39,7 @@ try {
   let transactions = 0;
   for (let first = 0; first < N; first += K) {
     const claim = await store.claim(id, "original", first, Math.min(N, first + K) - 1, 1e7, 1e7, N - 1);
-    if (!("ok" in claim)) throw new Error(`claim answered ${JSON.stringify(claim)}`);
+    if (!("claimed" in claim)) throw new Error(`claim answered ${JSON.stringify(claim)}`);
     const outcomes: FanoutOutcome[] = claim.addresses.map((address, j) => ({ index: claim.indexes[j]!, address, outcome: "s", reply: "" }));
     await store.settle(id, "original", outcomes);
     transactions++;

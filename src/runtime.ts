@@ -30,7 +30,9 @@ import { createRenderer, templatesDir, type Renderer } from "./mail/render.js";
 import { createOutboxTransport, createSmtpTransport, type MailTransport } from "./mail/transport.js";
 import { BullScheduler } from "./queues/scheduler.js";
 import { MessageService } from "./service/message-service.js";
-import { MessageStore, SweepReads, type Clock } from "./store/message-store.js";
+import { MessageStore, SweepReads } from "./store/message-store.js";
+import { systemClock, type Clock } from "./domain/clock.js";
+import { FollowUps } from "./service/follow-ups.js";
 import { FanoutProcessor } from "../workers/fanout.js";
 import { migrateDeliveryStates } from "./store/migrate-delivery-states.js";
 import { MimeCache } from "../workers/mime-cache.js";
@@ -72,7 +74,7 @@ export interface Runtime {
 
 export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const { config } = opts;
-  const clock = opts.clock ?? { now: () => Date.now() };
+  const clock = opts.clock ?? systemClock;
   const logger = opts.logger ?? pino({ level: config.LOG_LEVEL, base: { service: "airlock" } });
   const dataDir = resolve(opts.dataDir ?? "data");
   // Stopped in this order: servers and workers (newest first), then the queues, then connections.
@@ -119,7 +121,8 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const bull = connect("queues", true);
   const scheduler = new BullScheduler(bull, clock);
   const metrics = createMetrics({ redis, queues: [scheduler.timers, scheduler.fanout, scheduler.notifications] });
-  const service = new MessageService({ store, scheduler, clock, config, logger, metrics });
+  const followUps = new FollowUps({ scheduler, logger, metrics });
+  const service = new MessageService({ store, followUps, clock, config, logger, metrics });
   const renderer = createRenderer(templatesDir());
   const tokens = new LinkTokens(redis, linkSecret, clock);
   // Before anything can write an audit entry, so the first message's notifications are not missed.
@@ -193,8 +196,8 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     },
     async startWorkers() {
       const workerConn = connect("workers", true);
-      const fanout = new FanoutProcessor({ store, scheduler, transport, mime: new MimeCache(store, renderer), config, logger, metrics, clock });
-      const timers = new TimerProcessor({ store, reads: new SweepReads(redis), scheduler, clock, logger });
+      const fanout = new FanoutProcessor({ store, followUps, transport, mime: new MimeCache(store, renderer), config, logger, metrics });
+      const timers = new TimerProcessor({ store, reads: new SweepReads(redis), followUps, clock, logger });
       const notify = new NotifyProcessor({
         store,
         users,

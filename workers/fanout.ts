@@ -7,23 +7,21 @@
  */
 import type { Logger } from "pino";
 import type { JobData } from "../src/queues/catalogue.js";
-import type { Scheduler } from "../src/queues/scheduler.js";
+import type { FollowUps } from "../src/service/follow-ups.js";
 import type { FanoutOutcome, MessageStore } from "../src/store/message-store.js";
 import { SmtpSendError, type MailTransport } from "../src/mail/transport.js";
 import type { Metrics } from "../src/metrics/metrics.js";
-import type { Clock } from "../src/store/message-store.js";
 import type { MimeCache } from "./mime-cache.js";
 
 export interface FanoutDeps {
   store: MessageStore;
-  scheduler: Scheduler;
+  followUps: FollowUps;
   transport: MailTransport;
   mime: MimeCache;
   config: { RECIPIENTS_PER_TRANSACTION: number; SEND_RATE_PER_SECOND: number };
   logger: Logger;
   sleep?: (ms: number) => Promise<void>;
-  metrics?: Pick<Metrics, "smtpTransaction" | "recallToStop">;
-  clock?: Clock;
+  metrics?: Pick<Metrics, "smtpTransaction">;
 }
 
 export class TemporaryBatchFailure extends Error {
@@ -68,7 +66,8 @@ export class FanoutProcessor {
           continue;
         }
         if ("stopped" in claim) {
-          if (claim.startCorrection) await this.startCorrection(id);
+          // This refused claim may have been the last to see the original stop: it then names the correction.
+          await this.d.followUps.carryOut(id, claim.followUps);
           return "done";
         }
         // Held by ops: nothing claimed. The same job carries on after the resume (from its first
@@ -100,16 +99,7 @@ export class FanoutProcessor {
 
   private async settle(id: string, kind: "original" | "correction", outcomes: FanoutOutcome[]): Promise<void> {
     const settled = await this.d.store.settle(id, kind, outcomes);
-    if (settled.startCorrection) await this.startCorrection(id);
-  }
-
-  private async startCorrection(id: string): Promise<void> {
-    const m = await this.d.store.get(id);
-    if (!m) return;
-    // The original's last transaction just settled: the fan-out has stopped.
-    if (m.recall) this.d.metrics?.recallToStop.observe(Math.max(0, ((this.d.clock?.now() ?? Date.now()) - Date.parse(m.recall.at)) / 1000));
-    this.d.logger.info({ message: id, revision: m.revision }, `message ${id} correcting: correction fan-out to ${m.counts.sent} recipients`);
-    await this.d.scheduler.startFanout(id, "correction", m.recipientCount);
+    await this.d.followUps.carryOut(id, settled.followUps);
   }
 
   /** `indexes[j]` is `to[j]`'s index in the frozen set: the outcomes carry it to the settle. */

@@ -17,7 +17,8 @@ import { formatDateTime, formatDuration, formatTime } from "../src/notify/format
 import type { NotificationDataByKind, NotificationKind } from "../src/notify/notification-data.js";
 import { messageSummary } from "../src/notify/summary.js";
 import type { JobData } from "../src/queues/catalogue.js";
-import type { Clock, MessageStore } from "../src/store/message-store.js";
+import type { Clock } from "../src/domain/clock.js";
+import type { MessageStore } from "../src/store/message-store.js";
 
 export interface NotifyDeps {
   store: MessageStore;

@@ -4,14 +4,16 @@
  * anything whose job was lost between a commit and its enqueue.
  */
 import type { Logger } from "pino";
+import type { Clock } from "../src/domain/clock.js";
+import { allowedFrom, FANOUT_STATES } from "../src/domain/lifecycle.js";
 import type { JobData } from "../src/queues/catalogue.js";
-import type { Scheduler } from "../src/queues/scheduler.js";
-import type { Clock, MessageStore, SweepReads } from "../src/store/message-store.js";
+import type { FollowUps } from "../src/service/follow-ups.js";
+import type { MessageStore, SweepReads } from "../src/store/message-store.js";
 
 export interface TimerDeps {
   store: MessageStore;
   reads: SweepReads;
-  scheduler: Scheduler;
+  followUps: FollowUps;
   clock: Clock;
   logger: Logger;
 }
@@ -30,29 +32,25 @@ export class TimerProcessor {
   async release(job: JobData<"release">): Promise<void> {
     const { id, revision } = job;
     const a = await this.d.store.move("release", id, "scheduler", { revision });
-    if (a.ok) {
-      this.d.logger.info({ message: id, revision }, `message ${id} scheduled -> sending (${a.recipientCount} recipients)`);
-      await this.d.scheduler.startFanout(id, "original", Number(a.recipientCount));
-    } else if (a.err === "not_due") {
-      // Fired early (the queue's clock differs from ours): wait again for the stored releaseAt.
-      const m = await this.d.store.get(id);
-      if (m?.releaseAt) await this.d.scheduler.scheduleRelease(id, revision, Date.parse(m.releaseAt));
-    }
-    // Any other answer (recalled, withdrawn, newer revision) means: nothing to release.
+    if (a.ok) this.d.logger.info({ message: id, revision }, `message ${id} scheduled -> ${a.state} (${a.recipientCount} recipients)`);
+    // Released: its fan-out starts. Fired early (the queue's clock differs from ours): the refusal
+    // names a release at the stored releaseAt. Any other refusal (recalled, withdrawn, newer
+    // revision) names nothing: there is nothing to release.
+    await this.d.followUps.carryOut(id, a.followUps);
   }
 
   async expire(job: JobData<"expire">): Promise<void> {
     const a = await this.d.store.move("expire", job.id, "scheduler", { revision: job.revision });
-    if (a.ok) this.d.logger.info({ message: job.id, revision: job.revision }, `message ${job.id} pending_approval -> expired`);
+    if (a.ok) this.d.logger.info({ message: job.id, revision: job.revision }, `message ${job.id} expired`);
   }
 
   async sweep(): Promise<void> {
     const now = this.d.clock.now();
-    for (const id of await this.d.reads.idsInState("scheduled")) {
+    for (const id of await this.d.reads.idsInStates(allowedFrom("release"))) {
       const m = await this.d.store.get(id);
       if (m?.releaseAt && Date.parse(m.releaseAt) <= now) await this.release({ id, revision: m.revision });
     }
-    for (const id of await this.d.reads.idsInState("pending_approval")) {
+    for (const id of await this.d.reads.idsInStates(allowedFrom("expire"))) {
       const m = await this.d.store.get(id);
       if (!m?.expiresAt) continue;
       const expiresAt = Date.parse(m.expiresAt);
@@ -63,16 +61,20 @@ export class TimerProcessor {
         if (a.ok) this.d.logger.info({ message: id, revision: m.revision }, `message ${id}: approval reminder due`);
       }
     }
-    for (const state of ["sending", "correcting"] as const) {
-      for (const id of await this.d.reads.idsInState(state)) {
+    for (const state of FANOUT_STATES) {
+      for (const id of await this.d.reads.idsInStates([state])) {
         const { lastActivity, correctionStarted } = await this.d.reads.activity(id);
         if (now - lastActivity < STALE_FANOUT_MS) continue;
         const m = await this.d.store.get(id);
         // Held by ops: no progress is expected; its jobs wait in the delayed set.
         if (!m || m.paused) continue;
         this.d.logger.warn({ message: id, revision: m.revision }, `message ${id} ${state}: no progress for ${now - lastActivity} ms, re-driving its batches`);
-        await this.d.scheduler.startFanout(id, "original", m.recipientCount);
-        if (correctionStarted) await this.d.scheduler.startFanout(id, "correction", m.recipientCount);
+        // What a crash between a commit and its follow-up could have lost: the same follow-ups again
+        // (batch job ids are deterministic, so live jobs are not duplicated).
+        await this.d.followUps.carryOut(id, [
+          { do: "startFanout", kind: "original", recipients: m.recipientCount },
+          ...(correctionStarted ? [{ do: "startFanout" as const, kind: "correction" as const, recipients: m.recipientCount }] : []),
+        ]);
       }
     }
   }

@@ -72,7 +72,7 @@ export async function verifyAudit(redis: Redis): Promise<AuditReport> {
       byMessage.set(f.message, list);
     }
   }
-  const head = await redis.get(`${PREFIX}:audit:head`);
+  const head = await redis.get(keys.auditHead());
   if ((head ?? "") !== prev) report(global, "head", `the stored head ${head ?? "(none)"} is not the last entry's hash ${prev || "(none)"} (entries removed from the end)`);
 
   const ids = await redis.zrange(keys.messagesByTime(), "0", "-1");

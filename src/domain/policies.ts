@@ -6,8 +6,24 @@ export interface ApprovalPolicy {
   largeAudienceApprovals: number;
 }
 
+/**
+ * The approvals a message needs, as rungs `[minRecipients, approvals]` in ascending order: the last
+ * rung its recipient count reaches applies. A ladder rather than a function because the count is
+ * known only inside the submit script (the freeze): the script looks the rung up, the policy is here.
+ */
+export type ApprovalLadder = ReadonlyArray<readonly [minRecipients: number, approvals: number]>;
+
+export function approvalLadder(p: ApprovalPolicy): ApprovalLadder {
+  return [
+    [0, p.approvalsRequired],
+    [p.largeAudienceThreshold, Math.max(p.largeAudienceApprovals, p.approvalsRequired)],
+  ];
+}
+
 export function requiredApprovals(recipientCount: number, p: ApprovalPolicy): number {
-  return recipientCount >= p.largeAudienceThreshold ? Math.max(p.largeAudienceApprovals, p.approvalsRequired) : p.approvalsRequired;
+  let required = 0;
+  for (const [min, approvals] of approvalLadder(p)) if (recipientCount >= min) required = approvals;
+  return required;
 }
 
 /** The hold may be made longer per message, never shorter than the configured minimum. */
@@ -29,11 +45,32 @@ export interface Approval {
 
 export type ApprovalRefusal = "self_approval" | "already_approved";
 
+/**
+ * Whether two users are one person: "someone other than" compares identities. A user's identity is
+ * their email address today, compared without regard to case (addresses are case-insensitive in
+ * practice, and `A@corp` must not approve `a@corp`'s message).
+ */
+export function sameIdentity(a: string, b: string): boolean {
+  return a.trim().toLowerCase() === b.trim().toLowerCase();
+}
+
 /** Four eyes: nobody approves their own message, and each approver counts once. */
-export function approvalRefusal(author: string, approver: string, approvals: readonly Approval[]): ApprovalRefusal | null {
-  if (sameAddress(author, approver)) return "self_approval";
-  if (approvals.some((a) => sameAddress(a.by, approver))) return "already_approved";
+export function approvalRefusal(author: string, approver: string, approvals: ReadonlyArray<{ by: string }>): ApprovalRefusal | null {
+  if (sameIdentity(author, approver)) return "self_approval";
+  if (approvals.some((a) => sameIdentity(a.by, approver))) return "already_approved";
   return null;
+}
+
+/**
+ * What one more approval does: with it, the quorum is reached and the message is scheduled for
+ * `releaseAt`; else it stays pending.
+ */
+export function approvalOutcome(
+  m: { approvalsGiven: number; requiredApprovals: number; holdSeconds: number; sendAtMs: number | null },
+  approvedAtMs: number,
+): { to: "scheduled"; releaseAt: number } | { to: "pending_approval"; releaseAt: null } {
+  if (m.approvalsGiven + 1 < m.requiredApprovals) return { to: "pending_approval", releaseAt: null };
+  return { to: "scheduled", releaseAt: releaseAt(approvedAtMs, m.holdSeconds, m.sendAtMs) };
 }
 
 export function allowedSenders(mailFrom: string, userSenders: readonly string[] | undefined): string[] {
@@ -51,6 +88,3 @@ export function extractAddress(from: string): string {
   return (m ? m[1]! : from).trim();
 }
 
-export function sameAddress(a: string, b: string): boolean {
-  return a.trim().toLowerCase() === b.trim().toLowerCase();
-}

@@ -75,7 +75,7 @@ export class LinkService {
     if (!holder) return refuse("forbidden"); // no longer in USERS_FILE
     if (grant.action === "recall") {
       // A recall link lives until the message reaches a terminal state.
-      if (TERMINAL_STATES.has(message.state)) return refuse("expired");
+      if (TERMINAL_STATES.includes(message.state)) return refuse("expired");
       if (!this.d.service.mayRecall(holder, message)) return refuse("forbidden");
       if (!canApply("recall", message.state)) return refuse("closed");
     } else {

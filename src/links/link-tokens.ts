@@ -14,7 +14,7 @@ import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { LinkAction } from "../notify/notification-data.js";
 import { PREFIX } from "../store/keys.js";
-import type { Clock } from "../store/message-store.js";
+import type { Clock } from "../domain/clock.js";
 
 export const LINK_ACTIONS: readonly LinkAction[] = ["approve", "reject", "recall"];
 

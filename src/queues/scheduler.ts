@@ -3,7 +3,7 @@ import { Job, Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { createHash } from "node:crypto";
 import { BATCH_SIZE, BULL_PREFIX, FANOUT_ATTEMPTS, JOBS, NOTIFY_ATTEMPTS, NOTIFY_BACKOFF, QUEUES, SWEEP_EVERY_MS, type JobData } from "./catalogue.js";
-import type { Clock } from "../store/message-store.js";
+import type { Clock } from "../domain/clock.js";
 
 /** A fan-out batch's job id: one per message, kind and range, so that adding it twice does nothing. */
 const batchJobId = (kind: "original" | "correction", id: string, n: number) => `${kind}-${id}-${n}`;

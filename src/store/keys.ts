@@ -13,6 +13,8 @@ export const keys = {
   message: (id: string) => `${PREFIX}:msg:${id}`,
   /** Sorted set (score 0, ordered by address): the frozen recipient set, addressed by index for batches. */
   recipients: (id: string) => `${PREFIX}:msg:${id}:rcpt`,
+  /** Scratch sorted set a submit fills before it renames it over `recipients` (so a refused submit changes nothing). */
+  recipientsNext: (id: string) => `${PREFIX}:msg:${id}:rcpt:next`,
   /**
    * String, one byte per recipient at its index in the frozen set: the original's delivery state
    * (see store/lua/fanout-prologue.lua). Named apart from the former hash `…:delivery` so the two
@@ -31,6 +33,8 @@ export const keys = {
   audit: (id: string) => `${PREFIX}:audit:${id}`,
   /** Stream: every audit entry of every message. */
   auditAll: () => `${PREFIX}:audit`,
+  /** String: the hash of the newest entry of the global audit chain (store/lua/prologue.lua). */
+  auditHead: () => `${PREFIX}:audit:head`,
   /** Sorted set createdAt -> id: every message, for listing newest first. */
   messagesByTime: () => `${PREFIX}:messages`,
   /** Sorted set createdAt -> id of the messages in one state. */

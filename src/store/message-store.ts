@@ -4,18 +4,15 @@
  * audit entry in the same atomic step.
  */
 import type { Redis } from "ioredis";
-import { allowedFrom, type Action, type State, TRANSITIONS } from "../domain/lifecycle.js";
+import type { Clock } from "../domain/clock.js";
+import { NEW, STATES, type Action, type FromState, type State } from "../domain/lifecycle.js";
 import type { DeliveryStatus, Message, RecipientState } from "../domain/message.js";
-import { keys, PREFIX } from "./keys.js";
+import type { ApprovalLadder } from "../domain/policies.js";
+import { keys } from "./keys.js";
 import { registerScripts, type ScriptName, type ScriptRunner } from "./scripts.js";
-
-export interface Clock {
-  now(): number;
-}
+import type { Answer } from "./script-answers.js";
 
 export const MAX_RECIPIENTS = 1_000_000;
-
-export type ScriptAnswer = { ok: true; [k: string]: unknown } | { ok?: undefined; err: string; state?: State; [k: string]: unknown };
 
 export interface NewMessageFields {
   subject: string;
@@ -31,12 +28,6 @@ export interface NewMessageFields {
   messageId: string;
 }
 
-export interface ApprovalPolicyNumbers {
-  approvalsRequired: number;
-  largeAudienceThreshold: number;
-  largeAudienceApprovals: number;
-}
-
 export interface FanoutOutcome {
   /** The recipient's index in the frozen set, as the claim answered it. */
   index: number;
@@ -47,12 +38,15 @@ export interface FanoutOutcome {
 
 export type FanoutKind = "original" | "correction";
 
-export type ClaimAnswer =
-  | { ok: true; addresses: string[]; indexes: number[] }
-  | { stopped: true; state: State; startCorrection?: boolean }
-  /** Ops paused the fan-out: the batch waits (workers/run-workers.ts) and looks again later. */
-  | { paused: true }
-  | { wait: number };
+/** What a person decided about one approval (service/message-service.ts, from domain/policies.ts). */
+export interface ApprovalDecision {
+  revision: number;
+  /** How many approvals the decision was made on: the script refuses (`stale_read`) if that changed. */
+  seenApprovals: number;
+  to: State;
+  releaseAt: number | null;
+  comment: string;
+}
 
 const iso = (ms: string | undefined) => (ms ? new Date(Number(ms)).toISOString() : null);
 const int = (v: string | undefined) => (v ? Number(v) : 0);
@@ -67,8 +61,9 @@ export class MessageStore {
     this.scripts = registerScripts(redis);
   }
 
+  /** The KEYS every message script gets first (store/lua/prologue.lua, store/lua-lifecycle.ts). */
   private messageKeys(id: string): string[] {
-    return [keys.message(id), keys.audit(id), keys.auditAll(), `${PREFIX}:audit:head`];
+    return [keys.message(id), keys.audit(id), keys.auditAll(), keys.auditHead(), ...STATES.map(keys.messagesInState)];
   }
 
   private fanoutKeys(id: string): string[] {
@@ -83,9 +78,9 @@ export class MessageStore {
     ];
   }
 
-  /** `now` is passed when the caller derived other times from the same instant (submit's expiresAt). */
-  private run(name: ScriptName, keyList: string[], actor: string, args: Array<string | number>, now = this.clock.now()): Promise<ScriptAnswer> {
-    return this.scripts.run(name, keyList, [PREFIX, now, actor, ...args]) as Promise<ScriptAnswer>;
+  /** `now` is passed when the caller derived other times from the same instant (submit's expiresAt, approve's releaseAt). */
+  private run<N extends ScriptName>(name: N, keyList: string[], actor: string, args: Array<string | number>, now = this.clock.now()): Promise<Answer<N>> {
+    return this.scripts.run(name, keyList, [keys.events(), now, actor, ...args]);
   }
 
   async nextId(): Promise<string> {
@@ -94,9 +89,10 @@ export class MessageStore {
 
   /**
    * Creates (mode create) or re-submits as a new revision (mode edit), freezing the recipients.
-   * `now` is the instant `f.expiresAt` was computed from, so the TTL is exact.
+   * `now` is the instant `f.expiresAt` was computed from, so the TTL is exact. `seenRevision`
+   * (edit): the revision the caller read; a newer one is a `stale_revision` refusal.
    */
-  submit(mode: "create" | "edit", id: string, actor: string, f: NewMessageFields, policy: ApprovalPolicyNumbers, now: number): Promise<ScriptAnswer> {
+  submit(mode: "create" | "edit", id: string, actor: string, f: NewMessageFields, ladder: ApprovalLadder, now: number, seenRevision?: number): Promise<Answer<"submit">> {
     const fields = {
       ...f,
       html: f.html ?? "",
@@ -106,49 +102,40 @@ export class MessageStore {
       holdSeconds: String(f.holdSeconds),
     };
     return this.run(
-      "airlockSubmit",
-      [...this.messageKeys(id), keys.recipients(id), keys.revisions(id), keys.messagesByTime(), ...f.audience.lists.map(keys.audience)],
+      "submit",
+      [...this.messageKeys(id), keys.recipients(id), keys.recipientsNext(id), keys.revisions(id), keys.messagesByTime(), ...f.audience.lists.map(keys.audience)],
       actor,
       [
         mode,
         id,
         JSON.stringify(fields),
-        allowedFrom("edit").join(","),
-        policy.approvalsRequired,
-        policy.largeAudienceThreshold,
-        policy.largeAudienceApprovals,
+        JSON.stringify(ladder),
         MAX_RECIPIENTS,
+        seenRevision === undefined ? "" : String(seenRevision),
+        JSON.stringify(f.audience.lists),
         ...f.audience.addresses,
       ],
       now,
     );
   }
 
-  approve(id: string, actor: string, revision: number, comment: string): Promise<ScriptAnswer> {
-    return this.run("airlockApprove", this.messageKeys(id), actor, [allowedFrom("approve").join(","), String(revision), comment]);
+  /** `now` is the instant the decision's releaseAt was computed from. */
+  approve(id: string, actor: string, d: ApprovalDecision, now: number): Promise<Answer<"approve">> {
+    return this.run("approve", this.messageKeys(id), actor, [String(d.revision), d.seenApprovals, d.to, d.releaseAt === null ? "" : d.releaseAt, d.comment], now);
   }
 
-  /** The plain transitions; `to` must be the table's only outcome for the action. */
-  move(action: Extract<Action, "reject" | "withdraw" | "expire" | "release" | "finish" | "finishCorrection">, id: string, actor: string, opts: { revision?: number; detail?: object } = {}): Promise<ScriptAnswer> {
-    const outcomes = new Set(Object.values(TRANSITIONS[action]).flat());
-    if (outcomes.size !== 1) throw new Error(`${action} has more than one outcome; it needs its own script`);
-    const [to] = outcomes;
-    return this.run("airlockMove", this.messageKeys(id), actor, [
-      action,
-      allowedFrom(action).join(","),
-      to!,
-      opts.revision === undefined ? "" : String(opts.revision),
-      JSON.stringify(opts.detail ?? {}),
-    ]);
+  /** The plain transitions, each with one outcome in the lifecycle table. */
+  move(action: Extract<Action, "reject" | "withdraw" | "expire" | "release">, id: string, actor: string, opts: { revision?: number; detail?: object } = {}): Promise<Answer<"move">> {
+    return this.run("move", this.messageKeys(id), actor, [action, opts.revision === undefined ? "" : String(opts.revision), JSON.stringify(opts.detail ?? {})]);
   }
 
   /** Holds (pause) or lets go on (resume) the running fan-out; the state stays. */
-  pauseOrResume(action: "pause" | "resume", id: string, actor: string, reason = ""): Promise<ScriptAnswer> {
-    return this.run("airlockPause", this.messageKeys(id), actor, [action, allowedFrom(action).join(","), reason]);
+  pauseOrResume(action: "pause" | "resume", id: string, actor: string, reason = ""): Promise<Answer<"pause">> {
+    return this.run("pause", this.messageKeys(id), actor, [action, reason]);
   }
 
-  recall(id: string, actor: string, reason: string, correctionText: string): Promise<ScriptAnswer> {
-    return this.run("airlockRecall", this.messageKeys(id), actor, [allowedFrom("recall").join(","), reason, correctionText]);
+  recall(id: string, actor: string, reason: string, correctionText: string): Promise<Answer<"recall">> {
+    return this.run("recall", this.messageKeys(id), actor, [reason, correctionText]);
   }
 
   /**
@@ -156,13 +143,13 @@ export class MessageStore {
    * entry is written only the first time for that name (per message), and answers `already` after;
    * with `revision`, only while the message is still at that revision.
    */
-  note(id: string, actor: string, action: string, detail: object, opts: { once?: string; revision?: number } = {}): Promise<ScriptAnswer> {
-    return this.run("airlockNote", this.messageKeys(id), actor, [action, JSON.stringify(detail), opts.once ? `once:${opts.once}` : "", opts.revision === undefined ? "" : String(opts.revision)]);
+  note(id: string, actor: string, action: string, detail: object, opts: { once?: string; revision?: number } = {}): Promise<Answer<"note">> {
+    return this.run("note", this.messageKeys(id), actor, [action, JSON.stringify(detail), opts.once ? `once:${opts.once}` : "", opts.revision === undefined ? "" : String(opts.revision)]);
   }
 
   /** Claims indexes first..last (one transaction) of the batch that ends at `batchLast`. */
-  async claim(id: string, kind: FanoutKind, first: number, last: number, rate: number, burst: number, batchLast: number): Promise<ClaimAnswer> {
-    return (await this.run("airlockClaim", this.fanoutKeys(id), "worker", [kind, first, last, rate, burst, batchLast])) as unknown as ClaimAnswer;
+  claim(id: string, kind: FanoutKind, first: number, last: number, rate: number, burst: number, batchLast: number): Promise<Answer<"claim">> {
+    return this.run("claim", this.fanoutKeys(id), "worker", [kind, first, last, rate, burst, batchLast]);
   }
 
   /**
@@ -170,7 +157,7 @@ export class MessageStore {
    * through costs Redis a few bytes, not an address per recipient. Other outcomes also carry the
    * address (duplicates, failures) and the SMTP reply.
    */
-  async settle(id: string, kind: FanoutKind, outcomes: FanoutOutcome[]): Promise<{ state: State; startCorrection: boolean }> {
+  settle(id: string, kind: FanoutKind, outcomes: FanoutOutcome[]): Promise<Answer<"settle">> {
     let base = Infinity;
     let top = -Infinity;
     for (const o of outcomes) {
@@ -183,10 +170,7 @@ export class MessageStore {
       codes[o.index - base] = o.outcome.charCodeAt(0);
       if (o.outcome !== "s") details.push(o.index, o.address, o.reply);
     }
-    return (await this.run("airlockSettle", this.fanoutKeys(id), "worker", [kind, base, codes.toString("latin1"), ...details])) as unknown as {
-      state: State;
-      startCorrection: boolean;
-    };
+    return this.run("settle", this.fanoutKeys(id), "worker", [kind, base, codes.toString("latin1"), ...details]);
   }
 
   /** Whether ops hold this message's fan-out (the `paused` field; pause.lua sets it, resume and every state change delete it). */
@@ -337,8 +321,10 @@ function toMessage(h: Record<string, string>): Message {
 export class SweepReads {
   constructor(private readonly redis: Redis) {}
 
-  idsInState(state: State): Promise<string[]> {
-    return this.redis.zrange(keys.messagesInState(state), "0", "-1");
+  /** The ids of the messages in these states (`new` is never stored: it names no message). */
+  async idsInStates(states: readonly FromState[]): Promise<string[]> {
+    const stored = states.filter((s): s is State => s !== NEW);
+    return (await Promise.all(stored.map((s) => this.redis.zrange(keys.messagesInState(s), "0", "-1")))).flat();
   }
 
   /** Epoch ms of the last fan-out progress (or release), and whether the correction has started. */

@@ -211,7 +211,7 @@ describe("the safeguard pipeline", () => {
     // The expiry notification's own audit entry (written by another worker) may come before or
     // after this read: find the state change, do not assume its position in the trail.
     const events = (await a.call("ops", "GET", `/api/messages/${m.id}/events`)).body.items as Array<Record<string, string>>;
-    const decisions = events.filter((e) => !e.action.startsWith("notify"));
+    const decisions = events.filter((e) => !e.action!.startsWith("notify"));
     expect(decisions.map((e) => e.action)).toEqual(["submit", "expire"]);
     expect(decisions.at(-1)).toMatchObject({ action: "expire", actor: "scheduler", from: "pending_approval", to: "expired" });
   });

@@ -1,8 +1,24 @@
 import { describe, expect, it } from "vitest";
-import { ACTIONS, STATES, TERMINAL_STATES, TRANSITIONS, canApply, isAllowedTransition, type Action, type State } from "../../src/domain/lifecycle.js";
+import {
+  ACTIONS,
+  HISTORY_STATES,
+  NEW,
+  PAUSABLE_STATES,
+  PENDING_STATES,
+  RECALLABLE_STATES,
+  STATES,
+  TERMINAL_STATES,
+  TRANSITIONS,
+  canApply,
+  isAllowedTransition,
+  type Action,
+  type FromState,
+  type State,
+} from "../../src/domain/lifecycle.js";
 
 // The spec's lifecycle, written out independently of the table under test.
-const EXPECTED: Array<[Action, State, State]> = [
+const EXPECTED: Array<[Action, FromState, State]> = [
+  ["submit", "new", "pending_approval"],
   ["edit", "pending_approval", "pending_approval"],
   ["edit", "rejected", "pending_approval"],
   ["approve", "pending_approval", "pending_approval"],
@@ -17,6 +33,8 @@ const EXPECTED: Array<[Action, State, State]> = [
   ["recall", "sending", "recalled"],
   ["recall", "sending", "correcting"],
   ["recall", "sent", "correcting"],
+  // The original has nothing queued or in flight: its correction starts (an audited step, same state).
+  ["startCorrection", "correcting", "correcting"],
   ["finishCorrection", "correcting", "corrected"],
   // The roles table: ops "pause and resume a fan-out". A flag on a running fan-out, not a state.
   ["pause", "sending", "sending"],
@@ -28,14 +46,15 @@ const EXPECTED: Array<[Action, State, State]> = [
 describe("lifecycle table", () => {
   it("allows exactly the spec's transitions, for every action x from x to", () => {
     let checked = 0;
+    const froms: FromState[] = [NEW, ...STATES];
     for (const action of ACTIONS)
-      for (const from of STATES)
+      for (const from of froms)
         for (const to of STATES) {
           const expected = EXPECTED.some(([a, f, t]) => a === action && f === from && t === to);
           expect(isAllowedTransition(action, from, to), `${action}: ${from} -> ${to}`).toBe(expected);
           checked++;
         }
-    expect(checked).toBe(ACTIONS.length * STATES.length * STATES.length);
+    expect(checked).toBe(ACTIONS.length * froms.length * STATES.length);
   });
 
   it("lets nothing leave a terminal state, except the spec's edit of a rejected message", () => {
@@ -44,8 +63,22 @@ describe("lifecycle table", () => {
   });
 
   it("reaches every state from the table", () => {
-    const reached = new Set<State>(["pending_approval"]);
+    const reached = new Set<State>();
     for (const byFrom of Object.values(TRANSITIONS)) for (const tos of Object.values(byFrom)) for (const t of tos ?? []) reached.add(t);
     expect([...reached].sort()).toEqual([...STATES].sort());
+  });
+});
+
+describe("state sets derived from the table", () => {
+  it("names the spec's terminal states, the dashboard's pending and history, and what recall and pause act on", () => {
+    expect([...TERMINAL_STATES].sort()).toEqual(["corrected", "expired", "recalled", "rejected", "withdrawn"]);
+    expect([...PENDING_STATES].sort()).toEqual(["correcting", "pending_approval", "scheduled", "sending"]);
+    expect([...HISTORY_STATES].sort()).toEqual(["corrected", "expired", "recalled", "rejected", "sent", "withdrawn"]);
+    expect([...RECALLABLE_STATES].sort()).toEqual(["scheduled", "sending", "sent"]);
+    expect([...PAUSABLE_STATES].sort()).toEqual(["correcting", "sending"]);
+  });
+
+  it("splits every state into pending or history, never both", () => {
+    for (const s of STATES) expect(PENDING_STATES.includes(s) !== HISTORY_STATES.includes(s), s).toBe(true);
   });
 });

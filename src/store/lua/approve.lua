@@ -1,32 +1,34 @@
--- Records one approval of one revision; schedules the message once enough distinct approvers
--- (none of them the author) have approved.
--- KEYS[1..4] as in prologue.lua.
--- ARGV[1..3] as in prologue.lua, ARGV[4] allowed from-states, ARGV[5] revision approved,
--- ARGV[6] comment.
+-- Records one approval of one revision. The caller decided, from the message it read and the
+-- policies (domain/policies.ts), that this approver may approve, which state follows and when the
+-- release is due; this script commits that only if the message is still what the caller read:
+-- the same revision and the same number of approvals (else `stale_read`: read again, decide again).
+-- KEYS: the common ones (prologue.lua).
+-- ARGV[1..3] as in prologue.lua, ARGV[4] revision approved, ARGV[5] approvals the caller saw,
+-- ARGV[6] the state that follows, ARGV[7] releaseAt (epoch ms) when it schedules, else "",
+-- ARGV[8] comment.
 local state = field(KEYS[1], 'state')
-if state == nil then return answer({err = 'not_found'}) end
-if not stateAllowed(state, ARGV[4]) then return answer({err = 'conflict', state = state}) end
-if field(KEYS[1], 'revision') ~= ARGV[5] then return answer({err = 'stale_revision', state = state}) end
-if field(KEYS[1], 'author') == ACTOR then return answer({err = 'self_approval'}) end
+if state == nil then return refuse('not_found') end
+if not canStart('approve', state) then return refuse('conflict', {state = state}) end
+if field(KEYS[1], 'revision') ~= ARGV[4] then
+  return refuse('stale_revision', {state = state, revision = num(KEYS[1], 'revision')})
+end
 local approvals = cjson.decode(field(KEYS[1], 'approvals'))
-for _, a in ipairs(approvals) do
-  if a.by == ACTOR then return answer({err = 'already_approved'}) end
-end
-approvals[#approvals + 1] = {by = ACTOR, at = NOW, comment = ARGV[6]}
+if #approvals ~= tonumber(ARGV[5]) then return refuse('stale_read', {state = state}) end
+local to = ARGV[6]
+if not allowed('approve', state, to) then return refuse('conflict', {state = state}) end
+
+approvals[#approvals + 1] = {by = ACTOR, at = NOW, comment = ARGV[8]}
 redis.call('HSET', KEYS[1], 'approvals', cjson.encode(approvals), 'updatedAt', tostring(NOW))
-
-local required = num(KEYS[1], 'requiredApprovals')
-if #approvals < required then
-  audit('approve', state, state, cjson.encode({comment = ARGV[6], given = #approvals, required = required}))
-  publish('approval')
-  return answer({ok = true, state = state, given = #approvals, required = required})
+local detail = {comment = ARGV[8], given = #approvals, required = num(KEYS[1], 'requiredApprovals')}
+local followUps = {}
+if to == state then
+  transition('approve', state, to, cjson.encode(detail), 'approval')
+else
+  local releaseAt = tonumber(ARGV[7])
+  detail.releaseAt = releaseAt
+  redis.call('HSET', KEYS[1], 'releaseAt', ARGV[7], 'approvedAt', tostring(NOW))
+  transition('approve', state, to, cjson.encode(detail))
+  followUps[1] = {['do'] = 'scheduleRelease', revision = num(KEYS[1], 'revision'), at = releaseAt}
 end
-
--- releaseAt = max(approvedAt + hold, sendAt), as domain/policies.ts releaseAt().
-local releaseAt = NOW + num(KEYS[1], 'holdSeconds') * 1000
-local sendAt = tonumber(field(KEYS[1], 'sendAt') or '')
-if sendAt ~= nil and sendAt > releaseAt then releaseAt = sendAt end
-redis.call('HSET', KEYS[1], 'releaseAt', string.format('%d', releaseAt), 'approvedAt', tostring(NOW))
-transition('approve', state, 'scheduled', cjson.encode({comment = ARGV[6], given = #approvals, required = required,
-  releaseAt = releaseAt}))
-return answer({ok = true, state = 'scheduled', given = #approvals, required = required, releaseAt = releaseAt})
+return answer({state = to, given = detail.given, required = detail.required, revision = num(KEYS[1], 'revision'),
+  followUps = followUps})

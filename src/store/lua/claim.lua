@@ -8,31 +8,31 @@
 -- batch this transaction belongs to (a stopped original looks for leftovers up to there).
 -- Answers the claimed recipients' addresses and their indexes (settle.lua is given the indexes).
 local first = tonumber(ARGV[5])
-local members = redis.call('ZRANGE', KEYS[5], ARGV[5], ARGV[6])
+local members = redis.call('ZRANGE', K_RECIPIENTS, ARGV[5], ARGV[6])
 local n = #members
 local state = field(KEYS[1], 'state')
-local target = KEYS[6]
+local target = K_ORIGINAL
 local sts
 local claimed, retried = {}, {} -- positions in `members`
 
 if KIND == 'original' then
-  sts = states(KEYS[6], first, n)
-  if state ~= 'sending' then
+  sts = states(K_ORIGINAL, first, n)
+  if not running('original', state) then
     -- Stopped (recalled) or done. Leftovers of an attempt that crashed inside a transaction may
     -- have been delivered: count them as sent, so they get the correction. The batch ends with
     -- this answer, so its whole rest is looked at, not only this transaction's range: a leftover
     -- further on would otherwise stay in flight, and the correction would never start.
-    local rest = states(KEYS[6], first, tonumber(ARGV[9]) - first + 1)
+    local rest = states(K_ORIGINAL, first, tonumber(ARGV[9]) - first + 1)
     local fixed = 0
     for p = 1, #rest do
       if rest[p] == 'i' then
         rest[p] = 's'
-        markDuplicate(redis.call('ZRANGE', KEYS[5], first + p - 1, first + p - 1)[1])
+        markDuplicate(redis.call('ZRANGE', K_RECIPIENTS, first + p - 1, first + p - 1)[1])
         fixed = fixed + 1
       end
     end
-    if fixed > 0 then writeStates(KEYS[6], first, rest); incr('inflight', -fixed); incr('sent', fixed) end
-    return answer({stopped = true, state = state, startCorrection = startCorrectionIfQuiet()})
+    if fixed > 0 then writeStates(K_ORIGINAL, first, rest); incr('inflight', -fixed); incr('sent', fixed) end
+    return answer({stopped = true, state = state, followUps = withFollowUp({}, startCorrectionIfQuiet())})
   end
   if field(KEYS[1], 'paused') then return answer({paused = true}) end
   for p = 1, n do
@@ -41,14 +41,14 @@ if KIND == 'original' then
     elseif st == 'i' then claimed[#claimed + 1] = p; retried[#retried + 1] = p end
   end
 else
-  if state ~= 'correcting' or field(KEYS[1], 'correctionStarted') ~= '1' then
-    return answer({stopped = true, state = state})
+  if not running('correction', state) or field(KEYS[1], 'correctionStarted') ~= '1' then
+    return answer({stopped = true, state = state, followUps = {}})
   end
   if field(KEYS[1], 'paused') then return answer({paused = true}) end
   -- Only those the original reached get the correction.
-  local originals = states(KEYS[6], first, n)
-  target = KEYS[7]
-  sts = states(KEYS[7], first, n)
+  local originals = states(K_ORIGINAL, first, n)
+  target = K_CORRECTION
+  sts = states(K_CORRECTION, first, n)
   for p = 1, n do
     if originals[p] == 's' then
       local st = sts[p]
@@ -57,21 +57,21 @@ else
     end
   end
 end
-if #claimed == 0 then return answer({ok = true, addresses = {}, indexes = {}}) end
+if #claimed == 0 then return answer({claimed = true, addresses = {}, indexes = {}}) end
 
 -- Token bucket shared by every worker, on Redis's own clock so workers' clocks need not agree.
 local t = redis.call('TIME')
 local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rate = tonumber(ARGV[7])
 local burst = math.max(tonumber(ARGV[8]), #claimed)
-local tokens = tonumber(redis.call('HGET', KEYS[10], 'tokens') or burst)
-local last = tonumber(redis.call('HGET', KEYS[10], 'at') or nowMs)
+local tokens = tonumber(redis.call('HGET', K_RATE, 'tokens') or burst)
+local last = tonumber(redis.call('HGET', K_RATE, 'at') or nowMs)
 tokens = math.min(burst, tokens + (nowMs - last) * rate / 1000)
 if tokens < #claimed then
-  redis.call('HSET', KEYS[10], 'tokens', tostring(tokens), 'at', nowMs)
+  redis.call('HSET', K_RATE, 'tokens', tostring(tokens), 'at', nowMs)
   return answer({wait = math.ceil((#claimed - tokens) * 1000 / rate)})
 end
-redis.call('HSET', KEYS[10], 'tokens', tostring(tokens - #claimed), 'at', nowMs)
+redis.call('HSET', K_RATE, 'tokens', tostring(tokens - #claimed), 'at', nowMs)
 
 local addresses, indexes = {}, {}
 for j, p in ipairs(claimed) do
@@ -87,4 +87,4 @@ if KIND == 'original' then
 else
   incr('correctionInflight', fresh)
 end
-return answer({ok = true, addresses = addresses, indexes = indexes})
+return answer({claimed = true, addresses = addresses, indexes = indexes})

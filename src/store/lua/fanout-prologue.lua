@@ -1,13 +1,25 @@
 -- Shared by claim.lua and settle.lua (prepended after prologue.lua).
--- KEYS[5] recipients zset, KEYS[6] delivery states of the original, KEYS[7] of the correction,
--- KEYS[8] possible-duplicates set, KEYS[9] failures hash, KEYS[10] rate bucket. ARGV[4] kind:
--- "original" or "correction".
+-- KEYS after the common ones: recipients zset, delivery states of the original, of the correction,
+-- possible-duplicates set, failures hash, rate bucket. ARGV[4] kind: "original" or "correction".
 -- Delivery states are one byte per recipient in a string, at the recipient's index in the frozen
 -- set (one GETRANGE and one SETRANGE per transaction, one byte of memory per recipient).
 -- Original: zero byte or past the end = queued (or skipped once recalled), i = in an SMTP
 -- transaction, s = sent, f = failed for good, k = skipped after being claimed.
 -- Correction: zero/absent, i, s, f, k (k: not sent because the correction stopped).
+local K_RECIPIENTS = KEYS[COMMON_KEYS + 1]
+local K_ORIGINAL = KEYS[COMMON_KEYS + 2]
+local K_CORRECTION = KEYS[COMMON_KEYS + 3]
+local K_DUPLICATES = KEYS[COMMON_KEYS + 4]
+local K_FAILURES = KEYS[COMMON_KEYS + 5]
+local K_RATE = KEYS[COMMON_KEYS + 6]
 local KIND = ARGV[4]
+
+-- A fan-out runs as long as the action that ends it may still come: the original's until `finish`
+-- (or a recall), the correction's until `finishCorrection`.
+local ENDED_BY = {original = 'finish', correction = 'finishCorrection'}
+local function running(kind, state)
+  return canStart(ENDED_BY[kind], state)
+end
 
 -- Skips zero: Lua's -0 reaches Redis as "-0", which HINCRBY refuses, and a script error does not
 -- roll back the writes the script already made.
@@ -40,36 +52,16 @@ local function hsetMany(key, flat)
 end
 
 local function markDuplicate(addr)
-  if redis.call('SADD', KEYS[8], addr) == 1 then incr('possibleDuplicates', 1) end
-end
-
-local function startCorrectionIfQuiet()
-  -- The correction starts once no original is queued or in flight, so its audience is final.
-  local state = field(KEYS[1], 'state')
-  if num(KEYS[1], 'queued') > 0 or num(KEYS[1], 'inflight') > 0 then return false end
-  if state == 'sending' then
-    redis.call('HSET', KEYS[1], 'finishAt', tostring(NOW))
-    transition('finish', 'sending', 'sent', cjson.encode({sent = num(KEYS[1], 'sent'), failed = num(KEYS[1], 'failed')}))
-    return false
-  end
-  if state ~= 'correcting' or field(KEYS[1], 'correctionStarted') == '1' then return false end
-  local total = num(KEYS[1], 'sent')
-  redis.call('HSET', KEYS[1], 'correctionStarted', 1, 'correctionTotal', total, 'corrected', 0,
-    'correctionFailed', 0, 'correctionInflight', 0)
-  if total == 0 then
-    transition('finishCorrection', 'correcting', 'corrected', cjson.encode({corrected = 0, failed = 0}))
-    return false
-  end
-  audit('startCorrection', 'correcting', 'correcting', cjson.encode({recipients = total}))
-  return true
+  if redis.call('SADD', K_DUPLICATES, addr) == 1 then incr('possibleDuplicates', 1) end
 end
 
 local function finishCorrectionIfDone()
-  if field(KEYS[1], 'state') ~= 'correcting' then return end
+  local state = field(KEYS[1], 'state')
+  if not running('correction', state) then return end
   local done = num(KEYS[1], 'corrected') + num(KEYS[1], 'correctionFailed')
   if done >= num(KEYS[1], 'correctionTotal') then
-    transition('finishCorrection', 'correcting', 'corrected', cjson.encode({corrected = num(KEYS[1], 'corrected'),
-      failed = num(KEYS[1], 'correctionFailed')}))
+    transition('finishCorrection', state, outcome('finishCorrection', state), cjson.encode({
+      corrected = num(KEYS[1], 'corrected'), failed = num(KEYS[1], 'correctionFailed')}))
   end
 end
 

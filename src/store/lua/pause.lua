@@ -1,34 +1,37 @@
 -- Pause or resume a running fan-out (the original's or the correction's). A pause is a flag on the
--- message, not a state: the state stays `sending` or `correcting`. While it is set, claim.lua
--- answers `paused`, and each batch job puts itself in BullMQ's delayed set (not holding a worker)
--- to look again later; transactions already claimed finish and settle. Resume clears the flag (and
--- the service wakes the delayed jobs). The same jobs carry on, so a range never has two live jobs.
--- Any state change (recall, finish) also clears the flag (prologue.lua setState).
--- KEYS[1..4] as in prologue.lua.
--- ARGV[1..3] as in prologue.lua, ARGV[4] action (pause | resume), ARGV[5] allowed from-states,
--- ARGV[6] reason (pause).
+-- message, not a state: the lifecycle table lists both as self-transitions. While it is set,
+-- claim.lua answers `paused`, and each batch job puts itself in BullMQ's delayed set (not holding a
+-- worker) to look again later; transactions already claimed finish and settle. Resume clears the
+-- flag and names the follow-up that wakes the delayed jobs. The same jobs carry on, so a range
+-- never has two live jobs. Any state change (recall, finish) also clears the flag (setState).
+-- KEYS: the common ones (prologue.lua).
+-- ARGV[1..3] as in prologue.lua, ARGV[4] action (pause | resume), ARGV[5] reason (pause).
 local action = ARGV[4]
 local state = field(KEYS[1], 'state')
-if state == nil then return answer({err = 'not_found'}) end
-if not stateAllowed(state, ARGV[5]) then return answer({err = 'conflict', state = state}) end
+if state == nil then return refuse('not_found') end
+if not canStart(action, state) then return refuse('conflict', {state = state}) end
 local paused = field(KEYS[1], 'paused')
+-- The original's fan-out runs while `finish` may still come; otherwise it is the correction's.
+local original = canStart('finish', state)
+local followUps = {}
 
 if action == 'pause' then
-  if paused then return answer({err = 'already_paused', state = state}) end
-  redis.call('HSET', KEYS[1], 'paused', cjson.encode({by = ACTOR, at = NOW, reason = ARGV[6]}), 'updatedAt', tostring(NOW))
+  if paused then return refuse('already_paused', {state = state}) end
+  redis.call('HSET', KEYS[1], 'paused', cjson.encode({by = ACTOR, at = NOW, reason = ARGV[5]}))
   local progress
-  if state == 'sending' then
+  if original then
     progress = {sent = num(KEYS[1], 'sent'), queued = num(KEYS[1], 'queued'), inFlight = num(KEYS[1], 'inflight')}
   else
     progress = {corrected = num(KEYS[1], 'corrected'), inFlight = num(KEYS[1], 'correctionInflight')}
   end
-  audit('pause', state, state, cjson.encode({reason = ARGV[6], progress = progress}))
+  transition('pause', state, state, cjson.encode({reason = ARGV[5], progress = progress}))
 else
-  if not paused then return answer({err = 'not_paused', state = state}) end
+  if not paused then return refuse('not_paused', {state = state}) end
   local was = cjson.decode(paused)
   redis.call('HDEL', KEYS[1], 'paused')
-  redis.call('HSET', KEYS[1], 'updatedAt', tostring(NOW))
-  audit('resume', state, state, cjson.encode({pausedBy = was.by, pausedMs = NOW - was.at}))
+  transition('resume', state, state, cjson.encode({pausedBy = was.by, pausedMs = NOW - was.at}))
+  local kind = 'correction'
+  if original then kind = 'original' end
+  followUps[1] = {['do'] = 'wakeFanout', kind = kind, recipients = num(KEYS[1], 'recipientCount')}
 end
-publish('state')
-return answer({ok = true, state = state, recipientCount = num(KEYS[1], 'recipientCount')})
+return answer({state = state, followUps = followUps})

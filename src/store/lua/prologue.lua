@@ -1,8 +1,13 @@
--- Shared by every message script (prepended by store/scripts.ts).
--- Conventions: KEYS[1] message hash, KEYS[2] message audit stream, KEYS[3] global audit stream,
--- KEYS[4] global audit head (string). ARGV[1] key prefix, ARGV[2] now (epoch ms), ARGV[3] actor.
--- Every script answers a JSON string: {"ok":true,...} or {"err":"<code>", "state": ...}.
-local PREFIX = ARGV[1]
+-- Shared by every message script (prepended by store/scripts.ts, after the generated lifecycle
+-- table: TRANSITIONS[action][from][to], STATE_KEY[state] and COMMON_KEYS, see store/lua-lifecycle.ts).
+-- KEYS[1] message hash, KEYS[2] message audit stream, KEYS[3] global audit stream,
+-- KEYS[4] global audit head (string), KEYS[5 .. COMMON_KEYS] the per-state indexes (sorted sets),
+-- in the order of domain/lifecycle.ts STATES. A script's own keys follow from KEYS[COMMON_KEYS + 1].
+-- ARGV[1] events channel, ARGV[2] now (epoch ms), ARGV[3] actor.
+-- Every script answers a JSON string: {"ok":true,...} or {"ok":false,"err":"<code>","state":...}
+-- (parsed against a schema by store/script-answers.ts). What must follow a change (a release to
+-- schedule, a fan-out to start) is named in the answer's followUps, never decided by the caller.
+local EVENTS = ARGV[1]
 local NOW = tonumber(ARGV[2])
 local ACTOR = ARGV[3]
 
@@ -16,14 +21,36 @@ local function num(k, f)
   return tonumber(field(k, f) or '0')
 end
 
-local function answer(t) return cjson.encode(t) end
+local function answer(t)
+  if t.ok == nil then t.ok = true end
+  return cjson.encode(t)
+end
 
--- allowed is a comma list of states the action may start from (computed from domain/lifecycle.ts).
-local function stateAllowed(state, allowed)
-  for s in string.gmatch(allowed, '[^,]+') do
-    if s == state then return true end
+local function refuse(err, extra)
+  local t = extra or {}
+  t.ok = false
+  t.err = err
+  return cjson.encode(t)
+end
+
+-- Whether the lifecycle table lets `action` start from `state`.
+local function canStart(action, state)
+  return TRANSITIONS[action] ~= nil and TRANSITIONS[action][state] ~= nil
+end
+
+-- Whether the table lets `action` lead from `from` to `to`.
+local function allowed(action, from, to)
+  return canStart(action, from) and TRANSITIONS[action][from][to] == true
+end
+
+-- The one state `action` leads to from `from`, for actions the table gives one outcome there.
+local function outcome(action, from)
+  local to = nil
+  for s in pairs(TRANSITIONS[action][from]) do
+    if to ~= nil then error('lifecycle: ' .. action .. ' from ' .. from .. ' has more than one outcome') end
+    to = s
   end
-  return false
+  return to
 end
 
 -- Appends one audit entry to the message's stream and the global one. Each entry carries the
@@ -43,7 +70,7 @@ local function audit(action, from, to, detail)
 end
 
 local function publish(kind)
-  redis.call('PUBLISH', PREFIX .. ':events', cjson.encode({
+  redis.call('PUBLISH', EVENTS, cjson.encode({
     kind = kind, id = field(KEYS[1], 'id'), state = field(KEYS[1], 'state'), revision = num(KEYS[1], 'revision'),
     at = NOW }))
 end
@@ -52,14 +79,57 @@ local function setState(from, to)
   local id = field(KEYS[1], 'id')
   local createdAt = field(KEYS[1], 'createdAt')
   redis.call('HSET', KEYS[1], 'state', to, 'updatedAt', tostring(NOW))
+  if to == from then return end
   -- A pause (pause.lua) belongs to the fan-out of one state: a recall or the end of it lifts it.
-  if to ~= from then redis.call('HDEL', KEYS[1], 'paused') end
-  redis.call('ZREM', PREFIX .. ':state:' .. from, id)
-  redis.call('ZADD', PREFIX .. ':state:' .. to, createdAt, id)
+  redis.call('HDEL', KEYS[1], 'paused')
+  if STATE_KEY[from] then redis.call('ZREM', KEYS[STATE_KEY[from]], id) end
+  redis.call('ZADD', KEYS[STATE_KEY[to]], createdAt, id)
 end
 
-local function transition(action, from, to, detail)
+-- The one way a message changes state (or records an action that keeps it: approve below the
+-- quorum, pause, resume, startCorrection). A pair the table does not allow is a defect of the
+-- calling script: it stops here with an error. Scripts check canStart()/allowed() before their
+-- first write, so a refusal answers 409 and changes nothing; this check is the backstop.
+local function transition(action, from, to, detail, event)
+  if not allowed(action, from, to) then
+    error('lifecycle: ' .. tostring(action) .. ' ' .. tostring(from) .. ' -> ' .. tostring(to) .. ' is not in the table')
+  end
   setState(from, to)
   audit(action, from, to, detail)
-  publish('state')
+  publish(event or 'state')
+end
+
+-- The one start of a correction, for every path that can be the last to see the original stop (a
+-- recall, the settle of the last transaction in flight, a refused claim that settled leftovers).
+-- It acts once nothing of the original is queued or in flight: a `sending` message is then
+-- finished; a `correcting` one starts its correction (exactly once: correctionStarted),
+-- or, with nobody to correct (every delivery failed for good), is corrected at once.
+-- Answers the follow-up that starts the correction fan-out, or nil.
+local function startCorrectionIfQuiet()
+  local state = field(KEYS[1], 'state')
+  if num(KEYS[1], 'queued') > 0 or num(KEYS[1], 'inflight') > 0 then return nil end
+  if canStart('finish', state) then
+    redis.call('HSET', KEYS[1], 'finishAt', tostring(NOW))
+    transition('finish', state, outcome('finish', state), cjson.encode({sent = num(KEYS[1], 'sent'), failed = num(KEYS[1], 'failed')}))
+    return nil
+  end
+  if not canStart('startCorrection', state) or field(KEYS[1], 'correctionStarted') == '1' then return nil end
+  local total = num(KEYS[1], 'sent')
+  redis.call('HSET', KEYS[1], 'correctionStarted', 1, 'correctionTotal', total, 'corrected', 0,
+    'correctionFailed', 0, 'correctionInflight', 0)
+  transition('startCorrection', state, state, cjson.encode({recipients = total}))
+  if total == 0 then
+    transition('finishCorrection', state, outcome('finishCorrection', state), cjson.encode({corrected = 0, failed = 0}))
+    return nil
+  end
+  local recall = field(KEYS[1], 'recall')
+  local sinceRecallMs = 0
+  if recall then sinceRecallMs = math.max(0, NOW - tonumber(cjson.decode(recall).at)) end
+  return {['do'] = 'startFanout', kind = 'correction', recipients = num(KEYS[1], 'recipientCount'), sinceRecallMs = sinceRecallMs}
+end
+
+-- `list` plus `item` when item is not nil (a follow-up that may or may not be due).
+local function withFollowUp(list, item)
+  if item ~= nil then list[#list + 1] = item end
+  return list
 end

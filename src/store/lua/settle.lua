@@ -7,9 +7,9 @@
 -- index from there ("." for an index not in this transaction), ARGV[7..] triples index, address,
 -- SMTP reply for every outcome other than s (so a transaction that went through sends no address).
 local state = field(KEYS[1], 'state')
-local target = KEYS[6]
-if KIND == 'correction' then target = KEYS[7] end
-local stillSending = (KIND == 'original' and state == 'sending') or (KIND == 'correction' and state == 'correcting')
+local target = K_ORIGINAL
+if KIND == 'correction' then target = K_CORRECTION end
+local stillSending = running(KIND, state)
 
 local base = tonumber(ARGV[5])
 local codes = ARGV[6]
@@ -45,16 +45,16 @@ for p = 1, #codes do
   end
 end
 if changed then writeStates(target, base, current) end
-hsetMany(KEYS[9], replies)
+hsetMany(K_FAILURES, replies)
 
-local startCorrection = false
+local followUps = {}
 if KIND == 'original' then
   incr('inflight', -(n.s + n.f + n.back + n.k)); incr('sent', n.s); incr('failed', n.f)
   incr('queued', n.back); incr('skipped', n.k)
-  startCorrection = startCorrectionIfQuiet()
+  withFollowUp(followUps, startCorrectionIfQuiet())
 else
   incr('correctionInflight', -(n.s + n.f + n.back + n.k)); incr('corrected', n.s); incr('correctionFailed', n.f + n.k)
   finishCorrectionIfDone()
 end
 progress()
-return answer({ok = true, state = field(KEYS[1], 'state'), startCorrection = startCorrection})
+return answer({state = field(KEYS[1], 'state'), followUps = followUps})

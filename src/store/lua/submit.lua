@@ -1,36 +1,49 @@
--- Creates a message (mode "create") or makes a new revision of one (mode "edit"), freezing its
--- recipient set: a server-side union of the audiences' sorted sets plus the explicit addresses.
--- KEYS[1] message hash, KEYS[2] message audit, KEYS[3] global audit, KEYS[4] audit head,
--- KEYS[5] recipients zset, KEYS[6] revisions hash, KEYS[7] messages-by-time zset,
--- KEYS[8..] one per audience list named in the message.
--- ARGV[1] prefix, ARGV[2] now, ARGV[3] actor, ARGV[4] mode, ARGV[5] message id,
--- ARGV[6] JSON of the message fields (see message-store.ts), ARGV[7] allowed from-states (edit),
--- ARGV[8] approvals required, ARGV[9] large-audience threshold, ARGV[10] large-audience approvals,
--- ARGV[11] maximum recipients, ARGV[12..] explicit addresses (already normalized).
+-- Creates a message (mode "create": the `submit` action) or makes a new revision of one (mode
+-- "edit"), freezing its recipient set: a server-side union of the audiences' sorted sets plus the
+-- explicit addresses. Who may do it (the author) is decided by the caller; the approvals required
+-- come from the caller's policy ladder, looked up here because only here is the count known.
+-- KEYS: the common ones (prologue.lua), then recipients zset, its scratch copy, revisions hash,
+-- messages-by-time zset, one sorted set per audience list named in the message.
+-- ARGV[1..3] as in prologue.lua, ARGV[4] mode, ARGV[5] message id, ARGV[6] JSON of the message
+-- fields (see message-store.ts), ARGV[7] JSON approval ladder [[minRecipients, approvals], ...]
+-- ascending (domain/policies.ts), ARGV[8] maximum recipients, ARGV[9] the revision the caller read
+-- (edit) or "", ARGV[10] JSON list of the audience names (in the order of their KEYS),
+-- ARGV[11..] explicit addresses (already normalized).
+local K_RECIPIENTS = KEYS[COMMON_KEYS + 1]
+local K_SCRATCH = KEYS[COMMON_KEYS + 2]
+local K_REVISIONS = KEYS[COMMON_KEYS + 3]
+local K_BY_TIME = KEYS[COMMON_KEYS + 4]
+local FIRST_LIST = COMMON_KEYS + 5
+local FIRST_ADDRESS = 11
 local mode = ARGV[4]
 local id = ARGV[5]
 local f = cjson.decode(ARGV[6])
-local from = 'new'
+local listNames = cjson.decode(ARGV[10])
+local action = 'submit'
+local from = NEW
 if mode == 'edit' then
+  action = 'edit'
   from = field(KEYS[1], 'state')
-  if from == nil then return answer({err = 'not_found'}) end
-  if not stateAllowed(from, ARGV[7]) then return answer({err = 'conflict', state = from}) end
-  if field(KEYS[1], 'author') ~= ACTOR then return answer({err = 'not_author'}) end
+  if from == nil then return refuse('not_found') end
+  if not canStart(action, from) then return refuse('conflict', {state = from}) end
+  if ARGV[9] ~= '' and field(KEYS[1], 'revision') ~= ARGV[9] then
+    return refuse('stale_revision', {state = from, revision = num(KEYS[1], 'revision')})
+  end
 else
-  if redis.call('EXISTS', KEYS[1]) == 1 then return answer({err = 'conflict', state = field(KEYS[1], 'state')}) end
+  if redis.call('EXISTS', KEYS[1]) == 1 then return refuse('conflict', {state = field(KEYS[1], 'state')}) end
 end
+local to = outcome(action, from)
 
-for i = 8, #KEYS do
+for i = FIRST_LIST, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 0 then
-    return answer({err = 'unknown_audience', audience = string.sub(KEYS[i], string.len(PREFIX .. ':aud:') + 1)})
+    return refuse('unknown_audience', {audience = listNames[i - FIRST_LIST + 1]})
   end
 end
 
 -- Freeze: a copy inside Redis, never a list in the application's memory.
-local scratch = KEYS[5] .. ':next'
-redis.call('DEL', scratch)
+redis.call('DEL', K_SCRATCH)
 local lists = {}
-for i = 8, #KEYS do lists[#lists + 1] = KEYS[i] end
+for i = FIRST_LIST, #KEYS do lists[#lists + 1] = KEYS[i] end
 -- COPY the largest list, then add the others' members in slices of 1,000: ZUNIONSTORE rebuilds every
 -- member of every list instead, 1.5-5x slower (a million on the benchmark machine: 0.8 s for one list
 -- against 3.8 s; 0.8-2.3 s for two lists against 3.6-6.5 s), and Redis serves nobody meanwhile.
@@ -40,7 +53,7 @@ if #lists > 0 then
     local size = redis.call('ZCARD', list)
     if size > largestSize then largest, largestSize = i, size end
   end
-  redis.call('COPY', lists[largest], scratch)
+  redis.call('COPY', lists[largest], K_SCRATCH)
   for i, list in ipairs(lists) do
     if i ~= largest then
       local size = redis.call('ZCARD', list)
@@ -50,30 +63,32 @@ if #lists > 0 then
           slice[#slice + 1] = 0
           slice[#slice + 1] = address
         end
-        redis.call('ZADD', scratch, unpack(slice))
+        redis.call('ZADD', K_SCRATCH, unpack(slice))
       end
     end
   end
 end
 local batch = {}
-for i = 12, #ARGV do
+for i = FIRST_ADDRESS, #ARGV do
   batch[#batch + 1] = 0
   batch[#batch + 1] = ARGV[i]
-  if #batch >= 1000 then redis.call('ZADD', scratch, unpack(batch)); batch = {} end
+  if #batch >= 1000 then redis.call('ZADD', K_SCRATCH, unpack(batch)); batch = {} end
 end
-if #batch > 0 then redis.call('ZADD', scratch, unpack(batch)) end
+if #batch > 0 then redis.call('ZADD', K_SCRATCH, unpack(batch)) end
 
-local count = redis.call('ZCARD', scratch)
-if count == 0 then return answer({err = 'no_recipients'}) end
-if count > tonumber(ARGV[11]) then
-  redis.call('DEL', scratch)
-  return answer({err = 'too_many_recipients', count = count})
+local count = redis.call('ZCARD', K_SCRATCH)
+if count == 0 then return refuse('no_recipients') end
+if count > tonumber(ARGV[8]) then
+  redis.call('DEL', K_SCRATCH)
+  return refuse('too_many_recipients', {count = count})
 end
-redis.call('RENAME', scratch, KEYS[5])
+redis.call('RENAME', K_SCRATCH, K_RECIPIENTS)
 
--- Mirrors domain/policies.ts requiredApprovals(): decided here because only here is the count known.
-local required = tonumber(ARGV[8])
-if count >= tonumber(ARGV[9]) then required = math.max(required, tonumber(ARGV[10])) end
+-- The policy's ladder (domain/policies.ts approvalLadder): the last rung the count reaches.
+local required = 0
+for _, rung in ipairs(cjson.decode(ARGV[7])) do
+  if count >= rung[1] then required = rung[2] end
+end
 
 local revision = 1
 local createdAt = tostring(NOW)
@@ -83,28 +98,22 @@ if mode == 'edit' then
 end
 
 redis.call('HSET', KEYS[1],
-  'id', id, 'revision', revision, 'state', from, 'subject', f.subject, 'text', f.text, 'html', f.html,
+  'id', id, 'revision', revision, 'subject', f.subject, 'text', f.text, 'html', f.html,
   'from', f.from, 'audience', f.audience, 'toHeader', f.toHeader, 'recipientCount', count,
   'author', f.author, 'approvals', '[]', 'requiredApprovals', required, 'holdSeconds', f.holdSeconds,
   'sendAt', f.sendAt, 'releaseAt', '', 'expiresAt', f.expiresAt, 'submittedAt', tostring(NOW),
   'createdAt', createdAt, 'updatedAt', tostring(NOW), 'messageId', f.messageId, 'rejection', '')
 -- Each list's size as frozen now, for the approval request ("recipients per audience").
 local audienceCounts = {}
-for i = 8, #KEYS do
-  audienceCounts[#audienceCounts + 1] = {name = string.sub(KEYS[i], string.len(PREFIX .. ':aud:') + 1), count = redis.call('ZCARD', KEYS[i])}
+for i = FIRST_LIST, #KEYS do
+  audienceCounts[#audienceCounts + 1] = {name = listNames[i - FIRST_LIST + 1], count = redis.call('ZCARD', KEYS[i])}
 end
-redis.call('HSET', KEYS[6], tostring(revision), cjson.encode({
+redis.call('HSET', K_REVISIONS, tostring(revision), cjson.encode({
   revision = revision, subject = f.subject, text = f.text, html = f.html, from = f.from,
-  audience = f.audience, recipientCount = count, audienceCounts = audienceCounts, explicitCount = #ARGV - 11,
+  audience = f.audience, recipientCount = count, audienceCounts = audienceCounts, explicitCount = #ARGV - FIRST_ADDRESS + 1,
   at = NOW, by = ACTOR }))
 
-if mode == 'create' then
-  redis.call('HSET', KEYS[1], 'state', 'pending_approval')
-  redis.call('ZADD', KEYS[7], createdAt, id)
-  redis.call('ZADD', PREFIX .. ':state:pending_approval', createdAt, id)
-  audit('submit', 'new', 'pending_approval', cjson.encode({recipientCount = count, requiredApprovals = required}))
-  publish('state')
-else
-  transition('edit', from, 'pending_approval', cjson.encode({recipientCount = count, requiredApprovals = required}))
-end
-return answer({ok = true, id = id, revision = revision, state = 'pending_approval', recipientCount = count, requiredApprovals = required})
+if mode == 'create' then redis.call('ZADD', K_BY_TIME, createdAt, id) end
+transition(action, from, to, cjson.encode({recipientCount = count, requiredApprovals = required}))
+return answer({id = id, revision = revision, state = to, recipientCount = count, requiredApprovals = required,
+  followUps = {{['do'] = 'scheduleExpiry', revision = revision, at = tonumber(f.expiresAt)}}})

@@ -1,0 +1,33 @@
+/**
+ * The lifecycle table (domain/lifecycle.ts) as Lua, prepended to every message script by
+ * store/scripts.ts, so the scripts obey the very table the TypeScript reads: `TRANSITIONS`,
+ * `STATE_KEY` (where each state's index is in KEYS), `COMMON_KEYS` and `NEW` (where `submit` starts).
+ */
+import { ACTIONS, NEW, STATES, TRANSITIONS } from "../domain/lifecycle.js";
+
+/** KEYS every message script gets first: message, its audit, the global audit, the audit head, then one index per state. */
+export const COMMON_KEYS = 4 + STATES.length;
+
+/** Position (1-based, as in Lua's KEYS) of each state's index among the common keys. */
+export const STATE_KEY_POSITION: Readonly<Record<string, number>> = Object.fromEntries(STATES.map((s, i) => [s, 5 + i]));
+
+const str = (s: string) => JSON.stringify(s); // a JSON string of [a-z_] is a valid Lua string
+
+export function luaLifecycle(): string {
+  const table: Record<string, Partial<Record<string, readonly string[]>>> = TRANSITIONS;
+  const actions = ACTIONS.map((action) => {
+    const froms = Object.entries(table[action]!).map(([from, tos]) => `[${str(from)}] = {${(tos ?? []).map((t) => `[${str(t)}] = true`).join(", ")}}`);
+    return `  [${str(action)}] = {${froms.join(", ")}},`;
+  });
+  const stateKeys = STATES.map((s) => `[${str(s)}] = ${STATE_KEY_POSITION[s]}`);
+  return [
+    "-- Generated from domain/lifecycle.ts by store/lua-lifecycle.ts: do not edit in a script.",
+    "local TRANSITIONS = {",
+    ...actions,
+    "}",
+    `local STATE_KEY = {${stateKeys.join(", ")}}`,
+    `local COMMON_KEYS = ${COMMON_KEYS}`,
+    `local NEW = ${str(NEW)}`,
+    "",
+  ].join("\n");
+}

@@ -1,0 +1,79 @@
+/**
+ * What each Lua script answers, as zod schemas: a script's JSON is parsed, never cast. A script
+ * that answers something else is a defect and throws here. Follow-ups are what must happen after
+ * a committed change (schedule a release, start a fan-out); the scripts name them, and one module
+ * (service/follow-ups.ts) carries them out.
+ */
+import { z } from "zod";
+import { STATES } from "../domain/lifecycle.js";
+
+/** Lua's cjson encodes an empty table as `{}`: read it as the empty list it stands for. */
+const luaList = <T extends z.ZodType>(item: T) =>
+  z.preprocess((v) => (v !== null && typeof v === "object" && !Array.isArray(v) && Object.keys(v).length === 0 ? [] : v), z.array(item));
+
+const state = z.enum(STATES);
+const count = z.number().int().nonnegative();
+const kind = z.enum(["original", "correction"]);
+
+export const followUpSchema = z.discriminatedUnion("do", [
+  /** A delayed release job at `at` (epoch ms) for that revision. */
+  z.object({ do: z.literal("scheduleRelease"), revision: count, at: count }),
+  /** A delayed expiry job at `at` for that revision. */
+  z.object({ do: z.literal("scheduleExpiry"), revision: count, at: count }),
+  /** The batch jobs of a fan-out. `sinceRecallMs`: the correction starts this long after the recall (the recall-to-stop time). */
+  z.object({ do: z.literal("startFanout"), kind, recipients: count, sinceRecallMs: count.optional() }),
+  /** Wake the fan-out's batch jobs that wait out a pause. */
+  z.object({ do: z.literal("wakeFanout"), kind, recipients: count }),
+]);
+export type FollowUp = z.infer<typeof followUpSchema>;
+const followUps = luaList(followUpSchema);
+
+export const REFUSALS = [
+  "not_found",
+  "conflict",
+  "stale_revision",
+  /** The message changed between the caller's read and the script (approve): read and decide again. */
+  "stale_read",
+  "not_due",
+  "already",
+  "already_paused",
+  "not_paused",
+  "unknown_audience",
+  "no_recipients",
+  "too_many_recipients",
+] as const;
+export type RefusalCode = (typeof REFUSALS)[number];
+
+export const refusalSchema = z.object({
+  ok: z.literal(false),
+  err: z.enum(REFUSALS),
+  state: state.optional(),
+  revision: count.optional(),
+  audience: z.string().optional(),
+  count: count.optional(),
+  followUps: followUps.optional(),
+});
+export type Refusal = z.infer<typeof refusalSchema>;
+
+const orRefusal = <T extends z.ZodRawShape>(shape: T) => z.discriminatedUnion("ok", [z.object({ ok: z.literal(true), ...shape }), refusalSchema]);
+
+export const ANSWERS = {
+  submit: orRefusal({ id: z.string(), revision: count, state, recipientCount: count, requiredApprovals: count, followUps }),
+  approve: orRefusal({ state, given: count, required: count, revision: count, followUps }),
+  move: orRefusal({ state, recipientCount: count, followUps }),
+  recall: orRefusal({ state, delivered: count, followUps }),
+  pause: orRefusal({ state, followUps }),
+  note: orRefusal({ state }),
+  claim: z.union([
+    z.object({ claimed: z.literal(true), addresses: luaList(z.string()), indexes: luaList(count) }),
+    z.object({ stopped: z.literal(true), state, followUps }),
+    /** Ops paused the fan-out: the batch waits (workers/run-workers.ts) and looks again later. */
+    z.object({ paused: z.literal(true) }),
+    /** The shared send-rate bucket is empty: try again in this many ms. */
+    z.object({ wait: z.number().positive() }),
+  ]),
+  settle: z.object({ ok: z.literal(true), state, followUps }),
+} as const;
+
+export type Answer<N extends keyof typeof ANSWERS> = z.infer<(typeof ANSWERS)[N]>;
+export type Committed<N extends keyof typeof ANSWERS> = Extract<Answer<N>, { ok: true }>;
