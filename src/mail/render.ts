@@ -46,9 +46,13 @@ export interface Renderer {
   renderCorrection(input: CorrectionInput): Rendered;
 }
 
-/** `<repo>/templates/`, resolved from this module's location (works under tsx and vitest). */
+/**
+ * `<repo>/templates/`, resolved from this module's location: src/mail/render.ts under tsx and
+ * vitest, <dist>/src/mail/render.js once compiled (`npm run build`; templates/ sits next to dist/).
+ */
 export function templatesDir(): string {
-  return fileURLToPath(new URL("../../templates/", import.meta.url));
+  const up = import.meta.url.endsWith(".js") ? "../../../templates/" : "../../templates/";
+  return fileURLToPath(new URL(up, import.meta.url));
 }
 
 export function createRenderer(dir: string): Renderer {

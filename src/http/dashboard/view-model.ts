@@ -3,16 +3,9 @@
  * The client script recomputes the ticking parts (countdown, rate) with the same rules; the
  * server renders the first frame so the page is right without JavaScript.
  */
-import type { State } from "../../domain/lifecycle.js";
+import { PAUSABLE_STATES, RECALLABLE_STATES, type State } from "../../domain/lifecycle.js";
 import type { Message } from "../../domain/message.js";
 import { formatDateTime, STATE_LABELS } from "../../notify/format.js";
-
-/** On the front page: everything that may still go out, or is going out. */
-export const PENDING_STATES = ["sending", "correcting", "scheduled", "pending_approval"] as const satisfies readonly State[];
-/** In the history: everything that is over. */
-export const HISTORY_STATES = ["sent", "recalled", "corrected", "rejected", "withdrawn", "expired"] as const satisfies readonly State[];
-/** States a recall can still act on. */
-export const RECALLABLE_STATES: readonly State[] = ["scheduled", "sending", "sent"];
 
 /** Below this, a scheduled release is "imminent": red, at the top, impossible to miss. */
 export const IMMINENT_MS = 10 * 60_000;
@@ -68,9 +61,6 @@ export interface CardView {
   resumable: boolean;
   possibleDuplicates: number;
 }
-
-/** States whose fan-out ops may hold. */
-export const PAUSABLE_STATES: readonly State[] = ["sending", "correcting"];
 
 const numberFormat = new Intl.NumberFormat("en-US");
 export const formatNumber = (n: number) => numberFormat.format(n);

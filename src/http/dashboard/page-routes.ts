@@ -1,0 +1,135 @@
+/** The pages to read: pending sends (and one card of it), a message with its recipients and trail, the history. */
+import { Router } from "express";
+import type { Queue } from "bullmq";
+import { z } from "zod";
+import { HISTORY_STATES, PENDING_STATES } from "../../domain/lifecycle.js";
+import type { Message } from "../../domain/message.js";
+import { diffRevisions } from "../../notify/diff.js";
+import { formatDuration, STATE_LABELS } from "../../notify/format.js";
+import { searchMessages } from "../../store/message-search.js";
+import type { MessageStore } from "../../store/message-store.js";
+import { sessionOf } from "./guards.js";
+import { DASHBOARD_CSP, one, type DashboardDeps, type PageKit } from "./page-kit.js";
+import { cardView, pendingOrder } from "./view-model.js";
+
+const PAGE_SIZE = 50;
+/** More than this many messages in one pending state is an incident in itself; the page says so. */
+const PENDING_PER_STATE = 200;
+
+export function pageRoutes(d: DashboardDeps, k: PageKit): Router {
+  const r = Router();
+
+  // ---- pending sends
+  r.get("/", k.signedIn, async (req, res) => {
+    const user = sessionOf(req)!.user;
+    const now = d.clock.now();
+    const lists = await Promise.all(PENDING_STATES.map((state) => d.store.list({ state, limit: PENDING_PER_STATE })));
+    const truncated = lists.some((l) => l.nextCursor !== null);
+    // The order is pendingOrder's (urgency, then release time), never the order of PENDING_STATES.
+    const cards = lists
+      .flatMap((l) => l.items)
+      .map((m) => cardView(m, now, d.service.mayRecall(user, m), d.service.mayPause(user)))
+      .sort(pendingOrder);
+    // The banner at the top: what goes out now or within minutes (its countdowns tick client-side).
+    const imminent = cards
+      .filter((c) => (c.urgency === "imminent" || c.urgency === "live") && c.state !== "correcting")
+      .map((c) => ({ subject: c.subject, live: c.urgency === "live", releaseAt: c.releaseAt, countdown: c.headlineCountdown, people: c.recipientCount }));
+    const queues = await queueHealth(d.queues);
+    k.page(res, 200, "pending", k.frame(req, "Pending sends", "pending"), { cards, imminent, truncated, perState: PENDING_PER_STATE, queues: queues.rows, queuesError: queues.error });
+  });
+
+  /** One card as HTML, for the client script to swap in when an event names the message. */
+  r.get("/fragments/card/:id", k.signedIn, async (req, res) => {
+    const m = await k.messageOr404(req);
+    res.set({ "Cache-Control": "no-store", "Content-Security-Policy": DASHBOARD_CSP }).type("html").send(d.views.card(k.card(req, m)));
+  });
+
+  // ---- one message
+  r.get("/messages/:id", k.signedIn, async (req, res) => {
+    const m = await k.messageOr404(req);
+    const q = z
+      .object({ status: z.enum(["queued", "sent", "failed", "skipped"]).optional().catch(undefined), cursor: z.coerce.number().int().min(0).max(1e9).catch(0) })
+      .parse({ status: one(req.query.status) || undefined, cursor: one(req.query.cursor) ?? "0" });
+    const [recipients, events, revisions] = await Promise.all([
+      d.store.recipients(m, { status: q.status, cursor: q.cursor, limit: PAGE_SIZE }),
+      d.store.events(m.id),
+      revisionHistory(d.store, m),
+    ]);
+    const base = `/messages/${m.id}${q.status ? `?status=${q.status}&` : "?"}`;
+    k.page(res, 200, "message", k.frame(req, m.subject || `Message ${m.id}`, "none"), {
+      m,
+      card: k.card(req, m),
+      holdLabel: formatDuration(m.holdSeconds),
+      revisions,
+      recipients: recipients.items,
+      filtered: q.status !== undefined,
+      statusOptions: [
+        { value: "", label: "All recipients", selected: !q.status },
+        ...(["queued", "sent", "failed", "skipped"] as const).map((s) => ({ value: s, label: s[0]!.toUpperCase() + s.slice(1), selected: q.status === s })),
+      ],
+      nextUrl: recipients.nextCursor ? `${base}cursor=${recipients.nextCursor}#recipients-title` : null,
+      firstUrl: q.cursor > 0 ? `${base}cursor=0#recipients-title` : null,
+      events: events.reverse().map((e) => ({
+        iso: new Date(Number(e.at)).toISOString(),
+        action: e.action,
+        actor: e.actor,
+        transition: e.from && e.to && e.from !== e.to ? `${e.from} → ${e.to}` : null,
+        revision: e.revision && e.revision !== "0" ? e.revision : null,
+        detail: e.detail && e.detail !== "{}" && e.detail !== "" ? e.detail : null,
+      })),
+    });
+  });
+
+  // ---- history
+  r.get("/history", k.signedIn, async (req, res) => {
+    const q = z
+      .object({
+        q: z.string().max(200),
+        author: z.string().max(200),
+        state: z.enum(HISTORY_STATES).optional().catch(undefined),
+        cursor: z.coerce.number().int().min(0).max(1e12).catch(0),
+      })
+      .safeParse({ q: one(req.query.q) ?? "", author: one(req.query.author) ?? "", state: one(req.query.state) || undefined, cursor: one(req.query.cursor) ?? "0" });
+    if (!q.success) return k.refusePage(req, res, 400, "Search words too long", "Search with at most 200 characters for the subject and for the author.");
+    const found = await searchMessages(d.redis, { states: q.data.state ? [q.data.state] : HISTORY_STATES, subject: q.data.q, author: q.data.author, cursor: q.data.cursor, limit: 25 });
+    const params = new URLSearchParams({ ...(q.data.q ? { q: q.data.q } : {}), ...(q.data.author ? { author: q.data.author } : {}), ...(q.data.state ? { state: q.data.state } : {}) });
+    if (found.nextCursor !== null) params.set("cursor", String(found.nextCursor));
+    k.page(res, 200, "history", k.frame(req, "History", "history"), {
+      q: q.data.q,
+      author: q.data.author,
+      states: HISTORY_STATES.map((s) => ({ value: s, label: STATE_LABELS[s] ?? s, selected: q.data.state === s })),
+      items: found.items.map((m) => ({ ...m, stateLabel: STATE_LABELS[m.state] ?? m.state })),
+      scanned: found.scanned,
+      scannedAll: found.nextCursor === null,
+      nextUrl: found.nextCursor === null ? null : `/history?${params.toString()}`,
+    });
+  });
+
+  return r;
+}
+
+async function queueHealth(queues: Queue[]): Promise<{ rows: Array<{ name: string; waiting: number; active: number; delayed: number; failed: number }>; error: string | null }> {
+  try {
+    const rows = await Promise.all(
+      queues.map(async (q) => {
+        const c = await q.getJobCounts("waiting", "active", "delayed", "failed", "prioritized");
+        return { name: q.name, waiting: (c.waiting ?? 0) + (c.prioritized ?? 0), active: c.active ?? 0, delayed: c.delayed ?? 0, failed: c.failed ?? 0 };
+      }),
+    );
+    return { rows, error: null };
+  } catch (e) {
+    return { rows: [], error: `Queue counts unavailable: ${(e as Error).message}` };
+  }
+}
+
+async function revisionHistory(store: MessageStore, m: Message): Promise<Array<{ revision: number; subject: string; changes: ReturnType<typeof diffRevisions> }>> {
+  const snaps = await Promise.all(Array.from({ length: m.revision }, (_, i) => store.revisionSnapshot(m.id, i + 1)));
+  const out = [];
+  for (let i = snaps.length - 1; i >= 0; i--) {
+    const cur = snaps[i];
+    if (!cur) continue;
+    const prev = i > 0 ? snaps[i - 1] : null;
+    out.push({ revision: i + 1, subject: String(cur.subject ?? ""), changes: prev ? diffRevisions(prev as never, cur as never) : [] });
+  }
+  return out;
+}
