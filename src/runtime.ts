@@ -216,6 +216,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         users,
         queue: scheduler,
         logger,
+        clock,
         consumer: `${hostname()}-${process.pid}-${randomBytes(4).toString("hex")}`,
       });
       dispatcher.start();

@@ -10,6 +10,7 @@ import type { JobData } from "../src/queues/catalogue.js";
 import type { FollowUps } from "../src/service/follow-ups.js";
 import type { FanoutOutcome, MessageStore } from "../src/store/message-store.js";
 import { SmtpSendError, type MailTransport } from "../src/mail/transport.js";
+import { recipientOutcome, transactionOutcome, type SmtpOutcome } from "../src/mail/smtp-outcome.js";
 import type { Metrics } from "../src/metrics/metrics.js";
 import type { MimeCache } from "./mime-cache.js";
 
@@ -109,23 +110,19 @@ export class FanoutProcessor {
       const result = await this.d.transport.send({ from, to }, raw);
       timer?.({ result: "ok" });
       const rejected = new Map(result.rejected.map((r) => [r.address.toLowerCase(), r]));
-      return to.map((address, j): FanoutOutcome => {
-        const index = indexes[j]!;
-        const r = rejected.get(address);
-        if (!r) return { index, address, outcome: "s", reply: "" };
-        const reply = `${r.code ?? ""} ${r.response}`.trim();
-        // A 4xx RCPT refusal (greylisting, mailbox busy) is retried like any temporary failure.
-        if (r.kind === "temporary" && !lastAttempt) return { index, address, outcome: "t", reply };
-        return { index, address, outcome: "f", reply: r.kind === "temporary" ? `gave up after the last attempt: ${reply}` : reply };
-      });
+      return to.map((address, j) => fanoutOutcome(indexes[j]!, address, recipientOutcome(rejected.get(address), lastAttempt)));
     } catch (e) {
       timer?.({ result: e instanceof SmtpSendError ? e.kind : "error" });
       if (!(e instanceof SmtpSendError)) throw e;
-      const reply = e.message.slice(0, 500);
-      const all = (outcome: FanoutOutcome["outcome"], reply: string) => to.map((address, j): FanoutOutcome => ({ index: indexes[j]!, address, outcome, reply }));
-      if (e.kind === "permanent") return all("f", reply);
-      if (lastAttempt) return all("f", `gave up after the last attempt: ${reply}`);
-      return all(e.kind === "ambiguous" ? "a" : "t", reply);
+      const outcome = transactionOutcome(e, lastAttempt);
+      return to.map((address, j) => fanoutOutcome(indexes[j]!, address, outcome));
+    }
+
+    /** The settle's letters: s(ent), f(ailed), t(emporary: retry), a(mbiguous: retry, possibly delivered). */
+    function fanoutOutcome(index: number, address: string, o: SmtpOutcome): FanoutOutcome {
+      if (o.type === "sent") return { index, address, outcome: "s", reply: "" };
+      if (o.type === "failed") return { index, address, outcome: "f", reply: o.reply };
+      return { index, address, outcome: o.ambiguous ? "a" : "t", reply: o.reply };
     }
   }
 }

@@ -11,6 +11,7 @@ import { extractAddress, releaseAt } from "../src/domain/policies.js";
 import type { LinkTokens } from "../src/links/link-tokens.js";
 import { buildMime, newMessageId } from "../src/mail/mime.js";
 import type { NotificationRenderer } from "../src/mail/notifications.js";
+import { recipientOutcome, transactionOutcome } from "../src/mail/smtp-outcome.js";
 import { SmtpSendError, type MailTransport } from "../src/mail/transport.js";
 import { diffRevisions, type RevisionSnapshot } from "../src/notify/diff.js";
 import { formatDateTime, formatDuration, formatTime } from "../src/notify/format.js";
@@ -63,18 +64,23 @@ export class NotifyProcessor {
 
     const detail = { kind: job.kind, to: job.to, links };
     let refusal: string | null = null;
+    // Retries (a throw) follow the backoff in smtp-outcome.ts: NOTIFY_ATTEMPTS, NOTIFY_BACKOFF.
     try {
       const r = await this.d.transport.send({ from: extractAddress(this.d.config.MAIL_FROM), to: [job.to] }, raw);
-      const rejected = r.rejected[0];
-      if (rejected) {
-        const reply = `${rejected.code ?? ""} ${rejected.response}`.trim();
-        if (rejected.kind === "temporary" && !lastAttempt) throw new Error(`notification to ${job.to} deferred: ${reply}`);
-        refusal = reply;
-      }
+      const outcome = recipientOutcome(r.rejected[0], lastAttempt);
+      if (outcome.type === "retry") throw new Error(`notification to ${job.to} deferred: ${outcome.reply}`);
+      if (outcome.type === "failed") refusal = outcome.reply;
     } catch (e) {
-      if (e instanceof SmtpSendError && (e.kind === "permanent" || lastAttempt)) refusal = e.message.slice(0, 500);
-      else if (lastAttempt) refusal = (e as Error).message.slice(0, 500);
-      else throw e; // retried with backoff (catalogue: NOTIFY_ATTEMPTS)
+      if (e instanceof SmtpSendError) {
+        const outcome = transactionOutcome(e, lastAttempt);
+        if (outcome.type === "retry") throw e;
+        refusal = outcome.reply;
+      } else if (lastAttempt) {
+        // Not an SMTP answer (the transport promises to throw SmtpSendError only): recorded all the same.
+        refusal = (e as Error).message.slice(0, 500);
+      } else {
+        throw e;
+      }
     }
     if (refusal !== null) {
       this.d.logger.warn({ message: m.id, revision: m.revision }, `notification ${job.kind} to ${job.to} failed: ${refusal}`);

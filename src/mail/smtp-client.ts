@@ -17,8 +17,7 @@
 import { connect as netConnect, isIPv4, isIPv6, type Socket } from "node:net";
 import { hostname } from "node:os";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
-import type { RecipientRejection, SendResult } from "./transport.js";
-import { isPermanentReply } from "./smtp-errors.js";
+import { isPermanentReply, type RecipientRejection, type SendResult } from "./smtp-errors.js";
 
 export interface SmtpClientOptions {
   host: string;

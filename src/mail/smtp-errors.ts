@@ -27,6 +27,26 @@ export interface SmtpErrorFields {
   response?: string | undefined;
 }
 
+/** One recipient refused at RCPT TO while the transaction went on for the others. */
+export interface RecipientRejection {
+  address: string;
+  /** SMTP reply code to RCPT TO, or null when nodemailer gave none. */
+  code: number | null;
+  response: string;
+  /** `temporary` for a 4xx (e.g. 452 too many recipients, greylisting): retry that recipient. */
+  kind: "permanent" | "temporary";
+}
+
+/**
+ * What the server answered for one transaction. Here rather than in transport.ts because both
+ * SMTP clients (smtp-client.ts and transport.ts's nodemailer one) produce it, and transport.ts
+ * imports smtp-client.ts.
+ */
+export interface SendResult {
+  accepted: string[];
+  rejected: RecipientRejection[];
+}
+
 /** A whole transaction failed. Per-recipient refusals are not errors: see `SendResult.rejected`. */
 export class SmtpSendError extends Error {
   override name = "SmtpSendError";

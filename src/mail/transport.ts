@@ -9,27 +9,13 @@ import nodemailer from "nodemailer";
 import type { NodemailerError } from "nodemailer";
 import { parseConnectionUrl } from "nodemailer/lib/shared";
 import { SmtpClientError, SmtpClientPool } from "./smtp-client.js";
-import { classifySmtpError, isPermanentReply, SmtpSendError } from "./smtp-errors.js";
+import { classifySmtpError, isPermanentReply, SmtpSendError, type RecipientRejection, type SendResult } from "./smtp-errors.js";
 
-export { SmtpSendError, SMTP_ERROR_KINDS, type SmtpErrorKind } from "./smtp-errors.js";
+export { SmtpSendError, SMTP_ERROR_KINDS, type RecipientRejection, type SendResult, type SmtpErrorKind } from "./smtp-errors.js";
 
 export interface Envelope {
   from: string;
   to: string[];
-}
-
-export interface RecipientRejection {
-  address: string;
-  /** SMTP reply code to RCPT TO, or null when nodemailer gave none. */
-  code: number | null;
-  response: string;
-  /** `temporary` for a 4xx (e.g. 452 too many recipients, greylisting): retry that recipient. */
-  kind: "permanent" | "temporary";
-}
-
-export interface SendResult {
-  accepted: string[];
-  rejected: RecipientRejection[];
 }
 
 export interface MailTransport {

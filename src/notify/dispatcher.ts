@@ -9,6 +9,7 @@
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { UserDirectory } from "../auth/users.js";
+import type { Clock } from "../domain/clock.js";
 import type { Message } from "../domain/message.js";
 import type { JobData } from "../queues/catalogue.js";
 import { keys } from "../store/keys.js";
@@ -73,6 +74,8 @@ export interface DispatcherDeps {
   users: UserDirectory;
   queue: NotificationQueue;
   logger: Logger;
+  /** Paces the takeover of orphaned entries. */
+  clock: Clock;
   /** Unique per process. */
   consumer: string;
 }
@@ -125,14 +128,15 @@ export class NotificationDispatcher {
   }
 
   private async loop(): Promise<void> {
-    const { redis, logger } = this.d;
-    let lastOrphanCheck = 0;
+    const { redis, logger, clock } = this.d;
+    let lastOrphanCheck = -Infinity;
     // "0" first: our own entries read before a restart but never acknowledged.
     let from = "0";
     while (!this.stopped) {
       try {
-        if (Date.now() - lastOrphanCheck > ORPHAN_IDLE_MS / 2) {
-          lastOrphanCheck = Date.now();
+        const now = clock.now();
+        if (now - lastOrphanCheck > ORPHAN_IDLE_MS / 2) {
+          lastOrphanCheck = now;
           const [, claimed] = (await redis.xautoclaim(keys.auditAll(), NOTIFIER_GROUP, this.d.consumer, ORPHAN_IDLE_MS, "0-0", "COUNT", 100)) as [string, StreamEntries];
           await this.handleAll(claimed);
         }

@@ -55,15 +55,8 @@ export type JobData<N extends JobName> = z.infer<(typeof JOBS)[N]["schema"]>;
 /** Recipients per fan-out job: large enough that job overhead is small, small enough that a crash redoes little. */
 export const BATCH_SIZE = 1000;
 
-/**
- * Fan-out retries: temporary SMTP failures (4xx, connection loss) retry the batch with exponential
- * backoff from 1 s, capped at 60 s (a greylisting or throttling server usually recovers within
- * minutes). After the last attempt the remaining recipients are recorded failed.
- */
-export const FANOUT_ATTEMPTS = 12;
-export function fanoutBackoff(attemptsMade: number): number {
-  return Math.min(60_000, 1000 * 2 ** Math.max(0, attemptsMade - 1));
-}
+/** Attempts and backoff of fan-out and notify jobs: defined with the rule that decides what is retried. */
+export { FANOUT_ATTEMPTS, fanoutBackoff, NOTIFY_ATTEMPTS, NOTIFY_BACKOFF } from "../mail/smtp-outcome.js";
 
 /**
  * A batch job of a paused fan-out waits in BullMQ's delayed set and looks again this much later.
@@ -74,11 +67,3 @@ export const PAUSE_RECHECK_MS = 30_000;
 
 /** Every `SWEEP_EVERY_MS` a sweep re-drives anything whose delayed job was lost (a crash between commit and enqueue). */
 export const SWEEP_EVERY_MS = 5000;
-
-/**
- * Notification retries: an SMTP hiccup should not lose an approval request, and a person waiting
- * for one minutes is fine: 8 attempts, 2 s doubling (the last about 4 minutes after the first).
- * Then the failure is recorded in the message's audit trail; the message's lifecycle never waits for it.
- */
-export const NOTIFY_ATTEMPTS = 8;
-export const NOTIFY_BACKOFF = { type: "exponential", delay: 2000 } as const;

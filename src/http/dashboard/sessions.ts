@@ -11,6 +11,7 @@ import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { User, UserDirectory } from "../../auth/users.js";
 import { keys } from "../../store/keys.js";
+import type { Clock } from "../../domain/clock.js";
 
 export const SESSION_COOKIE = "airlock_session";
 /** A working day and a bit: an on-call operator signs in once per shift. */
@@ -31,7 +32,7 @@ export class SessionStore {
   constructor(
     private readonly redis: Redis,
     private readonly users: UserDirectory,
-    private readonly clock: { now(): number } = { now: () => Date.now() },
+    private readonly clock: Clock,
   ) {}
 
   /** Starts a session for the holder of `token`; null when the token is unknown. */
