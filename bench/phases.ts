@@ -144,7 +144,7 @@ export async function submitAndApprove(a: Api, audience: string, subject = MAIL.
   const m = await a.call("author", "POST", "/api/messages", { subject, text: MAIL.text, html: MAIL.html, audience: { lists: [audience] } });
   expectStatus("submit", m, 201);
   const approvers: BenchUser[] = ["approver1", "approver2"];
-  for (let i = 0; i < m.body.requiredApprovals; i++) expectStatus("approve", await a.call(approvers[i]!, "POST", `/api/messages/${m.body.id}/approve`, {}), 200);
+  for (let i = 0; i < m.body.requiredApprovals; i++) expectStatus("approve", await a.call(approvers[i]!, "POST", `/api/messages/${m.body.id}/approve`, { revision: 1 }), 200);
   return { id: String(m.body.id), recipientCount: m.body.recipientCount };
 }
 

@@ -22,8 +22,8 @@ try {
   const submit = async (author: "author" | "author2", subject: string, text: string, lists: string[], holdMinutes?: number) =>
     (await a.call(author, "POST", "/api/messages", { subject, text, audience: { lists }, ...(holdMinutes ? { holdMinutes } : {}) })).body as { id: string };
   const approve = async (id: string) => {
-    await a.call("approver1", "POST", `/api/messages/${id}/approve`, { comment: "Checked" });
-    await a.call("approver2", "POST", `/api/messages/${id}/approve`, { comment: "Fine" });
+    await a.call("approver1", "POST", `/api/messages/${id}/approve`, { revision: 1, comment: "Checked" });
+    await a.call("approver2", "POST", `/api/messages/${id}/approve`, { revision: 1, comment: "Fine" });
   };
 
   await submit("author2", "Q4 expenses deadline", "Please submit your Q4 expenses by 12 December.", ["managers"]);

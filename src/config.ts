@@ -3,6 +3,8 @@
  * A bad or missing variable is reported by name; secrets have no default outside development.
  */
 import { z } from "zod";
+import { parseDomainList } from "./domain/recipient-domains.js";
+import { parseMailbox } from "./domain/sender.js";
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
@@ -16,8 +18,16 @@ const schema = z.object({
   REDIS_URL: z.url({ protocol: /^rediss?$/ }).optional(),
   /** SMTP server (smtp://user:pass@host:port). Unset in development: mail is written to ./data/outbox. */
   SMTP_URL: z.url({ protocol: /^smtps?$/ }).optional(),
+  /**
+   * Approvals a custom correction text needs, by people other than the one who recalled, before it
+   * is mailed (the fan-out stops at once regardless). 0 mails it at once. Default 1.
+   */
+  CORRECTION_APPROVALS: int(0, 5).default(1),
   /** Default sender of every message. */
-  MAIL_FROM: z.string().min(3).default("Internal Communications <comms@corp.example>"),
+  MAIL_FROM: z
+    .string()
+    .default("Internal Communications <comms@corp.example>")
+    .refine((s) => parseMailbox(s).ok, { error: (i) => `must be one mailbox such as "Internal Communications <comms@corp.example>": ${(parseMailbox(String(i.input)) as { reason?: string }).reason ?? ""}` }),
   /** JSON file of users and their token hashes. Unset in development: demo users are seeded. */
   USERS_FILE: z.string().min(1).optional(),
   /** Secret that signs approver links; at least 32 characters. No default outside development. */
@@ -43,6 +53,23 @@ const schema = z.object({
     .string()
     .regex(/^(?:(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+|\[[0-9A-Fa-f:.]+\]|\[IPv6:[0-9A-Fa-f:.]+\])$/, {
       error: "must be a fully qualified host name (airlock.corp.example) or an address literal ([10.0.0.5])",
+    })
+    .optional(),
+  /**
+   * Domains recipients may be in, comma-separated (`corp.example,corp-eu.example`): an address in
+   * any other domain is refused at audience upload and at submit. Exact match, case-insensitive: a
+   * subdomain is allowed only when listed itself (domain/recipient-domains.ts). Parsed into a
+   * lower-cased list. Default unset: any domain.
+   */
+  ALLOWED_RECIPIENT_DOMAINS: z
+    .string()
+    .transform((raw, ctx) => {
+      const r = parseDomainList(raw);
+      if (!r.ok) {
+        ctx.addIssue({ code: "custom", message: r.reason });
+        return z.NEVER;
+      }
+      return r.domains;
     })
     .optional(),
   /** SMTP connections per worker process. Default 5. */

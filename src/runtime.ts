@@ -122,8 +122,8 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const scheduler = new BullScheduler(bull, clock);
   const metrics = createMetrics({ redis, queues: [scheduler.timers, scheduler.fanout, scheduler.notifications] });
   const followUps = new FollowUps({ scheduler, logger, metrics });
-  const service = new MessageService({ store, followUps, clock, config, logger, metrics });
   const renderer = createRenderer(templatesDir());
+  const service = new MessageService({ store, followUps, renderer, clock, config, logger, metrics });
   const tokens = new LinkTokens(redis, linkSecret, clock);
   // Before anything can write an audit entry, so the first message's notifications are not missed.
   await ensureNotifierGroup(redis);

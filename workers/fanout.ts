@@ -12,7 +12,10 @@ import type { FanoutOutcome, MessageStore } from "../src/store/message-store.js"
 import { SmtpSendError, type MailTransport } from "../src/mail/transport.js";
 import { recipientOutcome, transactionOutcome, type SmtpOutcome } from "../src/mail/smtp-outcome.js";
 import type { Metrics } from "../src/metrics/metrics.js";
-import type { MimeCache } from "./mime-cache.js";
+import { UnapprovedMail, type BuiltMail, type MimeCache } from "./mime-cache.js";
+
+/** The actor of a halt Airlock decides itself (a build that is not what was approved). */
+export const HALTED_BY = "airlock";
 
 export interface FanoutDeps {
   store: MessageStore;
@@ -56,6 +59,10 @@ export class FanoutProcessor {
     // together (same connection, so Redis runs the settle first), one round trip per transaction
     // instead of two. A transaction with a temporary failure is settled before the job throws.
     let settling: Promise<void> | null = null;
+    // Built (and checked against the approvals) before anything is claimed: a message that cannot
+    // go out as approved puts nobody in flight, and is halted instead.
+    const mail = await this.mailOrHalt(id, kind);
+    if (mail === "halted") return "paused";
     try {
       while (first <= job.last) {
         const last = Math.min(job.last, first + size - 1);
@@ -75,7 +82,8 @@ export class FanoutProcessor {
         // index again: whoever is done is skipped by the claims).
         if ("paused" in claim) return "paused";
         if (claim.addresses.length > 0) {
-          const mail = await this.d.mime.get(id, kind);
+          // Not buildable and not running any more (the claim proves otherwise): never send a stale build.
+          if (!mail) throw new Error(`message ${id} ${kind}: claimed recipients without an approved build`);
           const outcomes = await this.deliver(kind, mail.envelopeFrom, claim.addresses, claim.indexes, mail.raw, lastAttempt);
           const temporary = outcomes.find((o) => o.outcome === "t" || o.outcome === "a");
           if (temporary) {
@@ -95,6 +103,24 @@ export class FanoutProcessor {
       // If this settle failed while the next claim succeeded, that claim's recipients stay in flight
       // and the retry counts them as possible duplicates: over-counted, never lost (like a crash).
       if (settling) await settling;
+    }
+  }
+
+  /**
+   * The mail to send, or — when what would go out is not what was approved (mail/compose.ts
+   * digest), or cannot be built — the message halted with the reason (an ops pause by Airlock:
+   * on the dashboard, in the audit trail, mailed to ops) and "halted". A resume builds and checks
+   * again. null: not buildable, but the fan-out is not running either (a claim will say stopped).
+   */
+  private async mailOrHalt(id: string, kind: "original" | "correction"): Promise<BuiltMail | "halted" | null> {
+    try {
+      return await this.d.mime.get(id, kind);
+    } catch (e) {
+      if (!(e instanceof UnapprovedMail)) throw e;
+      const a = await this.d.store.pauseOrResume("pause", id, HALTED_BY, `not sent: ${e.message}`.slice(0, 2000));
+      if (a.ok) this.d.logger.error({ message: id }, `message ${id} ${kind} halted: ${e.message}`);
+      if (a.ok || a.err === "already_paused") return "halted";
+      return null;
     }
   }
 

@@ -1,16 +1,19 @@
 /**
  * The MIME message is built once per message (and once for its correction) per worker process,
  * then only the envelope changes per transaction. Bounded, so memory does not grow with history.
+ * The build is mail/compose.ts, the same function the preview and the submit use; before anything
+ * is handed to SMTP its digest must be the one every approval named (four eyes on every byte).
  */
 import type { Message } from "../src/domain/message.js";
-import { extractAddress } from "../src/domain/policies.js";
-import { buildMime } from "../src/mail/mime.js";
+import { composeCorrection, composeOriginal, type ComposedMail } from "../src/mail/compose.js";
 import type { Renderer } from "../src/mail/render.js";
 import type { MessageStore } from "../src/store/message-store.js";
 
-export interface BuiltMail {
-  raw: Buffer;
-  envelopeFrom: string;
+export type BuiltMail = ComposedMail;
+
+/** What was about to go out is not what was approved: nothing is sent, and ops are told why. */
+export class UnapprovedMail extends Error {
+  override name = "UnapprovedMail";
 }
 
 const MAX_ENTRIES = 32;
@@ -28,7 +31,7 @@ export class MimeCache {
     let entry = this.entries.get(key);
     if (!entry) {
       entry = this.build(id, kind);
-      entry.catch(() => this.entries.delete(key)); // a failed build is retried by the next transaction
+      entry.catch(() => this.entries.delete(key)); // a failed build is retried by the next job
       this.entries.set(key, entry);
       if (this.entries.size > MAX_ENTRIES) this.entries.delete(this.entries.keys().next().value!);
     }
@@ -38,32 +41,41 @@ export class MimeCache {
   private async build(id: string, kind: "original" | "correction"): Promise<BuiltMail> {
     const m = await this.store.get(id);
     if (!m) throw new Error(`message ${id} vanished`);
-    return { raw: await (kind === "original" ? this.original(m) : this.correction(m)), envelopeFrom: extractAddress(m.from) };
+    return kind === "original" ? this.original(m) : this.correction(m);
   }
 
-  private original(m: Message): Promise<Buffer> {
-    const r = this.renderer.renderMessage({ subject: m.subject, text: m.text, html: m.html ?? undefined, from: m.from });
-    return buildMime({ from: m.from, toHeader: m.toHeader, subject: r.subject, html: r.html, text: r.text, messageId: m.messageId, date: new Date(m.releaseAt ?? m.updatedAt) });
+  private async original(m: Message): Promise<BuiltMail> {
+    let built: BuiltMail;
+    try {
+      built = await composeOriginal(this.renderer, m, new Date(m.releaseAt ?? m.updatedAt));
+    } catch (e) {
+      throw new UnapprovedMail(`message ${m.id} revision ${m.revision} cannot be built: ${(e as Error).message}`);
+    }
+    const unapproved = m.approvals.filter((a) => a.digest !== built.digest);
+    if (m.approvals.length === 0 || unapproved.length > 0) {
+      throw new UnapprovedMail(
+        `message ${m.id} revision ${m.revision} builds with digest ${built.digest}, but ${unapproved.map((a) => `${a.by} approved ${a.digest ?? "no digest"}`).join(", ") || "nobody approved it"}`,
+      );
+    }
+    return built;
   }
 
-  private correction(m: Message): Promise<Buffer> {
-    const r = this.renderer.renderCorrection({
-      originalSubject: m.subject,
-      sentAt: m.releaseAt ? new Date(m.releaseAt) : null,
-      reason: m.recall?.reason ?? "",
-      correctionText: m.recall?.correctionText ?? undefined,
-      from: m.from,
-    });
-    return buildMime({
-      from: m.from,
-      toHeader: m.toHeader,
-      subject: r.subject,
-      html: r.html,
-      text: r.text,
-      messageId: m.messageId.replace(/^<airlock\./, "<airlock-correction."),
-      inReplyTo: m.messageId,
-      references: m.messageId,
-      date: new Date(m.recall?.at ?? m.updatedAt),
-    });
+  /** The standard correction, or the custom text once approved (never a text still pending or rejected). */
+  private async correction(m: Message): Promise<BuiltMail> {
+    const c = m.correction;
+    const custom = c?.status === "approved" ? c.text : null;
+    let built: BuiltMail;
+    try {
+      built = await composeCorrection(this.renderer, { original: m, sentAt: m.releaseAt ? new Date(m.releaseAt) : null, correctionText: custom }, new Date(m.recall?.at ?? m.updatedAt));
+    } catch (e) {
+      throw new UnapprovedMail(`message ${m.id}'s correction cannot be built: ${(e as Error).message}`);
+    }
+    if (c && custom !== null && c.required > 0) {
+      const unapproved = c.approvals.filter((a) => a.digest !== built.digest);
+      if (c.approvals.length < c.required || unapproved.length > 0) {
+        throw new UnapprovedMail(`message ${m.id}'s correction builds with digest ${built.digest}, not the one approved (${c.approvals.map((a) => `${a.by}: ${a.digest}`).join(", ")})`);
+      }
+    }
+    return built;
   }
 }

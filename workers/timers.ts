@@ -66,8 +66,9 @@ export class TimerProcessor {
         const { lastActivity, correctionStarted } = await this.d.reads.activity(id);
         if (now - lastActivity < STALE_FANOUT_MS) continue;
         const m = await this.d.store.get(id);
-        // Held by ops: no progress is expected; its jobs wait in the delayed set.
-        if (!m || m.paused) continue;
+        // Held by ops: no progress is expected; its jobs wait in the delayed set. A custom correction
+        // awaiting approval: nothing is due until someone decides (correction.lua starts it then).
+        if (!m || m.paused || (m.correction?.status === "pending" && !correctionStarted)) continue;
         this.d.logger.warn({ message: id, revision: m.revision }, `message ${id} ${state}: no progress for ${now - lastActivity} ms, re-driving its batches`);
         // What a crash between a commit and its follow-up could have lost: the same follow-ups again
         // (batch job ids are deterministic, so live jobs are not duplicated).

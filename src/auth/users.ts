@@ -6,6 +6,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { z } from "zod";
+import { formatMailbox, parseMailbox, type Mailbox } from "../domain/sender.js";
 
 export const ROLES = ["author", "approver", "ops", "admin"] as const;
 export type Role = (typeof ROLES)[number];
@@ -14,15 +15,27 @@ export interface User {
   email: string;
   name: string;
   roles: Role[];
-  senders: string[];
+  /** The sender mailboxes this user may send as, besides MAIL_FROM (display names as configured). */
+  senders: Mailbox[];
 }
+
+/** A sender in USERS_FILE: an address, or `{address, name}` for a display name ("CEO Office"). */
+const sender = z.union([z.email(), z.strictObject({ address: z.email(), name: z.string().max(200) })]).transform((s, ctx) => {
+  const raw = typeof s === "string" ? s : formatMailbox({ name: s.name.trim(), address: s.address.toLowerCase() });
+  const parsed = parseMailbox(raw);
+  if (!parsed.ok) {
+    ctx.addIssue({ code: "custom", message: `not a sender mailbox: ${parsed.reason}` });
+    return z.NEVER;
+  }
+  return parsed.mailbox;
+});
 
 const entry = z
   .object({
     email: z.email().transform((e) => e.toLowerCase()),
     name: z.string().min(1).max(200),
     roles: z.array(z.enum(ROLES)).min(1),
-    senders: z.array(z.email()).optional(),
+    senders: z.array(sender).optional(),
     tokenSha256: z.string().regex(/^[0-9a-f]{64}$/i).optional(),
     token: z.string().min(16).optional(),
   })
@@ -41,7 +54,7 @@ export class UserDirectory {
     if (!parsed.success) throw new Error(`USERS_FILE is invalid:\n${z.prettifyError(parsed.error)}`);
     for (const u of parsed.data.users) {
       if (u.token && !u.tokenSha256 && !opts.allowPlainTokens) throw new Error(`USERS_FILE: ${u.email} has a plain token; use tokenSha256 in production`);
-      const user: User = { email: u.email, name: u.name, roles: [...u.roles], senders: (u.senders ?? []).map((s) => s.toLowerCase()) };
+      const user: User = { email: u.email, name: u.name, roles: [...u.roles], senders: u.senders ?? [] };
       this.byTokenHash.set((u.tokenSha256 ?? sha256(u.token!)).toLowerCase(), user);
       this.byEmail.set(user.email, user);
     }

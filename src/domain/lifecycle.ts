@@ -36,6 +36,9 @@ export const ACTIONS = [
   "finish",
   "recall",
   "startCorrection",
+  "approveCorrection",
+  "rejectCorrection",
+  "standardCorrection",
   "finishCorrection",
   "pause",
   "resume",
@@ -68,6 +71,12 @@ export const TRANSITIONS = {
   },
   // The original has nothing queued or in flight any more: the correction's audience is final.
   startCorrection: { correcting: ["correcting"] },
+  // A custom correction text waits for a second person: approved, rejected (the standard
+  // correction goes instead), or replaced by the standard correction by the recaller. Each may let
+  // the correction start (startCorrection in the same step).
+  approveCorrection: { correcting: ["correcting"] },
+  rejectCorrection: { correcting: ["correcting"] },
+  standardCorrection: { correcting: ["correcting"] },
   finishCorrection: { correcting: ["corrected"] },
   // Ops hold a running fan-out (original or correction) and let it go on: a flag, the state stays.
   pause: { sending: ["sending"], correcting: ["correcting"] },
@@ -86,6 +95,9 @@ export const TAKEN_BY = {
   finish: "system",
   recall: "person",
   startCorrection: "system",
+  approveCorrection: "person",
+  rejectCorrection: "person",
+  standardCorrection: "person",
   finishCorrection: "system",
   pause: "person",
   resume: "person",

@@ -1,6 +1,7 @@
 /** What an author submits, validated: the one schema for create and edit. No HTTP here. */
 import { z } from "zod";
-import { hasControlChars, normalizeAddress } from "./addresses.js";
+import { normalizeAddress } from "./addresses.js";
+import { bodyTextProblem, headerTextProblem } from "./text-rules.js";
 
 /** Explicit addresses in one message; larger audiences are uploaded as an audience. */
 export const MAX_EXPLICIT_ADDRESSES = 10_000;
@@ -20,12 +21,26 @@ const singleLine = (max: number) =>
     .trim()
     .min(1)
     .max(max)
-    .refine((s) => !hasControlChars(s), { error: "must not contain control characters (CR, LF, tab…)" });
+    .superRefine((s, ctx) => {
+      const problem = headerTextProblem(s);
+      if (problem) ctx.addIssue({ code: "custom", message: problem });
+    });
+
+/** A body: any text a mail can carry intact (see domain/text-rules.ts). */
+const body = (min: number, max: number) =>
+  z
+    .string()
+    .min(min)
+    .max(max)
+    .superRefine((s, ctx) => {
+      const problem = bodyTextProblem(s);
+      if (problem) ctx.addIssue({ code: "custom", message: problem });
+    });
 
 export const messageInput = z.strictObject({
   subject: singleLine(250),
-  text: z.string().min(1).max(200_000),
-  html: z.string().max(500_000).optional(),
+  text: body(1, 200_000),
+  html: body(0, 500_000).optional(),
   from: singleLine(320).optional(),
   audience: z
     .strictObject({
@@ -39,8 +54,20 @@ export const messageInput = z.strictObject({
 
 export type MessageInput = z.infer<typeof messageInput>;
 
-export const approveInput = z.strictObject({ comment: z.string().max(2000).optional(), revision: z.number().int().positive().optional() });
+/** An approval names what it approves: the revision, and (when given) the digest of its exact MIME. */
+export const approveInput = z.strictObject({
+  comment: z.string().max(2000).optional(),
+  revision: z.number({ error: "required: the revision you reviewed" }).int().positive(),
+  digest: z.string().regex(/^[0-9a-f]{64}$/, { error: "not a SHA-256 digest (64 hex digits)" }).optional(),
+});
 export const rejectInput = z.strictObject({ reason: z.string().trim().min(1).max(2000), revision: z.number().int().positive().optional() });
+/** An approval of a custom correction text names, when given, the digest of the correction reviewed. */
+export const approveCorrectionInput = z.strictObject({
+  comment: z.string().max(2000).optional(),
+  digest: z.string().regex(/^[0-9a-f]{64}$/, { error: "not a SHA-256 digest (64 hex digits)" }).optional(),
+});
+/** Rejecting a correction text sends the standard correction instead; the reason is audited. */
+export const rejectCorrectionInput = z.strictObject({ reason: z.string().trim().min(1).max(2000) });
 /** Why ops hold a fan-out: shown on the dashboard and kept in the audit. */
 export const pauseInput = z.strictObject({ reason: z.string().trim().min(1).max(2000) });
-export const recallInput = z.strictObject({ reason: z.string().trim().min(1).max(2000), correctionText: z.string().max(50_000).optional() });
+export const recallInput = z.strictObject({ reason: z.string().trim().min(1).max(2000), correctionText: body(0, 50_000).optional() });

@@ -27,7 +27,10 @@ export interface Message {
   toHeader: string;
   recipientCount: number;
   author: string;
-  approvals: Array<{ by: string; at: string; comment: string | null }>;
+  /** Each names the revision's digest it approved (null: approved before digests were recorded). */
+  approvals: Array<{ by: string; at: string; comment: string | null; digest: string | null }>;
+  /** SHA-256 of the exact MIME of this revision, envelope and Date: aside (mail/compose.ts). */
+  digest: string;
   requiredApprovals: number;
   holdSeconds: number;
   sendAt: string | null;
@@ -44,6 +47,27 @@ export interface Message {
   rejection: { by: string; at: string; reason: string } | null;
   /** Set while ops hold the running fan-out (state `sending` or `correcting`); see store/lua/pause.lua. */
   paused: { by: string; at: string; reason: string } | null;
+  /** After a recall: which correction goes, and the approval of a custom text. */
+  correction: Correction | null;
+}
+
+/**
+ * `standard`: the fixed correction template; `pending`: a custom text waits for approval by
+ * someone other than the recaller (nobody is corrected meanwhile); `approved`: the custom text goes;
+ * `declined`: an approver rejected the text; the standard correction goes instead.
+ */
+export type CorrectionStatus = "standard" | "pending" | "approved" | "declined";
+
+export interface Correction {
+  status: CorrectionStatus;
+  /** The custom text proposed at the recall, or null for the standard correction. */
+  text: string | null;
+  required: number;
+  approvals: Array<{ by: string; at: string; comment: string | null; digest: string }>;
+  /** SHA-256 of the correction as built with the text (mail/compose.ts). */
+  digest: string;
+  proposedBy: string;
+  rejection: { by: string; at: string; reason: string } | null;
 }
 
 export type DeliveryStatus = "queued" | "sent" | "failed" | "skipped";

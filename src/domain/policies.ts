@@ -1,4 +1,5 @@
 /** Pure policy decisions: approvals required, release time, hold bounds, sender rights. No I/O. */
+import { parseMailbox, type Mailbox } from "./sender.js";
 
 export interface ApprovalPolicy {
   approvalsRequired: number;
@@ -73,13 +74,11 @@ export function approvalOutcome(
   return { to: "scheduled", releaseAt: releaseAt(approvedAtMs, m.holdSeconds, m.sendAtMs) };
 }
 
-export function allowedSenders(mailFrom: string, userSenders: readonly string[] | undefined): string[] {
-  return [mailFrom, ...(userSenders ?? [])].map((s) => extractAddress(s).toLowerCase());
-}
-
-/** The sender is MAIL_FROM unless the author's entry lists other addresses; anything else is refused. */
-export function senderAllowed(from: string, mailFrom: string, userSenders: readonly string[] | undefined): boolean {
-  return allowedSenders(mailFrom, userSenders).includes(extractAddress(from).toLowerCase());
+/** The sender mailboxes a user may choose from: MAIL_FROM first (the default), then their own. */
+export function senderMailboxes(mailFrom: string, userSenders: readonly Mailbox[]): Mailbox[] {
+  const configured = parseMailbox(mailFrom);
+  if (!configured.ok) throw new Error(`MAIL_FROM: ${configured.reason}`); // checked at start (config.ts)
+  return [configured.mailbox, ...userSenders.filter((m) => m.address !== configured.mailbox.address)];
 }
 
 /** `Name <a@b>` -> `a@b`; a bare address is returned as is. */

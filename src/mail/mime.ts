@@ -61,6 +61,9 @@ export async function buildMime(input: MimeInput): Promise<Buffer> {
     ...(references.length ? { references } : {}),
     // CRLF everywhere: the bytes built here are exactly the bytes every transaction sends.
     newline: "windows",
+    // Multipart boundaries derived from the Message-ID instead of random: the same message builds
+    // the same bytes, so its digest (compose.ts) is the same at submit, approval and release.
+    baseBoundary: createHash("sha256").update(`boundary:${input.messageId}`).digest("hex").slice(0, 24),
     // Content is always inline strings; never let a value be read as a path or URL.
     disableFileAccess: true,
     disableUrlAccess: true,

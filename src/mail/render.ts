@@ -29,7 +29,6 @@ export interface CorrectionInput {
   originalSubject: string;
   /** When the original went out; null words the notice without a date. */
   sentAt: Date | null;
-  reason: string;
   /** Replacement text given at recall, if any. */
   correctionText?: string | null;
   from: string;
@@ -77,7 +76,6 @@ export function createRenderer(dir: string): Renderer {
       const data = {
         originalSubject: input.originalSubject,
         sentAt: input.sentAt ? formatDate(input.sentAt) : null,
-        reason: input.reason,
         correctionText: nonEmpty(input.correctionText),
         from: input.from,
       };

@@ -34,7 +34,7 @@ export class FollowUps {
         if (f.kind === "correction") {
           // The original's fan-out has stopped: by the recall itself (0) or by its last transaction's settle.
           if (f.sinceRecallMs !== undefined) this.d.metrics?.recallToStop.observe(f.sinceRecallMs / 1000);
-          this.d.logger?.info({ message: id }, `message ${id} correcting: correction fan-out started`);
+          this.d.logger?.info({ message: id, revision: f.revision }, `message ${id} correcting: correction fan-out started`);
         }
         return this.d.scheduler.startFanout(id, f.kind, f.recipients);
       case "wakeFanout":

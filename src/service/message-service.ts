@@ -10,8 +10,11 @@ import type { Clock } from "../domain/clock.js";
 import { DomainError } from "../domain/errors.js";
 import type { Message } from "../domain/message.js";
 import type { MessageInput } from "../domain/message-input.js";
-import { approvalLadder, approvalOutcome, approvalRefusal, effectiveHoldSeconds, extractAddress, sameIdentity, senderAllowed } from "../domain/policies.js";
+import { approvalLadder, approvalOutcome, approvalRefusal, effectiveHoldSeconds, extractAddress, sameIdentity, senderMailboxes } from "../domain/policies.js";
+import { chooseSender, formatMailbox } from "../domain/sender.js";
+import { composeCorrection, composeOriginal, type OriginalFields } from "../mail/compose.js";
 import { audienceToHeader, newMessageId } from "../mail/mime.js";
+import type { Renderer } from "../mail/render.js";
 import type { Logger } from "pino";
 import type { Metrics } from "../metrics/metrics.js";
 import type { MessageStore } from "../store/message-store.js";
@@ -21,8 +24,10 @@ import type { FollowUps } from "./follow-ups.js";
 export interface MessageServiceDeps {
   store: MessageStore;
   followUps: FollowUps;
+  /** Builds the exact mail at submit: what cannot be built is refused then, and its digest is recorded. */
+  renderer: Renderer;
   clock: Clock;
-  config: Pick<Config, "MAIL_FROM" | "HOLD_MIN_SECONDS" | "APPROVAL_TTL_HOURS" | "APPROVALS_REQUIRED" | "LARGE_AUDIENCE_THRESHOLD" | "LARGE_AUDIENCE_APPROVALS">;
+  config: Pick<Config, "MAIL_FROM" | "CORRECTION_APPROVALS" | "HOLD_MIN_SECONDS" | "APPROVAL_TTL_HOURS" | "APPROVALS_REQUIRED" | "LARGE_AUDIENCE_THRESHOLD" | "LARGE_AUDIENCE_APPROVALS">;
   /** One structured line per committed action (message id, revision, actor, new state); the audit trail stays the record. */
   logger?: Pick<Logger, "info">;
   /** recall-to-stop is observed here when the recall itself stopped everything (nothing was in flight). */
@@ -70,32 +75,36 @@ export class MessageService {
   }
 
   private async submit(mode: "create" | "edit", id: string, user: User, input: MessageInput, current?: Message): Promise<void> {
-    const from = input.from ?? this.d.config.MAIL_FROM;
-    if (!senderAllowed(from, this.d.config.MAIL_FROM, user.senders)) {
-      throw new DomainError("forbidden", `you may not send as ${extractAddress(from)}`, [{ path: ["from"], message: "not one of your senders" }]);
-    }
+    const sender = chooseSender(input.from, senderMailboxes(this.d.config.MAIL_FROM, user.senders));
+    if (!sender.ok) throw new DomainError("invalid_input", `from: ${sender.reason}`, [{ path: ["body", "from"], message: sender.reason }]);
+    const from = formatMailbox(sender.mailbox);
     const sendAt = input.sendAt ? Date.parse(input.sendAt) : null;
     const now = this.d.clock.now();
     const expiresAt = now + this.d.config.APPROVAL_TTL_HOURS * 3600_000;
     const lists = [...new Set(input.audience.lists ?? [])];
     const addresses = [...new Set(input.audience.addresses ?? [])];
+    const mail: OriginalFields = {
+      subject: input.subject,
+      text: input.text,
+      html: input.html ?? null,
+      from,
+      toHeader: audienceToHeader(lists, addresses.length, this.mailDomain()),
+      // One Message-ID per message: a new revision is the same message, not sent yet.
+      messageId: current?.messageId ?? newMessageId(this.mailDomain(), id),
+    };
+    const digest = await this.buildable(mail, now);
     const answer = await this.d.store.submit(
       mode,
       id,
       user.email,
       {
-        subject: input.subject,
-        text: input.text,
-        html: input.html ?? null,
-        from,
+        ...mail,
+        digest,
         audience: { lists, addresses },
-        toHeader: audienceToHeader(lists, addresses.length, this.mailDomain()),
         author: current?.author ?? user.email,
         holdSeconds: effectiveHoldSeconds(input.holdMinutes, this.d.config.HOLD_MIN_SECONDS),
         sendAt,
         expiresAt,
-        // One Message-ID per message: a new revision is the same message, not sent yet.
-        messageId: current?.messageId ?? newMessageId(this.mailDomain(), id),
       },
       this.ladder,
       now,
@@ -106,10 +115,24 @@ export class MessageService {
   }
 
   /**
+   * Builds the message and its standard correction exactly as the fan-out will (mail/compose.ts):
+   * anything that cannot go out is refused now, never found at release. Answers the digest.
+   */
+  private async buildable(mail: OriginalFields, now: number): Promise<string> {
+    try {
+      const built = await composeOriginal(this.d.renderer, mail, new Date(now));
+      await composeCorrection(this.d.renderer, { original: mail, sentAt: new Date(now), correctionText: null }, new Date(now));
+      return built.digest;
+    } catch (e) {
+      throw new DomainError("invalid_input", `the message cannot be built as a mail: ${(e as Error).message}`, [{ path: ["body"], message: (e as Error).message }]);
+    }
+  }
+
+  /**
    * Four eyes, decided here from the message as read (domain/policies.ts); the script commits the
    * decision only if no other approval or edit came in between, else it is decided again.
    */
-  async approve(user: User, id: string, opts: { comment?: string; revision?: number }): Promise<Message> {
+  async approve(user: User, id: string, opts: { comment?: string; revision: number; digest?: string }): Promise<Message> {
     if (!has(user, "approver")) throw new DomainError("forbidden", "only an approver may approve");
     for (let attempt = 1; ; attempt++) {
       const current = await this.get(user, id);
@@ -121,8 +144,14 @@ export class MessageService {
         { approvalsGiven: current.approvals.length, requiredApprovals: current.requiredApprovals, holdSeconds: current.holdSeconds, sendAtMs: current.sendAt ? Date.parse(current.sendAt) : null },
         now,
       );
-      const revision = opts.revision ?? current.revision;
-      const answer = await this.d.store.approve(id, user.email, { revision, seenApprovals: current.approvals.length, to, releaseAt, comment: opts.comment ?? "" }, now);
+      const revision = opts.revision;
+      if (revision !== current.revision) {
+        throw new DomainError("stale_revision", `message ${id} is at revision ${current.revision}, not ${revision}: review it again`, { state: current.state, revision: current.revision });
+      }
+      if (opts.digest !== undefined && opts.digest !== current.digest) {
+        throw new DomainError("conflict", `message ${id}'s revision ${revision} has digest ${current.digest}, not the one you reviewed`, { state: current.state, digest: current.digest });
+      }
+      const answer = await this.d.store.approve(id, user.email, { revision, seenApprovals: current.approvals.length, to, releaseAt, comment: opts.comment ?? "", digest: current.digest }, now);
       if (!answer.ok && answer.err === "stale_read" && attempt < APPROVE_ATTEMPTS) continue;
       const ok = this.committed("approve", user, id, answer, revision);
       await this.d.followUps.carryOut(id, ok.followUps);
@@ -150,13 +179,76 @@ export class MessageService {
   async recall(user: User, id: string, opts: { reason: string; correctionText?: string }): Promise<Message & { delivered: number }> {
     const current = await this.get(user, id);
     if (!this.mayRecall(user, current)) throw new DomainError("forbidden", "authors may recall only their own messages");
-    const ok = this.committed("recall", user, id, await this.d.store.recall(id, user.email, opts.reason, opts.correctionText ?? ""), current.revision);
+    const text = opts.correctionText?.trim() ? opts.correctionText : "";
+    // Built now, as it would go out: a text that cannot be mailed is refused before anything changes.
+    const correction = await this.correctionDigest(current, text);
+    const required = text ? this.d.config.CORRECTION_APPROVALS : 0;
+    const ok = this.committed("recall", user, id, await this.d.store.recall(id, user.email, opts.reason, { text, required, digest: correction }), current.revision);
     // Nothing of the original was inside an SMTP transaction and there is nobody to correct: the
     // recall's answer is the stop. (A correction that starts now is observed by the follow-up.)
     if (ok.state === "recalled" || ok.state === "corrected") this.d.metrics?.recallToStop.observe(0);
     await this.d.followUps.carryOut(id, ok.followUps);
     const m = (await this.d.store.get(id))!;
     return { ...m, delivered: ok.delivered };
+  }
+
+  private async correctionDigest(m: Message, text: string): Promise<string> {
+    try {
+      const built = await composeCorrection(this.d.renderer, { original: m, sentAt: m.releaseAt ? new Date(m.releaseAt) : null, correctionText: text || null }, new Date(this.d.clock.now()));
+      return built.digest;
+    } catch (e) {
+      throw new DomainError("invalid_input", `the correction cannot be built as a mail: ${(e as Error).message}`, [{ path: ["body", "correctionText"], message: (e as Error).message }]);
+    }
+  }
+
+  /**
+   * Approves a custom correction text (an approver other than the person who recalled). With
+   * `CORRECTION_APPROVALS` approvals it is approved and the correction starts (once the original
+   * has stopped). `digest`, when given, must be the one of the correction the approver reviewed.
+   */
+  async approveCorrection(user: User, id: string, opts: { digest?: string; comment?: string }): Promise<Message> {
+    if (!has(user, "approver")) throw new DomainError("forbidden", "only an approver may approve a correction text");
+    return this.decideCorrection("approveCorrection", user, id, opts.digest, { comment: opts.comment ?? "" });
+  }
+
+  /** Rejects a custom correction text: the standard correction goes instead. */
+  async rejectCorrection(user: User, id: string, opts: { reason: string }): Promise<Message> {
+    if (!has(user, "approver")) throw new DomainError("forbidden", "only an approver may reject a correction text");
+    return this.decideCorrection("rejectCorrection", user, id, undefined, { reason: opts.reason });
+  }
+
+  /** The person who recalled (or ops, admin) sends the standard correction instead of their text, at any time before a decision. */
+  async useStandardCorrection(user: User, id: string): Promise<Message> {
+    const current = await this.get(user, id);
+    if (!(current.recall && sameIdentity(current.recall.by, user.email)) && !has(user, "ops", "admin")) {
+      throw new DomainError("forbidden", "only the person who recalled (or ops) may switch to the standard correction");
+    }
+    return this.decideCorrection("standardCorrection", user, id, undefined, {});
+  }
+
+  private async decideCorrection(
+    action: "approveCorrection" | "rejectCorrection" | "standardCorrection",
+    user: User,
+    id: string,
+    digest: string | undefined,
+    detail: { comment?: string; reason?: string },
+  ): Promise<Message> {
+    for (let attempt = 1; ; attempt++) {
+      const current = await this.get(user, id);
+      const c = current.correction;
+      if (!c || c.status !== "pending") throw new DomainError("conflict", `message ${id} has no correction text awaiting approval`, { state: current.state, correction: c?.status ?? null });
+      if (action !== "standardCorrection") {
+        // Four eyes on the correction too: never the person who recalled, each approver once.
+        if (current.recall && sameIdentity(current.recall.by, user.email)) throw new DomainError("self_approval", "nobody decides on the correction text they wrote");
+        if (action === "approveCorrection" && c.approvals.some((a) => sameIdentity(a.by, user.email))) throw new DomainError("already_approved", "you already approved this correction text");
+      }
+      if (digest !== undefined && digest !== c.digest) throw new DomainError("conflict", `the correction text's digest is ${c.digest}, not the one you reviewed`, { state: current.state, digest: c.digest });
+      const answer = await this.d.store.decideCorrection(action, id, user.email, { approvals: c.approvals.length, digest: c.digest }, detail);
+      if (!answer.ok && answer.err === "stale_read" && attempt < APPROVE_ATTEMPTS) continue;
+      const ok = this.committed(action, user, id, answer, current.revision);
+      await this.d.followUps.carryOut(id, ok.followUps);
+      return (await this.d.store.get(id))!;
+    }
   }
 
   /**
@@ -222,6 +314,8 @@ export class MessageService {
         throw new DomainError("conflict", `message ${id}'s fan-out is not paused`, { state: r.state });
       case "too_many_recipients":
         throw new DomainError("too_large", `the message has ${String(r.count)} recipients, more than allowed`);
+      case "not_pending":
+        throw new DomainError("conflict", `message ${id} has no correction text awaiting approval`, { state: r.state });
       case "not_due":
       case "already":
         throw new DomainError("conflict", `message ${id}: ${r.err}`, { state: r.state });

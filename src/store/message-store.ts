@@ -6,7 +6,7 @@
 import type { Redis } from "ioredis";
 import type { Clock } from "../domain/clock.js";
 import { NEW, STATES, type Action, type FromState, type State } from "../domain/lifecycle.js";
-import type { DeliveryStatus, Message, RecipientState } from "../domain/message.js";
+import type { CorrectionStatus, DeliveryStatus, Message, RecipientState } from "../domain/message.js";
 import type { ApprovalLadder } from "../domain/policies.js";
 import { keys } from "./keys.js";
 import { registerScripts, type ScriptName, type ScriptRunner } from "./scripts.js";
@@ -15,6 +15,8 @@ import type { Answer } from "./script-answers.js";
 export const MAX_RECIPIENTS = 1_000_000;
 
 export interface NewMessageFields {
+  /** The MIME digest of this revision as built at submit (mail/compose.ts). */
+  digest: string;
   subject: string;
   text: string;
   html: string | null;
@@ -46,6 +48,19 @@ export interface ApprovalDecision {
   to: State;
   releaseAt: number | null;
   comment: string;
+  /** The revision's digest the approver saw; the script refuses (`stale_digest`) if it is not the stored one. */
+  digest: string;
+}
+
+/** The `correction` field as recall.lua and correction.lua write it. */
+interface StoredCorrection {
+  status: CorrectionStatus;
+  text: string;
+  required: number;
+  approvals: Array<{ by: string; at: number; comment?: string; digest: string }> | Record<string, never>;
+  digest: string;
+  proposedBy: string;
+  rejection?: { by: string; at: number; reason: string };
 }
 
 const iso = (ms: string | undefined) => (ms ? new Date(Number(ms)).toISOString() : null);
@@ -121,7 +136,7 @@ export class MessageStore {
 
   /** `now` is the instant the decision's releaseAt was computed from. */
   approve(id: string, actor: string, d: ApprovalDecision, now: number): Promise<Answer<"approve">> {
-    return this.run("approve", this.messageKeys(id), actor, [String(d.revision), d.seenApprovals, d.to, d.releaseAt === null ? "" : d.releaseAt, d.comment], now);
+    return this.run("approve", this.messageKeys(id), actor, [String(d.revision), d.seenApprovals, d.to, d.releaseAt === null ? "" : d.releaseAt, d.comment, d.digest], now);
   }
 
   /** The plain transitions, each with one outcome in the lifecycle table. */
@@ -134,8 +149,23 @@ export class MessageStore {
     return this.run("pause", this.messageKeys(id), actor, [action, reason]);
   }
 
-  recall(id: string, actor: string, reason: string, correctionText: string): Promise<Answer<"recall">> {
-    return this.run("recall", this.messageKeys(id), actor, [reason, correctionText]);
+  /**
+   * `correction`: the custom text ("" for the standard correction), the approvals it needs (0: it
+   * goes at once) and the digest of the correction built with it.
+   */
+  recall(id: string, actor: string, reason: string, correction: { text: string; required: number; digest: string }): Promise<Answer<"recall">> {
+    return this.run("recall", this.messageKeys(id), actor, [reason, correction.text, correction.required, correction.digest]);
+  }
+
+  /** A decision on a custom correction text awaiting approval (store/lua/correction.lua). */
+  decideCorrection(
+    action: Extract<Action, "approveCorrection" | "rejectCorrection" | "standardCorrection">,
+    id: string,
+    actor: string,
+    seen: { approvals: number; digest: string },
+    detail: { comment?: string; reason?: string } = {},
+  ): Promise<Answer<"correction">> {
+    return this.run("correction", this.messageKeys(id), actor, [action, seen.approvals, seen.digest, JSON.stringify(detail)]);
   }
 
   /**
@@ -272,7 +302,8 @@ function toMessage(h: Record<string, string>): Message {
   const recall = h.recall ? (JSON.parse(h.recall) as { by: string; at: number; reason: string; correctionText: string; deliveredAtRecall: number }) : null;
   const rejection = h.rejection ? (JSON.parse(h.rejection) as { by: string; at: number; reason: string }) : null;
   const paused = h.paused ? (JSON.parse(h.paused) as { by: string; at: number; reason: string }) : null;
-  const approvals = JSON.parse(h.approvals ?? "[]") as Array<{ by: string; at: number; comment: string }>;
+  const correction = h.correction ? (JSON.parse(h.correction) as StoredCorrection) : null;
+  const approvals = JSON.parse(h.approvals ?? "[]") as Array<{ by: string; at: number; comment: string; digest?: string }>;
   return {
     id: h.id!,
     revision: int(h.revision),
@@ -285,7 +316,8 @@ function toMessage(h: Record<string, string>): Message {
     toHeader: h.toHeader ?? "",
     recipientCount: int(h.recipientCount),
     author: h.author ?? "",
-    approvals: approvals.map((a) => ({ by: a.by, at: new Date(a.at).toISOString(), comment: a.comment || null })),
+    approvals: approvals.map((a) => ({ by: a.by, at: new Date(a.at).toISOString(), comment: a.comment || null, digest: a.digest ?? null })),
+    digest: h.digest ?? "",
     requiredApprovals: int(h.requiredApprovals),
     holdSeconds: int(h.holdSeconds),
     sendAt: iso(h.sendAt),
@@ -314,6 +346,16 @@ function toMessage(h: Record<string, string>): Message {
     },
     rejection: rejection && { by: rejection.by, at: new Date(rejection.at).toISOString(), reason: rejection.reason },
     paused: paused && { by: paused.by, at: new Date(paused.at).toISOString(), reason: paused.reason },
+    correction: correction && {
+      status: correction.status,
+      text: correction.text || null,
+      required: correction.required,
+      // Lua's cjson writes an empty list as {}.
+      approvals: (Array.isArray(correction.approvals) ? correction.approvals : []).map((a) => ({ by: a.by, at: new Date(a.at).toISOString(), comment: a.comment || null, digest: a.digest })),
+      digest: correction.digest,
+      proposedBy: correction.proposedBy,
+      rejection: correction.rejection ? { by: correction.rejection.by, at: new Date(correction.rejection.at).toISOString(), reason: correction.rejection.reason } : null,
+    },
   };
 }
 

@@ -21,7 +21,7 @@ export const followUpSchema = z.discriminatedUnion("do", [
   /** A delayed expiry job at `at` for that revision. */
   z.object({ do: z.literal("scheduleExpiry"), revision: count, at: count }),
   /** The batch jobs of a fan-out. `sinceRecallMs`: the correction starts this long after the recall (the recall-to-stop time). */
-  z.object({ do: z.literal("startFanout"), kind, recipients: count, sinceRecallMs: count.optional() }),
+  z.object({ do: z.literal("startFanout"), kind, recipients: count, sinceRecallMs: count.optional(), revision: count.optional() }),
   /** Wake the fan-out's batch jobs that wait out a pause. */
   z.object({ do: z.literal("wakeFanout"), kind, recipients: count }),
 ]);
@@ -37,6 +37,8 @@ export const REFUSALS = [
   "not_due",
   "already",
   "already_paused",
+  /** The correction is not waiting for a decision (already approved, rejected, standard, or none). */
+  "not_pending",
   "not_paused",
   "unknown_audience",
   "no_recipients",
@@ -64,6 +66,7 @@ export const ANSWERS = {
   recall: orRefusal({ state, delivered: count, followUps }),
   pause: orRefusal({ state, followUps }),
   note: orRefusal({ state }),
+  correction: orRefusal({ state, status: z.enum(["standard", "pending", "approved", "declined"]), followUps }),
   claim: z.union([
     z.object({ claimed: z.literal(true), addresses: luaList(z.string()), indexes: luaList(count) }),
     z.object({ stopped: z.literal(true), state, followUps }),

@@ -23,6 +23,7 @@ const SOURCES = {
   recall: prologue + read("recall.lua"),
   pause: prologue + read("pause.lua"),
   note: prologue + read("note.lua"),
+  correction: prologue + read("correction.lua"),
   claim: prologue + fanout + read("claim.lua"),
   settle: prologue + fanout + read("settle.lua"),
 } as const satisfies Record<keyof typeof ANSWERS, string>;

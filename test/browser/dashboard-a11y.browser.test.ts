@@ -20,7 +20,7 @@ beforeAll(async () => {
   expect((await a.call("author", "POST", "/api/audiences", { name: "team", recipients: [{ email: "ann@corp.example" }, { email: "ben@corp.example" }] })).status).toBe(201);
   const submit = async (subject: string) => (await a.call("author", "POST", "/api/messages", { subject, text: "Hello team.", audience: { lists: ["team"] } })).body.id as string;
   ids = { waiting: await submit("Waiting one"), scheduled: await submit("Scheduled one"), done: await submit("Withdrawn one") };
-  expect((await a.call("approver1", "POST", `/api/messages/${ids.scheduled}/approve`, {})).status).toBe(200);
+  expect((await a.call("approver1", "POST", `/api/messages/${ids.scheduled}/approve`, { revision: 1 })).status).toBe(200);
   expect((await a.call("author", "POST", `/api/messages/${ids.done}/withdraw`)).status).toBe(200);
 });
 afterAll(async () => {

@@ -47,7 +47,7 @@ it("shows a send coming live, counts down, shows progress, recalls it and counts
   await expect.poll(() => card.count(), { timeout: 10_000 }).toBe(1); // arrived over SSE
   await expect.poll(() => card.locator(".headline").textContent()).toContain(`would go to ${RECIPIENTS} people`);
 
-  expect((await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, {})).status).toBe(200);
+  expect((await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, { revision: 1 })).status).toBe(200);
   await expect.poll(() => card.getAttribute("data-state"), { timeout: 10_000 }).toBe("scheduled");
   const headline = card.locator(".headline");
   await expect.poll(() => headline.textContent()).toMatch(new RegExp(`^Going out in \\d seconds? to ${RECIPIENTS} people$`));
@@ -94,7 +94,7 @@ it("shows a send coming live, counts down, shows progress, recalls it and counts
 it("shows an author no recall button on someone else's message, and one on their own", async () => {
   const other = (await a.call("author2", "POST", "/api/messages", { subject: "Not yours", text: "x", audience: { addresses: ["x@corp.example"] } })).body;
   const own = (await a.call("author", "POST", "/api/messages", { subject: "Yours", text: "x", audience: { addresses: ["y@corp.example"] } })).body;
-  for (const m of [other, own]) expect((await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, {})).status).toBe(200);
+  for (const m of [other, own]) expect((await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, { revision: 1 })).status).toBe(200);
   const { page, problems } = await signedInPage("author");
   await page.goto(`${a.url}/messages/${other.id}`);
   expect(await page.getByRole("link", { name: "Recall…" }).count()).toBe(0);

@@ -52,8 +52,8 @@ async function audience(name: string, size: number): Promise<void> {
 async function approved(list: string, subject: string, extra: object = {}): Promise<{ id: string; messageId: string }> {
   const m = (await api(apiProc.url, "author", "POST", "/api/messages", { subject, text: "Fault test.", audience: { lists: [list] }, ...extra })).body;
   expect(m.id, JSON.stringify(m)).toBeDefined();
-  expect((await api(apiProc.url, "approver1", "POST", `/api/messages/${m.id}/approve`, {})).status).toBe(200);
-  if (m.requiredApprovals > 1) expect((await api(apiProc.url, "approver2", "POST", `/api/messages/${m.id}/approve`, {})).status).toBe(200);
+  expect((await api(apiProc.url, "approver1", "POST", `/api/messages/${m.id}/approve`, { revision: 1 })).status).toBe(200);
+  if (m.requiredApprovals > 1) expect((await api(apiProc.url, "approver2", "POST", `/api/messages/${m.id}/approve`, { revision: 1 })).status).toBe(200);
   return { id: m.id, messageId: m.messageId };
 }
 

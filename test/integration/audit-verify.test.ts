@@ -9,7 +9,7 @@ beforeAll(async () => {
   a = await startAirlock();
   const m = (await a.call("author", "POST", "/api/messages", { subject: "Audit me", text: "x", audience: { addresses: ["ann@corp.example"] } })).body;
   id = m.id;
-  expect((await a.call("approver1", "POST", `/api/messages/${id}/approve`, {})).status).toBe(200);
+  expect((await a.call("approver1", "POST", `/api/messages/${id}/approve`, { revision: 1 })).status).toBe(200);
   expect((await a.call("author", "POST", `/api/messages/${id}/recall`, { reason: "test" })).status).toBe(200);
   // Let the notification entries land too, so the chain under test is the whole, settled trail.
   await a.until("notifications recorded", async () => (await a.call("ops", "GET", `/api/messages/${id}/events`)).body.items.filter((e: { action: string }) => e.action === "notify").length >= 4);

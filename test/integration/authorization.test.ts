@@ -74,7 +74,7 @@ const ROUTES: Route[] = [
   },
   {
     method: "POST", path: "/api/messages/:id/approve", setup: "pending_approval",
-    url: (c) => `/api/messages/${c.id}/approve`, body: () => ({ comment: "fine" }),
+    url: (c) => `/api/messages/${c.id}/approve`, body: () => ({ revision: 1, comment: "fine" }),
     expect: [403, 403, 200, 403, 403, SELF], okState: "scheduled", probe: messageProbe,
   },
   {
@@ -150,7 +150,7 @@ async function messageIn(owner: UserKey, state: "pending_approval" | "scheduled"
   expect(created.status).toBe(201);
   const id = created.body.id as string;
   if (state === "scheduled") {
-    const approved = await a.call("approver1", "POST", `/api/messages/${id}/approve`, {});
+    const approved = await a.call("approver1", "POST", `/api/messages/${id}/approve`, { revision: 1 });
     expect(approved.status).toBe(200);
     expect(approved.body.state).toBe("scheduled");
   }

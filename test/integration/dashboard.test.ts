@@ -21,7 +21,7 @@ const { raw, signIn } = dashboardClient(() => a.url);
 
 async function scheduled(subject: string, author: UserKey = "author") {
   const m = (await a.call(author, "POST", "/api/messages", { subject, text: "Hello team.", audience: { lists: ["team"] } })).body;
-  expect((await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, {})).status).toBe(200);
+  expect((await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, { revision: 1 })).status).toBe(200);
   return m as { id: string };
 }
 

@@ -20,8 +20,8 @@ describe("fan-out", () => {
   it("stops at a recall mid-fan-out: nothing beyond what was handed to SMTP, one threaded correction each", async () => {
     const m = (await a.call("author", "POST", "/api/messages", { subject: "Company-wide", text: "Hello all", audience: { lists: ["all-employees"] } })).body;
     expect(m.requiredApprovals).toBe(2);
-    await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, {});
-    await a.call("approver2", "POST", `/api/messages/${m.id}/approve`, {});
+    await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, { revision: 1 });
+    await a.call("approver2", "POST", `/api/messages/${m.id}/approve`, { revision: 1 });
     await a.until("fan-out under way", async () => (await get(m.id)).counts.sent >= 1000, 30_000);
 
     const recall = await a.call("ops", "POST", `/api/messages/${m.id}/recall`, { reason: "sent in error" });
@@ -80,7 +80,7 @@ describe("fan-out", () => {
     };
     try {
       const m = (await a.call("author", "POST", "/api/messages", { subject: "Retry me", text: "x", audience: { addresses: to } })).body;
-      await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, {});
+      await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, { revision: 1 });
       const done = await a.until("sent", async () => {
         const cur = await get(m.id);
         return cur.state === "sent" && cur;
@@ -104,7 +104,7 @@ describe("fan-out", () => {
     a.sink.behaviour = { data: (rcpts) => (rcpts.includes("d1@corp.example") && drops++ === 0 ? "drop" : null) };
     try {
       const m = (await a.call("author", "POST", "/api/messages", { subject: "Dropped", text: "x", audience: { addresses: to } })).body;
-      await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, {});
+      await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, { revision: 1 });
       const done = await a.until("sent", async () => {
         const cur = await get(m.id);
         return cur.state === "sent" && cur;

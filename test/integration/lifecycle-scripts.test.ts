@@ -27,11 +27,13 @@ const AUTHOR = "author@corp.example";
 const APPROVER = "approver@corp.example";
 const OPS = "ops@corp.example";
 const ADDRESSES = ["a@corp.example", "b@corp.example", "c@corp.example"];
+const STANDARD = { text: "", required: 0, digest: "c".repeat(64) };
 const ladder = approvalLadder({ approvalsRequired: 1, largeAudienceThreshold: 1000, largeAudienceApprovals: 2 });
 let seq = 0;
 
 function fields(subject = "Lifecycle"): NewMessageFields {
   return {
+    digest: "d".repeat(64),
     subject,
     text: "Hello",
     html: null,
@@ -81,7 +83,7 @@ function expectEntriesAllowed(entries: Array<{ action: string; from: string; to:
 async function approveAsPolicyDecides(id: string, by = APPROVER) {
   const m = (await store.get(id))!;
   const { to, releaseAt } = approvalOutcome({ approvalsGiven: m.approvals.length, requiredApprovals: m.requiredApprovals, holdSeconds: m.holdSeconds, sendAtMs: null }, now);
-  return store.approve(id, by, { revision: m.revision, seenApprovals: m.approvals.length, to, releaseAt, comment: "" }, now);
+  return store.approve(id, by, { revision: m.revision, seenApprovals: m.approvals.length, to, releaseAt, comment: "", digest: m.digest }, now);
 }
 
 /** Claims every recipient of one kind in one transaction and settles them with `letters` (s, f, t, a), cycled. */
@@ -113,11 +115,11 @@ const RECIPES: Record<State, (id: string) => Promise<void>> = {
   },
   recalled: async (id) => {
     await RECIPES.scheduled(id);
-    await store.recall(id, OPS, "mistake", "");
+    await store.recall(id, OPS, "mistake", STANDARD);
   },
   correcting: async (id) => {
     await RECIPES.sent(id);
-    await store.recall(id, OPS, "mistake", "");
+    await store.recall(id, OPS, "mistake", STANDARD);
   },
   corrected: async (id) => {
     await RECIPES.correcting(id);
@@ -139,7 +141,7 @@ const RECIPES: Record<State, (id: string) => Promise<void>> = {
 };
 
 /** Takes `action` on message `id` through its script, with arguments a caller would pass. */
-async function take(action: Action, id: string): Promise<{ ok: boolean; err?: string } | null> {
+async function take(action: Action, id: string, customCorrection = false): Promise<{ ok: boolean; err?: string } | null> {
   switch (action) {
     case "submit":
       return store.submit("create", id, AUTHOR, fields(), ladder, now);
@@ -160,10 +162,16 @@ async function take(action: Action, id: string): Promise<{ ok: boolean; err?: st
       now += 61_000;
       return store.move("release", id, "scheduler");
     case "recall":
-      return store.recall(id, OPS, "mistake", "");
+      return store.recall(id, OPS, "mistake", customCorrection ? { text: "Keep the app.", required: 1, digest: "e".repeat(64) } : STANDARD);
     case "pause":
     case "resume":
       return store.pauseOrResume(action, id, OPS, "checking");
+    case "approveCorrection":
+    case "rejectCorrection":
+    case "standardCorrection": {
+      const c = (await store.get(id))?.correction;
+      return store.decideCorrection(action, id, APPROVER, { approvals: c?.approvals.length ?? 0, digest: c?.digest ?? "" }, { reason: "no" });
+    }
     // Taken by the fan-out itself: a claim and a settle of every recipient.
     case "finish":
       await fanOut(id, "original", "s");
@@ -219,7 +227,7 @@ describe("the lifecycle table governs the scripts", () => {
     it("recalled, when nobody was handed it yet (released, nothing claimed)", async () => {
       const id = String(++seq);
       await RECIPES.sending(id);
-      expect(await store.recall(id, OPS, "mistake", "")).toMatchObject({ ok: true, state: "recalled", delivered: 0, followUps: [] });
+      expect(await store.recall(id, OPS, "mistake", STANDARD)).toMatchObject({ ok: true, state: "recalled", delivered: 0, followUps: [] });
       expect((await store.get(id))!.counts).toMatchObject({ skipped: 3, queued: 0, sent: 0 });
     });
 
@@ -229,7 +237,7 @@ describe("the lifecycle table governs the scripts", () => {
       await fanOut(id, "original", "f");
       expect(await stateOf(id)).toBe("sent");
       const before = (await snapshot(id)).audit;
-      expect(await store.recall(id, OPS, "mistake", "")).toMatchObject({ ok: true, state: "corrected", delivered: 0, followUps: [] });
+      expect(await store.recall(id, OPS, "mistake", STANDARD)).toMatchObject({ ok: true, state: "corrected", delivered: 0, followUps: [] });
       expect((await entriesSince(id, before)).map((e) => `${e.action} ${e.from}->${e.to}`)).toEqual([
         "recall sent->correcting",
         "startCorrection correcting->correcting",
@@ -244,7 +252,7 @@ describe("the lifecycle table governs the scripts", () => {
       const claim = await store.claim(id, "original", 0, 0, 1e6, 1e6, 2);
       if (!("claimed" in claim)) throw new Error("not claimed");
       await store.settle(id, "original", [{ index: 0, address: claim.addresses[0]!, outcome: "f", reply: "550 no" }]);
-      expect(await store.recall(id, OPS, "mistake", "")).toMatchObject({ ok: true, state: "corrected", delivered: 0 });
+      expect(await store.recall(id, OPS, "mistake", STANDARD)).toMatchObject({ ok: true, state: "corrected", delivered: 0 });
       expect((await store.get(id))!.counts).toMatchObject({ failed: 1, skipped: 2, sent: 0 });
     });
   });
@@ -274,7 +282,8 @@ describe("the lifecycle table governs the scripts", () => {
           } else if (s.action === "submit" || s.action === "edit") {
             answer = await take(s.action === "submit" ? "submit" : "edit", id);
           } else {
-            answer = await take(s.action, id);
+            // A recall with a custom text (drawn with `pause`) leaves the correction waiting for approval.
+            answer = await take(s.action, id, s.pause);
           }
           const after = await snapshot(id);
           expectEntriesAllowed(await entriesSince(id, before.audit));

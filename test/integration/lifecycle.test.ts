@@ -58,7 +58,7 @@ describe("the safeguard pipeline", () => {
     const m = created.body;
     expect(m).toMatchObject({ state: "pending_approval", revision: 1, recipientCount: 4, requiredApprovals: 1, author: "author@corp.example" });
 
-    const approved = await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, { comment: "ok" });
+    const approved = await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, { revision: 1, comment: "ok" });
     expect(approved.status).toBe(200);
     expect(approved.body.state).toBe("scheduled");
     const releaseAt = Date.parse(approved.body.releaseAt);
@@ -81,7 +81,20 @@ describe("the safeguard pipeline", () => {
 
     const recalled = await a.call("author", "POST", `/api/messages/${m.id}/recall`, { reason: "sent in error", correctionText: "Keep the app." });
     expect(recalled.status).toBe(200);
-    expect(recalled.body).toMatchObject({ state: "correcting", delivered: 4 });
+    expect(recalled.body).toMatchObject({ state: "correcting", delivered: 4, correction: { status: "pending", text: "Keep the app.", required: 1 } });
+
+    // The custom text waits for a second person: the recaller may not approve it, nobody gets it meanwhile.
+    const own = await a.call("author", "POST", `/api/messages/${m.id}/correction/approve`, {});
+    expect(own.status).toBe(403);
+    const preview = await fetch(`${a.url}/api/messages/${m.id}/preview?of=correction&part=text`, { headers: { authorization: "Bearer test-token-approver2-0123456789abcdef" } });
+    expect(await preview.text()).toContain("Keep the app.");
+    const digest = preview.headers.get("airlock-digest")!;
+    expect(digest).toBe(recalled.body.correction.digest);
+    expect(correctionsOf(m.messageId)).toHaveLength(0);
+    expect((await a.call("approver2", "POST", `/api/messages/${m.id}/correction/approve`, { digest: "0".repeat(64) })).status).toBe(409);
+    const decided = await a.call("approver2", "POST", `/api/messages/${m.id}/correction/approve`, { digest });
+    expect(decided.status).toBe(200);
+    expect(decided.body.correction).toMatchObject({ status: "approved", approvals: [{ by: "approver2@corp.example", digest }] });
 
     const corrected = await a.until("corrected", async () => {
       const r = await a.call("ops", "GET", `/api/messages/${m.id}`);
@@ -101,13 +114,13 @@ describe("the safeguard pipeline", () => {
 
     const events = (await a.call("ops", "GET", `/api/messages/${m.id}/events`)).body.items.map((e: { action: string }) => e.action);
     // Decisions in order; notifications (sent by another worker, interleaved in time) are recorded too.
-    expect(events.filter((e: string) => !e.startsWith("notify"))).toEqual(["submit", "approve", "release", "finish", "recall", "startCorrection", "finishCorrection"]);
+    expect(events.filter((e: string) => !e.startsWith("notify"))).toEqual(["submit", "approve", "release", "finish", "recall", "approveCorrection", "startCorrection", "finishCorrection"]);
     expect(events).toContain("notify");
   });
 
   it("recalled during the hold, sends nothing at all", async () => {
     const m = (await a.call("author", "POST", "/api/messages", draft({ subject: "Hold me back", holdMinutes: 0.05 }))).body;
-    const approved = await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, {});
+    const approved = await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, { revision: 1 });
     expect(approved.body.state).toBe("scheduled");
     const recalled = await a.call("author", "POST", `/api/messages/${m.id}/recall`, { reason: "wrong list" });
     expect(recalled.body).toMatchObject({ state: "recalled", delivered: 0 });
@@ -123,7 +136,7 @@ describe("the safeguard pipeline", () => {
 
   it("refuses self-approval, even to a user who is both author and approver", async () => {
     const m = (await a.call("authorApprover", "POST", "/api/messages", draft())).body;
-    const r = await a.call("authorApprover", "POST", `/api/messages/${m.id}/approve`, {});
+    const r = await a.call("authorApprover", "POST", `/api/messages/${m.id}/approve`, { revision: 1 });
     expect(r.status).toBe(403);
     expect(r.body.error.code).toBe("self_approval");
     expect((await a.call("authorApprover", "GET", `/api/messages/${m.id}`)).body.approvals).toEqual([]);
@@ -132,9 +145,9 @@ describe("the safeguard pipeline", () => {
   it("needs two distinct approvers for a large audience, and an edit clears approvals", async () => {
     const m = (await a.call("author", "POST", "/api/messages", draft({ audience: { lists: ["all-employees"] } }))).body;
     expect(m.requiredApprovals).toBe(2);
-    const first = await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, {});
+    const first = await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, { revision: 1 });
     expect(first.body).toMatchObject({ state: "pending_approval", approvals: [{ by: "approver1@corp.example" }] });
-    expect((await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, {})).status).toBe(409);
+    expect((await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, { revision: 1 })).status).toBe(409);
 
     const edited = await a.call("author", "PUT", `/api/messages/${m.id}`, draft({ subject: "Fixed subject", audience: { lists: ["all-employees"] } }));
     expect(edited.status).toBe(200);
@@ -154,7 +167,7 @@ describe("the safeguard pipeline", () => {
     const m = (await a.call("author", "POST", "/api/messages", draft())).body;
     expect((await a.call("author", "POST", `/api/messages/${m.id}/withdraw`)).body.state).toBe("withdrawn");
     for (const [user, path, body] of [
-      ["approver1", "approve", {}],
+      ["approver1", "approve", { revision: 1 }],
       ["approver1", "reject", { reason: "no" }],
       ["author", "withdraw", undefined],
       ["ops", "recall", { reason: "x" }],
@@ -178,7 +191,8 @@ describe("the safeguard pipeline", () => {
 
   it("refuses a sender the author is not allowed, and allows a listed one", async () => {
     const r = await a.call("author", "POST", "/api/messages", draft({ from: "CEO <ceo@corp.example>" }));
-    expect(r.status).toBe(403);
+    expect(r.status).toBe(400);
+    expect(r.body.error.details).toEqual([{ path: ["body", "from"], message: expect.stringContaining("not one of your sender mailboxes") }]);
     const ok = await a.call("authorApprover", "POST", "/api/messages", draft({ from: "CEO <ceo@corp.example>" }));
     expect(ok.status).toBe(201);
     expect(ok.body.from).toBe("CEO <ceo@corp.example>");
@@ -186,7 +200,7 @@ describe("the safeguard pipeline", () => {
 
   it("sends one correction when two recalls race", async () => {
     const m = (await a.call("author", "POST", "/api/messages", draft({ subject: "Race" }))).body;
-    await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, {});
+    await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, { revision: 1 });
     await a.until("sent", async () => (await a.call("ops", "GET", `/api/messages/${m.id}`)).body.state === "sent");
     const answers = await Promise.all([
       a.call("author", "POST", `/api/messages/${m.id}/recall`, { reason: "one" }),
@@ -207,7 +221,7 @@ describe("the safeguard pipeline", () => {
     } finally {
       a.clock.offsetMs = 0;
     }
-    expect((await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, {})).status).toBe(409);
+    expect((await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, { revision: 1 })).status).toBe(409);
     // The expiry notification's own audit entry (written by another worker) may come before or
     // after this read: find the state change, do not assume its position in the trail.
     const events = (await a.call("ops", "GET", `/api/messages/${m.id}/events`)).body.items as Array<Record<string, string>>;

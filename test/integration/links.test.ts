@@ -329,7 +329,7 @@ describe("notification failures", () => {
       );
       expect(JSON.parse(failed.detail)).toMatchObject({ kind: "approval_request", to: USERS.approver1.email });
       expect(JSON.parse(failed.detail).reply).toContain("550");
-      expect((await a.call("approver2", "POST", `/api/messages/${m.id}/approve`, {})).body.state).toBe("scheduled");
+      expect((await a.call("approver2", "POST", `/api/messages/${m.id}/approve`, { revision: 1 })).body.state).toBe("scheduled");
     } finally {
       a.sink.behaviour.rcpt = undefined;
     }

@@ -26,7 +26,7 @@ afterAll(async () => {
 it("logs each action and worker step as JSON with the message id and revision", async () => {
   const m = (await a.call("author", "POST", "/api/messages", { subject: "Logged", text: "x", audience: { addresses: ["p@corp.example"] } })).body;
   expect((await a.call("author", "PUT", `/api/messages/${m.id}`, { subject: "Logged", text: "y", audience: { addresses: ["p@corp.example"] } })).status).toBe(200);
-  expect((await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, {})).status).toBe(200);
+  expect((await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, { revision: 2 })).status).toBe(200);
   await a.until("sent", async () => (await a.call("ops", "GET", `/api/messages/${m.id}`)).body.state === "sent");
   expect((await a.call("ops", "POST", `/api/messages/${m.id}/recall`, { reason: "test" })).status).toBe(200);
   await a.until("corrected", async () => (await a.call("ops", "GET", `/api/messages/${m.id}`)).body.state === "corrected");

@@ -16,7 +16,7 @@ function sample(text: string, name: string): number | undefined {
 
 it("counts messages by state, recipients by outcome, SMTP transactions and queue depths", async () => {
   const m = (await a.call("author", "POST", "/api/messages", { subject: "Metrics", text: "x", audience: { addresses: ["a@corp.example", "b@corp.example", "c@corp.example"] } })).body;
-  expect((await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, {})).status).toBe(200);
+  expect((await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, { revision: 1 })).status).toBe(200);
   await a.until("sent", async () => (await a.call("ops", "GET", `/api/messages/${m.id}`)).body.state === "sent");
   expect((await a.call("ops", "POST", `/api/messages/${m.id}/recall`, { reason: "metrics test" })).status).toBe(200);
   await a.until("corrected", async () => (await a.call("ops", "GET", `/api/messages/${m.id}`)).body.state === "corrected");

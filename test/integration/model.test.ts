@@ -92,7 +92,7 @@ it("keeps the four promises under random sequences of actions by random actors",
             : act.kind === "withdraw"
               ? await a.call(act.who, "POST", `${path}/withdraw`)
               : act.kind === "approve"
-                ? await a.call(act.who, "POST", `${path}/approve`, {})
+                ? await a.call(act.who, "POST", `${path}/approve`, { revision: (await a.call("ops", "GET", path)).body.revision })
                 : act.kind === "reject"
                   ? await a.call(act.who, "POST", `${path}/reject`, { reason: "model" })
                   : await a.call(act.who, "POST", `${path}/recall`, { reason: "model" });

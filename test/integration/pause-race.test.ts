@@ -38,8 +38,8 @@ it("a job that parks itself just after the resume was committed carries on at on
     }
     return outcome;
   });
-  await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, {});
-  await a.call("approver2", "POST", `/api/messages/${m.id}/approve`, {});
+  await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, { revision: 1 });
+  await a.call("approver2", "POST", `/api/messages/${m.id}/approve`, { revision: 1 });
   await a.until("fan-out under way", async () => (await get(m.id)).counts.sent >= 300);
   expect((await a.call("ops", "POST", `/api/messages/${m.id}/pause`, { reason: "race" })).status).toBe(200);
   await a.until("a job met the pause", async () => raced > 0);
@@ -54,8 +54,8 @@ it("a job that parks itself just after the resume was committed carries on at on
 it("a recall that lifts a pause while a crashed transaction's recipient further on in a parked batch is in flight: the batch wakes at once, settles it and starts the correction", async () => {
   const get = async (id: string) => (await a.call("ops", "GET", `/api/messages/${id}`)).body;
   const m = (await a.call("author", "POST", "/api/messages", { subject: "Recall paused", text: "Hello", audience: { lists: ["race-all"] } })).body;
-  await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, {});
-  await a.call("approver2", "POST", `/api/messages/${m.id}/approve`, {});
+  await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, { revision: 1 });
+  await a.call("approver2", "POST", `/api/messages/${m.id}/approve`, { revision: 1 });
   await a.until("fan-out under way", async () => (await get(m.id)).counts.sent >= 300);
   expect((await a.call("ops", "POST", `/api/messages/${m.id}/pause`, { reason: "hold" })).status).toBe(200);
   await a.until("in-flight transactions settled", async () => (await get(m.id)).counts.inFlight === 0);

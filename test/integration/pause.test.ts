@@ -27,8 +27,8 @@ const { signIn } = dashboardClient(() => a.url);
 
 async function sending(subject: string): Promise<{ id: string; messageId: string }> {
   const m = (await a.call("author", "POST", "/api/messages", { subject, text: "Hello all", audience: { lists: ["pause-all"] } })).body;
-  await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, {});
-  await a.call("approver2", "POST", `/api/messages/${m.id}/approve`, {});
+  await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, { revision: 1 });
+  await a.call("approver2", "POST", `/api/messages/${m.id}/approve`, { revision: 1 });
   await a.until("fan-out under way", async () => (await get(m.id)).counts.sent >= 500, 30_000);
   return m;
 }

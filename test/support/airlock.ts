@@ -16,7 +16,7 @@ export const USERS = {
   author2: { email: "author2@corp.example", name: "Ash Author", roles: ["author"] },
   approver1: { email: "approver1@corp.example", name: "Blake Approver", roles: ["approver"] },
   approver2: { email: "approver2@corp.example", name: "Casey Approver", roles: ["approver"] },
-  authorApprover: { email: "both@corp.example", name: "Bo Both", roles: ["author", "approver"], senders: ["ceo@corp.example"] },
+  authorApprover: { email: "both@corp.example", name: "Bo Both", roles: ["author", "approver"], senders: [{ address: "ceo@corp.example", name: "CEO" }] },
   ops: { email: "ops@corp.example", name: "Drew Oncall", roles: ["ops"] },
   admin: { email: "admin@corp.example", name: "Eli Admin", roles: ["admin"] },
 } as const;

@@ -19,6 +19,8 @@ function message(over: Partial<Message> = {}): Message {
     recipientCount: 840_000,
     author: "author@corp.example",
     approvals: [],
+    digest: "0".repeat(64),
+    correction: null,
     requiredApprovals: 2,
     holdSeconds: 900,
     sendAt: null,
@@ -66,7 +68,7 @@ describe("countdown", () => {
 
 describe("headline and urgency", () => {
   it("makes an imminent company-wide send impossible to miss", () => {
-    const m = message({ state: "scheduled", approvals: [{ by: "b", at: "", comment: null }, { by: "c", at: "", comment: null }], releaseAt: new Date(NOW + 120_000).toISOString() });
+    const m = message({ state: "scheduled", approvals: [{ by: "b", at: "", comment: null, digest: null }, { by: "c", at: "", comment: null, digest: null }], releaseAt: new Date(NOW + 120_000).toISOString() });
     expect(headline(m, NOW)).toBe("Going out in 2 minutes to 840,000 people");
     expect(urgencyOf(m, NOW)).toBe("imminent");
     expect(urgencyOf({ ...m, releaseAt: new Date(NOW + IMMINENT_MS + 1).toISOString() }, NOW)).toBe("scheduled");
@@ -77,7 +79,7 @@ describe("headline and urgency", () => {
   });
 
   it("says what is missing while waiting, and what went out when sending", () => {
-    expect(headline(message({ approvals: [{ by: "b", at: "", comment: null }] }), NOW)).toBe("Waiting for 1 more approval · would go to 840,000 people");
+    expect(headline(message({ approvals: [{ by: "b", at: "", comment: null, digest: null }] }), NOW)).toBe("Waiting for 1 more approval · would go to 840,000 people");
     const sending = message({ state: "sending", releaseAt: new Date(NOW - 10_000).toISOString(), counts: { queued: 0, inFlight: 50, sent: 12_000, failed: 3, skipped: 0, corrected: 0, correctionFailed: 0 } });
     expect(headline(sending, NOW)).toBe("Going out now: 12,000 of 840,000 people so far");
     const card = cardView(sending, NOW, false);

@@ -35,6 +35,10 @@ const EXPECTED: Array<[Action, FromState, State]> = [
   ["recall", "sent", "correcting"],
   // The original has nothing queued or in flight: its correction starts (an audited step, same state).
   ["startCorrection", "correcting", "correcting"],
+  // A custom correction text awaits a second person: approved, rejected, or replaced by the standard one.
+  ["approveCorrection", "correcting", "correcting"],
+  ["rejectCorrection", "correcting", "correcting"],
+  ["standardCorrection", "correcting", "correcting"],
   ["finishCorrection", "correcting", "corrected"],
   // The roles table: ops "pause and resume a fan-out". A flag on a running fan-out, not a state.
   ["pause", "sending", "sending"],

@@ -18,19 +18,19 @@ describe("who is told what", () => {
   });
 
   it("reminds only approvers who have not approved the current revision", () => {
-    const m = message({ approvals: [{ by: "ann@corp.example", at: "", comment: null }] });
+    const m = message({ approvals: [{ by: "ann@corp.example", at: "", comment: null, digest: null }] });
     expect(plan(entry("remind"), m)).toEqual(["reminder bob@corp.example"]);
     expect(plan(entry("remind", { revision: "1" }), m)).toEqual([]); // an old revision's reminder
   });
 
   it("tells author and approvers once scheduled, not on a partial approval", () => {
-    const m = message({ approvals: [{ by: "ann@corp.example", at: "", comment: null }] });
+    const m = message({ approvals: [{ by: "ann@corp.example", at: "", comment: null, digest: null }] });
     expect(plan(entry("approve", { to: "scheduled" }), m)).toEqual(["scheduled ann@corp.example", "scheduled author@corp.example"]);
     expect(plan(entry("approve", { to: "pending_approval" }), m)).toEqual([]);
   });
 
   it("tells the recaller too, once each, and the author alone about rejection and expiry", () => {
-    const m = message({ approvals: [{ by: "ann@corp.example", at: "", comment: null }] });
+    const m = message({ approvals: [{ by: "ann@corp.example", at: "", comment: null, digest: null }] });
     expect(plan(entry("recall", { actor: "ops@corp.example" }), m)).toEqual(["recalled ann@corp.example", "recalled author@corp.example", "recalled ops@corp.example"]);
     expect(plan(entry("recall", { actor: "author@corp.example" }), m)).toEqual(["recalled ann@corp.example", "recalled author@corp.example"]);
     const recalled = message({ recall: { by: "ops@corp.example", at: "", reason: "", correctionText: null, deliveredAtRecall: 3 } });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { approvalRefusal, effectiveHoldSeconds, releaseAt, requiredApprovals, senderAllowed } from "../../src/domain/policies.js";
+import { approvalRefusal, effectiveHoldSeconds, releaseAt, requiredApprovals, senderMailboxes } from "../../src/domain/policies.js";
+import { chooseSender, formatMailbox, parseMailbox } from "../../src/domain/sender.js";
 
 const policy = { approvalsRequired: 1, largeAudienceThreshold: 1000, largeAudienceApprovals: 2 };
 
@@ -28,10 +29,38 @@ describe("policies", () => {
     expect(approvalRefusal("ann@corp.example", "bob@corp.example", [{ by: "cat@corp.example" }])).toBeNull();
   });
 
-  it("accepts MAIL_FROM and the author's listed senders only", () => {
+  it("lets an author choose MAIL_FROM or their own senders by address, always with the configured name", () => {
     const mailFrom = "Internal Communications <comms@corp.example>";
-    expect(senderAllowed("Comms <COMMS@corp.example>", mailFrom, undefined)).toBe(true);
-    expect(senderAllowed("ceo@corp.example", mailFrom, undefined)).toBe(false);
-    expect(senderAllowed("CEO <ceo@corp.example>", mailFrom, ["ceo@corp.example"])).toBe(true);
+    const ceo = { name: "CEO Office", address: "ceo@corp.example" };
+    const mine = senderMailboxes(mailFrom, [ceo]);
+    expect(chooseSender(undefined, mine)).toEqual({ ok: true, mailbox: { name: "Internal Communications", address: "comms@corp.example" } });
+    expect(chooseSender("Anything <COMMS@corp.example>", mine)).toEqual({ ok: true, mailbox: { name: "Internal Communications", address: "comms@corp.example" } });
+    expect(chooseSender("ceo@corp.example", mine)).toEqual({ ok: true, mailbox: ceo });
+    expect(chooseSender("ceo@corp.example", senderMailboxes(mailFrom, []))).toMatchObject({ ok: false, reason: expect.stringContaining("not one of your sender mailboxes") });
+  });
+
+  it("refuses anything but one plain mailbox: a second address, a group, an address in the display name", () => {
+    const mine = senderMailboxes("Internal Communications <comms@corp.example>", []);
+    for (const spoof of [
+      "CEO <ceo@corp.example> <comms@corp.example>",
+      "ceo@corp.example, <comms@corp.example>",
+      "comms@corp.example, ceo@corp.example",
+      "Team: comms@corp.example;",
+      '"ceo@corp.example" <comms@corp.example>',
+      "ceo@corp.example <comms@corp.example>",
+      "CEO <comms@corp.example>>",
+      "Comms\r\nBcc: x@evil.example <comms@corp.example>",
+      "Comms \u2028 <comms@corp.example>",
+      "",
+    ]) {
+      expect(chooseSender(spoof, mine), spoof).toMatchObject({ ok: false });
+    }
+  });
+
+  it("formats a mailbox so that it parses back to the same one", () => {
+    for (const name of ["Internal Communications", 'Comms "Team"', "O'Brien, Pat", "Équipe Comms", ""]) {
+      const m = { name, address: "comms@corp.example" };
+      expect(parseMailbox(formatMailbox(m))).toEqual({ ok: true, mailbox: m });
+    }
   });
 });

@@ -2,7 +2,8 @@
 import { Router } from "express";
 import { z } from "zod";
 import { STATES } from "../../domain/lifecycle.js";
-import { approveInput, messageInput, pauseInput, recallInput, rejectInput } from "../../domain/message-input.js";
+import { approveCorrectionInput, approveInput, messageInput, pauseInput, recallInput, rejectCorrectionInput, rejectInput } from "../../domain/message-input.js";
+import { composeCorrection, composeOriginal } from "../../mail/compose.js";
 import type { Renderer } from "../../mail/render.js";
 import type { MessageService } from "../../service/message-service.js";
 import type { MessageStore } from "../../store/message-store.js";
@@ -15,6 +16,10 @@ const listQuery = z.strictObject({
   state: z.enum(STATES).optional(),
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: cursor.optional(),
+});
+const previewQuery = z.strictObject({
+  part: z.enum(["html", "text"]).default("html"),
+  of: z.enum(["original", "correction"]).default("original"),
 });
 const recipientsQuery = z.strictObject({
   status: z.enum(["queued", "sent", "failed", "skipped"]).optional(),
@@ -47,7 +52,7 @@ export function messageRoutes(d: { service: MessageService; store: MessageStore;
     res.json(await d.service.edit(currentUser(req), messageId, input));
   });
 
-  r.post("/:id/approve", requireJson(true), async (req, res) => {
+  r.post("/:id/approve", requireJson(), async (req, res) => {
     const messageId = id(req.params);
     res.json(await d.service.approve(currentUser(req), messageId, validate(approveInput, req.body, "body")));
   });
@@ -66,6 +71,22 @@ export function messageRoutes(d: { service: MessageService; store: MessageStore;
   r.post("/:id/recall", requireJson(), async (req, res) => {
     const messageId = id(req.params);
     res.json(await d.service.recall(currentUser(req), messageId, validate(recallInput, req.body, "body")));
+  });
+
+  r.post("/:id/correction/approve", requireJson(true), async (req, res) => {
+    const messageId = id(req.params);
+    res.json(await d.service.approveCorrection(currentUser(req), messageId, validate(approveCorrectionInput, req.body, "body")));
+  });
+
+  r.post("/:id/correction/reject", requireJson(), async (req, res) => {
+    const messageId = id(req.params);
+    res.json(await d.service.rejectCorrection(currentUser(req), messageId, validate(rejectCorrectionInput, req.body, "body")));
+  });
+
+  r.post("/:id/correction/standard", requireJson(true), async (req, res) => {
+    const messageId = id(req.params);
+    validate(z.strictObject({}), req.body, "body");
+    res.json(await d.service.useStandardCorrection(currentUser(req), messageId));
   });
 
   r.post("/:id/pause", requireJson(), async (req, res) => {
@@ -90,12 +111,24 @@ export function messageRoutes(d: { service: MessageService; store: MessageStore;
     res.json({ items: await d.store.events(m.id) });
   });
 
+  /**
+   * A part exactly as it goes out: built by mail/compose.ts, the function the fan-out sends with.
+   * `of=correction`: the correction (a custom text only as proposed, marked by its digest). The
+   * digest of the whole MIME is in the `Airlock-Digest` header.
+   */
   r.get("/:id/preview", async (req, res) => {
     const m = await d.service.get(currentUser(req), id(req.params));
-    const out = d.renderer.renderMessage({ subject: m.subject, text: m.text, html: m.html ?? undefined, from: m.from });
+    const q = validate(previewQuery, req.query, "query");
+    const now = new Date();
+    const built =
+      q.of === "original"
+        ? await composeOriginal(d.renderer, m, now)
+        : await composeCorrection(d.renderer, { original: m, sentAt: m.releaseAt ? new Date(m.releaseAt) : null, correctionText: m.correction?.text ?? null }, now);
+    res.set("Airlock-Digest", built.digest);
+    if (q.part === "text") return void res.type("text/plain; charset=utf-8").send(built.parts.text);
     // The preview is untrusted author content rendered by our template: no scripts may run.
     res.set("Content-Security-Policy", "default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; sandbox");
-    res.type("html").send(out.html);
+    res.type("html").send(built.parts.html);
   });
 
   return r;

@@ -114,6 +114,9 @@ local function startCorrectionIfQuiet()
     return nil
   end
   if not canStart('startCorrection', state) or field(KEYS[1], 'correctionStarted') == '1' then return nil end
+  -- A custom correction text waits for its approval (correction.lua); nobody gets a correction before.
+  local correction = field(KEYS[1], 'correction')
+  if correction and cjson.decode(correction).status == 'pending' then return nil end
   local total = num(KEYS[1], 'sent')
   redis.call('HSET', KEYS[1], 'correctionStarted', 1, 'correctionTotal', total, 'corrected', 0,
     'correctionFailed', 0, 'correctionInflight', 0)
@@ -125,7 +128,8 @@ local function startCorrectionIfQuiet()
   local recall = field(KEYS[1], 'recall')
   local sinceRecallMs = 0
   if recall then sinceRecallMs = math.max(0, NOW - tonumber(cjson.decode(recall).at)) end
-  return {['do'] = 'startFanout', kind = 'correction', recipients = num(KEYS[1], 'recipientCount'), sinceRecallMs = sinceRecallMs}
+  return {['do'] = 'startFanout', kind = 'correction', recipients = num(KEYS[1], 'recipientCount'), sinceRecallMs = sinceRecallMs,
+    revision = num(KEYS[1], 'revision')}
 end
 
 -- `list` plus `item` when item is not nil (a follow-up that may or may not be due).

@@ -3,7 +3,9 @@
 -- Recipients already claimed (in an SMTP transaction now) count as delivered and get the correction.
 -- Who may recall is decided by the caller.
 -- KEYS: the common ones (prologue.lua).
--- ARGV[1..3] as in prologue.lua, ARGV[4] reason, ARGV[5] correction text.
+-- ARGV[1..3] as in prologue.lua, ARGV[4] reason, ARGV[5] correction text (custom, or "" for the
+-- standard correction), ARGV[6] approvals the custom text needs (0: it goes at once), ARGV[7] the
+-- digest of the correction built with it.
 local state = field(KEYS[1], 'state')
 if state == nil then return refuse('not_found') end
 if not canStart('recall', state) then return refuse('conflict', {state = state}) end
@@ -24,6 +26,15 @@ local liftedPause = field(KEYS[1], 'paused') ~= nil
 
 redis.call('HSET', KEYS[1], 'recall', cjson.encode({by = ACTOR, at = NOW, reason = ARGV[4], correctionText = ARGV[5],
   deliveredAtRecall = delivered}))
+-- Which correction goes: the standard one, or a custom text once approved by someone else.
+local correction = {status = 'standard', text = '', required = 0, approvals = {}, digest = ARGV[7], proposedBy = ACTOR}
+if ARGV[5] ~= '' and canStart('startCorrection', to) then
+  correction.text = ARGV[5]
+  correction.required = tonumber(ARGV[6])
+  correction.status = 'pending'
+  if correction.required == 0 then correction.status = 'approved' end
+end
+redis.call('HSET', KEYS[1], 'correction', cjson.encode(correction))
 -- Whatever is still queued is never sent; each batch sees it as skipped. Before the release
 -- nothing was queued yet: every recipient is skipped.
 if field(KEYS[1], 'releasedAt') == nil then
@@ -31,7 +42,8 @@ if field(KEYS[1], 'releasedAt') == nil then
 else
   redis.call('HSET', KEYS[1], 'skipped', num(KEYS[1], 'skipped') + num(KEYS[1], 'queued'), 'queued', 0)
 end
-transition('recall', state, to, cjson.encode({reason = ARGV[4], correctionText = ARGV[5], delivered = delivered}))
+transition('recall', state, to, cjson.encode({reason = ARGV[4], correctionText = ARGV[5], delivered = delivered,
+  correction = correction.status}))
 
 local followUps = withFollowUp({}, startCorrectionIfQuiet())
 if #followUps == 0 and liftedPause and canStart('startCorrection', to) then

@@ -102,14 +102,14 @@ redis.call('HSET', KEYS[1],
   'from', f.from, 'audience', f.audience, 'toHeader', f.toHeader, 'recipientCount', count,
   'author', f.author, 'approvals', '[]', 'requiredApprovals', required, 'holdSeconds', f.holdSeconds,
   'sendAt', f.sendAt, 'releaseAt', '', 'expiresAt', f.expiresAt, 'submittedAt', tostring(NOW),
-  'createdAt', createdAt, 'updatedAt', tostring(NOW), 'messageId', f.messageId, 'rejection', '')
+  'createdAt', createdAt, 'updatedAt', tostring(NOW), 'messageId', f.messageId, 'rejection', '', 'digest', f.digest)
 -- Each list's size as frozen now, for the approval request ("recipients per audience").
 local audienceCounts = {}
 for i = FIRST_LIST, #KEYS do
   audienceCounts[#audienceCounts + 1] = {name = listNames[i - FIRST_LIST + 1], count = redis.call('ZCARD', KEYS[i])}
 end
 redis.call('HSET', K_REVISIONS, tostring(revision), cjson.encode({
-  revision = revision, subject = f.subject, text = f.text, html = f.html, from = f.from,
+  revision = revision, subject = f.subject, text = f.text, html = f.html, from = f.from, digest = f.digest,
   audience = f.audience, recipientCount = count, audienceCounts = audienceCounts, explicitCount = #ARGV - FIRST_ADDRESS + 1,
   at = NOW, by = ACTOR }))
 

@@ -1,0 +1,93 @@
+/**
+ * The exact mail a message (or its correction) is: rendered parts and MIME bytes, built by one
+ * function for the preview, the approval request, the submit check and the fan-out alike, and its
+ * digest — the SHA-256 of those bytes with the envelope and `Date:` aside (and `Thread-Index:`,
+ * which Outlook derives from the date). What an approver approved is compared, at release, with
+ * what is about to go out.
+ */
+import { createHash } from "node:crypto";
+import { parseMailbox } from "../domain/sender.js";
+import { buildMime } from "./mime.js";
+import type { Rendered, Renderer } from "./render.js";
+
+export interface OriginalFields {
+  subject: string;
+  text: string;
+  html: string | null;
+  /** The stored sender, `Name <address>` as domain/sender.ts formats it. */
+  from: string;
+  toHeader: string;
+  messageId: string;
+}
+
+export interface CorrectionFields {
+  /** The original's subject, sender, To: and Message-ID: the correction threads under it. */
+  original: Pick<OriginalFields, "subject" | "from" | "toHeader" | "messageId">;
+  /** When the original went out; null words the notice without a date. */
+  sentAt: Date | null;
+  /** Approved replacement text, or null for the standard correction. */
+  correctionText: string | null;
+}
+
+export interface ComposedMail {
+  raw: Buffer;
+  /** Hex SHA-256 of `raw` with Date: and Thread-Index: aside (mimeDigest). */
+  digest: string;
+  parts: Rendered;
+  envelopeFrom: string;
+}
+
+/** Header fields the digest leaves aside: the build date, and Outlook's thread index derived from it. */
+const VOLATILE = /^(date|thread-index):/i;
+
+/** SHA-256 (hex) of a built message, its `Date:` and `Thread-Index:` header fields aside. */
+export function mimeDigest(raw: Buffer): string {
+  const text = raw.toString("latin1");
+  const end = text.indexOf("\r\n\r\n");
+  const head = end < 0 ? text : text.slice(0, end);
+  const body = end < 0 ? "" : text.slice(end);
+  const kept: string[] = [];
+  let skipping = false;
+  for (const line of head.split("\r\n")) {
+    const continuation = /^[ \t]/.test(line);
+    if (!continuation) skipping = VOLATILE.test(line);
+    if (!skipping) kept.push(line);
+  }
+  return createHash("sha256").update(kept.join("\r\n") + body, "latin1").digest("hex");
+}
+
+function envelopeFromOf(from: string): string {
+  const p = parseMailbox(from);
+  if (!p.ok) throw new Error(`sender ${JSON.stringify(from)}: ${p.reason}`);
+  return p.mailbox.address;
+}
+
+async function finish(parts: Rendered, mime: Parameters<typeof buildMime>[0]): Promise<ComposedMail> {
+  const raw = await buildMime(mime);
+  return { raw, digest: mimeDigest(raw), parts, envelopeFrom: envelopeFromOf(mime.from) };
+}
+
+export function composeOriginal(renderer: Renderer, m: OriginalFields, date: Date): Promise<ComposedMail> {
+  const parts = renderer.renderMessage({ subject: m.subject, text: m.text, html: m.html ?? undefined, from: m.from });
+  return finish(parts, { from: m.from, toHeader: m.toHeader, subject: parts.subject, html: parts.html, text: parts.text, messageId: m.messageId, date });
+}
+
+/** The correction's own Message-ID, derived from the original's. */
+export function correctionMessageId(originalMessageId: string): string {
+  return originalMessageId.replace(/^<airlock\./, "<airlock-correction.");
+}
+
+export function composeCorrection(renderer: Renderer, c: CorrectionFields, date: Date): Promise<ComposedMail> {
+  const parts = renderer.renderCorrection({ originalSubject: c.original.subject, sentAt: c.sentAt, correctionText: c.correctionText, from: c.original.from });
+  return finish(parts, {
+    from: c.original.from,
+    toHeader: c.original.toHeader,
+    subject: parts.subject,
+    html: parts.html,
+    text: parts.text,
+    messageId: correctionMessageId(c.original.messageId),
+    inReplyTo: c.original.messageId,
+    references: c.original.messageId,
+    date,
+  });
+}
