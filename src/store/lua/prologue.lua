@@ -1,5 +1,6 @@
 -- Shared by every message script (prepended by store/scripts.ts, after the generated lifecycle
--- table: TRANSITIONS[action][from][to], STATE_KEY[state] and COMMON_KEYS, see store/lua-lifecycle.ts).
+-- table: TRANSITIONS, a string of |action:from:to| entries; STATE_KEY[state]; COMMON_KEYS; NEW; see
+-- store/lua-lifecycle.ts). Ask it through canStart, allowed, outcomes and outcome only.
 -- KEYS[1] message hash, KEYS[2] message audit stream, KEYS[3] global audit stream,
 -- KEYS[4] global audit head (string), KEYS[5 .. COMMON_KEYS] the per-state indexes (sorted sets),
 -- in the order of domain/lifecycle.ts STATES. A script's own keys follow from KEYS[COMMON_KEYS + 1].
@@ -35,22 +36,26 @@ end
 
 -- Whether the lifecycle table lets `action` start from `state`.
 local function canStart(action, state)
-  return TRANSITIONS[action] ~= nil and TRANSITIONS[action][state] ~= nil
+  return state ~= nil and string.find(TRANSITIONS, '|' .. action .. ':' .. state .. ':', 1, true) ~= nil
 end
 
 -- Whether the table lets `action` lead from `from` to `to`.
 local function allowed(action, from, to)
-  return canStart(action, from) and TRANSITIONS[action][from][to] == true
+  return from ~= nil and to ~= nil and string.find(TRANSITIONS, '|' .. action .. ':' .. from .. ':' .. to .. '|', 1, true) ~= nil
+end
+
+-- Every state `action` may lead to from `from`, in the table's order.
+local function outcomes(action, from)
+  local list = {}
+  for to in string.gmatch(TRANSITIONS, '|' .. action .. ':' .. from .. ':([%w_]+)') do list[#list + 1] = to end
+  return list
 end
 
 -- The one state `action` leads to from `from`, for actions the table gives one outcome there.
 local function outcome(action, from)
-  local to = nil
-  for s in pairs(TRANSITIONS[action][from]) do
-    if to ~= nil then error('lifecycle: ' .. action .. ' from ' .. from .. ' has more than one outcome') end
-    to = s
-  end
-  return to
+  local list = outcomes(action, from)
+  if #list ~= 1 then error('lifecycle: ' .. action .. ' from ' .. from .. ' has ' .. #list .. ' outcomes, not one') end
+  return list[1]
 end
 
 -- Appends one audit entry to the message's stream and the global one. Each entry carries the

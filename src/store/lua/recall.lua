@@ -16,8 +16,8 @@ local delivered = num(KEYS[1], 'sent') + num(KEYS[1], 'inflight')
 -- failed for good) it finishes at once with zero corrections (startCorrectionIfQuiet).
 local handed = delivered + num(KEYS[1], 'failed')
 local to = nil
-for candidate in pairs(TRANSITIONS['recall'][state]) do
-  local endsIt = TRANSITIONS['recall'][state][candidate] and not canStart('startCorrection', candidate)
+for _, candidate in ipairs(outcomes('recall', state)) do
+  local endsIt = not canStart('startCorrection', candidate)
   if (handed == 0) == endsIt then to = candidate end
 end
 if to == nil then return refuse('conflict', {state = state}) end
