@@ -117,13 +117,13 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     opts.transport ?? (config.SMTP_URL ? createSmtpTransport({ url: config.SMTP_URL, poolSize: config.SMTP_POOL_SIZE, ehloName: config.SMTP_EHLO_NAME }) : createOutboxTransport(outboxDir!));
 
   const store = new MessageStore(redis, clock);
-  const audiences = new AudienceStore({ redis, clock });
+  const audiences = new AudienceStore({ redis, clock, allowedDomains: config.ALLOWED_RECIPIENT_DOMAINS });
   const bull = connect("queues", true);
   const scheduler = new BullScheduler(bull, clock);
   const metrics = createMetrics({ redis, queues: [scheduler.timers, scheduler.fanout, scheduler.notifications] });
   const followUps = new FollowUps({ scheduler, logger, metrics });
   const renderer = createRenderer(templatesDir());
-  const service = new MessageService({ store, followUps, renderer, clock, config, logger, metrics });
+  const service = new MessageService({ store, followUps, renderer, clock, config, logger, metrics, recipientDomains: audiences });
   const tokens = new LinkTokens(redis, linkSecret, clock);
   // Before anything can write an audit entry, so the first message's notifications are not missed.
   await ensureNotifierGroup(redis);

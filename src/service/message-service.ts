@@ -4,6 +4,7 @@
  * the store's compare-and-set scripts; this class translates their answers into DomainErrors and
  * hands what follows (the follow-ups each answer names) to FollowUps.
  */
+import type { AudienceStore } from "../audiences/audience-store.js";
 import type { Config } from "../config.js";
 import type { User } from "../auth/users.js";
 import type { Clock } from "../domain/clock.js";
@@ -11,6 +12,7 @@ import { DomainError } from "../domain/errors.js";
 import type { Message } from "../domain/message.js";
 import type { MessageInput } from "../domain/message-input.js";
 import { approvalLadder, approvalOutcome, approvalRefusal, effectiveHoldSeconds, extractAddress, sameIdentity, senderMailboxes } from "../domain/policies.js";
+import { isAllowedDomain, nameSome, OUTSIDE_LISTED, outsideDomains } from "../domain/recipient-domains.js";
 import { chooseSender, formatMailbox } from "../domain/sender.js";
 import { composeCorrection, composeOriginal, type OriginalFields } from "../mail/compose.js";
 import { audienceToHeader, newMessageId } from "../mail/mime.js";
@@ -27,7 +29,12 @@ export interface MessageServiceDeps {
   /** Builds the exact mail at submit: what cannot be built is refused then, and its digest is recorded. */
   renderer: Renderer;
   clock: Clock;
-  config: Pick<Config, "MAIL_FROM" | "CORRECTION_APPROVALS" | "HOLD_MIN_SECONDS" | "APPROVAL_TTL_HOURS" | "APPROVALS_REQUIRED" | "LARGE_AUDIENCE_THRESHOLD" | "LARGE_AUDIENCE_APPROVALS">;
+  config: Pick<Config, "MAIL_FROM" | "CORRECTION_APPROVALS" | "HOLD_MIN_SECONDS" | "APPROVAL_TTL_HOURS" | "APPROVALS_REQUIRED" | "LARGE_AUDIENCE_THRESHOLD" | "LARGE_AUDIENCE_APPROVALS" | "ALLOWED_RECIPIENT_DOMAINS">;
+  /**
+   * Recipients by domain of the named audiences: with ALLOWED_RECIPIENT_DOMAINS set, a list reaching
+   * outside them (uploaded before the setting) is refused at submit. Needed when the setting is set.
+   */
+  recipientDomains?: Pick<AudienceStore, "recordedDomains">;
   /** One structured line per committed action (message id, revision, actor, new state); the audit trail stays the record. */
   logger?: Pick<Logger, "info">;
   /** recall-to-stop is observed here when the recall itself stopped everything (nothing was in flight). */
@@ -83,6 +90,7 @@ export class MessageService {
     const expiresAt = now + this.d.config.APPROVAL_TTL_HOURS * 3600_000;
     const lists = [...new Set(input.audience.lists ?? [])];
     const addresses = [...new Set(input.audience.addresses ?? [])];
+    await this.insideAllowedDomains(input, lists);
     const mail: OriginalFields = {
       subject: input.subject,
       text: input.text,
@@ -112,6 +120,50 @@ export class MessageService {
     );
     const ok = this.committed(mode === "create" ? "submit" : "edit", user, id, answer);
     await this.d.followUps.carryOut(id, ok.followUps);
+  }
+
+  /**
+   * ALLOWED_RECIPIENT_DOMAINS (promise 8), before anything is written: explicit addresses outside
+   * them are named by path (the first OUTSIDE_LISTED, then a count); a named list is refused when its
+   * recorded domains reach outside them, or when it has none recorded (uploaded before they were).
+   */
+  private async insideAllowedDomains(input: MessageInput, lists: string[]): Promise<void> {
+    const allowed = this.d.config.ALLOWED_RECIPIENT_DOMAINS;
+    if (allowed === undefined) return;
+    const details: Array<{ path: Array<string | number>; message: string }> = [];
+    const problems: string[] = [];
+    const given = input.audience.addresses ?? [];
+    const outside: string[] = [];
+    let count = 0;
+    given.forEach((address, i) => {
+      if (isAllowedDomain(address, allowed)) return;
+      count += 1;
+      if (outside.length >= OUTSIDE_LISTED) return;
+      outside.push(address);
+      details.push({ path: ["body", "audience", "addresses", i], message: `${address} is outside the allowed recipient domains` });
+    });
+    if (count > outside.length) details.push({ path: ["body", "audience", "addresses"], message: `and ${count - outside.length} more outside the allowed recipient domains` });
+    if (count > 0) problems.push(`${count === 1 ? "1 address is" : `${count} addresses are`} outside the allowed recipient domains: ${nameSome(outside, count)}`);
+
+    if (lists.length > 0) {
+      if (!this.d.recipientDomains) throw new Error("ALLOWED_RECIPIENT_DOMAINS is set but MessageService has no recipientDomains: named lists cannot be checked");
+      for (const { name, domains } of await this.d.recipientDomains.recordedDomains(lists)) {
+        const path = ["body", "audience", "lists", (input.audience.lists ?? []).indexOf(name)];
+        if (domains === null) {
+          const message = `audience ${name} has no record of its recipients' domains (uploaded before Airlock kept one): upload it again so its addresses are checked`;
+          details.push({ path, message });
+          problems.push(message);
+          continue;
+        }
+        const out = outsideDomains(domains, allowed);
+        if (out.length === 0) continue;
+        const recipients = out.reduce((n, d) => n + d.count, 0);
+        const message = `audience ${name} has ${recipients} recipient${recipients === 1 ? "" : "s"} outside the allowed recipient domains (${nameSome(out.map((d) => `${d.domain}: ${d.count}`), out.length)})`;
+        details.push({ path, message });
+        problems.push(message);
+      }
+    }
+    if (problems.length > 0) throw new DomainError("invalid_input", `${problems.join("; ")} (allowed: ${nameSome(allowed, allowed.length)})`, details);
   }
 
   /**

@@ -43,6 +43,13 @@ export const keys = {
   audience: (name: string) => `${PREFIX}:aud:${name}`,
   /** Hash address -> JSON {name?, department?} for an audience. */
   audienceDetails: (name: string) => `${PREFIX}:aud:${name}:details`,
+  /**
+   * Hash domain -> recipients of an audience in that domain (at most 200 domains, or as many as
+   * ALLOWED_RECIPIENT_DOMAINS lists; the rest counted under "(other domains)"): "recipients by
+   * domain" for approvers, and what a submit checks against ALLOWED_RECIPIENT_DOMAINS. Replaced
+   * together with `audience`.
+   */
+  audienceDomains: (name: string) => `${PREFIX}:aud:${name}:domains`,
   /** Hash name -> JSON {name, size, updatedAt, by}: the audience catalogue. */
   audiences: () => `${PREFIX}:audiences`,
   /** Scratch key an upload fills before it atomically replaces the audience. */
@@ -53,6 +60,8 @@ export const keys = {
   events: () => `${PREFIX}:events`,
   /** Hash: the details (address -> JSON) an upload fills next to `audienceUpload`, renamed with it. */
   audienceUploadDetails: (uploadId: string) => `${PREFIX}:upload:${uploadId}:details`,
+  /** Hash: the domain counts an upload fills next to `audienceUpload`, renamed with it over `audienceDomains`. */
+  audienceUploadDomains: (uploadId: string) => `${PREFIX}:upload:${uploadId}:domains`,
   /** Hash {user, csrf, createdAt}: a dashboard sign-in, named by the SHA-256 of its cookie value (expires when idle). */
   session: (idHash: string) => `${PREFIX}:session:${idHash}`,
 } as const;
