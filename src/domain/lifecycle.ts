@@ -8,6 +8,7 @@
  */
 
 export const STATES = [
+  "draft",
   "pending_approval",
   "scheduled",
   "sending",
@@ -26,6 +27,8 @@ export const NEW = "new";
 export type FromState = State | typeof NEW;
 
 export const ACTIONS = [
+  "saveDraft",
+  "discard",
   "submit",
   "edit",
   "approve",
@@ -54,7 +57,10 @@ export type Action = (typeof ACTIONS)[number];
  *   for good) then finishes at once (`correcting` -> `corrected`, zero corrections).
  */
 export const TRANSITIONS = {
-  submit: { new: ["pending_approval"] },
+  // A draft is its author's: saved (a new revision each time), discarded (deleted: back to `new`), submitted.
+  saveDraft: { new: ["draft"], draft: ["draft"] },
+  discard: { draft: ["new"] },
+  submit: { new: ["pending_approval"], draft: ["pending_approval"] },
   // A rejected message may be edited: that makes a new revision and submits it again.
   edit: { pending_approval: ["pending_approval"], rejected: ["pending_approval"] },
   approve: { pending_approval: ["pending_approval", "scheduled"] },
@@ -81,10 +87,12 @@ export const TRANSITIONS = {
   // Ops hold a running fan-out (original or correction) and let it go on: a flag, the state stays.
   pause: { sending: ["sending"], correcting: ["correcting"] },
   resume: { sending: ["sending"], correcting: ["correcting"] },
-} as const satisfies Record<Action, Partial<Record<FromState, readonly State[]>>>;
+} as const satisfies Record<Action, Partial<Record<FromState, readonly FromState[]>>>;
 
 /** Who takes each action: a person (API, dashboard, link) or Airlock itself (timers, the fan-out). */
 export const TAKEN_BY = {
+  saveDraft: "person",
+  discard: "person",
   submit: "person",
   edit: "person",
   approve: "person",
@@ -103,7 +111,7 @@ export const TAKEN_BY = {
   resume: "person",
 } as const satisfies Record<Action, "person" | "system">;
 
-const table: Record<Action, Partial<Record<FromState, readonly State[]>>> = TRANSITIONS;
+const table: Record<Action, Partial<Record<FromState, readonly FromState[]>>> = TRANSITIONS;
 
 export function allowedFrom(action: Action): FromState[] {
   return Object.keys(table[action]) as FromState[];
@@ -113,12 +121,12 @@ export function canApply(action: Action, from: FromState): boolean {
   return table[action][from] !== undefined;
 }
 
-export function isAllowedTransition(action: Action, from: FromState, to: State): boolean {
+export function isAllowedTransition(action: Action, from: FromState, to: FromState): boolean {
   return table[action][from]?.includes(to) ?? false;
 }
 
 /** Every (action, from, to) the table allows, in the table's order. */
-export function allTransitions(): Array<{ action: Action; from: FromState; to: State }> {
+export function allTransitions(): Array<{ action: Action; from: FromState; to: FromState }> {
   return ACTIONS.flatMap((action) => Object.entries(table[action]).flatMap(([from, tos]) => (tos ?? []).map((to) => ({ action, from: from as FromState, to }))));
 }
 
@@ -133,8 +141,11 @@ export const TERMINAL_STATES: readonly State[] = statesWhere((s) => ACTIONS.ever
  */
 export const PENDING_STATES: readonly State[] = statesWhere((s) => ACTIONS.some((a) => TAKEN_BY[a] === "system" && (table[a][s] ?? []).some((to) => to !== s)));
 
-/** Over: neither pending nor ever again — the dashboard's history (`sent` included: it may still be recalled). */
-export const HISTORY_STATES: readonly State[] = statesWhere((s) => !PENDING_STATES.includes(s));
+/** Not submitted yet: its author's to edit, submit or discard; nobody is asked to approve it. */
+export const DRAFT_STATES: readonly State[] = statesWhere((s) => canApply("submit", s));
+
+/** Over: neither pending nor a draft — the dashboard's history (`sent` included: it may still be recalled). */
+export const HISTORY_STATES: readonly State[] = statesWhere((s) => !PENDING_STATES.includes(s) && !DRAFT_STATES.includes(s));
 
 /** A recall can act on these. */
 export const RECALLABLE_STATES: readonly State[] = statesWhere((s) => canApply("recall", s));

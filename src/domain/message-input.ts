@@ -37,20 +37,60 @@ const body = (min: number, max: number) =>
       if (problem) ctx.addIssue({ code: "custom", message: problem });
     });
 
-export const messageInput = z.strictObject({
+const audienceShape = z.strictObject({
+  lists: z.array(z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { error: "not an audience name" })).max(50).optional(),
+  addresses: z.array(address).max(MAX_EXPLICIT_ADDRESSES).optional(),
+});
+
+/** A house template of templates/messages/ (its file name without `.hbs`). */
+export const templateName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,40}$/, { error: "not a template name" });
+
+/**
+ * The fields of a message. The body has one source: `markdown` (rendered into the house
+ * `template` as the HTML part and into the plain-text part), or, for API clients, `text` (and
+ * optionally `html`), both shown to approvers everywhere.
+ */
+const fields = {
   subject: singleLine(250),
-  text: body(1, 200_000),
+  markdown: body(1, 200_000).optional(),
+  template: templateName.optional(),
+  text: body(1, 200_000).optional(),
   html: body(0, 500_000).optional(),
   from: singleLine(320).optional(),
-  audience: z
-    .strictObject({
-      lists: z.array(z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { error: "not an audience name" })).max(50).optional(),
-      addresses: z.array(address).max(MAX_EXPLICIT_ADDRESSES).optional(),
-    })
-    .refine((a) => (a.lists?.length ?? 0) + (a.addresses?.length ?? 0) > 0, { error: "name at least one list or address" }),
+  audience: audienceShape,
   holdMinutes: z.number().positive().max(30 * 24 * 60).optional(),
   sendAt: z.iso.datetime({ offset: true }).optional(),
-});
+};
+
+type BodySource = { markdown?: string; text?: string; html?: string; template?: string };
+/** One source for the body: Markdown, or text (with optional HTML); never both, never neither (`required`). */
+const oneBodySource = (required: boolean) => (v: BodySource, ctx: z.RefinementCtx) => {
+  if (v.markdown !== undefined && (v.text !== undefined || v.html !== undefined)) {
+    ctx.addIssue({ code: "custom", path: ["markdown"], message: "give the body as markdown or as text (and html), not both" });
+  }
+  if (v.template !== undefined && v.markdown === undefined) ctx.addIssue({ code: "custom", path: ["template"], message: "a template applies to a markdown body" });
+  if (v.html !== undefined && v.text === undefined) ctx.addIssue({ code: "custom", path: ["text"], message: "an html body needs its plain-text part" });
+  if (required && v.markdown === undefined && v.text === undefined) ctx.addIssue({ code: "custom", path: ["text"], message: "required: markdown, or text" });
+};
+
+/** Create (and submit, unless `draft: true`) or edit a message: every field a submit needs. */
+export const messageInput = z
+  .strictObject({
+    ...fields,
+    audience: audienceShape.refine((a) => (a.lists?.length ?? 0) + (a.addresses?.length ?? 0) > 0, { error: "name at least one list or address" }),
+    /** Save as a draft instead of submitting. */
+    draft: z.boolean().optional(),
+  })
+  .superRefine(oneBodySource(true));
+
+/** A draft may be incomplete: every field optional, each one valid when given. */
+export const draftInput = z
+  .strictObject({ ...fields, subject: fields.subject.optional(), audience: audienceShape.optional(), draft: z.boolean().optional() })
+  .superRefine(oneBodySource(false));
+export type DraftInput = z.infer<typeof draftInput>;
+
+/** Submitting a draft names the revision the author saw (409 with the current one when it changed). */
+export const submitDraftInput = z.strictObject({ revision: z.number().int().positive().optional() });
 
 export type MessageInput = z.infer<typeof messageInput>;
 

@@ -22,6 +22,9 @@ export interface Message {
   subject: string;
   text: string;
   html: string | null;
+  /** The Markdown source when the body was written in Markdown ("" otherwise), and its house template. */
+  markdown: string;
+  template: string;
   from: string;
   audience: AudienceSpec;
   toHeader: string;

@@ -14,6 +14,9 @@ export interface OriginalFields {
   subject: string;
   text: string;
   html: string | null;
+  /** A Markdown body ("" when `text`/`html` are the body), rendered into the house `template`. */
+  markdown: string;
+  template: string;
   /** The stored sender, `Name <address>` as domain/sender.ts formats it. */
   from: string;
   toHeader: string;
@@ -68,7 +71,7 @@ async function finish(parts: Rendered, mime: Parameters<typeof buildMime>[0]): P
 }
 
 export function composeOriginal(renderer: Renderer, m: OriginalFields, date: Date): Promise<ComposedMail> {
-  const parts = renderer.renderMessage({ subject: m.subject, text: m.text, html: m.html ?? undefined, from: m.from });
+  const parts = renderer.renderMessage({ subject: m.subject, text: m.text, html: m.html ?? undefined, markdown: m.markdown || undefined, template: m.template || undefined, from: m.from });
   return finish(parts, { from: m.from, toHeader: m.toHeader, subject: parts.subject, html: parts.html, text: parts.text, messageId: m.messageId, date });
 }
 

@@ -23,6 +23,10 @@ export interface MessageInput {
   html?: string | null;
   /** Sender as displayed, e.g. `Internal Communications <comms@corp.example>`. */
   from: string;
+  /** A Markdown body: rendered into `template` as the HTML part and into the plain-text part (then `text`/`html` are ignored). */
+  markdown?: string;
+  /** House template of templates/messages/ for a Markdown body. */
+  template?: string;
 }
 
 export interface CorrectionInput {

@@ -10,7 +10,8 @@ import type { User } from "../auth/users.js";
 import type { Clock } from "../domain/clock.js";
 import { DomainError } from "../domain/errors.js";
 import type { Message } from "../domain/message.js";
-import type { MessageInput } from "../domain/message-input.js";
+import { messageInput, type DraftInput, type MessageInput } from "../domain/message-input.js";
+import { DRAFT_STATES } from "../domain/lifecycle.js";
 import { approvalLadder, approvalOutcome, approvalRefusal, effectiveHoldSeconds, extractAddress, sameIdentity, senderMailboxes } from "../domain/policies.js";
 import { isAllowedDomain, nameSome, OUTSIDE_LISTED, outsideDomains } from "../domain/recipient-domains.js";
 import { chooseSender, formatMailbox } from "../domain/sender.js";
@@ -60,28 +61,97 @@ export class MessageService {
     return extractAddress(this.d.config.MAIL_FROM).split("@")[1] ?? "localhost";
   }
 
+  /** Every role may read every message (spec, HTTP API), except a draft: its author's (and ops', admins'); a 404 to others. */
   async get(user: User, id: string): Promise<Message> {
-    void user; // every role may read every message (spec, HTTP API)
     const m = await this.d.store.get(id);
-    if (!m) throw new DomainError("not_found", `message ${id} does not exist`);
+    if (!m || !this.maySee(user, m)) throw new DomainError("not_found", `message ${id} does not exist`);
     return m;
   }
 
-  async create(user: User, input: MessageInput): Promise<Message> {
-    if (!has(user, "author", "admin")) throw new DomainError("forbidden", "only an author may submit a message");
+  maySee(user: User, m: Message): boolean {
+    return !DRAFT_STATES.includes(m.state) || sameIdentity(m.author, user.email) || has(user, "ops", "admin");
+  }
+
+  async create(user: User, input: MessageInput | DraftInput): Promise<Message> {
+    if (!has(user, "author", "admin")) throw new DomainError("forbidden", "only an author may write a message");
     const id = await this.d.store.nextId();
-    await this.submit("create", id, user, input);
+    if (input.draft) await this.saveDraft(id, user, input);
+    else await this.submit("create", id, user, input as MessageInput);
     return (await this.d.store.get(id))!;
   }
 
-  async edit(user: User, id: string, input: MessageInput): Promise<Message> {
+  /** A draft is saved as it is (a new revision); a pending or rejected message becomes a new submitted revision. */
+  async edit(user: User, id: string, input: MessageInput | DraftInput): Promise<Message> {
     const current = await this.get(user, id);
     if (!sameIdentity(current.author, user.email)) throw new DomainError("forbidden", "only the message's author may edit it");
-    await this.submit("edit", id, user, input, current);
+    if (DRAFT_STATES.includes(current.state)) await this.saveDraft(id, user, input, current);
+    else await this.submit("edit", id, user, input as MessageInput, current);
     return (await this.d.store.get(id))!;
   }
 
-  private async submit(mode: "create" | "edit", id: string, user: User, input: MessageInput, current?: Message): Promise<void> {
+  /** Whether `edit` of this message takes a draft (incomplete) or a complete message: for the caller's validation. */
+  isDraft(m: Message): boolean {
+    return DRAFT_STATES.includes(m.state);
+  }
+
+  /**
+   * Submits a draft: it is checked as a complete message, built, frozen and sent for approval, at
+   * the revision its author saw (`revision`; a newer one is a 409 naming the current revision).
+   */
+  async submitDraft(user: User, id: string, opts: { revision?: number }): Promise<Message> {
+    const current = await this.get(user, id);
+    if (!sameIdentity(current.author, user.email)) throw new DomainError("forbidden", "only the draft's author may submit it");
+    if (!this.isDraft(current)) throw new DomainError("conflict", `message ${id} is ${current.state}, not a draft`, { state: current.state });
+    if (opts.revision !== undefined && opts.revision !== current.revision) {
+      throw new DomainError("stale_revision", `draft ${id} is at revision ${current.revision}, not ${opts.revision}: it changed meanwhile`, { state: current.state, revision: current.revision });
+    }
+    const parsed = messageInput.safeParse(draftAsInput(current));
+    if (!parsed.success) {
+      throw new DomainError("invalid_input", "the draft is not complete", parsed.error.issues.map((i) => ({ path: ["draft", ...i.path.map(String)], message: i.message })));
+    }
+    await this.submit("draft", id, user, parsed.data, current);
+    return (await this.d.store.get(id))!;
+  }
+
+  /** Deletes a draft (its author only); its audit trail stays. */
+  async discardDraft(user: User, id: string): Promise<void> {
+    const current = await this.get(user, id);
+    if (!sameIdentity(current.author, user.email)) throw new DomainError("forbidden", "only the draft's author may discard it");
+    this.committed("discard", user, id, await this.d.store.discardDraft(id, user.email, current.revision), current.revision);
+  }
+
+  private async saveDraft(id: string, user: User, input: DraftInput, current?: Message): Promise<void> {
+    let from = current?.from || this.d.config.MAIL_FROM;
+    if (input.from !== undefined) {
+      const sender = chooseSender(input.from, senderMailboxes(this.d.config.MAIL_FROM, user.senders));
+      if (!sender.ok) throw new DomainError("invalid_input", `from: ${sender.reason}`, [{ path: ["body", "from"], message: sender.reason }]);
+      from = formatMailbox(sender.mailbox);
+    }
+    const lists = [...new Set(input.audience?.lists ?? [])];
+    const addresses = [...new Set(input.audience?.addresses ?? [])];
+    const answer = await this.d.store.saveDraft(
+      id,
+      user.email,
+      {
+        subject: input.subject ?? "",
+        text: input.text ?? "",
+        html: input.html ?? null,
+        markdown: input.markdown ?? "",
+        template: input.template ?? "",
+        from,
+        audience: { lists, addresses },
+        toHeader: audienceToHeader(lists, addresses.length, this.mailDomain()),
+        author: current?.author ?? user.email,
+        holdSeconds: effectiveHoldSeconds(input.holdMinutes, this.d.config.HOLD_MIN_SECONDS),
+        sendAt: input.sendAt ? Date.parse(input.sendAt) : null,
+        messageId: current?.messageId ?? newMessageId(this.mailDomain(), id),
+      },
+      current?.revision,
+    );
+    this.committed("saveDraft", user, id, answer);
+  }
+
+  private async submit(mode: "create" | "edit" | "draft", id: string, user: User, input: MessageInput, current?: Message): Promise<void> {
     const sender = chooseSender(input.from, senderMailboxes(this.d.config.MAIL_FROM, user.senders));
     if (!sender.ok) throw new DomainError("invalid_input", `from: ${sender.reason}`, [{ path: ["body", "from"], message: sender.reason }]);
     const from = formatMailbox(sender.mailbox);
@@ -93,8 +163,10 @@ export class MessageService {
     await this.insideAllowedDomains(input, lists);
     const mail: OriginalFields = {
       subject: input.subject,
-      text: input.text,
+      text: input.text ?? "",
       html: input.html ?? null,
+      markdown: input.markdown ?? "",
+      template: input.template ?? "",
       from,
       toHeader: audienceToHeader(lists, addresses.length, this.mailDomain()),
       // One Message-ID per message: a new revision is the same message, not sent yet.
@@ -118,7 +190,7 @@ export class MessageService {
       now,
       current?.revision,
     );
-    const ok = this.committed(mode === "create" ? "submit" : "edit", user, id, answer);
+    const ok = this.committed(mode === "edit" ? "edit" : "submit", user, id, answer);
     await this.d.followUps.carryOut(id, ok.followUps);
   }
 
@@ -373,4 +445,17 @@ export class MessageService {
         throw new DomainError("conflict", `message ${id}: ${r.err}`, { state: r.state });
     }
   }
+}
+
+/** A stored draft as the input it was saved from, to check it as a complete message. */
+function draftAsInput(m: Message): Record<string, unknown> {
+  const body = m.markdown ? { markdown: m.markdown, ...(m.template ? { template: m.template } : {}) } : { ...(m.text ? { text: m.text } : {}), ...(m.html ? { html: m.html } : {}) };
+  return {
+    ...(m.subject ? { subject: m.subject } : {}),
+    ...body,
+    from: m.from,
+    audience: { ...(m.audience.lists.length ? { lists: m.audience.lists } : {}), ...(m.audience.addresses.length ? { addresses: m.audience.addresses } : {}) },
+    holdMinutes: m.holdSeconds / 60,
+    ...(m.sendAt ? { sendAt: m.sendAt } : {}),
+  };
 }

@@ -14,12 +14,32 @@ import type { Answer } from "./script-answers.js";
 
 export const MAX_RECIPIENTS = 1_000_000;
 
+/** What a draft holds: the message's fields, none of them checked for completeness yet. */
+export interface DraftFields {
+  subject: string;
+  text: string;
+  html: string | null;
+  /** The Markdown source, when the body was written in Markdown ("" otherwise). */
+  markdown: string;
+  /** The house template the Markdown is rendered into ("" for the default). */
+  template: string;
+  from: string;
+  audience: { lists: string[]; addresses: string[] };
+  toHeader: string;
+  author: string;
+  holdSeconds: number;
+  sendAt: number | null;
+  messageId: string;
+}
+
 export interface NewMessageFields {
   /** The MIME digest of this revision as built at submit (mail/compose.ts). */
   digest: string;
   subject: string;
   text: string;
   html: string | null;
+  markdown: string;
+  template: string;
   from: string;
   audience: { lists: string[]; addresses: string[] };
   toHeader: string;
@@ -107,7 +127,7 @@ export class MessageStore {
    * `now` is the instant `f.expiresAt` was computed from, so the TTL is exact. `seenRevision`
    * (edit): the revision the caller read; a newer one is a `stale_revision` refusal.
    */
-  submit(mode: "create" | "edit", id: string, actor: string, f: NewMessageFields, ladder: ApprovalLadder, now: number, seenRevision?: number): Promise<Answer<"submit">> {
+  submit(mode: "create" | "edit" | "draft", id: string, actor: string, f: NewMessageFields, ladder: ApprovalLadder, now: number, seenRevision?: number): Promise<Answer<"submit">> {
     const fields = {
       ...f,
       html: f.html ?? "",
@@ -132,6 +152,17 @@ export class MessageStore {
       ],
       now,
     );
+  }
+
+  /** Creates or replaces a draft (store/lua/draft.lua): no freeze, nobody asked; `seenRevision` guards a stale editor. */
+  saveDraft(id: string, actor: string, f: DraftFields, seenRevision?: number): Promise<Answer<"draft">> {
+    const fields = { ...f, html: f.html ?? "", audience: JSON.stringify(f.audience), sendAt: f.sendAt === null ? "" : String(f.sendAt), holdSeconds: String(f.holdSeconds) };
+    return this.run("draft", [...this.messageKeys(id), keys.revisions(id)], actor, ["save", id, JSON.stringify(fields), seenRevision === undefined ? "" : String(seenRevision)]);
+  }
+
+  /** Deletes a draft (its audit trail stays). */
+  discardDraft(id: string, actor: string, seenRevision?: number): Promise<Answer<"draft">> {
+    return this.run("draft", [...this.messageKeys(id), keys.revisions(id)], actor, ["discard", id, "", seenRevision === undefined ? "" : String(seenRevision)]);
   }
 
   /** `now` is the instant the decision's releaseAt was computed from. */
@@ -311,6 +342,8 @@ function toMessage(h: Record<string, string>): Message {
     subject: h.subject ?? "",
     text: h.text ?? "",
     html: h.html ? h.html : null,
+    markdown: h.markdown ?? "",
+    template: h.template ?? "",
     from: h.from ?? "",
     audience: JSON.parse(h.audience ?? '{"lists":[],"addresses":[]}') as Message["audience"],
     toHeader: h.toHeader ?? "",

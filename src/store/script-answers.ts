@@ -5,7 +5,7 @@
  * (service/follow-ups.ts) carries them out.
  */
 import { z } from "zod";
-import { STATES } from "../domain/lifecycle.js";
+import { NEW, STATES } from "../domain/lifecycle.js";
 
 /** Lua's cjson encodes an empty table as `{}`: read it as the empty list it stands for. */
 const luaList = <T extends z.ZodType>(item: T) =>
@@ -66,6 +66,8 @@ export const ANSWERS = {
   recall: orRefusal({ state, delivered: count, followUps }),
   pause: orRefusal({ state, followUps }),
   note: orRefusal({ state }),
+  /** `revision` 0: discarded. */
+  draft: orRefusal({ id: z.string(), revision: count, state: z.union([state, z.literal(NEW)]), followUps }),
   correction: orRefusal({ state, status: z.enum(["standard", "pending", "approved", "declined"]), followUps }),
   claim: z.union([
     z.object({ claimed: z.literal(true), addresses: luaList(z.string()), indexes: luaList(count) }),

@@ -24,6 +24,7 @@ const SOURCES = {
   pause: prologue + read("pause.lua"),
   note: prologue + read("note.lua"),
   correction: prologue + read("correction.lua"),
+  draft: prologue + read("draft.lua"),
   claim: prologue + fanout + read("claim.lua"),
   settle: prologue + fanout + read("settle.lua"),
 } as const satisfies Record<keyof typeof ANSWERS, string>;

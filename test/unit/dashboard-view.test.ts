@@ -13,6 +13,8 @@ function message(over: Partial<Message> = {}): Message {
     subject: "Policy",
     text: "x",
     html: null,
+    markdown: "",
+    template: "",
     from: "comms@corp.example",
     audience: { lists: ["all-staff"], addresses: ["a@corp.example"] },
     toHeader: "all-staff",

@@ -43,8 +43,10 @@ describe("arbitrary Unicode: refused at submit, or delivered intact", () => {
         accepted++;
         const m = {
           subject: input.data.subject,
-          text: input.data.text,
+          text: input.data.text ?? "",
           html: input.data.html ?? null,
+          markdown: "",
+          template: "",
           from: "Internal Communications <comms@corp.example>",
           toHeader: '"All staff" <all-staff@corp.example>',
           messageId: "<airlock.1.0011223344556677@corp.example>",
@@ -70,7 +72,7 @@ describe("arbitrary Unicode: refused at submit, or delivered intact", () => {
       fc.asyncProperty(text, async (name) => {
         const parsed = parseMailbox(formatMailbox({ name: name.trim(), address: mailbox.address }));
         if (!parsed.ok) return; // refused when the configuration is loaded (config.ts, users.ts)
-        const m = { subject: "Hello", text: "Body", html: null, from: formatMailbox(parsed.mailbox), toHeader: "Undisclosed recipients:;", messageId: "<airlock.2.00@corp.example>" };
+        const m = { subject: "Hello", text: "Body", html: null, markdown: "", template: "", from: formatMailbox(parsed.mailbox), toHeader: "Undisclosed recipients:;", messageId: "<airlock.2.00@corp.example>" };
         const built = await composeOriginal(renderer, m, new Date());
         const from = (await simpleParser(built.raw)).from?.value ?? [];
         expect(from).toEqual([{ address: mailbox.address, name: parsed.mailbox.name }]);

@@ -2,7 +2,7 @@
 import { Router } from "express";
 import { z } from "zod";
 import { STATES } from "../../domain/lifecycle.js";
-import { approveCorrectionInput, approveInput, messageInput, pauseInput, recallInput, rejectCorrectionInput, rejectInput } from "../../domain/message-input.js";
+import { approveCorrectionInput, approveInput, draftInput, messageInput, submitDraftInput, pauseInput, recallInput, rejectCorrectionInput, rejectInput } from "../../domain/message-input.js";
 import { composeCorrection, composeOriginal } from "../../mail/compose.js";
 import type { Renderer } from "../../mail/render.js";
 import type { MessageService } from "../../service/message-service.js";
@@ -32,14 +32,28 @@ export function messageRoutes(d: { service: MessageService; store: MessageStore;
   const id = (params: unknown) => validate(idParams, params, "params").id;
 
   r.post("/", requireJson(), async (req, res) => {
-    const input = validate(messageInput, req.body, "body");
+    const isDraft = typeof req.body === "object" && req.body !== null && (req.body as { draft?: unknown }).draft === true;
+    const input = isDraft ? validate(draftInput, req.body, "body") : validate(messageInput, req.body, "body");
     res.status(201).json(await d.service.create(currentUser(req), input));
   });
 
   r.get("/", async (req, res) => {
-    currentUser(req);
+    const user = currentUser(req);
     const q = validate(listQuery, req.query, "query");
-    res.json(await d.store.list({ state: q.state, limit: q.limit, cursor: q.cursor }));
+    const page = await d.store.list({ state: q.state, limit: q.limit, cursor: q.cursor });
+    // Drafts are listed only with state=draft (they are not in the all-messages index), and only
+    // to their author, ops and admins: a page may then hold fewer than `limit` items.
+    res.json({ ...page, items: page.items.filter((m) => d.service.maySee(user, m)) });
+  });
+
+  r.post("/:id/submit", requireJson(true), async (req, res) => {
+    const messageId = id(req.params);
+    res.json(await d.service.submitDraft(currentUser(req), messageId, validate(submitDraftInput, req.body, "body")));
+  });
+
+  r.delete("/:id", async (req, res) => {
+    await d.service.discardDraft(currentUser(req), id(req.params));
+    res.status(204).end();
   });
 
   r.get("/:id", async (req, res) => {
@@ -48,8 +62,11 @@ export function messageRoutes(d: { service: MessageService; store: MessageStore;
 
   r.put("/:id", requireJson(), async (req, res) => {
     const messageId = id(req.params);
-    const input = validate(messageInput, req.body, "body");
-    res.json(await d.service.edit(currentUser(req), messageId, input));
+    const user = currentUser(req);
+    // A draft may be saved incomplete; a submitted message's edit is a complete new revision.
+    const current = await d.service.get(user, messageId);
+    const input = d.service.isDraft(current) ? validate(draftInput, req.body, "body") : validate(messageInput, req.body, "body");
+    res.json(await d.service.edit(user, messageId, input));
   });
 
   r.post("/:id/approve", requireJson(), async (req, res) => {

@@ -88,7 +88,7 @@ local function setState(from, to)
   -- A pause (pause.lua) belongs to the fan-out of one state: a recall or the end of it lifts it.
   redis.call('HDEL', KEYS[1], 'paused')
   if STATE_KEY[from] then redis.call('ZREM', KEYS[STATE_KEY[from]], id) end
-  redis.call('ZADD', KEYS[STATE_KEY[to]], createdAt, id)
+  if STATE_KEY[to] then redis.call('ZADD', KEYS[STATE_KEY[to]], createdAt, id) end -- `new`: gone (a discarded draft)
 end
 
 -- The one way a message changes state (or records an action that keeps it: approve below the

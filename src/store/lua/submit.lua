@@ -1,5 +1,6 @@
--- Creates a message (mode "create": the `submit` action) or makes a new revision of one (mode
--- "edit"), freezing its recipient set: a server-side union of the audiences' sorted sets plus the
+-- Creates a message (mode "create": the `submit` action from `new`), submits a draft (mode
+-- "draft": `submit` from `draft`, same revision) or makes a new revision of one (mode "edit"),
+-- freezing its recipient set: a server-side union of the audiences' sorted sets plus the
 -- explicit addresses. Who may do it (the author) is decided by the caller; the approvals required
 -- come from the caller's policy ladder, looked up here because only here is the count known.
 -- KEYS: the common ones (prologue.lua), then recipients zset, its scratch copy, revisions hash,
@@ -21,8 +22,8 @@ local f = cjson.decode(ARGV[6])
 local listNames = cjson.decode(ARGV[10])
 local action = 'submit'
 local from = NEW
-if mode == 'edit' then
-  action = 'edit'
+if mode ~= 'create' then
+  if mode == 'edit' then action = 'edit' end
   from = field(KEYS[1], 'state')
   if from == nil then return refuse('not_found') end
   if not canStart(action, from) then return refuse('conflict', {state = from}) end
@@ -92,13 +93,16 @@ end
 
 local revision = 1
 local createdAt = tostring(NOW)
-if mode == 'edit' then
-  revision = num(KEYS[1], 'revision') + 1
+if mode ~= 'create' then
   createdAt = field(KEYS[1], 'createdAt')
+  revision = num(KEYS[1], 'revision')
+  -- An edit is a new revision; a submitted draft keeps the revision its author saw.
+  if mode == 'edit' then revision = revision + 1 end
 end
 
 redis.call('HSET', KEYS[1],
   'id', id, 'revision', revision, 'subject', f.subject, 'text', f.text, 'html', f.html,
+  'markdown', f.markdown, 'template', f.template,
   'from', f.from, 'audience', f.audience, 'toHeader', f.toHeader, 'recipientCount', count,
   'author', f.author, 'approvals', '[]', 'requiredApprovals', required, 'holdSeconds', f.holdSeconds,
   'sendAt', f.sendAt, 'releaseAt', '', 'expiresAt', f.expiresAt, 'submittedAt', tostring(NOW),
@@ -109,11 +113,13 @@ for i = FIRST_LIST, #KEYS do
   audienceCounts[#audienceCounts + 1] = {name = listNames[i - FIRST_LIST + 1], count = redis.call('ZCARD', KEYS[i])}
 end
 redis.call('HSET', K_REVISIONS, tostring(revision), cjson.encode({
-  revision = revision, subject = f.subject, text = f.text, html = f.html, from = f.from, digest = f.digest,
+  revision = revision, subject = f.subject, text = f.text, html = f.html, markdown = f.markdown, template = f.template,
+  from = f.from, digest = f.digest,
   audience = f.audience, recipientCount = count, audienceCounts = audienceCounts, explicitCount = #ARGV - FIRST_ADDRESS + 1,
   at = NOW, by = ACTOR }))
 
-if mode == 'create' then redis.call('ZADD', K_BY_TIME, createdAt, id) end
+-- A draft joins the all-messages index when submitted (drafts are their author's).
+if mode ~= 'edit' then redis.call('ZADD', K_BY_TIME, createdAt, id) end
 transition(action, from, to, cjson.encode({recipientCount = count, requiredApprovals = required}))
 return answer({id = id, revision = revision, state = to, recipientCount = count, requiredApprovals = required,
   followUps = {{['do'] = 'scheduleExpiry', revision = revision, at = tonumber(f.expiresAt)}}})
