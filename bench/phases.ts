@@ -216,7 +216,8 @@ export async function runRecallRace(o: { api: Api; redis: Redis; sink: Sink; aud
     return p.sent >= threshold ? p : null;
   });
   const t0 = Date.now();
-  const r = await o.api.call("ops", "POST", `/api/messages/${id}/recall`, { reason: "sent in error", correctionText: "Please ignore the previous message." });
+  // The standard correction: it starts at once (a custom text would wait for a second person's approval).
+  const r = await o.api.call("ops", "POST", `/api/messages/${id}/recall`, { reason: "sent in error" });
   const ackAt = Date.now();
   expectStatus("recall", r, 200);
   const delivered: number = r.body.delivered;

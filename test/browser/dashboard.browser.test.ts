@@ -80,6 +80,10 @@ it("shows a send coming live, counts down, shows progress, recalls it and counts
   const delivered = recalled.recall.deliveredAtRecall as number;
   expect(delivered).toBeGreaterThan(0);
   expect(delivered).toBeLessThan(RECIPIENTS);
+  // The custom text waits for a second person (promise 7): another approver approves its digest.
+  expect(recalled.correction).toMatchObject({ status: "pending", text: "Please ignore the previous message. You do not need to delete the app." });
+  expect(a.sink.received.filter((r) => r.mail.inReplyTo === recalled.messageId)).toHaveLength(0);
+  expect((await a.call("approver1", "POST", `/api/messages/${m.id}/correction/approve`, { digest: recalled.correction.digest })).status).toBe(200);
 
   // The message page's card follows live until the correction is counted.
   const messageCard = page.locator(`[data-message="${m.id}"]`);
