@@ -8,6 +8,7 @@
 import type { Logger } from "pino";
 import type { JobData } from "../src/queues/catalogue.js";
 import type { FollowUps } from "../src/service/follow-ups.js";
+import { isAllowedDomain } from "../src/domain/recipient-domains.js";
 import type { FanoutOutcome, MessageStore } from "../src/store/message-store.js";
 import { SmtpSendError, type MailTransport } from "../src/mail/transport.js";
 import { recipientOutcome, transactionOutcome, type SmtpOutcome } from "../src/mail/smtp-outcome.js";
@@ -22,7 +23,7 @@ export interface FanoutDeps {
   followUps: FollowUps;
   transport: MailTransport;
   mime: MimeCache;
-  config: { RECIPIENTS_PER_TRANSACTION: number; SEND_RATE_PER_SECOND: number };
+  config: { RECIPIENTS_PER_TRANSACTION: number; SEND_RATE_PER_SECOND: number; ALLOWED_RECIPIENT_DOMAINS?: readonly string[] };
   logger: Logger;
   sleep?: (ms: number) => Promise<void>;
   metrics?: Pick<Metrics, "smtpTransaction">;
@@ -84,7 +85,7 @@ export class FanoutProcessor {
         if (claim.addresses.length > 0) {
           // Not buildable and not running any more (the claim proves otherwise): never send a stale build.
           if (!mail) throw new Error(`message ${id} ${kind}: claimed recipients without an approved build`);
-          const outcomes = await this.deliver(kind, mail.envelopeFrom, claim.addresses, claim.indexes, mail.raw, lastAttempt);
+          const outcomes = await this.deliverInside(kind, mail, claim.addresses, claim.indexes, lastAttempt);
           const temporary = outcomes.find((o) => o.outcome === "t" || o.outcome === "a");
           if (temporary) {
             await this.settle(id, kind, outcomes);
@@ -127,6 +128,26 @@ export class FanoutProcessor {
   private async settle(id: string, kind: "original" | "correction", outcomes: FanoutOutcome[]): Promise<void> {
     const settled = await this.d.store.settle(id, kind, outcomes);
     await this.d.followUps.carryOut(id, settled.followUps);
+  }
+
+  /**
+   * Promise 8's last line: an address outside ALLOWED_RECIPIENT_DOMAINS is never handed to SMTP,
+   * whatever let it into the frozen set (the upload and the submit refuse them; a list replaced by
+   * a process configured without the setting could not be). It is recorded failed, with the reason.
+   */
+  private async deliverInside(kind: "original" | "correction", mail: BuiltMail, to: string[], indexes: number[], lastAttempt: boolean): Promise<FanoutOutcome[]> {
+    const allowed = this.d.config.ALLOWED_RECIPIENT_DOMAINS;
+    if (!allowed) return this.deliver(kind, mail.envelopeFrom, to, indexes, mail.raw, lastAttempt);
+    const inside: number[] = [];
+    const refused: FanoutOutcome[] = [];
+    to.forEach((address, j) => {
+      if (isAllowedDomain(address, allowed)) inside.push(j);
+      else refused.push({ index: indexes[j]!, address, outcome: "f", reply: "not sent: outside ALLOWED_RECIPIENT_DOMAINS" });
+    });
+    if (refused.length > 0) this.d.logger.error({ refused: refused.length }, `${kind}: ${refused.length} recipient(s) outside ALLOWED_RECIPIENT_DOMAINS in a frozen set: not sent`);
+    if (inside.length === 0) return refused;
+    const sent = await this.deliver(kind, mail.envelopeFrom, inside.map((j) => to[j]!), inside.map((j) => indexes[j]!), mail.raw, lastAttempt);
+    return [...sent, ...refused];
   }
 
   /** `indexes[j]` is `to[j]`'s index in the frozen set: the outcomes carry it to the settle. */

@@ -175,3 +175,18 @@ describe("submit", () => {
     expect(unknown.body.error.message).toContain("audience no-such-list does not exist");
   });
 });
+
+describe("the fan-out's last line", () => {
+  it("never hands SMTP an outside address that got into a frozen set anyway: recorded failed with the reason", async () => {
+    const m = (await a.call("author", "POST", "/api/messages", message({ addresses: ["ann@corp.example", "ben@corp.example"] }))).body;
+    // As if a process configured without the setting had replaced the list before the freeze.
+    await a.rt.redis.zadd(keys.recipients(m.id), 0, "eve@gmail.com");
+    await a.rt.redis.hset(keys.message(m.id), "recipientCount", "3");
+    expect((await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, { revision: 1, digest: m.digest })).status).toBe(200);
+    await a.until("sent", async () => (await a.call("ops", "GET", `/api/messages/${m.id}`)).body.state === "sent");
+    const got = a.sink.received.filter((r) => r.mail.messageId === m.messageId).flatMap((r) => r.to);
+    expect(got.sort()).toEqual(["ann@corp.example", "ben@corp.example"]);
+    const failed = (await a.call("ops", "GET", `/api/messages/${m.id}/recipients?status=failed`)).body.items;
+    expect(failed).toEqual([expect.objectContaining({ email: "eve@gmail.com", reply: "not sent: outside ALLOWED_RECIPIENT_DOMAINS" })]);
+  });
+});
