@@ -6,22 +6,16 @@
  * what is about to go out.
  */
 import { createHash } from "node:crypto";
+import type { Message } from "../domain/message.js";
 import { parseMailbox } from "../domain/sender.js";
 import { buildMime } from "./mime.js";
 import type { Rendered, Renderer } from "./render.js";
 
-export interface OriginalFields {
-  subject: string;
-  text: string;
-  html: string | null;
-  /** A Markdown body ("" when `text`/`html` are the body), rendered into the house `template`. */
-  markdown: string;
-  template: string;
-  /** The stored sender, `Name <address>` as domain/sender.ts formats it. */
-  from: string;
-  toHeader: string;
-  messageId: string;
-}
+/**
+ * The fields a message's mail is built from. `markdown` ("" when `text`/`html` are the body) is
+ * rendered into the house `template`; `from` is the stored sender as domain/sender.ts formats it.
+ */
+export type OriginalFields = Pick<Message, "subject" | "text" | "html" | "markdown" | "template" | "from" | "toHeader" | "messageId">;
 
 export interface CorrectionFields {
   /** The original's subject, sender, To: and Message-ID: the correction threads under it. */

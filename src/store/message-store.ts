@@ -8,46 +8,28 @@ import type { Clock } from "../domain/clock.js";
 import { NEW, STATES, type Action, type FromState, type State } from "../domain/lifecycle.js";
 import type { CorrectionStatus, DeliveryStatus, Message, RecipientState } from "../domain/message.js";
 import type { ApprovalLadder } from "../domain/policies.js";
+import type { OriginalFields } from "../mail/compose.js";
 import { keys } from "./keys.js";
 import { registerScripts, type ScriptName, type ScriptRunner } from "./scripts.js";
 import type { Answer } from "./script-answers.js";
 
 export const MAX_RECIPIENTS = 1_000_000;
 
-/** What a draft holds: the message's fields, none of them checked for completeness yet. */
-export interface DraftFields {
-  subject: string;
-  text: string;
-  html: string | null;
-  /** The Markdown source, when the body was written in Markdown ("" otherwise). */
-  markdown: string;
-  /** The house template the Markdown is rendered into ("" for the default). */
-  template: string;
-  from: string;
+/**
+ * What a draft holds: the mail's own fields (as mail/compose.ts builds them) and who it goes to,
+ * none of them checked for completeness yet. Dates in epoch ms.
+ */
+export interface DraftFields extends OriginalFields {
   audience: { lists: string[]; addresses: string[] };
-  toHeader: string;
   author: string;
   holdSeconds: number;
   sendAt: number | null;
-  messageId: string;
 }
 
-export interface NewMessageFields {
-  /** The MIME digest of this revision as built at submit (mail/compose.ts). */
+/** What a submit stores: a complete message, its digest as built at submit, and when its approval request expires. */
+export interface NewMessageFields extends DraftFields {
   digest: string;
-  subject: string;
-  text: string;
-  html: string | null;
-  markdown: string;
-  template: string;
-  from: string;
-  audience: { lists: string[]; addresses: string[] };
-  toHeader: string;
-  author: string;
-  holdSeconds: number;
-  sendAt: number | null;
   expiresAt: number;
-  messageId: string;
 }
 
 export interface FanoutOutcome {
