@@ -9,6 +9,7 @@ import type { Logger } from "pino";
 import type { JobData } from "../src/queues/catalogue.js";
 import type { FollowUps } from "../src/service/follow-ups.js";
 import { isAllowedDomain } from "../src/domain/recipient-domains.js";
+import { canApply } from "../src/domain/lifecycle.js";
 import type { FanoutOutcome, MessageStore } from "../src/store/message-store.js";
 import { SmtpSendError, type MailTransport } from "../src/mail/transport.js";
 import { recipientOutcome, transactionOutcome, type SmtpOutcome } from "../src/mail/smtp-outcome.js";
@@ -118,6 +119,10 @@ export class FanoutProcessor {
       return await this.d.mime.get(id, kind);
     } catch (e) {
       if (!(e instanceof UnapprovedMail)) throw e;
+      // Only the fan-out that would send this mail is halted: an original's batch re-driven after a
+      // recall must not hold the correction.
+      const m = await this.d.store.get(id);
+      if (!m || !canApply(kind === "original" ? "finish" : "finishCorrection", m.state)) return null;
       const a = await this.d.store.pauseOrResume("pause", id, HALTED_BY, `not sent: ${e.message}`.slice(0, 2000));
       if (a.ok) this.d.logger.error({ message: id }, `message ${id} ${kind} halted: ${e.message}`);
       if (a.ok || a.err === "already_paused") return "halted";
