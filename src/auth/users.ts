@@ -3,7 +3,7 @@
  * a plain `token` in the file is accepted in development only.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, unwatchFile, watchFile, writeFileSync, type Stats } from "node:fs";
 import { dirname } from "node:path";
 import { z } from "zod";
 import { formatMailbox, parseMailbox, type Mailbox } from "../domain/sender.js";
@@ -17,6 +17,8 @@ export interface User {
   roles: Role[];
   /** The sender mailboxes this user may send as, besides MAIL_FROM (display names as configured). */
   senders: Mailbox[];
+  /** SHA-256 of the user's current token: a dashboard session is bound to it (never shown anywhere). */
+  credential: string;
 }
 
 /** A sender in USERS_FILE: an address, or `{address, name}` for a display name ("CEO Office"). */
@@ -46,28 +48,44 @@ const file = z.object({ users: z.array(entry) });
 export const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
 
 export class UserDirectory {
-  private readonly byTokenHash = new Map<string, User>();
-  private readonly byEmail = new Map<string, User>();
+  private byTokenHash = new Map<string, User>();
+  private byEmail = new Map<string, User>();
 
-  constructor(raw: unknown, opts: { allowPlainTokens: boolean }) {
+  constructor(
+    raw: unknown,
+    private readonly opts: { allowPlainTokens: boolean },
+  ) {
+    this.replace(raw);
+  }
+
+  /**
+   * Takes a new version of the file's content, whole or not at all: an invalid file throws and the
+   * users stay as they were. Sessions check their user and credential at every request, so a
+   * removed user or a rotated token ends them at their next request.
+   */
+  replace(raw: unknown): void {
     const parsed = file.safeParse(raw);
     if (!parsed.success) throw new Error(`USERS_FILE is invalid:\n${z.prettifyError(parsed.error)}`);
+    const byTokenHash = new Map<string, User>();
+    const byEmail = new Map<string, User>();
     for (const u of parsed.data.users) {
-      if (u.token && !u.tokenSha256 && !opts.allowPlainTokens) throw new Error(`USERS_FILE: ${u.email} has a plain token; use tokenSha256 in production`);
-      const user: User = { email: u.email, name: u.name, roles: [...u.roles], senders: u.senders ?? [] };
-      this.byTokenHash.set((u.tokenSha256 ?? sha256(u.token!)).toLowerCase(), user);
-      this.byEmail.set(user.email, user);
+      if (u.token && !u.tokenSha256 && !this.opts.allowPlainTokens) throw new Error(`USERS_FILE: ${u.email} has a plain token; use tokenSha256 in production`);
+      const credential = (u.tokenSha256 ?? sha256(u.token!)).toLowerCase();
+      const user: User = { email: u.email, name: u.name, roles: [...u.roles], senders: u.senders ?? [], credential };
+      byTokenHash.set(credential, user);
+      byEmail.set(user.email, user);
     }
+    this.byTokenHash = byTokenHash;
+    this.byEmail = byEmail;
   }
 
   static fromFile(path: string, opts: { allowPlainTokens: boolean }): UserDirectory {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(readFileSync(path, "utf8"));
-    } catch (e) {
-      throw new Error(`USERS_FILE ${path} cannot be read as JSON: ${(e as Error).message}`);
-    }
-    return new UserDirectory(raw, opts);
+    return new UserDirectory(readUsersFile(path), opts);
+  }
+
+  /** Reads the file again (see `replace`). */
+  reload(path: string): void {
+    this.replace(readUsersFile(path));
   }
 
   byToken(token: string): User | null {
@@ -85,6 +103,37 @@ export class UserDirectory {
   withRole(role: Role): User[] {
     return this.all().filter((u) => u.roles.includes(role));
   }
+}
+
+function readUsersFile(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new Error(`USERS_FILE ${path} cannot be read as JSON: ${(e as Error).message}`);
+  }
+}
+
+/** How often USERS_FILE is looked at for a change: a removed user or a rotated token takes effect within this. */
+export const USERS_FILE_CHECK_MS = 2000;
+
+/**
+ * Re-reads USERS_FILE when it changes (no restart needed). Polls its modification time and size
+ * (`fs.watchFile`): it works for files replaced by rename, on network and container file systems,
+ * where change events are unreliable. A file that does not parse is logged and ignored: the users
+ * stay as they were. Returns the stop function.
+ */
+export function watchUsersFile(path: string, users: UserDirectory, log: { info(o: object, m: string): void; error(o: object, m: string): void }): () => void {
+  const onChange = (cur: Stats, prev: Stats) => {
+    if (cur.mtimeMs === prev.mtimeMs && cur.size === prev.size) return;
+    try {
+      users.reload(path);
+      log.info({ usersFile: path, users: users.all().length }, `USERS_FILE reloaded: ${users.all().length} users`);
+    } catch (e) {
+      log.error({ usersFile: path }, `USERS_FILE changed but was not taken: ${(e as Error).message}`);
+    }
+  };
+  watchFile(path, { interval: USERS_FILE_CHECK_MS, persistent: false }, onChange);
+  return () => unwatchFile(path, onChange);
 }
 
 export const DEMO_USERS = [

@@ -128,7 +128,7 @@ describe("the safeguard pipeline", () => {
     // Wait until the release job has fired and been processed, then check nothing went out.
     const releaseJob = `release-${m.id}-1-${Date.parse(approved.body.releaseAt)}`;
     await a.until("release job processed", async () => Date.now() > Date.parse(approved.body.releaseAt) && !(await a.rt.scheduler.timers.getJob(releaseJob)));
-    await a.rt.service.get({ email: "ops@corp.example", name: "", roles: ["ops"], senders: [] }, m.id);
+    await a.rt.service.get({ email: "ops@corp.example", name: "", roles: ["ops"], senders: [], credential: "" }, m.id);
     expect(originalsOf(m.messageId)).toHaveLength(0);
     const after = (await a.call("ops", "GET", `/api/messages/${m.id}`)).body;
     expect(after).toMatchObject({ state: "recalled", counts: { sent: 0, skipped: 4 } });

@@ -2,8 +2,10 @@
  * Browser sign-in for the dashboard: a user's API token is exchanged once for a session cookie.
  *
  * The cookie holds 256 random bits; Redis keeps only their SHA-256 (a Redis read or backup gives
- * no working session), with the user's address and the session's CSRF token. The user is looked up
- * in the directory on every request, so a role removed from USERS_FILE takes effect at once.
+ * no working session), with the user's address, the credential it was started with (the SHA-256 of
+ * the token) and the session's CSRF token. The user is looked up in the directory on every request:
+ * a role removed from USERS_FILE takes effect at once, and a removed user or a rotated token ends
+ * the session (USERS_FILE is re-read when it changes: auth/users.ts watchUsersFile).
  * Sessions end when idle for IDLE_MS (Redis expiry, refreshed at most once a minute) and at the
  * latest after MAX_AGE_MS, or at sign-out.
  */
@@ -43,7 +45,7 @@ export class SessionStore {
     const csrf = randomBytes(32).toString("base64url");
     const now = this.clock.now();
     const key = keys.session(hash(id));
-    await this.redis.multi().hset(key, { user: user.email, csrf, createdAt: String(now), touchedAt: String(now) }).pexpire(key, IDLE_MS).exec();
+    await this.redis.multi().hset(key, { user: user.email, credential: user.credential, csrf, createdAt: String(now), touchedAt: String(now) }).pexpire(key, IDLE_MS).exec();
     return { id, session: { user, csrf } };
   }
 
@@ -59,7 +61,11 @@ export class SessionStore {
       return null;
     }
     const user = this.users.byAddress(h.user);
-    if (!user) return null;
+    // Removed from USERS_FILE, or its token rotated since the sign-in: the session ends.
+    if (!user || h.credential !== user.credential) {
+      await this.redis.del(key);
+      return null;
+    }
     if (now - Number(h.touchedAt) > TOUCH_EVERY_MS) {
       await this.redis.multi().hset(key, "touchedAt", String(now)).pexpire(key, IDLE_MS).exec();
     }
