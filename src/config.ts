@@ -28,6 +28,22 @@ const schema = z.object({
     .string()
     .default("Internal Communications <comms@corp.example>")
     .refine((s) => parseMailbox(s).ok, { error: (i) => `must be one mailbox such as "Internal Communications <comms@corp.example>": ${(parseMailbox(String(i.input)) as { reason?: string }).reason ?? ""}` }),
+  /**
+   * The company as the house templates of a Markdown body name it (templates/messages/). Part of
+   * every such mail's bytes: changing it changes the digest of messages approved but not yet sent,
+   * which then halt at release. Default "Corp".
+   */
+  COMPANY_NAME: z.string().trim().min(1).max(100).regex(/^[^\u0000-\u001f\u007f-\u009f\u2028\u2029]*$/, { error: "must be one line of text" }).default("Corp"),
+  /** Logo in the house templates' header, an https URL (mail clients block others). Default unset: the name alone. */
+  COMPANY_LOGO_URL: z.url({ protocol: /^https$/, error: "must be an https URL" }).optional(),
+  /** The footer line of every house template. Default "Internal communication — please do not forward outside the company." */
+  COMPANY_FOOTER: z
+    .string()
+    .trim()
+    .min(1)
+    .max(500)
+    .regex(/^[^\u0000-\u001f\u007f-\u009f\u2028\u2029]*$/, { error: "must be one line of text" })
+    .default("Internal communication — please do not forward outside the company."),
   /** JSON file of users and their token hashes. Unset in development: demo users are seeded. */
   USERS_FILE: z.string().min(1).optional(),
   /** Secret that signs approver links; at least 32 characters. No default outside development. */

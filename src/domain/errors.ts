@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   too_large: "the input is larger than allowed",
   unsupported_media_type: "wrong content type",
   rate_limited: "too many requests",
+  mail_refused: "the mail server refused or could not take a mail sent on the user's behalf (a test send); nothing changed",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -20,6 +20,8 @@ export const STATUS: Record<ErrorCode, number> = {
   too_large: 413,
   unsupported_media_type: 415,
   rate_limited: 429,
+  // The SMTP server, not the request, failed: a gateway error, never a 500.
+  mail_refused: 502,
 };
 
 /** zod issues as the field paths that failed. */

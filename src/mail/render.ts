@@ -4,15 +4,21 @@
  * template throws instead of silently rendering nothing; for that reason every optional input is
  * passed explicitly as null.
  *
+ * A Markdown body goes into a house template of `templates/messages/` instead (`<name>.html.hbs`
+ * and `<name>.txt.hbs`, with the company's name, logo and footer): its HTML from markdown-it, its
+ * plain text generated from that HTML (mail/markdown.ts).
+ *
  * Escaping: HTML templates escape every `{{value}}`; plain-text templates and the subject are
  * compiled with `noEscape` (text/plain and header values must not carry `&amp;`). The only HTML
- * not produced by escaping comes from the `paragraphs` helper (which escapes first) and the
- * `sanitizeHtml` helper (allow-list re-serialization of the author's HTML).
+ * not produced by escaping comes from the `paragraphs` helper (which escapes first), the
+ * `sanitizeHtml` helper (allow-list re-serialization of the author's HTML) and a house template's
+ * `body` (markdown-it without raw HTML, then the same kind of allow-list).
  */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Handlebars from "handlebars";
+import { htmlToPlainText, markdownToHtml } from "./markdown.js";
 import { sanitizeHtml } from "./sanitize-html.js";
 
 export interface MessageInput {
@@ -47,7 +53,27 @@ export interface Rendered {
 export interface Renderer {
   renderMessage(input: MessageInput): Rendered;
   renderCorrection(input: CorrectionInput): Rendered;
+  /** The house templates a Markdown body may name (templates/messages/), sorted. */
+  templates(): readonly string[];
 }
+
+/** What the house templates say about the company (COMPANY_NAME, COMPANY_LOGO_URL, COMPANY_FOOTER). */
+export interface HouseStyle {
+  companyName: string;
+  /** An https URL, or null: the header shows the name alone. */
+  logoUrl: string | null;
+  footer: string;
+}
+
+/** The settings' defaults (config.ts), for renderers built without a configuration (tests, tools). */
+export const DEFAULT_HOUSE_STYLE: HouseStyle = {
+  companyName: "Corp",
+  logoUrl: null,
+  footer: "Internal communication — please do not forward outside the company.",
+};
+
+/** The house template of a Markdown body that names none. */
+export const DEFAULT_TEMPLATE = "announcement";
 
 /**
  * `<repo>/templates/`, resolved from this module's location: src/mail/render.ts under tsx and
@@ -58,7 +84,7 @@ export function templatesDir(): string {
   return fileURLToPath(new URL(up, import.meta.url));
 }
 
-export function createRenderer(dir: string): Renderer {
+export function createRenderer(dir: string, houseStyle: HouseStyle = DEFAULT_HOUSE_STYLE): Renderer {
   // A private instance: helpers registered here cannot leak into, or be replaced by, other code.
   const hb = Handlebars.create();
   registerMailHelpers(hb);
@@ -70,12 +96,16 @@ export function createRenderer(dir: string): Renderer {
   const correctionHtml = compile("correction.html.hbs", false);
   const correctionText = compile("correction.txt.hbs", true);
   const correctionSubject = compile("correction-subject.hbs", true);
+  const houses = compileHouseTemplates(join(dir, "messages"), (file, plain) => compile(join("messages", file), plain));
+  const names = Object.freeze([...houses.keys()]);
 
   return {
     renderMessage(input) {
+      if (input.markdown) return renderMarkdown(input, input.markdown);
       const data = { subject: input.subject, text: input.text, html: nonEmpty(input.html), from: input.from };
       return { subject: input.subject, html: messageHtml(data), text: tidyText(messageText(data)) };
     },
+    templates: () => names,
     renderCorrection(input) {
       const data = {
         originalSubject: input.originalSubject,
@@ -91,6 +121,44 @@ export function createRenderer(dir: string): Renderer {
       };
     },
   };
+
+  function renderMarkdown(input: MessageInput, markdown: string): Rendered {
+    const name = input.template || DEFAULT_TEMPLATE;
+    const house = houses.get(name);
+    if (!house) throw new Error(`unknown house template ${JSON.stringify(name)} (templates: ${names.join(", ") || "none"})`);
+    const body = markdownToHtml(markdown);
+    const data = { subject: input.subject, from: input.from, companyName: houseStyle.companyName, logoUrl: houseStyle.logoUrl, footer: houseStyle.footer };
+    return {
+      subject: input.subject,
+      html: house.html({ ...data, body: new hb.SafeString(body) }),
+      text: tidyText(house.text({ ...data, body: htmlToPlainText(body) })),
+    };
+  }
+}
+
+type Template = (data: object) => string;
+
+/**
+ * Every `<name>.html.hbs` of the folder with its `<name>.txt.hbs` (one without the other is a
+ * mistake, refused at start), by name, sorted. No folder: no house templates.
+ */
+function compileHouseTemplates(dir: string, compile: (file: string, plain: boolean) => Template): Map<string, { html: Template; text: Template }> {
+  let files: string[];
+  try {
+    files = readdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return new Map();
+    throw e;
+  }
+  const houses = new Map<string, { html: Template; text: Template }>();
+  const names = new Set(files.map((f) => /^([a-z0-9][a-z0-9-]*)\.(?:html|txt)\.hbs$/.exec(f)?.[1]).filter((n) => n !== undefined));
+  for (const name of [...names].sort()) {
+    for (const part of ["html", "txt"]) {
+      if (!files.includes(`${name}.${part}.hbs`)) throw new Error(`house template ${name}: ${join(dir, `${name}.${part}.hbs`)} is missing`);
+    }
+    houses.set(name, { html: compile(`${name}.html.hbs`, false), text: compile(`${name}.txt.hbs`, true) });
+  }
+  return houses;
 }
 
 /** A private Handlebars instance, as `Handlebars.create()` returns it. */

@@ -1,147 +1,131 @@
 /**
- * A deliberately small allow-list sanitizer for author-provided HTML (we ship no sanitizer
- * dependency). Safety does not rest on parsing HTML the way a browser does: the output is
- * re-serialized from scratch, so the only `<` in it belong to tags written here (allow-listed
- * names, no attributes except a checked `href` on `a`), and every other character of the input
- * ends up as escaped text. Whatever the input tricks the tokenizer into, the worst result is
- * visible garbage, never markup.
+ * Allow-list sanitizing of untrusted HTML, with the `sanitize-html` library (pinned to 2.16.x: 2.17+
+ * needs Node 22). Its output is re-serialized from htmlparser2's parse, so the only markup in it is
+ * the allow-listed tags below, balanced, with no attribute but a checked `href` on `a`; every other
+ * character of the input ends up as escaped text. Two lists:
+ *
+ * - `sanitizeHtml`: the author's HTML (API clients), exactly the tags Airlock has always kept.
+ * - `sanitizeMarkdownHtml`: what markdown-it rendered from a Markdown body (which allows no raw
+ *   HTML): defence in depth. The same list plus the few structural tags Markdown itself writes
+ *   (code, rules, small headings), still without any attribute but `href`.
  */
+import sanitize from "sanitize-html";
 
-/** Tags kept (without attributes). Anything else is dropped; its text content stays, escaped. */
-const ALLOWED = new Set([
+/** Tags kept from the author's HTML, without attributes (but `href` on `a`). Anything else is dropped; its text stays, escaped. */
+const AUTHOR_TAGS = [
   "p", "br", "b", "strong", "i", "em", "u", "ul", "ol", "li", "a", "h1", "h2", "h3", "h4",
   "blockquote", "table", "tr", "td", "th", "thead", "tbody", "span", "div",
-]);
+];
+
+/** What markdown-it writes besides those: code spans and blocks, horizontal rules, headings 5 and 6. */
+const MARKDOWN_TAGS = [...AUTHOR_TAGS, "pre", "code", "hr", "h5", "h6"];
 
 /**
  * Elements whose whole content is removed, not just the tags: their text is code, styles or
- * fallback that must not show up as body text. The spec'd five plus a few with the same nature
- * (a pasted full document brings `<head>`/`<title>`).
+ * fallback that must not show up as body text (a pasted full document brings `<head>`/`<title>`).
  */
 const DROP_WITH_CONTENT = [
   "script", "style", "iframe", "object", "embed",
-  "noscript", "template", "head", "title", "textarea", "select", "svg", "math", "xmp", "noembed", "noframes",
+  "noscript", "template", "head", "title", "textarea", "select", "option", "svg", "math", "xmp", "noembed", "noframes",
 ];
-/** Of those, the ones that are void in HTML: an unclosed one must not swallow the rest of the input. */
-const VOID_DROPPED = new Set(["embed"]);
 
-// `\b` after the name: `<script/x>` is a script tag for browsers, `<scripts>` is not.
-const DROPPED_OPEN = new RegExp(`<(${DROP_WITH_CONTENT.join("|")})\\b`, "iy");
-const DROPPED_CLOSE = new Map(DROP_WITH_CONTENT.map((n) => [n, new RegExp(`</${n}(?=[\\s/>]|$)`, "gi")]));
-
-/**
- * A tag: name followed by whitespace, `/` or `>`, then attributes up to `>`. Outside quotes `<`
- * is not allowed, which keeps a failed match from scanning past the next `<` (linear time) and
- * makes `<scr<script>` two candidate tags instead of one.
- */
-const TAG = /<(\/?)([a-zA-Z][a-zA-Z0-9]*)(?=[\s/>])((?:[^<>"']|"[^"]*"|'[^']*')*)>/y;
-const ATTR = /([^\s"'<>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?/g;
-/** Deeper nesting is dropped: keeps the open-tag stack (scanned on every closing tag) small. */
-const MAX_DEPTH = 64;
+/** A link keeps its `href` only with one of these schemes (no relative, protocol-relative, javascript:, data: …). */
 const SAFE_HREF = /^(?:https:\/\/|http:\/\/|mailto:)/i;
-const ENTITY = /^&(?:[a-zA-Z][a-zA-Z0-9]{1,31}|#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6});/;
 
+/** Deeper nesting is dropped (its text kept): keeps the parser's stack and the mail small. */
+const MAX_DEPTH = 64;
+
+function options(tags: string[]): sanitize.IOptions {
+  return {
+    allowedTags: tags,
+    allowedAttributes: { a: ["href"] },
+    allowedSchemes: ["http", "https", "mailto"],
+    allowedSchemesByTag: {},
+    allowedSchemesAppliedToAttributes: ["href"],
+    allowProtocolRelative: false,
+    allowedClasses: {},
+    allowedStyles: {},
+    disallowedTagsMode: "discard",
+    nonTextTags: DROP_WITH_CONTENT,
+    nestingLimit: MAX_DEPTH,
+    // sanitize-html keeps relative URLs (it checks only schemes it sees): keep the href only when it
+    // is absolute with an allowed scheme. The value here is already entity-decoded by the parser.
+    transformTags: {
+      a: (tagName, attribs) => {
+        const href = (attribs.href ?? "").trim();
+        const kept: sanitize.Attributes = SAFE_HREF.test(href) ? { href } : {};
+        return { tagName, attribs: kept };
+      },
+    },
+  };
+}
+
+const AUTHOR = options(AUTHOR_TAGS);
+const MARKDOWN = options(MARKDOWN_TAGS);
+
+/** The author's HTML, reduced to the allow-list. */
 export function sanitizeHtml(input: string): string {
+  return run(input, AUTHOR);
+}
+
+/** HTML that markdown-it rendered, reduced to the Markdown allow-list (defence in depth). */
+export function sanitizeMarkdownHtml(input: string): string {
+  return run(input, MARKDOWN);
+}
+
+function run(input: string, opts: sanitize.IOptions): string {
+  // NUL is no character a mail body may carry; the parser would turn it into U+FFFD.
   const src = input.replace(/\u0000/g, "");
-  const open: string[] = [];
-  let out = "";
-  let i = 0;
-  while (i < src.length) {
-    const lt = src.indexOf("<", i);
-    if (lt < 0) {
-      out += escapeHtml(src.slice(i));
-      break;
-    }
-    out += escapeHtml(src.slice(i, lt));
-    if (src.startsWith("<!--", lt)) {
-      // Comments (and Outlook conditional comments) go entirely; an unclosed one runs to the end.
-      const end = src.indexOf("-->", lt + 4);
-      i = end < 0 ? src.length : end + 3;
-      continue;
-    }
-    if (src[lt + 1] === "!" || src[lt + 1] === "?") {
-      // <!DOCTYPE>, <![CDATA[, <?xml ?>: markup declarations have no place in a body.
-      const end = src.indexOf(">", lt);
-      i = end < 0 ? src.length : end + 1;
-      continue;
-    }
-    DROPPED_OPEN.lastIndex = lt;
-    const dropped = DROPPED_OPEN.exec(src);
-    if (dropped) {
-      i = skipDroppedBlock(src, (dropped[1] ?? "").toLowerCase(), DROPPED_OPEN.lastIndex);
-      continue;
-    }
-    TAG.lastIndex = lt;
-    const m = TAG.exec(src);
-    if (!m) {
-      // Not a tag we can delimit: the `<` is text.
-      out += "&lt;";
-      i = lt + 1;
-      continue;
-    }
-    i = TAG.lastIndex;
-    out += serializeTag(m[1] === "/", (m[2] ?? "").toLowerCase(), m[3] ?? "", open);
-  }
-  // Close what the author left open so our layout around the body stays intact.
-  while (open.length) out += `</${open.pop()}>`;
-  return out;
-}
-
-function serializeTag(closing: boolean, name: string, attrs: string, open: string[]): string {
-  if (!ALLOWED.has(name)) return "";
-  if (name === "br") return closing ? "" : "<br>";
-  if (closing) {
-    // A stray closing tag could close our layout's elements: keep only ones that match an open tag.
-    const at = open.lastIndexOf(name);
-    if (at < 0) return "";
-    let s = "";
-    while (open.length > at) s += `</${open.pop()}>`;
-    return s;
-  }
-  if (open.length >= MAX_DEPTH) return "";
-  open.push(name);
-  if (name === "a") {
-    const href = safeHref(attrs);
-    return href === null ? "<a>" : `<a href="${escapeHtml(href)}">`;
-  }
-  return `<${name}>`;
-}
-
-/** The first `href` (browsers ignore later duplicates), if it starts with an allowed scheme. */
-function safeHref(attrs: string): string | null {
-  for (const m of attrs.matchAll(ATTR)) {
-    if ((m[1] ?? "").toLowerCase() !== "href") continue;
-    const value = (m[2] ?? m[3] ?? m[4] ?? "").trim();
-    return SAFE_HREF.test(value) ? value : null;
-  }
-  return null;
+  if (tooCostly(src)) return escapeAll(src);
+  return sanitize(src, opts).replace(UNMAILABLE, reference);
 }
 
 /**
- * Index just past the block opened at `from` (right after `<name`): past its closing tag, or the
- * end of the input when it is never closed (browsers read the rest as script/style too). A void
- * one (`<embed>`) only loses its own tag. Each call scans forward only, so the pass stays linear.
+ * Character references decode to characters a mail body must not carry raw (`&#1;`, `&#xFFFE;`):
+ * they are written back as references, text as before, so the part passes the same rules as
+ * typed text (domain/text-rules.ts).
  */
-function skipDroppedBlock(src: string, name: string, from: number): number {
-  const close = DROPPED_CLOSE.get(name);
-  if (close && !VOID_DROPPED.has(name)) {
-    close.lastIndex = from;
-    const m = close.exec(src);
-    if (!m) return src.length;
-    from = m.index + m[0].length;
-  }
-  const gt = src.indexOf(">", from);
-  return gt < 0 ? src.length : gt + 1;
-}
+const UNMAILABLE = /[\u0001-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\ufdd0-\ufdef\ufffe\uffff]/g;
+const reference = (c: string) => `&#x${c.codePointAt(0)!.toString(16).toUpperCase()};`;
 
 /**
- * Escapes text and attribute values. An `&` that already starts a character reference is kept,
- * so `&amp;` or `&nbsp;` in the author's HTML are not double-escaped; a reference only ever
- * decodes to text, never to markup.
+ * htmlparser2 (inside sanitize-html) looks for every closing tag in its whole stack of open
+ * elements, so thousands of unclosed elements followed by thousands of closing tags that match
+ * none of them cost seconds (quadratic). Real mail is a few dozen elements deep. This estimates
+ * that search cost in one linear pass (a stack of open names, a closing tag pops down to its name
+ * when open, else counts the whole stack) and refuses to parse past a budget: such input is shown
+ * as text, escaped (visible garbage, never markup). A performance guard only, not a security one.
  */
-function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c, offset: number) => {
-    if (c === "&") return ENTITY.test(s.slice(offset, offset + 40)) ? "&" : "&amp;";
-    return c === "<" ? "&lt;" : c === ">" ? "&gt;" : c === '"' ? "&quot;" : "&#39;";
-  });
+const SEARCH_BUDGET = 10_000_000;
+const TAG_NAME = /<(\/?)([a-zA-Z][a-zA-Z0-9]*)/g;
+const VOID = new Set(["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"]);
+
+function tooCostly(html: string): boolean {
+  const stack: string[] = [];
+  const open = new Map<string, number[]>(); // name -> its positions in `stack`
+  let cost = 0;
+  for (const m of html.matchAll(TAG_NAME)) {
+    const name = (m[2] ?? "").toLowerCase();
+    if (VOID.has(name)) continue;
+    if (!m[1]) {
+      const at = open.get(name) ?? [];
+      at.push(stack.length);
+      open.set(name, at);
+      stack.push(name);
+      continue;
+    }
+    const at = open.get(name);
+    if (!at?.length) {
+      cost += stack.length;
+      if (cost > SEARCH_BUDGET) return true;
+      continue;
+    }
+    const to = at[at.length - 1]!;
+    while (stack.length > to) open.get(stack.pop()!)!.pop();
+  }
+  return false;
+}
+
+function escapeAll(s: string): string {
+  return s.replace(/[&<>"]/g, (c) => (c === "&" ? "&amp;" : c === "<" ? "&lt;" : c === ">" ? "&gt;" : "&quot;")).replace(UNMAILABLE, reference);
 }

@@ -12,9 +12,9 @@ import { DomainError } from "../domain/errors.js";
 import type { Message } from "../domain/message.js";
 import { messageInput, type DraftInput, type MessageInput } from "../domain/message-input.js";
 import { DRAFT_STATES } from "../domain/lifecycle.js";
-import { approvalLadder, approvalOutcome, approvalRefusal, effectiveHoldSeconds, extractAddress, sameIdentity, senderMailboxes } from "../domain/policies.js";
+import { approvalLadder, approvalOutcome, approvalRefusal, effectiveHoldSeconds, extractAddress, requiredApprovals, sameIdentity, senderMailboxes } from "../domain/policies.js";
 import { isAllowedDomain, nameSome, OUTSIDE_LISTED, outsideDomains } from "../domain/recipient-domains.js";
-import { chooseSender, formatMailbox } from "../domain/sender.js";
+import { chooseSender, formatMailbox, type Mailbox } from "../domain/sender.js";
 import { composeCorrection, composeOriginal, type OriginalFields } from "../mail/compose.js";
 import { audienceToHeader, newMessageId } from "../mail/mime.js";
 import type { Renderer } from "../mail/render.js";
@@ -23,6 +23,7 @@ import type { Metrics } from "../metrics/metrics.js";
 import type { MessageStore } from "../store/message-store.js";
 import type { Refusal } from "../store/script-answers.js";
 import type { FollowUps } from "./follow-ups.js";
+import { MemoryTestSendLimit, TEST_SEND_WINDOW_MS, TEST_SENDS_PER_WINDOW, type TestMail, type TestSendLimit } from "./test-sends.js";
 
 export interface MessageServiceDeps {
   store: MessageStore;
@@ -40,6 +41,24 @@ export interface MessageServiceDeps {
   logger?: Pick<Logger, "info">;
   /** recall-to-stop is observed here when the recall itself stopped everything (nothing was in flight). */
   metrics?: Pick<Metrics, "recallToStop">;
+  /** Mails a test send to its author (service/test-sends.ts). Without it, test sends are refused. */
+  testMail?: TestMail;
+  /** Test sends per author and window; default: counted in this process's memory. */
+  testSendLimit?: TestSendLimit;
+}
+
+/** States whose message has content to test-send: before release, and rejected (it may be edited). */
+const TEST_SEND_STATES: readonly Message["state"][] = ["draft", "pending_approval", "rejected", "scheduled"];
+
+/** Header on a test send naming the message it tests: its subject says [TEST], so its own digest differs. */
+export const TEST_SEND_HEADER = "X-Airlock-Test";
+
+/** See MessageService.composeRules. */
+export interface ComposeRules {
+  senders: Mailbox[];
+  holdMinSeconds: number;
+  approvalsFor(recipientCount: number): number;
+  mailDomain: string;
 }
 
 const has = (u: User, ...roles: User["roles"]) => roles.some((r) => u.roles.includes(r));
@@ -50,7 +69,11 @@ const APPROVE_ATTEMPTS = 5;
 type Ok<A> = Extract<A, { ok: true }>;
 
 export class MessageService {
-  constructor(private readonly d: MessageServiceDeps) {}
+  private readonly testSendLimit: TestSendLimit;
+
+  constructor(private readonly d: MessageServiceDeps) {
+    this.testSendLimit = d.testSendLimit ?? new MemoryTestSendLimit(d.clock);
+  }
 
   private get ladder() {
     const c = this.d.config;
@@ -121,6 +144,7 @@ export class MessageService {
   }
 
   private async saveDraft(id: string, user: User, input: DraftInput, current?: Message): Promise<void> {
+    this.knownTemplate(input.template);
     let from = current?.from || this.d.config.MAIL_FROM;
     if (input.from !== undefined) {
       const sender = chooseSender(input.from, senderMailboxes(this.d.config.MAIL_FROM, user.senders));
@@ -243,6 +267,7 @@ export class MessageService {
    * anything that cannot go out is refused now, never found at release. Answers the digest.
    */
   private async buildable(mail: OriginalFields, now: number): Promise<string> {
+    this.knownTemplate(mail.template);
     try {
       const built = await composeOriginal(this.d.renderer, mail, new Date(now));
       await composeCorrection(this.d.renderer, { original: mail, sentAt: new Date(now), correctionText: null }, new Date(now));
@@ -250,6 +275,58 @@ export class MessageService {
     } catch (e) {
       throw new DomainError("invalid_input", `the message cannot be built as a mail: ${(e as Error).message}`, [{ path: ["body"], message: (e as Error).message }]);
     }
+  }
+
+  /** A house template the renderer has (templates/messages/), or none (the default): else a 400 naming `template`. */
+  private knownTemplate(template: string | undefined): void {
+    if (!template) return;
+    const known = this.d.renderer.templates();
+    if (known.includes(template)) return;
+    const message = `no house template ${template}: one of ${known.join(", ") || "(none installed)"}`;
+    throw new DomainError("invalid_input", `template: ${message}`, [{ path: ["body", "template"], message }]);
+  }
+
+  /**
+   * "Send me a test": the current revision, built exactly as it will go out (mail/compose.ts), with
+   * its subject marked `[TEST] `, to its author's own address and nobody else. Its own Message-ID
+   * (a mailbox may drop a second mail with the Message-ID it already holds, and the real one must
+   * not be that one), and an `X-Airlock-Test` header naming the message, revision and the digest of
+   * the mail as it will go out. Audited (`testSend`); changes no state and counts as no delivery.
+   * TEST_SENDS_PER_WINDOW per author and minute, then `rate_limited`.
+   */
+  async testSend(user: User, id: string): Promise<{ to: string; revision: number; digest: string; subject: string }> {
+    const m = await this.get(user, id);
+    if (!sameIdentity(m.author, user.email)) throw new DomainError("forbidden", "only the message's author may test-send it");
+    if (!TEST_SEND_STATES.includes(m.state)) throw new DomainError("conflict", `message ${id} is ${m.state}: only a message not yet released can be test-sent`, { state: m.state });
+    const missing = [...(m.subject ? [] : [{ path: ["draft", "subject"], message: "required: a subject" }]), ...(m.markdown || m.text ? [] : [{ path: ["draft", "text"], message: "required: markdown, or text" }])];
+    if (missing.length) throw new DomainError("invalid_input", `the draft has nothing to test yet: ${missing.map((d) => d.message).join("; ")}`, missing);
+    const allowed = this.d.config.ALLOWED_RECIPIENT_DOMAINS;
+    if (allowed !== undefined && !isAllowedDomain(user.email, allowed)) {
+      throw new DomainError("invalid_input", `your address ${user.email} is outside the allowed recipient domains`, [{ path: ["user"], message: "outside the allowed recipient domains" }]);
+    }
+    if (!this.d.testMail) throw new Error("MessageService has no testMail: test sends are not wired");
+
+    const now = new Date(this.d.clock.now());
+    const digest = await this.buildable(m, now.getTime());
+    const subject = `[TEST] ${m.subject}`;
+    const testMessageId = newMessageId(this.mailDomain(), id).replace(/^<airlock\./, "<airlock-test.");
+    const test = await composeOriginal(this.d.renderer, { ...m, subject, messageId: testMessageId }, now).catch((e: Error) => {
+      throw new DomainError("invalid_input", `the test mail cannot be built: ${e.message}`, [{ path: ["body", "subject"], message: e.message }]);
+    });
+
+    const wait = await this.testSendLimit.take(user.email);
+    if (wait !== null) {
+      const seconds = Math.ceil(wait / 1000);
+      throw new DomainError("rate_limited", `at most ${TEST_SENDS_PER_WINDOW} test sends per ${TEST_SEND_WINDOW_MS / 1000} s: try again in ${seconds} s`, { retryAfterSeconds: seconds });
+    }
+    const header = Buffer.from(`${TEST_SEND_HEADER}: message=${id}; revision=${m.revision}; digest=${digest}\r\n`, "latin1");
+    try {
+      await this.d.testMail.send(user.email, Buffer.concat([header, test.raw]), test.envelopeFrom);
+    } catch (e) {
+      throw new DomainError("mail_refused", `the test mail was not taken by the mail server: ${(e as Error).message.slice(0, 300)}`);
+    }
+    this.committed("testSend", user, id, await this.d.store.note(id, user.email, "testSend", { revision: m.revision, digest, to: user.email }), m.revision);
+    return { to: user.email, revision: m.revision, digest, subject };
   }
 
   /**
@@ -405,6 +482,27 @@ export class MessageService {
 
   mayRecall(user: User, m: Message): boolean {
     return has(user, "approver", "ops", "admin") || (has(user, "author") && sameIdentity(m.author, user.email));
+  }
+
+  /** Whether `create` lets this user write a message. */
+  mayCompose(user: User): boolean {
+    return has(user, "author", "admin");
+  }
+
+  /**
+   * What the compose page offers and foretells, from the very policy submit applies: the sender
+   * mailboxes this user may choose (MAIL_FROM first, the default), the minimum hold, the approvals a
+   * recipient count will need, and the domain of the `To:` header's audience addresses.
+   */
+  composeRules(user: User): ComposeRules {
+    const c = this.d.config;
+    const policy = { approvalsRequired: c.APPROVALS_REQUIRED, largeAudienceThreshold: c.LARGE_AUDIENCE_THRESHOLD, largeAudienceApprovals: c.LARGE_AUDIENCE_APPROVALS };
+    return {
+      senders: senderMailboxes(c.MAIL_FROM, user.senders),
+      holdMinSeconds: c.HOLD_MIN_SECONDS,
+      approvalsFor: (recipientCount) => requiredApprovals(recipientCount, policy),
+      mailDomain: this.mailDomain(),
+    };
   }
 
   /** check() and, when it passed, the log line of the action. */

@@ -50,8 +50,18 @@ export const keys = {
    * together with `audience`.
    */
   audienceDomains: (name: string) => `${PREFIX}:aud:${name}:domains`,
-  /** Hash name -> JSON {name, size, updatedAt, by}: the audience catalogue. */
+  /**
+   * Hash name -> JSON {name, size, updatedAt, by, owner, version}: the audience catalogue. `owner`
+   * (its creator) and `version` are missing from entries written before they were kept: the
+   * uploader and 1. submit.lua reads `version` to record which version each list froze.
+   */
   audiences: () => `${PREFIX}:audiences`,
+  /**
+   * List, newest first: one JSON {version, by, at, size, added, removed, deleted?} per version of an
+   * audience (every commit of an upload, and a delete). Kept when the audience is deleted, so a
+   * later upload under the name continues the numbering (audiences/audience-scripts.ts).
+   */
+  audienceVersions: (name: string) => `${PREFIX}:aud:${name}:versions`,
   /** Scratch key an upload fills before it atomically replaces the audience. */
   audienceUpload: (uploadId: string) => `${PREFIX}:upload:${uploadId}`,
   /** Hash: the cross-worker send-rate token bucket. */
@@ -62,6 +72,11 @@ export const keys = {
   audienceUploadDetails: (uploadId: string) => `${PREFIX}:upload:${uploadId}:details`,
   /** Hash: the domain counts an upload fills next to `audienceUpload`, renamed with it over `audienceDomains`. */
   audienceUploadDomains: (uploadId: string) => `${PREFIX}:upload:${uploadId}:domains`,
+  /**
+   * Sorted set (score: send time in ms, member: a unique id): an author's test sends of the last
+   * window, for the per-author limit (service/test-sends.ts); expires with the window.
+   */
+  testSends: (author: string) => `${PREFIX}:test-sends:${author}`,
   /** Hash {user, csrf, createdAt}: a dashboard sign-in, named by the SHA-256 of its cookie value (expires when idle). */
   session: (idHash: string) => `${PREFIX}:session:${idHash}`,
 } as const;

@@ -6,8 +6,8 @@ const renderer = createRenderer(templatesDir());
 const XSS = `<script>alert("x")</script>`;
 const from = "Internal Communications <comms@corp.example>";
 
-/** Every tag in sanitized output must be one the sanitizer writes itself. */
-const WRITTEN_TAG = /^<(?:\/?(?:p|b|strong|i|em|u|ul|ol|li|a|h[1-4]|blockquote|table|tr|td|th|thead|tbody|span|div)|br|a href="(?:https?:\/\/|mailto:)[^"<>]*")>$/;
+/** Every tag in sanitized output must be one the sanitizer writes itself (sanitize-html writes `<br />`). */
+const WRITTEN_TAG = /^<(?:\/?(?:p|b|strong|i|em|u|ul|ol|li|a|h[1-4]|blockquote|table|tr|td|th|thead|tbody|span|div)|br \/|a href="(?:https?:\/\/|mailto:)[^"<>]*")>$/;
 function expectOnlyWrittenTags(html: string) {
   for (const tag of html.match(/<[^>]*>?/g) ?? []) expect(tag).toMatch(WRITTEN_TAG);
 }
@@ -110,10 +110,12 @@ describe("sanitizeHtml", () => {
   }
 
   it("keeps allowed tags without attributes, and safe links", () => {
-    expect(sanitizeHtml(`<P CLASS="x">Hi <STRONG>there</STRONG><br/>next</P>`)).toBe("<p>Hi <strong>there</strong><br>next</p>");
+    expect(sanitizeHtml(`<P CLASS="x">Hi <STRONG>there</STRONG><br/>next</P>`)).toBe("<p>Hi <strong>there</strong><br />next</p>");
     expect(sanitizeHtml(`<a href="https://corp.example/a?x=1&amp;y=2" target="_blank">a</a>`)).toBe(`<a href="https://corp.example/a?x=1&amp;y=2">a</a>`);
     expect(sanitizeHtml(`<a href='mailto:hr@corp.example'>hr</a>`)).toBe(`<a href="mailto:hr@corp.example">hr</a>`);
     expect(sanitizeHtml(`<a href="https://x.example/&quot;onclick=&quot;">a</a>`)).toBe(`<a href="https://x.example/&quot;onclick=&quot;">a</a>`);
+    // Only absolute links with an allowed scheme keep their href: not relative, not protocol-relative.
+    expect(sanitizeHtml(`<a href="/intranet">a</a><a href="//evil.example/">b</a><a href="ftp://x.example/">c</a>`)).toBe("<a>a</a><a>b</a><a>c</a>");
   });
 
   it("drops the content of script-like elements but keeps the text of other dropped tags", () => {
@@ -121,19 +123,29 @@ describe("sanitizeHtml", () => {
     expect(sanitizeHtml(`<html><head><title>T</title><style>p{}</style></head><body><p>x</p></body></html>`)).toBe("<p>x</p>");
   });
 
-  it("escapes stray angle brackets and bare ampersands, keeps character references", () => {
-    expect(sanitizeHtml(`1 < 2 > 0 & a<b &amp; &nbsp; &#169; &#x41;`)).toBe("1 &lt; 2 &gt; 0 &amp; a&lt;b &amp; &nbsp; &#169; &#x41;");
+  // sanitize-html decodes character references and writes the characters (escaping only &, <, >):
+  // `&nbsp;` arrives as U+00A0, `&#169;` as ©. A reference still only ever becomes text, never markup.
+  it("escapes stray angle brackets and bare ampersands; character references stay text", () => {
+    expect(sanitizeHtml(`1 < 2 > 0 & a<3 &amp; &nbsp; &#169; &#x41;`)).toBe("1 &lt; 2 &gt; 0 &amp; a&lt;3 &amp; \u00a0 © A");
+    expect(sanitizeHtml(`&lt;script&gt;alert(1)&lt;/script&gt; &#60;img src=x onerror=alert(1)&#62;`)).toBe("&lt;script&gt;alert(1)&lt;/script&gt; &lt;img src=x onerror=alert(1)&gt;");
+    // A reference to a character no mail body may carry raw stays a reference.
+    expect(sanitizeHtml(`a&#1;b&#xFFFE;c`)).toBe("a&#x1;b&#xFFFE;c");
+    // `<b …` unterminated at the end of the input is an unfinished tag (browsers drop it too), not text.
+    const out = sanitizeHtml(`x a<b &amp; &nbsp;`);
+    expect(out).toBe("x a");
   });
 
   it("balances tags so the author's HTML cannot close the layout around it", () => {
     expect(sanitizeHtml(`</td></tr></table><div><p>open`)).toBe("<div><p>open</p></div>");
-    expect(sanitizeHtml(`<ul><li>a<li>b</ul>`)).toBe("<ul><li>a<li>b</li></li></ul>");
+    // An <li> closes the open one, as in browsers (the hand-written sanitizer nested them instead).
+    expect(sanitizeHtml(`<ul><li>a<li>b</ul>`)).toBe("<ul><li>a</li><li>b</li></ul>");
   });
 
   it("stays fast on adversarial input", () => {
     const evil = "<a ".repeat(50_000) + "<script".repeat(50_000) + "<div>".repeat(50_000) + "</p>".repeat(50_000);
     const t = Date.now();
-    sanitizeHtml(evil);
+    const out = sanitizeHtml(evil);
     expect(Date.now() - t).toBeLessThan(2000);
+    expectOnlyWrittenTags(out);
   });
 });

@@ -51,6 +51,13 @@ export function messageRoutes(d: { service: MessageService; store: MessageStore;
     res.json(await d.service.submitDraft(currentUser(req), messageId, validate(submitDraftInput, req.body, "body")));
   });
 
+  /** "Send me a test": the current revision to its author alone, subject marked [TEST] (MessageService.testSend). */
+  r.post("/:id/test", requireJson(true), async (req, res) => {
+    const messageId = id(req.params);
+    validate(z.strictObject({}), req.body, "body");
+    res.json(await d.service.testSend(currentUser(req), messageId));
+  });
+
   r.delete("/:id", async (req, res) => {
     await d.service.discardDraft(currentUser(req), id(req.params));
     res.status(204).end();
