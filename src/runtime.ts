@@ -12,7 +12,7 @@ import { dirname, resolve } from "node:path";
 import { Redis } from "ioredis";
 import { pino, type Logger } from "pino";
 import { AudienceStore } from "./audiences/audience-store.js";
-import { UserDirectory, seedDemoUsers } from "./auth/users.js";
+import { UserDirectory, seedDemoUsers, watchUsersFile } from "./auth/users.js";
 import type { Config } from "./config.js";
 import { createApp } from "./http/app.js";
 import { createMetrics } from "./metrics/metrics.js";
@@ -30,6 +30,7 @@ import { createRenderer, templatesDir, type Renderer } from "./mail/render.js";
 import { createOutboxTransport, createSmtpTransport, type MailTransport } from "./mail/transport.js";
 import { BullScheduler } from "./queues/scheduler.js";
 import { MessageService } from "./service/message-service.js";
+import { RedisTestSendLimit, testMailThrough } from "./service/test-sends.js";
 import { MessageStore, SweepReads } from "./store/message-store.js";
 import { systemClock, type Clock } from "./domain/clock.js";
 import { FollowUps } from "./service/follow-ups.js";
@@ -110,6 +111,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   let usersFile = config.USERS_FILE ?? null;
   if (!usersFile) usersFile = seedDemoUsers(resolve(dataDir, "dev-users.json"));
   const users = UserDirectory.fromFile(usersFile, { allowPlainTokens: !config.production });
+  stops.push(watchUsersFile(usersFile, users, logger));
 
   const linkSecret = config.LINK_SECRET ?? developmentLinkSecret(resolve(dataDir, "link-secret"));
   const outboxDir = config.SMTP_URL ? null : resolve(dataDir, "outbox");
@@ -122,8 +124,9 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const scheduler = new BullScheduler(bull, clock);
   const metrics = createMetrics({ redis, queues: [scheduler.timers, scheduler.fanout, scheduler.notifications] });
   const followUps = new FollowUps({ scheduler, logger, metrics });
-  const renderer = createRenderer(templatesDir());
-  const service = new MessageService({ store, followUps, renderer, clock, config, logger, metrics, recipientDomains: audiences });
+  const renderer = createRenderer(templatesDir(), { companyName: config.COMPANY_NAME, logoUrl: config.COMPANY_LOGO_URL ?? null, footer: config.COMPANY_FOOTER });
+  const testSends = { testMail: testMailThrough(transport), testSendLimit: new RedisTestSendLimit(redis, clock) };
+  const service = new MessageService({ store, followUps, renderer, clock, config, logger, metrics, recipientDomains: audiences, ...testSends });
   const tokens = new LinkTokens(redis, linkSecret, clock);
   // Before anything can write an audit entry, so the first message's notifications are not missed.
   await ensureNotifierGroup(redis);
@@ -154,7 +157,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         stream,
         logger,
         trustProxyHops: config.TRUST_PROXY_HOPS,
-        links: new LinkService({ tokens, store, service, users }),
+        links: new LinkService({ tokens, store, service, users, renderer, clock }),
         pages: createPageRenderer(templatesDir()),
         summary: (m) => messageSummary({ store, users, publicUrl: config.PUBLIC_URL }, m),
         publicUrl: config.PUBLIC_URL,
@@ -203,6 +206,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         users,
         tokens,
         renderer: createNotificationRenderer(templatesDir()),
+        mail: renderer,
         transport,
         clock,
         config,

@@ -8,6 +8,7 @@
 import type { Logger } from "pino";
 import type { JobData } from "../src/queues/catalogue.js";
 import type { FollowUps } from "../src/service/follow-ups.js";
+import { AIRLOCK_ACTOR } from "../src/domain/message.js";
 import { isAllowedDomain } from "../src/domain/recipient-domains.js";
 import { canApply } from "../src/domain/lifecycle.js";
 import type { FanoutOutcome, MessageStore } from "../src/store/message-store.js";
@@ -17,7 +18,7 @@ import type { Metrics } from "../src/metrics/metrics.js";
 import { UnapprovedMail, type BuiltMail, type MimeCache } from "./mime-cache.js";
 
 /** The actor of a halt Airlock decides itself (a build that is not what was approved). */
-export const HALTED_BY = "airlock";
+export const HALTED_BY = AIRLOCK_ACTOR;
 
 export interface FanoutDeps {
   store: MessageStore;

@@ -6,16 +6,18 @@
  */
 import type { Logger } from "pino";
 import type { UserDirectory } from "../src/auth/users.js";
-import type { Message } from "../src/domain/message.js";
+import { AIRLOCK_ACTOR, type Message } from "../src/domain/message.js";
 import { extractAddress, releaseAt } from "../src/domain/policies.js";
 import type { LinkTokens } from "../src/links/link-tokens.js";
 import { buildMime, newMessageId } from "../src/mail/mime.js";
 import type { NotificationRenderer } from "../src/mail/notifications.js";
+import type { Renderer } from "../src/mail/render.js";
+import { correctionAsSent, originalAsSent } from "../src/notify/as-sent.js";
 import { recipientOutcome, transactionOutcome } from "../src/mail/smtp-outcome.js";
 import { SmtpSendError, type MailTransport } from "../src/mail/transport.js";
 import { diffRevisions, type RevisionSnapshot } from "../src/notify/diff.js";
 import { formatDateTime, formatDuration, formatTime } from "../src/notify/format.js";
-import type { NotificationDataByKind, NotificationKind } from "../src/notify/notification-data.js";
+import type { LinkAction, NotificationDataByKind, NotificationKind } from "../src/notify/notification-data.js";
 import { messageSummary } from "../src/notify/summary.js";
 import type { JobData } from "../src/queues/catalogue.js";
 import type { Clock } from "../src/domain/clock.js";
@@ -26,6 +28,8 @@ export interface NotifyDeps {
   users: UserDirectory;
   tokens: LinkTokens;
   renderer: NotificationRenderer;
+  /** Builds the message and its correction exactly as the fan-out does, to show both parts and the digest. */
+  mail: Renderer;
   transport: MailTransport;
   clock: Clock;
   config: { MAIL_FROM: string; PUBLIC_URL: string };
@@ -98,7 +102,28 @@ export class NotifyProcessor {
       if (m.approvals.some((a) => a.by === job.to)) return "already approved";
     }
     if (job.kind === "scheduled" && m.state !== "scheduled") return `the message is ${m.state}`;
+    if (job.kind === "correction_request") {
+      if (m.correction?.status !== "pending") return `the correction text is ${m.correction?.status ?? "gone"}`;
+      if (m.correction.approvals.some((a) => a.by === job.to)) return "already approved";
+    }
     return null;
+  }
+
+  /** The latest halt by Airlock: the pause while it holds, else its audit entry (a resume may have come first). */
+  private async lastHalt(m: Message): Promise<{ reason: string; at: number; of: "original" | "correction" } | null> {
+    // A fan-out that runs while the message is correcting is the correction's.
+    const ofState = (state: string) => (state === "correcting" ? "correction" : "original");
+    if (m.paused?.by === AIRLOCK_ACTOR) return { reason: m.paused.reason, at: Date.parse(m.paused.at), of: ofState(m.state) };
+    const halts = (await this.d.store.events(m.id)).filter((e) => e.action === "pause" && e.actor === AIRLOCK_ACTOR);
+    const last = halts.at(-1);
+    if (!last) return null;
+    let reason = "";
+    try {
+      reason = String((JSON.parse(last.detail ?? "{}") as { reason?: unknown }).reason ?? "");
+    } catch {
+      // an unreadable detail: the mail still says it halted
+    }
+    return { reason, at: Number(last.at), of: ofState(last.from ?? "") };
   }
 
   private async data(kind: NotificationKind, m: Message, to: string, recipientName: string): Promise<{ data: NotificationDataByKind[NotificationKind]; links: Record<string, string> }> {
@@ -107,7 +132,7 @@ export class NotifyProcessor {
     const base = { recipientName, message };
     const now = d.clock.now();
     const links: Record<string, string> = {};
-    const link = async (action: "approve" | "reject" | "recall", expiresAt: number) => {
+    const link = async (action: LinkAction, expiresAt: number) => {
       const token = await d.tokens.issue({ user: to, message: m.id, revision: m.revision, action, expiresAt });
       links[action] = token.split(".")[0]!; // the id only: the audit trail must not hold usable links
       return `${d.config.PUBLIC_URL}/links/${token}`;
@@ -135,6 +160,7 @@ export class NotifyProcessor {
             approvedBy: m.approvals.map((a) => a.by),
             expiresAt: formatDateTime(expiresAt),
             diff,
+            mail: await originalAsSent(d.mail, m, new Date(now)),
             approveUrl: await link("approve", expiresAt),
             rejectUrl: await link("reject", expiresAt),
           },
@@ -186,6 +212,37 @@ export class NotifyProcessor {
           links,
           data: { ...base, expiredAt: formatDateTime(m.expiresAt ? Date.parse(m.expiresAt) : now), approvalsRequired: m.requiredApprovals, approvalsGiven: m.approvals.length },
         };
+      case "correction_request": {
+        // Until decided: the link service refuses once the text is no longer pending or the message is terminal.
+        const expiresAt = now + RECALL_LINK_MAX_MS;
+        return {
+          links,
+          data: {
+            ...base,
+            recalledBy: m.recall?.by ?? "",
+            reason: m.recall?.reason ?? "",
+            delivered: m.counts.sent + m.counts.inFlight,
+            approvalsRequired: m.correction?.required ?? 0,
+            approvalsGiven: m.correction?.approvals.length ?? 0,
+            mail: await correctionAsSent(d.mail, m, new Date(now)),
+            approveUrl: await link("approveCorrection", expiresAt),
+            rejectUrl: await link("rejectCorrection", expiresAt),
+          },
+        };
+      }
+      case "halted": {
+        const halt = await this.lastHalt(m);
+        return {
+          links,
+          data: {
+            ...base,
+            of: halt?.of ?? "original",
+            reason: halt?.reason ?? "",
+            haltedAt: formatDateTime(halt?.at ?? now),
+            sent: halt?.of === "correction" ? m.counts.corrected : m.counts.sent,
+          },
+        };
+      }
     }
   }
 }

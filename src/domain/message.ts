@@ -48,7 +48,10 @@ export interface Message {
   possibleDuplicates: number;
   recall: Recall | null;
   rejection: { by: string; at: string; reason: string } | null;
-  /** Set while ops hold the running fan-out (state `sending` or `correcting`); see store/lua/pause.lua. */
+  /**
+   * Set while ops hold the running fan-out (state `sending` or `correcting`); see store/lua/pause.lua.
+   * `by` is AIRLOCK_ACTOR when Airlock halted it itself (what was about to go out was not what was approved).
+   */
   paused: { by: string; at: string; reason: string } | null;
   /** After a recall: which correction goes, and the approval of a custom text. */
   correction: Correction | null;
@@ -72,6 +75,9 @@ export interface Correction {
   proposedBy: string;
   rejection: { by: string; at: string; reason: string } | null;
 }
+
+/** The actor of what Airlock does by itself, such as a halt of a fan-out whose mail is not what was approved (workers/fanout.ts HALTED_BY). */
+export const AIRLOCK_ACTOR = "airlock";
 
 export type DeliveryStatus = "queued" | "sent" | "failed" | "skipped";
 

@@ -112,7 +112,7 @@ export function createApp(d: AppDeps): express.Express {
       res.status(429).set("Cache-Control", "no-store").type("html");
       res.send(d.pages.result({ tone: "warning", heading: "Too many requests", detail: "Wait a minute and open the link again. Nothing was changed.", message: null, dashboardUrl: d.publicUrl + "/" }));
     }),
-    linkRoutes({ links: d.links, pages: d.pages, users: d.users, publicUrl: d.publicUrl, summary: d.summary }),
+    linkRoutes({ links: d.links, pages: d.pages, users: d.users, publicUrl: d.publicUrl, summary: d.summary, domains: (name) => d.audiences.domains(name) }),
   );
 
   const api = express.Router();
@@ -147,12 +147,25 @@ export function createApp(d: AppDeps): express.Express {
       limit: d.rateLimits.api,
       standardHeaders: "draft-8",
       legacyHeaders: false,
-      skip: (req) => !/^\/(messages|history|fragments|outbox)?(\/|$)/.test(req.path),
+      skip: (req) => !/^\/(messages|history|fragments|outbox|compose|mine)?(\/|$)/.test(req.path),
       handler: (req, res) => errorPage(d, req, res, 429, "Too many requests", "Wait a minute and reload."),
     }),
   );
   app.use(
-    dashboardRoutes({ sessions: d.sessions, service: d.service, store: d.store, redis: d.redis, views: d.views, queues: d.queues, outboxDir: d.outboxDir, publicUrl: d.publicUrl, clock: d.clock, logger: d.logger }),
+    dashboardRoutes({
+      sessions: d.sessions,
+      service: d.service,
+      store: d.store,
+      redis: d.redis,
+      views: d.views,
+      queues: d.queues,
+      outboxDir: d.outboxDir,
+      publicUrl: d.publicUrl,
+      clock: d.clock,
+      logger: d.logger,
+      renderer: d.renderer,
+      audiences: d.audiences,
+    }),
   );
 
   // An unknown address typed into a browser gets a page; the API and scripts get the JSON error.

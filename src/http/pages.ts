@@ -2,7 +2,9 @@
  * The two pages a link in an email leads to: the confirmation page (GET /links/:token, changes
  * nothing) and the result page (after the POST, or any refusal). Rendered from
  * `templates/pages/` with the same rules as the emails: a private Handlebars instance, strict
- * mode, every value escaped, the author's body only through `sanitizeHtml` / `paragraphs`.
+ * mode, every value escaped. What the action is about is shown as it goes out (notify/as-sent.ts):
+ * the text part verbatim in a <pre>, the HTML part in a sandboxed frame of its own (its inline
+ * styles could not apply under this page's CSP), and the digest an approval names.
  *
  * The pages are served under `default-src 'self'`: no inline script and no `style` attribute
  * anywhere (hence `paragraphs` without its email inline style). Styling is /static/airlock.css;
@@ -13,7 +15,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import Handlebars from "handlebars";
 import type { ConfirmPageData, LinkAction, ResultPageData } from "../notify/notification-data.js";
-import { registerFormatHelpers, summaryView } from "../mail/notifications.js";
+import { oneLine, registerFormatHelpers, summaryView } from "../mail/notifications.js";
 import { registerMailHelpers, templatesDir } from "../mail/render.js";
 
 export interface PageRenderer {
@@ -21,22 +23,43 @@ export interface PageRenderer {
   result(d: ResultPageData): string;
 }
 
-/** Per action: the question (title and h1), the button, and what pressing it does. */
-const ACTIONS: Record<LinkAction, { title: string; submit: string; lead: string }> = {
+/**
+ * Per action: the question (title and h1), the button and its colour, what pressing it does, and
+ * the hint under the reason field (actions that take one).
+ */
+const ACTIONS: Record<LinkAction, { title: string; submit: string; tone: "approve" | "reject" | "recall"; lead: string; reasonHint?: string }> = {
   approve: {
     title: "Approve this message?",
     submit: "Approve",
-    lead: "Check the message below. Nothing happens until you press Approve.",
+    tone: "approve",
+    lead: "Check the message below, both parts, exactly as they will be sent. Nothing happens until you press Approve; your approval names the digest shown.",
   },
   reject: {
     title: "Reject this message?",
     submit: "Reject",
+    tone: "reject",
     lead: "Nothing happens until you press Reject. The author sees your reason and can edit the message and submit it again.",
+    reasonHint: "The author sees this reason. Nothing is sent.",
   },
   recall: {
     title: "Recall this message?",
     submit: "Recall message",
+    tone: "recall",
     lead: "Recalling stops all further sending. Nothing happens until you press Recall message.",
+    reasonHint: "Kept in the audit trail and shown on the dashboard; it is not mailed to recipients.",
+  },
+  approveCorrection: {
+    title: "Approve this correction?",
+    submit: "Approve correction",
+    tone: "approve",
+    lead: "Check the correction below, both parts, exactly as they would go out to everyone who received the message. Nothing happens until you press Approve correction; your approval names the digest shown.",
+  },
+  rejectCorrection: {
+    title: "Reject this correction text?",
+    submit: "Reject text",
+    tone: "reject",
+    lead: "Nothing happens until you press Reject text. Then the standard correction (the message was sent in error) goes out instead.",
+    reasonHint: "Kept in the audit trail and shown on the dashboard. The standard correction goes instead.",
   },
 };
 
@@ -63,10 +86,20 @@ export function createPageRenderer(dir = templatesDir()): PageRenderer {
         heading: a.title,
         lead: a.lead,
         submitLabel: a.submit,
+        buttonTone: a.tone,
         action: d.action,
-        isApprove: d.action === "approve",
-        isReject: d.action === "reject",
+        hasComment: d.action === "approve" || d.action === "approveCorrection",
+        hasReason: a.reasonHint !== undefined,
+        reasonHint: a.reasonHint ?? "",
         isRecall: d.action === "recall",
+        isCorrection: d.action === "approveCorrection" || d.action === "rejectCorrection",
+        // An approval names what the page showed: the form carries its digest.
+        carriesDigest: d.action === "approve" || d.action === "approveCorrection",
+        mail: { ...d.mail, subject: oneLine(d.mail.subject), from: oneLine(d.mail.from) },
+        htmlPreviewUrl: d.htmlPreviewUrl,
+        submittedDigest: d.submittedDigest || null,
+        domains: d.domains.map((a) => ({ ...a, name: oneLine(a.name) })),
+        recall: d.recall ? { by: oneLine(d.recall.by), reason: d.recall.reason } : null,
         formAction: d.formAction,
         holderName: d.holderName,
         message: summaryView(d.message),

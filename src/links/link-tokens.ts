@@ -16,7 +16,7 @@ import type { LinkAction } from "../notify/notification-data.js";
 import { PREFIX } from "../store/keys.js";
 import type { Clock } from "../domain/clock.js";
 
-export const LINK_ACTIONS: readonly LinkAction[] = ["approve", "reject", "recall"];
+export const LINK_ACTIONS: readonly LinkAction[] = ["approve", "reject", "recall", "approveCorrection", "rejectCorrection"];
 
 export interface LinkGrant {
   user: string;

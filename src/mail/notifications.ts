@@ -1,8 +1,10 @@
 /**
  * Renders the notification emails (approval request, reminder, scheduled, recalled, corrected,
- * rejected, expired) from `templates/notify/`. Same rules as render.ts: a private Handlebars
- * instance, strict mode, HTML escaped by `{{ }}`, text/plain and subjects compiled with
- * `noEscape`, the author's body only through `paragraphs` / `sanitizeHtml`.
+ * rejected, expired, correction request, halted) from `templates/notify/`. Same rules as
+ * render.ts: a private Handlebars instance, strict mode, HTML escaped by `{{ }}`, text/plain and
+ * subjects compiled with `noEscape`, the author's body only through `paragraphs` / `sanitizeHtml`,
+ * or — the mail as it goes out — through `sentHtml`, the HTML part our template built (the
+ * author's HTML already sanitized in it; see notify/as-sent.ts).
  *
  * The data arrives already formatted (see notify/notification-data.ts); this module only adds
  * what a logic-less template cannot compute (flags, joined names) and keeps single-line values
@@ -11,7 +13,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import Handlebars from "handlebars";
-import { type FieldDiff, type MessageSummary, NOTIFICATION_KINDS, type NotificationDataByKind, type NotificationKind } from "../notify/notification-data.js";
+import { htmlBody } from "../notify/as-sent.js";
+import { type FieldDiff, type MessageSummary, NOTIFICATION_KINDS, type NotificationDataByKind, type NotificationKind, type SentMail } from "../notify/notification-data.js";
 import { type HandlebarsEnv, type Rendered, registerMailHelpers, templatesDir, tidyText } from "./render.js";
 
 export interface NotificationRenderer {
@@ -27,6 +30,8 @@ const TEMPLATE: Record<NotificationKind, string> = {
   corrected: "corrected",
   rejected: "rejected",
   expired: "expired",
+  correction_request: "correction_request",
+  halted: "halted",
 };
 
 /** The label above the subject in the HTML part. */
@@ -38,6 +43,8 @@ const KICKER: Record<NotificationKind, string> = {
   corrected: "Correction sent",
   rejected: "Rejected",
   expired: "Expired",
+  correction_request: "Correction text to approve",
+  halted: "Halted by Airlock",
 };
 
 /** Shared pieces: name, file under notify/, plain text (noEscape) or HTML. */
@@ -45,6 +52,8 @@ const PARTIALS: Array<[string, string, boolean]> = [
   ["frame", "partials/frame.html.hbs", false],
   ["summary", "partials/summary.html.hbs", false],
   ["summaryText", "partials/summary.txt.hbs", true],
+  ["sent", "partials/sent.html.hbs", false],
+  ["sentText", "partials/sent.txt.hbs", true],
 ];
 
 type AnyNotification = { [K in NotificationKind]: { kind: K; data: NotificationDataByKind[K] } }[NotificationKind];
@@ -53,6 +62,8 @@ export function createNotificationRenderer(dir = templatesDir()): NotificationRe
   const hb = Handlebars.create();
   registerMailHelpers(hb);
   registerFormatHelpers(hb);
+  // The HTML part as built by mail/compose.ts (our template; the author's HTML sanitized in it), inside its <body>.
+  hb.registerHelper("sentHtml", (html: unknown) => new hb.SafeString(htmlBody(String(html ?? ""))));
 
   const compile = (file: string, plain: boolean) =>
     hb.compile(readFileSync(join(dir, "notify", file), "utf8"), { strict: true, noEscape: plain });
@@ -118,7 +129,7 @@ function formatNumber(n: unknown): string {
 }
 
 /** One header line: control characters (CR, LF, tab, NEL, U+2028/9…) become a space. */
-function oneLine(s: string): string {
+export function oneLine(s: string): string {
   return s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, " ").replace(/ {2,}/g, " ").trim();
 }
 
@@ -145,6 +156,10 @@ export function summaryView(m: MessageSummary): MessageSummary & { authorLabel: 
   };
 }
 
+function sentView(mail: SentMail) {
+  return { ...mail, subject: oneLine(mail.subject), from: oneLine(mail.from), isCorrection: mail.of === "correction" };
+}
+
 function diffView(diff: FieldDiff[] | null) {
   if (!diff || diff.length === 0) return null;
   return diff.map((f) => ({
@@ -168,6 +183,7 @@ function viewOf(n: AnyNotification): Record<string, unknown> {
         approvedBy: n.data.approvedBy.map(oneLine),
         diff: diffView(n.data.diff),
         previousRevision: n.data.message.revision - 1,
+        mail: sentView(n.data.mail),
       };
     case "scheduled":
       return { ...n.data, ...base, releaseTime: oneLine(n.data.releaseTime), approvedBy: n.data.approvedBy.map(oneLine) };
@@ -186,5 +202,9 @@ function viewOf(n: AnyNotification): Record<string, unknown> {
       return { ...n.data, ...base, rejectedBy: oneLine(n.data.rejectedBy) };
     case "expired":
       return { ...n.data, ...base };
+    case "correction_request":
+      return { ...n.data, ...base, recalledBy: oneLine(n.data.recalledBy), mail: sentView(n.data.mail) };
+    case "halted":
+      return { ...n.data, ...base, isCorrection: n.data.of === "correction", haltedAt: oneLine(n.data.haltedAt) };
   }
 }

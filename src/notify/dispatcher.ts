@@ -10,7 +10,7 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { UserDirectory } from "../auth/users.js";
 import type { Clock } from "../domain/clock.js";
-import type { Message } from "../domain/message.js";
+import { AIRLOCK_ACTOR, type Message } from "../domain/message.js";
 import type { JobData } from "../queues/catalogue.js";
 import { keys } from "../store/keys.js";
 import type { MessageStore } from "../store/message-store.js";
@@ -25,42 +25,63 @@ export interface AuditEntry {
   action: string;
   from: string;
   to: string;
+  /** JSON written by the script (for example the recall's `correction` status, the pause's `reason`). */
+  detail?: string;
 }
 
-/** Pure: who is told what about one audit entry. `approvers`: every user with the approver role. */
-export function planNotifications(e: AuditEntry, m: Message, approvers: readonly string[]): Array<{ kind: NotificationKind; to: string }> {
+/** Who may be told: every user with the approver role, and every user with the ops role. */
+export interface People {
+  approvers: readonly string[];
+  ops: readonly string[];
+}
+
+function detailOf(e: AuditEntry): Record<string, unknown> {
+  try {
+    const d: unknown = JSON.parse(e.detail ?? "");
+    return d && typeof d === "object" ? (d as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** Pure: who is told what about one audit entry (one entry may need more than one kind). */
+export function planNotifications(e: AuditEntry, m: Message, people: People): Array<{ kind: NotificationKind; to: string }> {
   const approvedBy = m.approvals.map((a) => a.by);
-  const approversButAuthor = approvers.filter((a) => a !== m.author);
+  const approversButAuthor = people.approvers.filter((a) => a !== m.author);
   const involved = (...extra: string[]) => [m.author, ...approvedBy, ...extra];
-  let kind: NotificationKind | null = null;
-  let to: string[] = [];
+  const plan: Array<[NotificationKind, string[]]> = [];
   switch (e.action) {
     case "submit":
     case "edit":
-      [kind, to] = ["approval_request", approversButAuthor];
+      plan.push(["approval_request", approversButAuthor]);
       break;
     case "remind":
       // Approvals of this revision only (an edit clears them); those who approved need no reminder.
-      if (String(m.revision) === e.revision) [kind, to] = ["reminder", approversButAuthor.filter((a) => !approvedBy.includes(a))];
+      if (String(m.revision) === e.revision) plan.push(["reminder", approversButAuthor.filter((a) => !approvedBy.includes(a))]);
       break;
     case "approve":
-      if (e.to === "scheduled") [kind, to] = ["scheduled", involved()];
+      if (e.to === "scheduled") plan.push(["scheduled", involved()]);
       break;
     case "reject":
-      [kind, to] = ["rejected", [m.author]];
+      plan.push(["rejected", [m.author]]);
       break;
     case "recall":
-      [kind, to] = ["recalled", involved(e.actor)];
+      plan.push(["recalled", involved(e.actor)]);
+      // A custom correction text waits for someone other than the person who recalled (and wrote it).
+      if (detailOf(e).correction === "pending") plan.push(["correction_request", people.approvers.filter((a) => a.toLowerCase() !== e.actor.toLowerCase())]);
       break;
     case "finishCorrection":
-      [kind, to] = ["corrected", involved(m.recall?.by ?? "")];
+      plan.push(["corrected", involved(m.recall?.by ?? "")]);
       break;
     case "expire":
-      [kind, to] = ["expired", [m.author]];
+      plan.push(["expired", [m.author]]);
+      break;
+    case "pause":
+      // Airlock halted the fan-out itself (not a person's pause, which mails nobody).
+      if (e.actor === AIRLOCK_ACTOR) plan.push(["halted", [...people.ops, ...involved(...(m.correction?.approvals.map((a) => a.by) ?? []))]]);
       break;
   }
-  if (!kind) return [];
-  return [...new Set(to)].filter((a) => a.includes("@")).map((address) => ({ kind: kind!, to: address }));
+  return plan.flatMap(([kind, to]) => [...new Set(to)].filter((a) => a.includes("@")).map((address) => ({ kind, to: address })));
 }
 
 export interface NotificationQueue {
@@ -179,10 +200,11 @@ export class NotificationDispatcher {
     if (!e.message) return;
     const m = await this.d.store.get(e.message);
     if (!m) return;
-    const approvers = this.d.users.withRole("approver").map((u) => u.email);
-    const planned = planNotifications(e, m, approvers);
+    const emails = (role: "approver" | "ops") => this.d.users.withRole(role).map((u) => u.email);
+    const planned = planNotifications(e, m, { approvers: emails("approver"), ops: emails("ops") });
     if (planned.length === 0) return;
     await this.d.queue.notify(planned.map((p) => ({ ...p, id: m.id, revision: Number(e.revision), entry: entryId })));
-    this.d.logger.info({ message: m.id, revision: Number(e.revision) }, `${e.action}: ${planned.length} notification(s) queued (${planned[0]!.kind})`);
+    const kinds = [...new Set(planned.map((p) => p.kind))].join(", ");
+    this.d.logger.info({ message: m.id, revision: Number(e.revision) }, `${e.action}: ${planned.length} notification(s) queued (${kinds})`);
   }
 }

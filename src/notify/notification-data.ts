@@ -5,7 +5,7 @@
  * routes (src/http/routes/links.ts) build them.
  */
 
-export const NOTIFICATION_KINDS = ["approval_request", "reminder", "scheduled", "recalled", "corrected", "rejected", "expired"] as const;
+export const NOTIFICATION_KINDS = ["approval_request", "reminder", "scheduled", "recalled", "corrected", "rejected", "expired", "correction_request", "halted"] as const;
 export type NotificationKind = (typeof NOTIFICATION_KINDS)[number];
 
 /** The message as a notification or a page describes it. */
@@ -27,6 +27,34 @@ export interface MessageSummary {
   html: string | null;
   /** Link to the message on the dashboard. */
   dashboardUrl: string;
+}
+
+/**
+ * A mail exactly as it goes out: built by mail/compose.ts, the function the fan-out sends with
+ * (never rendered another way), so what a reviewer reads is what recipients get.
+ */
+export interface SentMail {
+  /** The message itself, or its correction notice (with the text proposed at the recall). */
+  of: "original" | "correction";
+  /** The revision it was built from. */
+  revision: number;
+  subject: string;
+  /** Header From, as sent. */
+  from: string;
+  /** The text/plain part, verbatim. */
+  text: string;
+  /** The text/html part, a whole document built by our template (the author's HTML already sanitized in it). */
+  html: string;
+  /** SHA-256 (hex) of the MIME, Date aside: what an approval names. */
+  digest: string;
+}
+
+/** Recipients of one audience by domain, as its current version records them. */
+export interface AudienceDomains {
+  name: string;
+  domains: Array<{ domain: string; count: number }>;
+  /** The domain counts do not add up to the count frozen at submission: the list changed since. */
+  changedSinceSubmit: boolean;
 }
 
 /** One changed field between two revisions; unchanged fields are left out. */
@@ -58,8 +86,37 @@ export interface ApprovalRequestData extends Base {
   expiresAt: string;
   /** Changes against the previous revision; null for revision 1. */
   diff: FieldDiff[] | null;
+  /** Both parts exactly as they will be sent, and the digest the approval names. */
+  mail: SentMail;
   approveUrl: string;
   rejectUrl: string;
+}
+
+/** A custom correction text waits for approval (CORRECTION_APPROVALS) by someone other than the recaller. */
+export interface CorrectionRequestData extends Base {
+  recalledBy: string;
+  /** The recall's reason: for the approver, never mailed to recipients. */
+  reason: string;
+  /** Recipients who received the original (or were being handed it): they get the correction. */
+  delivered: number;
+  approvalsRequired: number;
+  approvalsGiven: number;
+  /** The correction exactly as it would go out with the proposed text. */
+  mail: SentMail;
+  approveUrl: string;
+  rejectUrl: string;
+}
+
+/** Airlock stopped a fan-out itself: what it was about to send is not what was approved (or cannot be built). */
+export interface HaltedData extends Base {
+  /** Whose fan-out: the message's, or its correction's. */
+  of: "original" | "correction";
+  /** What Airlock saw, as recorded with the halt. */
+  reason: string;
+  /** When it halted, formatted. */
+  haltedAt: string;
+  /** Recipients who had it when it halted (0 when the build itself was refused). */
+  sent: number;
 }
 
 export interface ScheduledData extends Base {
@@ -112,11 +169,13 @@ export interface NotificationDataByKind {
   corrected: CorrectedData;
   rejected: RejectedData;
   expired: ExpiredData;
+  correction_request: CorrectionRequestData;
+  halted: HaltedData;
 }
 
 // ---- Link pages -------------------------------------------------------------------------------
 
-export type LinkAction = "approve" | "reject" | "recall";
+export type LinkAction = "approve" | "reject" | "recall" | "approveCorrection" | "rejectCorrection";
 
 /** GET /links/:token — says what the action is and asks for it; changes nothing. */
 export interface ConfirmPageData {
@@ -134,6 +193,20 @@ export interface ConfirmPageData {
   releaseAt: string | null;
   /** For recall: how many people received the original so far (they get the correction). */
   delivered: number;
+  /**
+   * What the action is about, exactly as it goes out: the message (approve, reject, recall) or
+   * the correction with the proposed text (approveCorrection, rejectCorrection). Its digest is
+   * what an approval through the form names.
+   */
+  mail: SentMail;
+  /** Where the page's frame loads the HTML part from (a read-only view of the same build). */
+  htmlPreviewUrl: string;
+  /** The stored digest of what was submitted (or proposed), when the build now differs from it: it cannot be approved. */
+  submittedDigest: string | null;
+  /** Recipients by domain of each named audience; empty when there is none, or none recorded. */
+  domains: AudienceDomains[];
+  /** For the correction actions: who recalled it and why. */
+  recall: { by: string; reason: string } | null;
   /** Values to put back into the form after a validation error, and the errors by field name. */
   values: { comment: string; reason: string; correctionText: string };
   errors: { reason?: string; comment?: string; correctionText?: string } | null;

@@ -8,10 +8,19 @@ export function dashboardUrl(publicUrl: string, id: string): string {
   return `${publicUrl}/messages/${encodeURIComponent(id)}`;
 }
 
-export async function messageSummary(d: { store: MessageStore; users: UserDirectory; publicUrl: string }, m: Message): Promise<MessageSummary> {
-  const snap = (await d.store.revisionSnapshot(m.id, m.revision)) ?? {};
+/** Each named audience with its size frozen at submission (from the revision snapshot), and the explicit addresses' count. */
+export async function frozenAudiences(store: MessageStore, m: Message): Promise<{ audiences: Array<{ name: string; count: number }>; explicitCount: number }> {
+  const snap = (await store.revisionSnapshot(m.id, m.revision)) ?? {};
   // Lua's cjson writes an empty list as {}: anything but an array means "no lists".
   const counts = Array.isArray(snap.audienceCounts) ? (snap.audienceCounts as Array<{ name: string; count: number }>) : [];
+  return {
+    audiences: counts.length ? counts.map((c) => ({ name: String(c.name), count: Number(c.count) })) : m.audience.lists.map((name) => ({ name, count: 0 })),
+    explicitCount: typeof snap.explicitCount === "number" ? snap.explicitCount : m.audience.addresses.length,
+  };
+}
+
+export async function messageSummary(d: { store: MessageStore; users: UserDirectory; publicUrl: string }, m: Message): Promise<MessageSummary> {
+  const frozen = await frozenAudiences(d.store, m);
   return {
     id: m.id,
     revision: m.revision,
@@ -20,8 +29,8 @@ export async function messageSummary(d: { store: MessageStore; users: UserDirect
     author: m.author,
     authorName: d.users.byAddress(m.author)?.name ?? m.author,
     recipientCount: m.recipientCount,
-    audiences: counts.length ? counts.map((c) => ({ name: String(c.name), count: Number(c.count) })) : m.audience.lists.map((name) => ({ name, count: 0 })),
-    explicitCount: typeof snap.explicitCount === "number" ? snap.explicitCount : m.audience.addresses.length,
+    audiences: frozen.audiences,
+    explicitCount: frozen.explicitCount,
     text: m.text,
     html: m.html,
     dashboardUrl: dashboardUrl(d.publicUrl, m.id),

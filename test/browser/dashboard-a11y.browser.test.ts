@@ -68,6 +68,25 @@ it("has no WCAG 2.1 A/AA violation on any page, at laptop and phone widths", asy
   await anonymous.close();
 });
 
+it("has no WCAG 2.1 A/AA violation on an approval link's page (both parts, digest, by domain) nor on a card halted by Airlock", async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, bypassCSP: true });
+  const page = await context.newPage();
+  const token = await a.rt.tokens.issue({ user: "approver1@corp.example", message: ids.waiting, revision: 1, action: "approve", expiresAt: a.clock.now() + 3600_000 });
+  await page.goto(`${a.url}/links/${token}`);
+  await expect.poll(() => page.locator("pre.text-part").textContent()).toContain("Hello team.");
+  expect(await axe(page), "approval link page").toEqual([]);
+  await context.close();
+
+  // Airlock's own halt reads as such, not as a person's pause (set as fanout.ts would).
+  const halted = (await a.call("author", "POST", "/api/messages", { subject: "Halted one", text: "Hello team.", audience: { lists: ["team"] } })).body.id as string;
+  await a.rt.redis.hset(`{airlock}:msg:${halted}`, "paused", JSON.stringify({ by: "airlock", at: a.clock.now(), reason: "not sent: message builds with another digest" }));
+  const ops = await signIn(1280);
+  await ops.goto(`${a.url}/messages/${halted}`);
+  expect(await ops.locator('[data-field="paused"]').textContent()).toMatch(/^Halted by Airlock at .*: not sent: message builds with another digest$/);
+  expect(await axe(ops), "halted message page").toEqual([]);
+  await ops.context().close();
+});
+
 it("recalls with the keyboard alone", async () => {
   const page = await signIn(1280);
   await page.goto(`${a.url}/messages/${ids.scheduled}`);

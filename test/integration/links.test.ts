@@ -35,6 +35,16 @@ async function page(method: string, token: string, form?: Record<string, string>
   return { status: res.status, html: await res.text(), headers: res.headers };
 }
 
+/** The digest the confirmation page shows (its form's hidden field): an approval names it. */
+const digestOnPage = (html: string) => /name="digest" value="([0-9a-f]{64})"/.exec(html)?.[1];
+
+/** Approves as a person does: opens the page, then posts its form (with the digest it shows). */
+async function approveVia(token: string, form: Record<string, string> = {}, headers: Record<string, string> = {}) {
+  const digest = digestOnPage((await page("GET", token)).html);
+  if (!digest) throw new Error("no digest on the approval page");
+  return page("POST", token, { action: "approve", digest, ...form }, headers);
+}
+
 const actionOnPage = (html: string) => /name="action"[^>]*value="(\w+)"|value="(\w+)"[^>]*name="action"/.exec(html)?.slice(1).find(Boolean);
 
 /** Waits for the mail to `to` about `subject` whose subject contains `kind`, and returns its link for `action`. */
@@ -129,7 +139,7 @@ describe("following the links", () => {
     // The link record is still unused after all that reading.
     expect(await a.rt.redis.hget(`{airlock}:link:${token.split(".")[0]}`, "usedAt")).toBeNull();
 
-    const post = await page("POST", token, { action: "approve", comment: "fine by me" });
+    const post = await approveVia(token, { comment: "fine by me" });
     expect(post.status).toBe(200);
     expect(post.html).toContain("Approved");
     const after = (await a.call("ops", "GET", `/api/messages/${m.id}`)).body;
@@ -167,7 +177,7 @@ describe("following the links", () => {
     await a.rt.redis.hset(`{airlock}:link:${id}`, "user", USERS.approver1.email);
     expect(await snapshot(m.id)).toEqual(before);
     // Restored, the untouched token still works: nothing above consumed it.
-    expect((await page("POST", token, { action: "approve" })).status).toBe(200);
+    expect((await approveVia(token)).status).toBe(200);
   });
 
   it("refuses an approve token used for recall, and a reject token used to approve", async () => {
@@ -204,7 +214,7 @@ describe("following the links", () => {
     expect(viaSession.html).toContain("sent to someone else");
     expect(await snapshot(m.id)).toEqual(before);
     // Forwarded without a sign-in, it still can only approve as approver1: never a second approval.
-    expect((await page("POST", token, { action: "approve" })).status).toBe(200);
+    expect((await approveVia(token)).status).toBe(200);
     const after = (await a.call("ops", "GET", `/api/messages/${m.id}`)).body;
     expect(after.approvals.map((x: { by: string }) => x.by)).toEqual([USERS.approver1.email]);
   });
@@ -227,7 +237,7 @@ describe("following the links", () => {
     expect(second.mail.text).toContain("Corrected policy text.");
     expect(second.mail.text).toMatch(/^- .*Please read the attached policy\./m);
     const fresh = await linkFor(USERS.approver1.email, m.subject, "Approval needed", "approve", 1);
-    expect((await page("POST", fresh, { action: "approve" })).status).toBe(200);
+    expect((await approveVia(fresh)).status).toBe(200);
     expect((await a.call("ops", "GET", `/api/messages/${m.id}`)).body).toMatchObject({ state: "scheduled", revision: 2 });
   });
 
@@ -268,7 +278,7 @@ describe("after approval", () => {
   it("tells author and approver when it goes out, with a recall link that works once, then reports the recall", async () => {
     const m = await submit();
     const approve = await linkFor(USERS.approver1.email, m.subject, "Approval needed", "approve");
-    expect((await page("POST", approve, { action: "approve" })).status).toBe(200);
+    expect((await approveVia(approve)).status).toBe(200);
 
     for (const who of [USERS.author.email, USERS.approver1.email]) {
       const notice = await a.until(`scheduled notice to ${who}`, () => mails(who, m.subject).find((r) => r.mail.subject!.includes("Going out at")));

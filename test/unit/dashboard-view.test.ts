@@ -137,4 +137,11 @@ describe("a paused fan-out", () => {
     expect(cardView(message({ state: "scheduled" }), NOW, true, true)).toMatchObject({ pausable: false, resumable: false });
     expect(headline({ ...paused, state: "correcting" }, NOW)).toBe("Recalled after 40,000 people received it: correction paused");
   });
+  it("reads as Airlock's halt, not a person's pause, when Airlock stopped it", () => {
+    const halted = { ...sending, paused: { by: "airlock", at: new Date(NOW - 5000).toISOString(), reason: "not sent: digest differs" } };
+    expect(headline(halted, NOW)).toBe("Halted by Airlock: 40,000 of 840,000 people have it, the rest wait");
+    expect(headline({ ...halted, state: "correcting" }, NOW)).toBe("Recalled after 40,000 people received it: correction halted by Airlock");
+    expect(cardView(halted, NOW, true, true).paused).toMatchObject({ byAirlock: true, reason: "not sent: digest differs" });
+    expect(cardView(paused, NOW, true, true).paused).toMatchObject({ byAirlock: false });
+  });
 });

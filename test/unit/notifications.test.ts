@@ -1,8 +1,28 @@
 import { describe, expect, it } from "vitest";
+import { composeCorrection, composeOriginal } from "../../src/mail/compose.js";
 import { createNotificationRenderer } from "../../src/mail/notifications.js";
-import type { ApprovalRequestData, MessageSummary, NotificationKind } from "../../src/notify/notification-data.js";
+import { createRenderer, templatesDir } from "../../src/mail/render.js";
+import type { ApprovalRequestData, CorrectionRequestData, HaltedData, MessageSummary, NotificationKind, SentMail } from "../../src/notify/notification-data.js";
 
 const renderer = createNotificationRenderer();
+const mailRenderer = createRenderer(templatesDir());
+
+/** The mail as the fan-out builds it (mail/compose.ts), as the notify worker passes it. */
+async function sent(over: { subject?: string; text?: string; html?: string | null } = {}): Promise<SentMail> {
+  const fields = {
+    subject: over.subject ?? "Delete TikTok from your phone",
+    text: over.text ?? "Hello all,\n\nPlease delete the app by Friday.",
+    html: over.html ?? null,
+    markdown: "",
+    template: "",
+    from: "Internal Communications <comms@corp.example>",
+    toHeader: "All staff <all-staff@corp.example>",
+    messageId: "<airlock.42@corp.example>",
+  };
+  const built = await composeOriginal(mailRenderer, fields, new Date("2026-11-22T14:05:00Z"));
+  return { of: "original", revision: 1, subject: built.parts.subject, from: fields.from, text: built.parts.text, html: built.parts.html, digest: built.digest };
+}
+const mail = await sent();
 const XSS = `<script>alert("x")</script>`;
 
 const message: MessageSummary = {
@@ -35,6 +55,7 @@ const approval: ApprovalRequestData = {
   approvedBy: ["Carol Chief"],
   expiresAt: "23 November 2026, 13:50 UTC",
   diff: null,
+  mail,
   approveUrl: "https://airlock.corp.example/links/approve-token.sig1",
   rejectUrl: "https://airlock.corp.example/links/reject-token.sig2",
 };
@@ -104,9 +125,26 @@ describe("approval request", () => {
     expect(r.text.indexOf("Approve:")).toBeLessThan(r.text.indexOf(approval.approveUrl));
   });
 
-  it("shows the body in a bordered box in HTML and quoted in the text part", () => {
-    expect(r.html).toMatch(/border:2px solid #d4d4d8;">\s*<tr><td[^>]*>\s*<p[^>]*>Hello all,<\/p>\s*<p[^>]*>Please delete the app by Friday\.<\/p>/);
-    expect(r.text).toContain("> Hello all,\n>\n> Please delete the app by Friday.");
+  it("shows the mail exactly as sent: the HTML part in a bordered box, the text part verbatim in a monospace block, the digest", () => {
+    // The HTML part is the built document's body, as is (our template, inline styles and all).
+    const body = mail.html.slice(mail.html.indexOf("<body"), mail.html.indexOf("</body>"));
+    const inner = body.slice(body.indexOf(">") + 1).trim();
+    expect(r.html).toMatch(/border:2px solid #d4d4d8;">\s*<tr><td style="padding:0;">/);
+    expect(r.html).toContain(inner);
+    expect(r.html).not.toMatch(/<body[^>]*>[\s\S]*<body/); // one document, not one nested in another
+    // The text part, escaped but otherwise verbatim, in a <pre>.
+    const escaped = mail.text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/'/g, "&#x27;").replace(/=/g, "&#x3D;").replace(/`/g, "&#x60;");
+    expect(r.html).toMatch(/<pre style="[^"]*monospace[^"]*">/);
+    expect(r.html).toContain(`>${escaped}</pre>`);
+    expect(mail.text).toContain("Delete TikTok from your phone\n\nHello all,\n\nPlease delete the app by Friday.\n\n--\nSent by Internal Communications <comms@corp.example>");
+    // In the text part, every line of it quoted, so it cannot pass for part of the notice.
+    const quoted = mail.text.replace(/\n$/, "").split("\n").map((l) => (l ? `> ${l}` : ">")).join("\n");
+    expect(r.text).toContain(quoted);
+    for (const part of [r.html, r.text]) {
+      expect(part).toContain(mail.digest);
+      expect(part).toMatch(/exactly as (it will be )?sent/);
+    }
+    expect(mail.digest).toMatch(/^[0-9a-f]{64}$/);
   });
 
   it("shows the requested send time when there is one", () => {
@@ -177,7 +215,7 @@ describe("recalled", () => {
       expect(part).toContain("Sent to the wrong audience");
       expect(part).toMatch(/1,234 people(<\/strong>)? had received it/);
       expect(part).toContain("838,766 recipients will not receive it");
-      expect(part).toContain("A correction notice goes to the 1,234 people who received it, with this corrected information:");
+      expect(part).toContain("A correction notice goes to the 1,234 people who received it, with this corrected information once an approver other than the person who recalled it has approved it");
     }
     expect(r.html).toContain("Keep the app.<br>\nIt is fine.");
     expect(r.text).toContain("> Keep the app.\n> It is fine.");
@@ -191,9 +229,14 @@ describe("recalled", () => {
     }
   });
 
-  it("without correction text, says the notice gives the reason", () => {
+  it("without correction text, says the standard notice goes, without the reason", () => {
     const r = renderer.render("recalled", { ...recalled, correctionText: null });
-    expect(r.text).toContain("A correction notice goes to the 1,234 people who received it, saying it was sent in error and giving the reason.");
+    expect(r.text).toContain("A correction notice goes to the 1,234 people who received it: the standard correction, saying it was sent in error (the reason above is not in it).");
+  });
+
+  it("with correction text, says it waits for another approver", () => {
+    const r = renderer.render("recalled", { ...recalled, correctionText: "Keep the app." });
+    expect(r.text).toContain("once an approver other than the person who recalled it has approved it");
   });
 });
 
@@ -233,6 +276,70 @@ describe("corrected, rejected, expired", () => {
   });
 });
 
+const correctionMail: SentMail = await (async () => {
+  const original = { subject: "Delete TikTok from your phone", from: "Internal Communications <comms@corp.example>", toHeader: "All staff <all-staff@corp.example>", messageId: "<airlock.42@corp.example>" };
+  const built = await composeCorrection(mailRenderer, { original, sentAt: new Date("2026-11-22T14:05:00Z"), correctionText: "Keep the app.\nIt is fine." }, new Date());
+  return { of: "correction", revision: 1, subject: built.parts.subject, from: original.from, text: built.parts.text, html: built.parts.html, digest: built.digest };
+})();
+
+const correctionRequest: CorrectionRequestData = {
+  recipientName: "Bob Approver",
+  message,
+  recalledBy: "Carol Chief",
+  reason: "Sent to the wrong audience",
+  delivered: 1_234,
+  approvalsRequired: 1,
+  approvalsGiven: 0,
+  mail: correctionMail,
+  approveUrl: "https://airlock.corp.example/links/approve-correction.sig4",
+  rejectUrl: "https://airlock.corp.example/links/reject-correction.sig5",
+};
+
+const halted: HaltedData = {
+  recipientName: "Drew Oncall",
+  message,
+  of: "original",
+  reason: "not sent: message 42 revision 1 builds with digest abc, but bob approved def",
+  haltedAt: "22 November 2026, 14:05 UTC",
+  sent: 0,
+};
+
+describe("correction request", () => {
+  const r = renderer.render("correction_request", correctionRequest);
+
+  it("asks for the correction text with both parts exactly as they would go out, the digest and the links first", () => {
+    expect(r.subject).toBe("[Airlock] Correction text to approve: Delete TikTok from your phone");
+    for (const part of [r.html, r.text]) {
+      expect(part).toContain("Carol Chief recalled this message");
+      expect(part).toContain("1,234 people who received it");
+      expect(part).toContain("Sent to the wrong audience");
+      expect(part).toContain(correctionMail.digest);
+      expect(part).toContain("Correction: Delete TikTok from your phone");
+    }
+    expect(r.html).toMatch(new RegExp(`<a href="${correctionRequest.approveUrl}"[^>]*>Approve correction</a>`));
+    expect(r.html).toMatch(new RegExp(`<a href="${correctionRequest.rejectUrl}"[^>]*>Reject text</a>`));
+    expect(r.html).toContain("Keep the app.<br>\nIt is fine."); // the built HTML part
+    expect(r.html).toMatch(/<pre [^>]*>Correction: Delete TikTok from your phone\n[\s\S]*Keep the app\.\nIt is fine\./); // the text part, verbatim
+    expect(r.text).toContain("> Keep the app.\n> It is fine.");
+    expect(ownLines(r.text, correctionRequest.approveUrl)).toBe(1);
+    expect(r.text.indexOf(correctionRequest.approveUrl)).toBeLessThan(r.text.indexOf("> Keep the app."));
+  });
+});
+
+describe("halted", () => {
+  it("says Airlock halted it, what it saw, how many had it, and links to the dashboard", () => {
+    const r = renderer.render("halted", halted);
+    expect(r.subject).toBe("[Airlock] Halted: Delete TikTok from your phone");
+    for (const part of [r.html, r.text]) {
+      expect(part).toContain("Airlock halted the sending of this message on 22 November 2026, 14:05 UTC");
+      expect(part).toContain("builds with digest abc, but bob approved def");
+      expect(part).toContain("0 recipients");
+      expect(part).toContain(message.dashboardUrl);
+    }
+    expect(renderer.render("halted", { ...halted, of: "correction", sent: 3 }).text).toContain("halted the correction notice");
+  });
+});
+
 describe("escaping", () => {
   const hostile = { ...message, subject: `Hi ${XSS} & bye`, authorName: `Mallory ${XSS} & co`, from: `Evil <img src=x onerror=alert(1)> <e@corp.example>` };
   const kinds: Array<[NotificationKind, object]> = [
@@ -243,6 +350,8 @@ describe("escaping", () => {
     ["corrected", { recipientName: "A", recalledBy: XSS, reason: XSS, delivered: 1, corrected: 1, correctionFailed: 0 }],
     ["rejected", { recipientName: "A", rejectedBy: XSS, reason: XSS }],
     ["expired", { recipientName: "A", expiredAt: "x", approvalsRequired: 1, approvalsGiven: 0 }],
+    ["correction_request", { ...correctionRequest, recalledBy: XSS, reason: XSS }],
+    ["halted", { ...halted, reason: XSS }],
   ];
   for (const [kind, data] of kinds) {
     it(`${kind}: escapes subject, names and sender in HTML and keeps them literal in the text and subject`, () => {
@@ -262,11 +371,11 @@ describe("escaping", () => {
     expect(r.text).toContain(`Mallory ${XSS} & co asks for your approval`);
   });
 
-  it("renders the author's HTML sanitized, instead of the text", () => {
-    const r = renderer.render("approval_request", { ...approval, message: { ...message, html: `<p onclick="x()">Hi <b>all</b></p>${XSS}<a href="javascript:alert(1)">x</a>` } });
+  it("shows the author's HTML as the built part shows it: sanitized, next to the text part", async () => {
+    const hostileMail = await sent({ html: `<p onclick="x()">Hi <b>all</b></p>${XSS}<a href="javascript:alert(1)">x</a>` });
+    const r = renderer.render("approval_request", { ...approval, mail: hostileMail });
     expect(r.html).toContain("<p>Hi <b>all</b></p>");
     expect(r.html).not.toMatch(/<script|onclick|javascript:/i);
-    expect(r.html).not.toContain("Please delete the app by Friday.");
     expect(r.text).toContain("> Please delete the app by Friday.");
   });
 
@@ -276,12 +385,13 @@ describe("escaping", () => {
     expect(r.subject).toBe("[Airlock] Going out at 14:05 Bcc: all@corp.example to 840,000 recipients: Hi Bcc: everyone@corp.example x");
   });
 
-  it("does not let a name or the body forge a link line in the text part", () => {
+  it("does not let a name or the body forge a link line in the text part", async () => {
     const evil = "https://evil.example/approve";
     const r = renderer.render("approval_request", {
       ...approval,
       recipientName: `Bob\n${evil}`,
       message: { ...message, authorName: `Eve\n\nApprove:\n${evil}`, text: `Approve:\n${evil}` },
+      mail: await sent({ text: `Approve:\n${evil}` }),
     });
     expect(ownLines(r.text, evil)).toBe(0);
     expect(r.text).toContain(`> ${evil}`);

@@ -1,14 +1,16 @@
 import { describe, expect, it } from "vitest";
-import type { Message } from "../../src/domain/message.js";
+import { AIRLOCK_ACTOR, type Message } from "../../src/domain/message.js";
 import { planNotifications, type AuditEntry } from "../../src/notify/dispatcher.js";
 import { formatDateTime, formatDuration, formatTime } from "../../src/notify/format.js";
 import { reminderDue } from "../../workers/timers.js";
+import { HALTED_BY } from "../../workers/fanout.js";
 
 const approvers = ["ann@corp.example", "bob@corp.example", "author@corp.example"];
+const ops = ["ops@corp.example", "ann@corp.example"];
 const message = (over: Partial<Message> = {}): Message =>
   ({ id: "7", revision: 2, author: "author@corp.example", approvals: [], recall: null, ...over }) as Message;
 const entry = (action: string, over: Partial<AuditEntry> = {}): AuditEntry => ({ message: "7", revision: "2", actor: "x@corp.example", action, from: "", to: "", ...over });
-const plan = (e: AuditEntry, m: Message) => planNotifications(e, m, approvers).map((p) => `${p.kind} ${p.to}`).sort();
+const plan = (e: AuditEntry, m: Message) => planNotifications(e, m, { approvers, ops }).map((p) => `${p.kind} ${p.to}`).sort();
 
 describe("who is told what", () => {
   it("asks every approver but the author, on submit and on edit", () => {
@@ -39,9 +41,43 @@ describe("who is told what", () => {
     expect(plan(entry("expire", { actor: "scheduler" }), m)).toEqual(["expired author@corp.example"]);
   });
 
+  it("asks every approver but the recaller to approve a custom correction text, only while it is pending", () => {
+    const m = message({ approvals: [{ by: "ann@corp.example", at: "", comment: null, digest: null }] });
+    const pending = entry("recall", { actor: "bob@corp.example", detail: JSON.stringify({ reason: "oops", correction: "pending" }) });
+    expect(plan(pending, m)).toEqual([
+      "correction_request ann@corp.example",
+      "correction_request author@corp.example", // the author may approve the text someone else wrote
+      "recalled ann@corp.example",
+      "recalled author@corp.example",
+      "recalled bob@corp.example",
+    ]);
+    for (const correction of ["standard", "approved"]) {
+      const e = entry("recall", { actor: "bob@corp.example", detail: JSON.stringify({ correction }) });
+      expect(plan(e, m).filter((p) => p.startsWith("correction_request"))).toEqual([]);
+    }
+    // An unreadable detail asks nobody (and still reports the recall).
+    expect(plan(entry("recall", { actor: "bob@corp.example", detail: "{" }), m)).toEqual(["recalled ann@corp.example", "recalled author@corp.example", "recalled bob@corp.example"]);
+  });
+
+  it("tells ops, the author and the approvers when Airlock halts a fan-out, nobody when a person pauses it", () => {
+    const m = message({ approvals: [{ by: "bob@corp.example", at: "", comment: null, digest: null }] });
+    expect(plan(entry("pause", { actor: AIRLOCK_ACTOR, detail: JSON.stringify({ reason: "not sent: digest" }) }), m)).toEqual([
+      "halted ann@corp.example",
+      "halted author@corp.example",
+      "halted bob@corp.example",
+      "halted ops@corp.example",
+    ]);
+    expect(plan(entry("pause", { actor: "ops@corp.example" }), m)).toEqual([]);
+    expect(plan(entry("resume", { actor: "ops@corp.example" }), m)).toEqual([]);
+  });
+
   it("ignores everything else, including its own notification entries", () => {
     for (const action of ["notify", "notifyFailed", "release", "finish", "startCorrection", "withdraw"]) expect(plan(entry(action), message())).toEqual([]);
   });
+});
+
+it("names Airlock's own halts with the fan-out's actor", () => {
+  expect(AIRLOCK_ACTOR).toBe(HALTED_BY);
 });
 
 describe("formatting for people", () => {

@@ -4,7 +4,7 @@ import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
 import { createPageRenderer } from "../../src/http/pages.js";
 import { templatesDir } from "../../src/mail/render.js";
-import type { ConfirmPageData, LinkAction, MessageSummary, ResultPageData } from "../../src/notify/notification-data.js";
+import type { ConfirmPageData, LinkAction, MessageSummary, ResultPageData, SentMail } from "../../src/notify/notification-data.js";
 
 const pages = createPageRenderer();
 const XSS = `<script>alert("x")</script>`;
@@ -24,6 +24,17 @@ const message: MessageSummary = {
   dashboardUrl: "https://airlock.corp.example/messages/42",
 };
 
+/** The mail as built for sending (its shape; the build itself is tested with compose.ts). */
+const mail: SentMail = {
+  of: "original",
+  revision: 2,
+  subject: "Delete TikTok from your phone",
+  from: "Internal Communications <comms@corp.example>",
+  text: "Delete TikTok from your phone\n\nHello all,\n\nPlease delete the app.\n\n--\nSent by Internal Communications <comms@corp.example>\n",
+  html: "<!DOCTYPE html><html><body><p style=\"margin:0\">Hello all,</p></body></html>",
+  digest: "ab".repeat(32),
+};
+
 function confirmData(action: LinkAction, over: Partial<ConfirmPageData> = {}): ConfirmPageData {
   return {
     action,
@@ -36,6 +47,11 @@ function confirmData(action: LinkAction, over: Partial<ConfirmPageData> = {}): C
     approvalsGiven: 1,
     releaseAt: null,
     delivered: 0,
+    mail,
+    htmlPreviewUrl: `/links/tok123.sig456/preview?digest=${mail.digest}`,
+    submittedDigest: null,
+    domains: [],
+    recall: null,
     values: { comment: "", reason: "", correctionText: "" },
     errors: null,
     ...over,
@@ -105,8 +121,11 @@ describe("confirm page", () => {
       expect(html).toContain("<dd>Waiting for approval</dd>");
       expect(html).toContain("<dd>1 of 2 required</dd>");
       expect(html).toContain("Bob Approver");
-      // The body, as paragraphs, without the email's inline style
-      expect(html).toContain("<p>Hello all,</p>\n<p>Please delete the app.</p>");
+      // The mail exactly as sent: the text part verbatim, the HTML part in a sandboxed frame of its own, the digest.
+      expect(html).toContain(`<pre class="text-part" role="region" aria-labelledby="text-part-heading" tabindex="0">Delete TikTok from your phone\n\nHello all,\n\nPlease delete the app.\n\n--\nSent by Internal Communications &lt;comms@corp.example&gt;\n</pre>`);
+      expect(html).toContain(`<iframe class="preview-frame" src="/links/tok123.sig456/preview?digest&#x3D;${mail.digest}" title="The HTML part, as recipients will see it" sandbox></iframe>`);
+      expect(html).toContain(`<dt>Digest</dt>\n<dd><code class="digest">${mail.digest}</code></dd>`);
+      expect(html).not.toContain("margin:0"); // the HTML part is never inlined into the page
     });
   }
 
@@ -171,20 +190,67 @@ describe("confirm page", () => {
     expect(html).toContain(">\nkept</textarea>");
   });
 
-  it("escapes the subject and names, and sanitizes the author's HTML", () => {
+  it("escapes the subject, names and the text part; never inlines the HTML part", () => {
     const html = pages.confirm(
       confirmData("approve", {
         holderName: `Bob ${XSS}`,
         message: { ...message, subject: `Hi ${XSS} & bye`, authorName: `Eve ${XSS}`, html: `<p onclick="x()">Hi <b>all</b></p>${XSS}<img src=x onerror=alert(1)>` },
+        mail: { ...mail, subject: `Hi ${XSS}`, text: `Hi ${XSS}\n<img src=x onerror=alert(1)>`, html: `<img src=x onerror=alert(1)>${XSS}` },
       }),
     );
-    expect(html).not.toMatch(/<script>|<img|onclick|onerror/i);
+    expect(html).not.toMatch(/<script>|<img|onclick/i);
     expect(html).toContain("<dd>Hi &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; bye</dd>");
     expect(html).toContain("Eve &lt;script&gt;");
     expect(html).toContain("Hello Bob &lt;script&gt;");
-    expect(html).toContain("<p>Hi <b>all</b></p>");
-    expect(html).not.toContain("Please delete the app.");
+    expect(html).toContain("&lt;img src&#x3D;x onerror&#x3D;alert(1)&gt;</pre>");
     expectCspSafeDocument(html);
+  });
+
+  it("approve and approveCorrection: the form carries the digest shown; the others do not", () => {
+    for (const action of ["approve", "approveCorrection"] as const) {
+      const html = pages.confirm(confirmData(action));
+      expect(html).toContain(`<input type="hidden" name="digest" value="${mail.digest}">`);
+      expect(tagWithId(html, "comment")).toMatch(/^<textarea/);
+    }
+    for (const action of ["reject", "recall", "rejectCorrection"] as const) expect(pages.confirm(confirmData(action))).not.toContain(`name="digest"`);
+  });
+
+  it("correction actions: the correction as it would go out, who recalled and why, a reason to reject", () => {
+    const correction = { ...mail, of: "correction" as const, subject: "Correction: Delete TikTok from your phone" };
+    const approve = pages.confirm(confirmData("approveCorrection", { mail: correction, recall: { by: "carol@corp.example", reason: "Wrong audience" }, approvalsGiven: 0, approvalsRequired: 1 }));
+    expectCspSafeDocument(approve);
+    expectLabelled(approve);
+    expect(approve).toContain("<h1>Approve this correction?</h1>");
+    expect(approve).toContain("The correction, exactly as it would go out");
+    expect(approve).toContain("<dd>Correction: Delete TikTok from your phone</dd>");
+    expect(approve).toContain("<dt>Recalled by</dt>\n<dd>carol@corp.example</dd>");
+    expect(approve).toContain("<dd>Wrong audience</dd>");
+    expect(approve).toContain("<dt>Approvals of the correction</dt>\n<dd>0 of 1 required</dd>");
+    expect(approve).toMatch(/<button type="submit" class="button button--approve">Approve correction<\/button>/);
+    const reject = pages.confirm(confirmData("rejectCorrection", { mail: correction, recall: { by: "carol@corp.example", reason: "x" } }));
+    expectLabelled(reject);
+    expect(tagWithId(reject, "reason")).toMatch(/\brequired\b/);
+    expect(reject).toContain("The standard correction goes instead.");
+    expect(reject).toMatch(/<button type="submit" class="button button--reject">Reject text<\/button>/);
+  });
+
+  it("shows recipients by domain per audience, and says when the list changed since submission", () => {
+    const html = pages.confirm(
+      confirmData("approve", {
+        domains: [{ name: "all-staff", changedSinceSubmit: true, domains: [{ domain: "corp.example", count: 812_000 }, { domain: "eu.corp.example", count: 345 }] }],
+      }),
+    );
+    expect(html).toContain("<h2 id=\"domains-heading\">Recipients by domain</h2>");
+    expect(html).toContain("<li>corp.example: 812,000</li>");
+    expect(html).toContain("<li>eu.corp.example: 345</li>");
+    expect(html).toContain("This list changed since the message was submitted");
+    expect(pages.confirm(confirmData("approve"))).not.toContain("Recipients by domain");
+  });
+
+  it("warns when what would go out is not what was submitted", () => {
+    const html = pages.confirm(confirmData("approve", { submittedDigest: "cd".repeat(32) }));
+    expect(html).toContain(`role="alert"><strong>What would go out now is not what was submitted</strong> (digest ${"cd".repeat(32)} then, ${mail.digest} now)`);
+    expect(pages.confirm(confirmData("approve"))).not.toContain("What would go out now");
   });
 });
 

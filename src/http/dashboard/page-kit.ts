@@ -7,9 +7,11 @@ import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { z } from "zod";
+import type { AudienceStore } from "../../audiences/audience-store.js";
 import type { User } from "../../auth/users.js";
 import { DomainError } from "../../domain/errors.js";
 import type { Message } from "../../domain/message.js";
+import type { Renderer } from "../../mail/render.js";
 import type { MessageService } from "../../service/message-service.js";
 import type { MessageStore } from "../../store/message-store.js";
 import { csrfOk, sessionOf } from "./guards.js";
@@ -28,6 +30,10 @@ export interface DashboardDeps {
   publicUrl: string;
   clock: { now(): number };
   logger: Logger;
+  /** Builds the message exactly as the fan-out does (mail/compose.ts), for the message page's parts and digest. */
+  renderer: Renderer;
+  /** Recipients by domain of each audience, for the message page; the catalogue, for the compose page's audience picker. */
+  audiences: Pick<AudienceStore, "domains" | "list">;
 }
 
 /** Pages are ours alone: scripts and styles from /static, the preview in a same-origin frame, SSE to ourselves. */

@@ -4,8 +4,11 @@ import type { Queue } from "bullmq";
 import { z } from "zod";
 import { HISTORY_STATES, PENDING_STATES } from "../../domain/lifecycle.js";
 import type { Message } from "../../domain/message.js";
+import { audienceDomains, originalAsSent } from "../../notify/as-sent.js";
 import { diffRevisions } from "../../notify/diff.js";
 import { formatDuration, STATE_LABELS } from "../../notify/format.js";
+import type { SentMail } from "../../notify/notification-data.js";
+import { frozenAudiences } from "../../notify/summary.js";
 import { searchMessages } from "../../store/message-search.js";
 import type { MessageStore } from "../../store/message-store.js";
 import { sessionOf } from "./guards.js";
@@ -50,15 +53,23 @@ export function pageRoutes(d: DashboardDeps, k: PageKit): Router {
     const q = z
       .object({ status: z.enum(["queued", "sent", "failed", "skipped"]).optional().catch(undefined), cursor: z.coerce.number().int().min(0).max(1e9).catch(0) })
       .parse({ status: one(req.query.status) || undefined, cursor: one(req.query.cursor) ?? "0" });
-    const [recipients, events, revisions] = await Promise.all([
+    const [recipients, events, revisions, sent, domains] = await Promise.all([
       d.store.recipients(m, { status: q.status, cursor: q.cursor, limit: PAGE_SIZE }),
       d.store.events(m.id),
       revisionHistory(d.store, m),
+      asSent(d, m),
+      frozenAudiences(d.store, m).then((f) => audienceDomains((name) => d.audiences.domains(name), f.audiences)),
     ]);
     const base = `/messages/${m.id}${q.status ? `?status=${q.status}&` : "?"}`;
     k.page(res, 200, "message", k.frame(req, m.subject || `Message ${m.id}`, "none"), {
       m,
       card: k.card(req, m),
+      // Both parts and the digest exactly as the fan-out builds them; the HTML part is the sandboxed frame.
+      sent: "mail" in sent ? sent.mail : null,
+      buildError: "error" in sent ? sent.error : null,
+      // What would be sent now is not what was submitted (and approved): it will not go out.
+      digestMismatch: "mail" in sent && m.digest !== "" && m.digest !== sent.mail.digest,
+      domains,
       holdLabel: formatDuration(m.holdSeconds),
       revisions,
       recipients: recipients.items,
@@ -119,6 +130,15 @@ async function queueHealth(queues: Queue[]): Promise<{ rows: Array<{ name: strin
     return { rows, error: null };
   } catch (e) {
     return { rows: [], error: `Queue counts unavailable: ${(e as Error).message}` };
+  }
+}
+
+/** The message as it goes out, or why it cannot be built (a draft still incomplete, or a stored field changed behind Airlock's back). */
+async function asSent(d: DashboardDeps, m: Message): Promise<{ mail: SentMail } | { error: string }> {
+  try {
+    return { mail: await originalAsSent(d.renderer, m, new Date(d.clock.now())) };
+  } catch (e) {
+    return { error: (e as Error).message };
   }
 }
 

@@ -1,13 +1,15 @@
 /**
- * The dashboard's pages: sign-in, pending sends, a message, its recall, history, the development
- * outbox. Server-rendered; /static/dashboard.js only makes them live (SSE, countdowns). Every
+ * The dashboard's pages: sign-in, pending sends, a message, its recall, history, compose and edit
+ * (compose-routes.ts), my messages, the development outbox. Server-rendered; /static/dashboard.js only makes them live (SSE, countdowns). Every
  * decision goes through MessageService, exactly as the API's do; the view rules live in
  * view-model.ts. This file puts the groups of routes together and turns their errors into pages.
  */
 import { Router, type NextFunction, type Request, type Response } from "express";
 import { DomainError } from "../../domain/errors.js";
 import { STATUS } from "../errors.js";
+import { composeRoutes } from "./compose-routes.js";
 import { formRoutes } from "./form-routes.js";
+import { mineRoutes } from "./mine-routes.js";
 import { outboxRoutes } from "./outbox-routes.js";
 import { pageKit, type DashboardDeps } from "./page-kit.js";
 import { pageRoutes } from "./page-routes.js";
@@ -21,6 +23,8 @@ export function dashboardRoutes(d: DashboardDeps): Router {
   r.use(signInRoutes(d, k));
   r.use(pageRoutes(d, k));
   r.use(formRoutes(d, k));
+  r.use(composeRoutes(d, k));
+  r.use(mineRoutes(d, k));
   if (d.outboxDir) r.use(outboxRoutes(d.outboxDir, k));
 
   // Errors of the pages above become pages too, never JSON and never a 500 for a person's mistake.
@@ -37,7 +41,7 @@ export function dashboardRoutes(d: DashboardDeps): Router {
 }
 
 function isPagePath(path: string): boolean {
-  return /^\/(signin|signout|history|outbox|fragments|messages)(\/|$)|^\/$/.test(path);
+  return /^\/(signin|signout|history|outbox|fragments|messages|compose|mine)(\/|$)|^\/$/.test(path);
 }
 
 function headingFor(e: DomainError): string {

@@ -4,7 +4,7 @@
  * server renders the first frame so the page is right without JavaScript.
  */
 import { PAUSABLE_STATES, RECALLABLE_STATES, type State } from "../../domain/lifecycle.js";
-import type { Message } from "../../domain/message.js";
+import { AIRLOCK_ACTOR, type Message } from "../../domain/message.js";
 import { formatDateTime, STATE_LABELS } from "../../notify/format.js";
 
 /** Below this, a scheduled release is "imminent": red, at the top, impossible to miss. */
@@ -53,8 +53,8 @@ export interface CardView {
   rate: number | null;
   correction: { total: number; sent: number; failed: number; percent: number } | null;
   recallable: boolean;
-  /** Held by ops: who, when, why. */
-  paused: { by: string; atLabel: string; reason: string } | null;
+  /** Held by ops, or halted by Airlock itself (`byAirlock`: what was about to go out was not what was approved): who, when, why. */
+  paused: { by: string; byAirlock: boolean; atLabel: string; reason: string } | null;
   /** The viewer may pause this fan-out now (ops/admin, running, not paused). */
   pausable: boolean;
   /** The viewer may resume it (ops/admin, paused). */
@@ -122,11 +122,11 @@ export function headline(m: Message, now: number): string {
     }
     case "sending": {
       const p = progressOf(m);
-      if (m.paused) return `Paused: ${formatNumber(p.sent)} of ${to} have it, the rest wait`;
+      if (m.paused) return `${halted(m) ? "Halted by Airlock" : "Paused"}: ${formatNumber(p.sent)} of ${to} have it, the rest wait`;
       return `Going out now: ${formatNumber(p.sent)} of ${to} so far`;
     }
     case "correcting":
-      if (m.paused) return `Recalled after ${people(m.counts.sent)} received it: correction paused`;
+      if (m.paused) return `Recalled after ${people(m.counts.sent)} received it: correction ${halted(m) ? "halted by Airlock" : "paused"}`;
       return `Recalled after ${people(m.counts.sent)} received it: correction going out`;
     case "sent":
       return `Sent to ${people(m.counts.sent)}${m.counts.failed ? `, ${formatNumber(m.counts.failed)} failed` : ""}`;
@@ -138,6 +138,9 @@ export function headline(m: Message, now: number): string {
       return `${capitalise(STATE_LABELS[m.state] ?? m.state)}: nothing was sent`;
   }
 }
+
+/** Airlock itself stopped the fan-out (not a person's pause). */
+const halted = (m: Message) => m.paused?.by === AIRLOCK_ACTOR;
 
 /** Recipients per second between release and `now`, from the settled counts. */
 export function averageRate(m: Message, now: number): number | null {
@@ -177,7 +180,7 @@ export function cardView(m: Message, now: number, recallable: boolean, mayPause 
         ? { total: correctionTotal, sent: m.counts.corrected, failed: m.counts.correctionFailed, percent: correctionTotal > 0 ? Math.min(100, Math.floor((correctionDone * 100) / correctionTotal)) : 100 }
         : null,
     recallable: recallable && RECALLABLE_STATES.includes(m.state),
-    paused: m.paused && { by: m.paused.by, atLabel: formatDateTime(Date.parse(m.paused.at)), reason: m.paused.reason },
+    paused: m.paused && { by: m.paused.by, byAirlock: m.paused.by === AIRLOCK_ACTOR, atLabel: formatDateTime(Date.parse(m.paused.at)), reason: m.paused.reason },
     pausable: mayPause && running && !m.paused,
     resumable: mayPause && running && m.paused !== null,
     possibleDuplicates: m.possibleDuplicates,

@@ -11,7 +11,7 @@ import { registerMailHelpers, templatesDir } from "../../mail/render.js";
 import { formatDateTime } from "../../notify/format.js";
 import type { CardView } from "./view-model.js";
 
-export const DASHBOARD_PAGES = ["signin", "pending", "message", "recall", "pause", "history", "outbox", "error"] as const;
+export const DASHBOARD_PAGES = ["signin", "pending", "message", "recall", "pause", "history", "outbox", "error", "compose", "mine", "discard"] as const;
 export type DashboardPage = (typeof DASHBOARD_PAGES)[number];
 
 /** What every page's frame needs. */
@@ -20,7 +20,7 @@ export interface Frame {
   /** Null on the sign-in page. */
   user: { name: string; email: string; roles: string[] } | null;
   csrf: string | null;
-  nav: "pending" | "history" | "outbox" | "none";
+  nav: "pending" | "history" | "outbox" | "compose" | "mine" | "none";
   canSeeQueues: boolean;
   hasOutbox: boolean;
   /** Epoch ms when the page was rendered: the client script corrects its countdowns by it. */
@@ -38,6 +38,8 @@ export function createDashboardViews(dir = templatesDir()): DashboardViews {
   registerMailHelpers(hb, { inlineStyles: false });
   registerFormatHelpers(hb);
   hb.registerHelper("eq", (a: unknown, b: unknown) => a === b);
+  /** `(anyOf list "a" "b")`: the list holds one of the values (a user's roles). */
+  hb.registerHelper("anyOf", (list: unknown, ...rest: unknown[]) => Array.isArray(list) && rest.slice(0, -1).some((v) => list.includes(v)));
   hb.registerHelper("dateTime", (v: unknown) => {
     const ms = typeof v === "number" ? v : typeof v === "string" ? Date.parse(v) : NaN;
     return Number.isFinite(ms) ? formatDateTime(ms) : "";
