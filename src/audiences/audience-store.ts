@@ -10,12 +10,21 @@
  * With ALLOWED_RECIPIENT_DOMAINS set, an upload holding any address outside those domains is
  * refused whole, naming the first few (domain/recipient-domains.ts). Each audience also keeps its
  * recipients counted by domain (keys.audienceDomains), written with the list and replaced with it.
+ *
+ * An audience has an owner, its creator: only the owner, or an admin (`anyOwner`), replaces or
+ * deletes it, checked before the upload is read when its name is known and again in the commit.
+ * Every commit and delete is a new version, recorded with who, when, the size and how many
+ * addresses were added and removed (keys.audienceVersions), and appended to the global audit chain
+ * in the same script (audience-scripts.ts). Added and removed come from |new ∩ old|, counted in
+ * Redis a slice at a time before the commit: nothing of either version is held here.
  */
 import { randomUUID } from "node:crypto";
 import type { ChainableCommander, Redis } from "ioredis";
 import { hasControlChars, normalizeAddress } from "../domain/addresses.js";
+import { DomainError } from "../domain/errors.js";
 import { isAllowedDomain, nameSome, OTHER_DOMAINS, OUTSIDE_LISTED, type AllowedDomains } from "../domain/recipient-domains.js";
 import { keys } from "../store/keys.js";
+import { CHUNK_SCRIPT, COMMIT_SCRIPT, COMMON_SLICE, COMMON_SLICE_SCRIPT, CURRENT_SCRIPT, DELETE_SCRIPT } from "./audience-scripts.js";
 import type { AudienceRecord } from "./csv.js";
 import { AudienceError } from "./errors.js";
 
@@ -24,8 +33,42 @@ export interface AudienceInfo {
   size: number;
   /** ISO 8601, from the injected clock at commit time. */
   updatedAt: string;
-  /** Who uploaded it. */
+  /** Who uploaded the current version. */
   by: string;
+  /** Who created it: only they and admins replace or delete it (for an audience uploaded before owners were kept: its last uploader). */
+  owner: string;
+  /** The current version's number (1 for an audience uploaded before versions were kept). */
+  version: number;
+}
+
+/** One version of an audience, as recorded when it was committed (or deleted). */
+export interface AudienceVersion {
+  version: number;
+  /** Who uploaded (or deleted) it. */
+  by: string;
+  /** ISO 8601. */
+  at: string;
+  size: number;
+  /** Addresses in this version that the version before did not hold. */
+  added: number;
+  /** Addresses of the version before that this one does not hold. */
+  removed: number;
+  /** The audience was deleted (size 0); a later upload under the name is a new audience with a new owner. */
+  deleted?: true;
+}
+
+/** An audience with its newest versions, newest first. */
+export interface AudienceDetail extends AudienceInfo {
+  versions: AudienceVersion[];
+}
+
+/** What an upload committed: the audience and its new version's changes. */
+export type AudienceUpload = AudienceInfo & Pick<AudienceVersion, "added" | "removed">;
+
+/** Who changes an audience, beyond its owner. */
+export interface ChangeOptions {
+  /** The caller may replace or delete any audience (an admin). Default false: only the owner. */
+  anyOwner?: boolean;
 }
 
 export interface AudienceStoreOptions {
@@ -56,81 +99,8 @@ const SCRATCH_TTL_SECONDS = 3600;
  * uploaded under the setting always has every domain recorded (and passes the check at submit).
  */
 const MAX_RECORDED_DOMAINS = 200;
-
-/**
- * KEYS: 1 scratch zset, 2 scratch domains hash.
- * ARGV: 1 most distinct domains kept, 2 the field counting the others (OTHER_DOMAINS), 3 TTL of
- * both keys in seconds, 4.. normalized addresses.
- * Adds the addresses (score 0) and counts each new one under its domain, so a duplicate, in this
- * chunk or an earlier one, counts once. Returns how many addresses were new.
- */
-const CHUNK_SCRIPT = `
-local cap, other = tonumber(ARGV[1]), ARGV[2]
-local added, byDomain, names, seen = 0, {}, {}, {}
--- In slices: unpack() is bounded by Lua's stack, and one ZMSCORE plus one ZADD per slice costs far
--- less than a ZADD per address.
-for first = 4, #ARGV, 500 do
-  local slice, zadd = {}, {}
-  for i = first, math.min(first + 499, #ARGV) do slice[#slice + 1] = ARGV[i] end
-  local scores = redis.call('ZMSCORE', KEYS[1], unpack(slice))
-  for i, address in ipairs(slice) do
-    if not scores[i] and not seen[address] then
-      seen[address] = true
-      added = added + 1
-      zadd[#zadd + 1] = 0
-      zadd[#zadd + 1] = address
-      local domain = string.match(address, '@([^@]*)$') or ''
-      if byDomain[domain] == nil then
-        byDomain[domain] = 0
-        names[#names + 1] = domain
-      end
-      byDomain[domain] = byDomain[domain] + 1
-    end
-  end
-  if #zadd > 0 then redis.call('ZADD', KEYS[1], unpack(zadd)) end
-end
--- Sorted, so which domains are kept once the cap is reached does not depend on Lua's table order.
-table.sort(names)
-local kept = redis.call('HLEN', KEYS[2]) - redis.call('HEXISTS', KEYS[2], other)
-for _, domain in ipairs(names) do
-  local field = domain
-  if redis.call('HEXISTS', KEYS[2], domain) == 0 then
-    if kept >= cap then field = other else kept = kept + 1 end
-  end
-  redis.call('HINCRBY', KEYS[2], field, byDomain[domain])
-end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-if #names > 0 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
-return added
-`;
-
-/**
- * KEYS: 1 scratch zset, 2 scratch details hash, 3 audience zset, 4 audience details hash, 5 catalogue hash,
- * 6 scratch domains hash, 7 audience domains hash.
- * ARGV: 1 audience name, 2 updatedAt (ISO), 3 uploader.
- * Returns the new size, or -1 when the scratch set is gone (expired), in which case nothing changed.
- * PERSIST because RENAME carries the scratch TTL over to the destination.
- */
-const COMMIT_SCRIPT = `
-local size = redis.call('ZCARD', KEYS[1])
-if size == 0 then return -1 end
-redis.call('RENAME', KEYS[1], KEYS[3])
-redis.call('PERSIST', KEYS[3])
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('RENAME', KEYS[2], KEYS[4])
-  redis.call('PERSIST', KEYS[4])
-else
-  redis.call('DEL', KEYS[4])
-end
-if redis.call('EXISTS', KEYS[6]) == 1 then
-  redis.call('RENAME', KEYS[6], KEYS[7])
-  redis.call('PERSIST', KEYS[7])
-else
-  redis.call('DEL', KEYS[7])
-end
-redis.call('HSET', KEYS[5], ARGV[1], cjson.encode({name = ARGV[1], size = size, updatedAt = ARGV[2], by = ARGV[3]}))
-return size
-`;
+/** Versions shown with an audience (all are kept, in keys.audienceVersions and the audit trail). */
+const VERSIONS_SHOWN = 50;
 
 export class AudienceStore {
   private readonly redis: Redis;
@@ -156,13 +126,20 @@ export class AudienceStore {
    * read, for a body that gives the name after the recipients (JSON keys come in any order).
    * Addresses outside the allowed domains are counted to the end of the upload (the first
    * OUTSIDE_LISTED named with their rows) and refuse it as a whole.
+   * An existing audience is replaced only by its owner or with `anyOwner`; anyone else gets a
+   * `forbidden` DomainError naming the owner, before a row is read when `name` is a string.
    */
   async replaceFromRecords(
     audienceName: string | (() => string),
     by: string,
     records: AsyncIterable<AudienceRecord> | Iterable<AudienceRecord>,
-  ): Promise<AudienceInfo> {
-    if (typeof audienceName === "string") assertAudienceName(audienceName);
+    opts: ChangeOptions = {},
+  ): Promise<AudienceUpload> {
+    const anyOwner = opts.anyOwner ? "1" : "0";
+    if (typeof audienceName === "string") {
+      assertAudienceName(audienceName);
+      await this.current(audienceName, by, anyOwner);
+    }
     const uploadId = randomUUID();
     const scratch = keys.audienceUpload(uploadId);
     const scratchDetails = keys.audienceUploadDetails(uploadId);
@@ -212,23 +189,56 @@ export class AudienceStore {
       const name = typeof audienceName === "string" ? audienceName : audienceName();
       assertAudienceName(name);
 
-      const updatedAt = new Date(this.clock.now()).toISOString();
-      const audienceKeys = [scratch, scratchDetails, keys.audience(name), keys.audienceDetails(name), keys.audiences(), scratchDomains, keys.audienceDomains(name)];
-      const size = Number(await this.redis.eval(COMMIT_SCRIPT, audienceKeys.length, ...audienceKeys, name, updatedAt, by));
-      if (size < 0) throw new Error(`audience ${name}: upload ${uploadId} expired before it was committed`);
+      const before = await this.current(name, by, anyOwner);
+      const common = before.size === 0 ? 0 : await this.countCommon(scratch, keys.audience(name), distinct);
+
+      const now = this.clock.now();
+      const updatedAt = new Date(now).toISOString();
+      const audienceKeys = [
+        scratch, scratchDetails, keys.audience(name), keys.audienceDetails(name), keys.audiences(), scratchDomains, keys.audienceDomains(name),
+        keys.audienceVersions(name), keys.auditAll(), keys.auditHead(),
+      ];
+      const answer = JSON.parse(
+        String(await this.redis.eval(COMMIT_SCRIPT, audienceKeys.length, ...audienceKeys, name, updatedAt, by, now, anyOwner, before.version, common)),
+      ) as { err?: string; owner?: string; size: number; version: number; added: number; removed: number };
+      if (answer.err === "not_owner") throw notOwner(name, answer.owner ?? "");
+      if (answer.err) throw new Error(`audience ${name}: upload ${uploadId} expired before it was committed`);
       committed = true;
-      return { name, size, updatedAt, by };
+      const { size, version, added, removed } = answer;
+      return { name, size, updatedAt, by, owner: answer.owner ?? by, version, added, removed };
     } finally {
       // On success RENAME already moved the scratch keys; otherwise drop the partial upload.
       if (!committed) await this.redis.del(scratch, scratchDetails, scratchDomains).catch(() => {});
     }
   }
 
+  /**
+   * Deletes audience `name` (its owner, or anyone with `anyOwner`): a `not_found` or `forbidden`
+   * DomainError otherwise. Messages that named it keep the recipients they froze at submit; an edit
+   * or submit naming it afterwards is refused as an unknown audience. The deletion is recorded as
+   * the audience's next version and in the audit trail.
+   */
+  async delete(name: string, by: string, opts: ChangeOptions = {}): Promise<AudienceVersion> {
+    if (!AUDIENCE_NAME.test(name)) throw new DomainError("not_found", `audience ${name.slice(0, 80)} does not exist`);
+    const now = this.clock.now();
+    const at = new Date(now).toISOString();
+    const k = [keys.audience(name), keys.audienceDetails(name), keys.audienceDomains(name), keys.audiences(), keys.audienceVersions(name), keys.auditAll(), keys.auditHead()];
+    const answer = JSON.parse(String(await this.redis.eval(DELETE_SCRIPT, k.length, ...k, name, by, at, now, opts.anyOwner ? "1" : "0"))) as {
+      err?: string;
+      owner?: string;
+      version: number;
+      removed: number;
+    };
+    if (answer.err === "not_found") throw new DomainError("not_found", `audience ${name} does not exist`);
+    if (answer.err) throw notOwner(name, answer.owner ?? "", "delete");
+    return { version: answer.version, by, at, size: 0, added: 0, removed: answer.removed, deleted: true };
+  }
+
   /** Every audience in the catalogue, sorted by name. */
   async list(): Promise<AudienceInfo[]> {
     const all = await this.redis.hgetall(keys.audiences());
     return Object.values(all)
-      .map((json) => JSON.parse(json) as AudienceInfo)
+      .map(catalogueEntry)
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
@@ -236,7 +246,40 @@ export class AudienceStore {
   async get(name: string): Promise<AudienceInfo | null> {
     if (!AUDIENCE_NAME.test(name)) return null;
     const json = await this.redis.hget(keys.audiences(), name);
-    return json === null ? null : (JSON.parse(json) as AudienceInfo);
+    return json === null ? null : catalogueEntry(json);
+  }
+
+  /** `get` with the newest versions (at most 50, newest first; a deletion and the versions before it included). */
+  async detail(name: string): Promise<AudienceDetail | null> {
+    const info = await this.get(name);
+    if (!info) return null;
+    return { ...info, versions: await this.versions(name, VERSIONS_SHOWN) };
+  }
+
+  /** The newest `limit` version records of `name`, newest first. */
+  async versions(name: string, limit = VERSIONS_SHOWN): Promise<AudienceVersion[]> {
+    if (!AUDIENCE_NAME.test(name) || limit <= 0) return [];
+    return (await this.redis.lrange(keys.audienceVersions(name), 0, limit - 1)).map((json) => JSON.parse(json) as AudienceVersion);
+  }
+
+  /** The current version and size of `name`, refusing (forbidden, naming the owner) a caller who may not replace it. */
+  private async current(name: string, by: string, anyOwner: string): Promise<{ version: number; size: number }> {
+    const k = [keys.audience(name), keys.audiences(), keys.audienceVersions(name)];
+    const answer = JSON.parse(String(await this.redis.eval(CURRENT_SCRIPT, k.length, ...k, name, by, anyOwner))) as { err?: string; owner?: string; version: number; size: number };
+    if (answer.err) throw notOwner(name, answer.owner ?? "");
+    return answer;
+  }
+
+  /**
+   * |upload ∩ current version|, a slice of the upload at a time (COMMON_SLICE_SCRIPT): one command
+   * over a million members would hold Redis for ~250 ms, each slice holds it for about 1 ms.
+   */
+  private async countCommon(scratch: string, audience: string, size: number): Promise<number> {
+    let common = 0;
+    for (let first = 0; first < size; first += COMMON_SLICE) {
+      common += Number(await this.redis.eval(COMMON_SLICE_SCRIPT, 2, scratch, audience, first, COMMON_SLICE));
+    }
+    return common;
   }
 
   /** Recipients by domain of the current version of `name`, most first ([] when there is no such audience). */
@@ -264,6 +307,16 @@ export class AudienceStore {
     });
     return out;
   }
+}
+
+/** A catalogue entry, with the owner and version an entry written before they were kept lacks. */
+function catalogueEntry(json: string): AudienceInfo {
+  const e = JSON.parse(json) as Omit<AudienceInfo, "owner" | "version"> & Partial<Pick<AudienceInfo, "owner" | "version">>;
+  return { ...e, owner: e.owner ?? e.by, version: e.version ?? 1 };
+}
+
+function notOwner(name: string, owner: string, change: "replace" | "delete" = "replace"): DomainError {
+  return new DomainError("forbidden", `audience ${name} belongs to ${owner}: only its owner or an admin may ${change} it`, { owner });
 }
 
 function byCount(hash: Record<string, string>): DomainCount[] {

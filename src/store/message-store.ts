@@ -120,7 +120,7 @@ export class MessageStore {
     };
     return this.run(
       "submit",
-      [...this.messageKeys(id), keys.recipients(id), keys.recipientsNext(id), keys.revisions(id), keys.messagesByTime(), ...f.audience.lists.map(keys.audience)],
+      [...this.messageKeys(id), keys.recipients(id), keys.recipientsNext(id), keys.revisions(id), keys.messagesByTime(), keys.audiences(), ...f.audience.lists.map(keys.audience)],
       actor,
       [
         mode,

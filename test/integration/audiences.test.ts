@@ -42,18 +42,25 @@ describe("audience store", () => {
   it("replaces an audience from JSON records, storing details only when present", async () => {
     const name = fresh();
     await store.replaceFromRecords(name, "old@corp.example", [{ email: "gone@corp.example", name: "Gone" }]);
-    const info = await store.replaceFromRecords(name, "admin@corp.example", [
-      { email: "bob@corp.example", name: "Bob", department: "Finance" },
-      { email: "ann@corp.example" },
-      { email: "cat@corp.example", department: "Ops" },
-    ]);
-    expect(info).toEqual({ name, size: 3, updatedAt: "2024-05-01T12:00:00.000Z", by: "admin@corp.example" });
+    const info = await store.replaceFromRecords(
+      name,
+      "admin@corp.example",
+      [
+        { email: "bob@corp.example", name: "Bob", department: "Finance" },
+        { email: "ann@corp.example" },
+        { email: "cat@corp.example", department: "Ops" },
+      ],
+      { anyOwner: true },
+    );
+    const { added, removed, ...current } = info;
+    expect(current).toEqual({ name, size: 3, updatedAt: "2024-05-01T12:00:00.000Z", by: "admin@corp.example", owner: "old@corp.example", version: 2 });
+    expect({ added, removed }).toEqual({ added: 3, removed: 1 });
     expect(await members(name)).toEqual(["ann@corp.example", "bob@corp.example", "cat@corp.example"]);
     expect(await details(name)).toEqual({
       "bob@corp.example": { name: "Bob", department: "Finance" },
       "cat@corp.example": { department: "Ops" },
     });
-    expect(await store.get(name)).toEqual(info);
+    expect(await store.get(name)).toEqual(current);
     expect(await redis.ttl(keys.audience(name))).toBe(-1); // the scratch TTL must not survive the rename
     expect(await redis.ttl(keys.audienceDetails(name))).toBe(-1);
     expect(await scratchKeys()).toEqual([]);
@@ -118,9 +125,10 @@ describe("audience store", () => {
 
   it("refuses the first invalid row, keeps the previous audience, and leaves no scratch keys", async () => {
     const name = fresh();
-    const before = await store.replaceFromRecords(name, "a@corp.example", [{ email: "keep@corp.example", name: "Keep" }]);
+    await store.replaceFromRecords(name, "a@corp.example", [{ email: "keep@corp.example", name: "Keep" }]);
+    const before = await store.get(name);
     const rows = ["email", ...Array.from({ length: 2500 }, (_, i) => `u${i}@corp.example`), '"evil@x.com, all@corp.example"'];
-    const err = await refusal(store.replaceFromRecords(name, "b@corp.example", csv(rows.join("\n"))));
+    const err = await refusal(store.replaceFromRecords(name, "a@corp.example", csv(rows.join("\n"))));
     expect(err.code).toBe("invalid_recipient");
     expect(err.details).toMatchObject({ row: 2501 });
     expect(err.message).toMatch(/Row 2501: address contains a comma/);
@@ -210,7 +218,7 @@ describe("audience store", () => {
         yield { email: `new${i}@corp.example` };
       }
     }
-    const upload = store.replaceFromRecords(name, "b@corp.example", slowUpload());
+    const upload = store.replaceFromRecords(name, "b@corp.example", slowUpload(), { anyOwner: true });
     await reached;
     expect((await scratchKeys()).length).toBeGreaterThan(0);
     expect(await redis.zcard(keys.audience(name))).toBe(2);

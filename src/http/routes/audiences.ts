@@ -1,4 +1,8 @@
-/** /api/audiences: create or replace by streamed JSON or CSV; list; show. */
+/**
+ * /api/audiences: create or replace by streamed JSON or CSV; list; show with its versions; delete.
+ * Authors and admins create audiences; an audience is replaced or deleted by its owner (its
+ * creator) or an admin, which the store checks atomically with the change.
+ */
 import { parse as parseContentType } from "content-type";
 import { Router, type Request } from "express";
 import { z } from "zod";
@@ -6,6 +10,7 @@ import { AUDIENCE_NAME, type AudienceStore } from "../../audiences/audience-stor
 import { parseCsv } from "../../audiences/csv.js";
 import { readJsonAudience } from "../../audiences/json-upload.js";
 import { DomainError } from "../../domain/errors.js";
+import type { User } from "../../auth/users.js";
 import { currentUser } from "../auth.js";
 import { validate } from "../errors.js";
 
@@ -27,22 +32,37 @@ function typeCharset(contentType: string | undefined): string | undefined {
   }
 }
 
+/** Authors and admins change audiences (an author only the ones they own); answers whether the user may change any. */
+function audienceEditor(req: Request): { user: User; anyOwner: boolean } {
+  const user = currentUser(req);
+  if (!user.roles.some((role) => role === "admin" || role === "author")) throw new DomainError("forbidden", "only authors and admins manage audiences");
+  return { user, anyOwner: user.roles.includes("admin") };
+}
+
 export function audienceRoutes(d: { audiences: AudienceStore }): Router {
   const r = Router();
 
   r.post("/", async (req, res) => {
-    const user = currentUser(req);
-    if (!user.roles.some((role) => role === "admin" || role === "author")) throw new DomainError("forbidden", "only authors and admins manage audiences");
+    const { user, anyOwner } = audienceEditor(req);
     if (req.is("text/csv")) {
       const q = validate(z.strictObject({ name }), req.query, "query");
       assertPlainBody(req);
-      res.status(201).json(await d.audiences.replaceFromRecords(q.name, user.email, parseCsv(req)));
+      res.status(201).json(await d.audiences.replaceFromRecords(q.name, user.email, parseCsv(req), { anyOwner }));
       return;
     }
     if (!req.is("application/json")) throw new DomainError("unsupported_media_type", "send application/json or text/csv");
     assertPlainBody(req);
     const upload = readJsonAudience(req);
-    res.status(201).json(await d.audiences.replaceFromRecords(upload.name, user.email, upload.records));
+    res.status(201).json(await d.audiences.replaceFromRecords(upload.name, user.email, upload.records, { anyOwner }));
+  });
+
+  // A message froze its recipients at submit, so deleting a list changes no submitted message
+  // (pending or scheduled included); an edit or submit naming it afterwards is refused.
+  r.delete("/:name", async (req, res) => {
+    const { user, anyOwner } = audienceEditor(req);
+    const n = validate(z.object({ name }), req.params, "params").name;
+    await d.audiences.delete(n, user.email, { anyOwner });
+    res.status(204).end();
   });
 
   r.get("/", async (req, res) => {
@@ -53,7 +73,7 @@ export function audienceRoutes(d: { audiences: AudienceStore }): Router {
   r.get("/:name", async (req, res) => {
     currentUser(req);
     const n = validate(z.object({ name }), req.params, "params").name;
-    const info = await d.audiences.get(n);
+    const info = await d.audiences.detail(n);
     if (!info) throw new DomainError("not_found", `audience ${n} does not exist`);
     res.json(info);
   });

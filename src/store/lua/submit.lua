@@ -4,7 +4,7 @@
 -- explicit addresses. Who may do it (the author) is decided by the caller; the approvals required
 -- come from the caller's policy ladder, looked up here because only here is the count known.
 -- KEYS: the common ones (prologue.lua), then recipients zset, its scratch copy, revisions hash,
--- messages-by-time zset, one sorted set per audience list named in the message.
+-- messages-by-time zset, audience catalogue hash, one sorted set per audience list named in the message.
 -- ARGV[1..3] as in prologue.lua, ARGV[4] mode, ARGV[5] message id, ARGV[6] JSON of the message
 -- fields (see message-store.ts), ARGV[7] JSON approval ladder [[minRecipients, approvals], ...]
 -- ascending (domain/policies.ts), ARGV[8] maximum recipients, ARGV[9] the revision the caller read
@@ -14,7 +14,8 @@ local K_RECIPIENTS = KEYS[COMMON_KEYS + 1]
 local K_SCRATCH = KEYS[COMMON_KEYS + 2]
 local K_REVISIONS = KEYS[COMMON_KEYS + 3]
 local K_BY_TIME = KEYS[COMMON_KEYS + 4]
-local FIRST_LIST = COMMON_KEYS + 5
+local K_CATALOGUE = KEYS[COMMON_KEYS + 5]
+local FIRST_LIST = COMMON_KEYS + 6
 local FIRST_ADDRESS = 11
 local mode = ARGV[4]
 local id = ARGV[5]
@@ -107,10 +108,15 @@ redis.call('HSET', KEYS[1],
   'author', f.author, 'approvals', '[]', 'requiredApprovals', required, 'holdSeconds', f.holdSeconds,
   'sendAt', f.sendAt, 'releaseAt', '', 'expiresAt', f.expiresAt, 'submittedAt', tostring(NOW),
   'createdAt', createdAt, 'updatedAt', tostring(NOW), 'messageId', f.messageId, 'rejection', '', 'digest', f.digest)
--- Each list's size as frozen now, for the approval request ("recipients per audience").
+-- Each list's size and version as frozen now, for the approval request ("recipients per audience",
+-- and which version of each list it froze; a catalogue entry without a version predates them: 1).
 local audienceCounts = {}
 for i = FIRST_LIST, #KEYS do
-  audienceCounts[#audienceCounts + 1] = {name = listNames[i - FIRST_LIST + 1], count = redis.call('ZCARD', KEYS[i])}
+  local listName = listNames[i - FIRST_LIST + 1]
+  local entry = redis.call('HGET', K_CATALOGUE, listName)
+  local version = nil
+  if entry then version = cjson.decode(entry).version or 1 end
+  audienceCounts[#audienceCounts + 1] = {name = listName, count = redis.call('ZCARD', KEYS[i]), version = version}
 end
 redis.call('HSET', K_REVISIONS, tostring(revision), cjson.encode({
   revision = revision, subject = f.subject, text = f.text, html = f.html, markdown = f.markdown, template = f.template,
