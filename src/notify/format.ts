@@ -2,6 +2,7 @@
  * Dates and durations as people read them in notifications and pages. Always UTC, said so
  * explicitly: a company-wide message is read in every office, and "14:05" alone would mislead.
  */
+import type { State } from "../domain/lifecycle.js";
 const MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
 
 const two = (n: number) => String(n).padStart(2, "0");
@@ -32,13 +33,14 @@ export function formatDuration(seconds: number): string {
 }
 
 /** Human wording of a state, for pages. */
-export const STATE_LABELS: Record<string, string> = {
+export const STATE_LABELS: Record<State, string> = {
+  draft: "a draft, not submitted",
   pending_approval: "waiting for approval",
   scheduled: "approved, waiting for its release time",
   sending: "going out now",
   sent: "sent",
   recalled: "recalled before anyone received it",
-  correcting: "recalled; the correction is going out",
+  correcting: "recalled; the correction is going out (or waiting for its text's approval)",
   corrected: "recalled and corrected",
   rejected: "rejected",
   withdrawn: "withdrawn by its author",
