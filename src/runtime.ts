@@ -222,6 +222,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         logger,
         clock,
         consumer: `${hostname()}-${process.pid}-${randomBytes(4).toString("hex")}`,
+        allowedDomains: config.ALLOWED_RECIPIENT_DOMAINS,
       });
       dispatcher.start();
       stops.unshift(() => running.close(), () => dispatcher.stop());

@@ -26,22 +26,23 @@ export class MimeCache {
     private readonly renderer: Renderer,
   ) {}
 
-  get(id: string, kind: "original" | "correction"): Promise<BuiltMail> {
-    const key = `${id}:${kind}`;
+  /**
+   * One read of the message per call (per batch job, not per transaction): the cache key names what
+   * the build depends on — revision, digest, correction status and digest, release time — so a
+   * build is never reused for anything else (an id reused after Redis lost data included).
+   */
+  async get(id: string, kind: "original" | "correction"): Promise<BuiltMail> {
+    const m = await this.store.get(id);
+    if (!m) throw new Error(`message ${id} vanished`);
+    const key = [id, kind, m.revision, m.digest, m.releaseAt, m.messageId, kind === "correction" ? `${m.correction?.status}:${m.correction?.digest}` : ""].join(":");
     let entry = this.entries.get(key);
     if (!entry) {
-      entry = this.build(id, kind);
+      entry = kind === "original" ? this.original(m) : this.correction(m);
       entry.catch(() => this.entries.delete(key)); // a failed build is retried by the next job
       this.entries.set(key, entry);
       if (this.entries.size > MAX_ENTRIES) this.entries.delete(this.entries.keys().next().value!);
     }
     return entry;
-  }
-
-  private async build(id: string, kind: "original" | "correction"): Promise<BuiltMail> {
-    const m = await this.store.get(id);
-    if (!m) throw new Error(`message ${id} vanished`);
-    return kind === "original" ? this.original(m) : this.correction(m);
   }
 
   private async original(m: Message): Promise<BuiltMail> {

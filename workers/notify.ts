@@ -18,7 +18,7 @@ import { SmtpSendError, type MailTransport } from "../src/mail/transport.js";
 import { diffRevisions, type RevisionSnapshot } from "../src/notify/diff.js";
 import { formatDateTime, formatDuration, formatTime } from "../src/notify/format.js";
 import type { LinkAction, NotificationDataByKind, NotificationKind } from "../src/notify/notification-data.js";
-import { messageSummary } from "../src/notify/summary.js";
+import { messageSummary, reviewUrl } from "../src/notify/summary.js";
 import type { JobData } from "../src/queues/catalogue.js";
 import type { Clock } from "../src/domain/clock.js";
 import type { MessageStore } from "../src/store/message-store.js";
@@ -163,6 +163,7 @@ export class NotifyProcessor {
             mail: await originalAsSent(d.mail, m, new Date(now)),
             approveUrl: await link("approve", expiresAt),
             rejectUrl: await link("reject", expiresAt),
+            reviewUrl: reviewUrl(d.config.PUBLIC_URL, m.id),
           },
         };
       }
@@ -227,6 +228,7 @@ export class NotifyProcessor {
             mail: await correctionAsSent(d.mail, m, new Date(now)),
             approveUrl: await link("approveCorrection", expiresAt),
             rejectUrl: await link("rejectCorrection", expiresAt),
+            reviewUrl: reviewUrl(d.config.PUBLIC_URL, m.id, "correction"),
           },
         };
       }

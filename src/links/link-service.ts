@@ -110,8 +110,8 @@ export class LinkService {
       if (!c || c.status !== "pending" || !canApply(grant.action, message.state)) return refuse("closed");
       if (grant.action === "approveCorrection" && c.approvals.some((a) => sameIdentity(a.by, holder.email))) return refuse("already");
     } else {
-      if (!holder.roles.includes("approver") || message.author === holder.email) return refuse("forbidden");
-      if (grant.action === "approve" && message.approvals.some((a) => a.by === holder.email)) return refuse("already");
+      if (!holder.roles.includes("approver") || sameIdentity(message.author, holder.email)) return refuse("forbidden");
+      if (grant.action === "approve" && message.approvals.some((a) => sameIdentity(a.by, holder.email))) return refuse("already");
       if (!canApply(grant.action, message.state)) return refuse("closed");
     }
     return { ok: true, grant, holder, message };

@@ -13,6 +13,9 @@ export interface RevisionSnapshot {
   text: string;
   /** The author's HTML, "" when there is none. */
   html: string;
+  /** The Markdown source and its house template ("" for a text/HTML body; absent in snapshots from before Markdown). */
+  markdown?: string;
+  template?: string;
   from: string;
   /** The audience spec, or its JSON as stored in the message hash. */
   audience: string | { lists: string[]; addresses: string[] };
@@ -38,8 +41,9 @@ const ELLIPSIS = "…";
 const numberFormat = new Intl.NumberFormat("en-US");
 
 /**
- * Changed fields, in the order Subject, Sender, Audience, Recipients, Text, HTML: the one-line
- * fields first, so that the cap can only ever shorten a body diff, never hide an audience change.
+ * Changed fields, in the order Subject, Sender, Template, Audience, Recipients, Markdown, Text,
+ * HTML: the one-line fields first, so that the cap can only ever shorten a body diff, never hide an
+ * audience change. A Markdown body is compared as its source (its parts are built from it).
  */
 export function diffRevisions(prevIn: RevisionSnapshot, curIn: RevisionSnapshot): FieldDiff[] {
   const [prev, cur] = [normalize(prevIn), normalize(curIn)];
@@ -49,11 +53,13 @@ export function diffRevisions(prevIn: RevisionSnapshot, curIn: RevisionSnapshot)
   };
   add("Subject", replaced(prev.subject, cur.subject));
   add("Sender", replaced(prev.from, cur.from));
+  add("Template", replaced(prev.template ?? "", cur.template ?? ""));
   add("Audience", audienceLines(prev.audience, cur.audience));
   add("Recipients", prev.recipientCount === cur.recipientCount ? [] : [
     { op: "-", text: numberFormat.format(prev.recipientCount) },
     { op: "+", text: numberFormat.format(cur.recipientCount) },
   ]);
+  add("Markdown", lineDiff(prev.markdown ?? "", cur.markdown ?? ""));
   add("Text", lineDiff(prev.text, cur.text));
   add("HTML", lineDiff(prev.html, cur.html));
   return cap(fields, MAX_DIFF_LINES);
@@ -69,6 +75,8 @@ function normalize(s: RevisionSnapshot): RevisionSnapshot {
     subject: str(s.subject),
     text: str(s.text),
     html: str(s.html),
+    markdown: str(s.markdown),
+    template: str(s.template),
     from: str(s.from),
     audience: s.audience ?? "",
     recipientCount: Number(s.recipientCount) || 0,

@@ -6,6 +6,8 @@
  * twice), and only then is the entry acknowledged. A crash between the commit of a state change
  * and its notification loses nothing; it only delays it.
  */
+import { sameIdentity } from "../domain/policies.js";
+import { isAllowedDomain } from "../domain/recipient-domains.js";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { UserDirectory } from "../auth/users.js";
@@ -33,6 +35,8 @@ export interface AuditEntry {
 export interface People {
   approvers: readonly string[];
   ops: readonly string[];
+  /** ALLOWED_RECIPIENT_DOMAINS (promise 8): notifications carry the message, so nobody outside them gets one. */
+  allowedDomains?: readonly string[];
 }
 
 function detailOf(e: AuditEntry): Record<string, unknown> {
@@ -47,7 +51,7 @@ function detailOf(e: AuditEntry): Record<string, unknown> {
 /** Pure: who is told what about one audit entry (one entry may need more than one kind). */
 export function planNotifications(e: AuditEntry, m: Message, people: People): Array<{ kind: NotificationKind; to: string }> {
   const approvedBy = m.approvals.map((a) => a.by);
-  const approversButAuthor = people.approvers.filter((a) => a !== m.author);
+  const approversButAuthor = people.approvers.filter((a) => !sameIdentity(a, m.author));
   const involved = (...extra: string[]) => [m.author, ...approvedBy, ...extra];
   const plan: Array<[NotificationKind, string[]]> = [];
   switch (e.action) {
@@ -68,7 +72,7 @@ export function planNotifications(e: AuditEntry, m: Message, people: People): Ar
     case "recall":
       plan.push(["recalled", involved(e.actor)]);
       // A custom correction text waits for someone other than the person who recalled (and wrote it).
-      if (detailOf(e).correction === "pending") plan.push(["correction_request", people.approvers.filter((a) => a.toLowerCase() !== e.actor.toLowerCase())]);
+      if (detailOf(e).correction === "pending") plan.push(["correction_request", people.approvers.filter((a) => !sameIdentity(a, e.actor))]);
       break;
     case "finishCorrection":
       plan.push(["corrected", involved(m.recall?.by ?? "")]);
@@ -81,7 +85,9 @@ export function planNotifications(e: AuditEntry, m: Message, people: People): Ar
       if (e.actor === AIRLOCK_ACTOR) plan.push(["halted", [...people.ops, ...involved(...(m.correction?.approvals.map((a) => a.by) ?? []))]]);
       break;
   }
-  return plan.flatMap(([kind, to]) => [...new Set(to)].filter((a) => a.includes("@")).map((address) => ({ kind, to: address })));
+  return plan.flatMap(([kind, to]) =>
+    [...new Set(to.map((a) => a.toLowerCase()))].filter((a) => a.includes("@") && isAllowedDomain(a, people.allowedDomains)).map((address) => ({ kind, to: address })),
+  );
 }
 
 export interface NotificationQueue {
@@ -99,6 +105,8 @@ export interface DispatcherDeps {
   clock: Clock;
   /** Unique per process. */
   consumer: string;
+  /** ALLOWED_RECIPIENT_DOMAINS, when set. */
+  allowedDomains?: readonly string[];
 }
 
 /** How long a blocking read waits before the loop checks whether it should stop. */
@@ -201,7 +209,7 @@ export class NotificationDispatcher {
     const m = await this.d.store.get(e.message);
     if (!m) return;
     const emails = (role: "approver" | "ops") => this.d.users.withRole(role).map((u) => u.email);
-    const planned = planNotifications(e, m, { approvers: emails("approver"), ops: emails("ops") });
+    const planned = planNotifications(e, m, { approvers: emails("approver"), ops: emails("ops"), allowedDomains: this.d.allowedDomains });
     if (planned.length === 0) return;
     await this.d.queue.notify(planned.map((p) => ({ ...p, id: m.id, revision: Number(e.revision), entry: entryId })));
     const kinds = [...new Set(planned.map((p) => p.kind))].join(", ");

@@ -59,7 +59,7 @@ export interface AudienceDomains {
 
 /** One changed field between two revisions; unchanged fields are left out. */
 export interface FieldDiff {
-  /** Human name: "Subject", "Sender", "Text", "HTML", "Audience", "Recipients". */
+  /** Human name: "Subject", "Sender", "Template", "Audience", "Recipients", "Markdown", "Text", "HTML". */
   field: string;
   lines: Array<{ op: "+" | "-" | " "; text: string }>;
 }
@@ -90,6 +90,8 @@ export interface ApprovalRequestData extends Base {
   mail: SentMail;
   approveUrl: string;
   rejectUrl: string;
+  /** The dashboard's review page (the same build, the approvals so far, Approve / Reject after sign-in). */
+  reviewUrl: string;
 }
 
 /** A custom correction text waits for approval (CORRECTION_APPROVALS) by someone other than the recaller. */
@@ -105,6 +107,8 @@ export interface CorrectionRequestData extends Base {
   mail: SentMail;
   approveUrl: string;
   rejectUrl: string;
+  /** The dashboard's review page of the correction text (`?of=correction`). */
+  reviewUrl: string;
 }
 
 /** Airlock stopped a fan-out itself: what it was about to send is not what was approved (or cannot be built). */

@@ -8,6 +8,11 @@ export function dashboardUrl(publicUrl: string, id: string): string {
   return `${publicUrl}/messages/${encodeURIComponent(id)}`;
 }
 
+/** The dashboard's review page of the message, or of its custom correction text (sign-in first, then Approve / Reject there). */
+export function reviewUrl(publicUrl: string, id: string, of: "original" | "correction" = "original"): string {
+  return `${dashboardUrl(publicUrl, id)}/review${of === "correction" ? "?of=correction" : ""}`;
+}
+
 /** Each named audience with its size frozen at submission (from the revision snapshot), and the explicit addresses' count. */
 export async function frozenAudiences(store: MessageStore, m: Message): Promise<{ audiences: Array<{ name: string; count: number }>; explicitCount: number }> {
   const snap = (await store.revisionSnapshot(m.id, m.revision)) ?? {};

@@ -61,6 +61,9 @@ export interface ComposeRules {
   mailDomain: string;
 }
 
+/** See MessageService.decisionStanding. */
+export type DecisionStanding = "open" | "approved" | "not_approver" | "own_message" | "own_correction" | "closed";
+
 const has = (u: User, ...roles: User["roles"]) => roles.some((r) => u.roles.includes(r));
 
 /** An approval decided on a read that another approval overtook is decided again, this many times at most. */
@@ -104,11 +107,20 @@ export class MessageService {
   }
 
   /** A draft is saved as it is (a new revision); a pending or rejected message becomes a new submitted revision. */
-  async edit(user: User, id: string, input: MessageInput | DraftInput): Promise<Message> {
+  async edit(user: User, id: string, input: MessageInput | DraftInput, opts: { revision?: number } = {}): Promise<Message> {
     const current = await this.get(user, id);
     if (!sameIdentity(current.author, user.email)) throw new DomainError("forbidden", "only the message's author may edit it");
-    if (DRAFT_STATES.includes(current.state)) await this.saveDraft(id, user, input, current);
-    else await this.submit("edit", id, user, input as MessageInput, current);
+    // The revision the editor saw (else the one just read): the script refuses a newer one, so an
+    // edit never overwrites a change it did not see.
+    const seen = { ...current, revision: opts.revision ?? current.revision };
+    if (DRAFT_STATES.includes(current.state)) {
+      await this.saveDraft(id, user, input, seen);
+    } else {
+      // Checked against the state acted on: the caller may have validated it as a draft that was submitted meanwhile.
+      const complete = messageInput.safeParse(input);
+      if (!complete.success) throw new DomainError("invalid_input", "a submitted message's edit must be complete", complete.error.issues.map((i) => ({ path: ["body", ...i.path.map(String)], message: i.message })));
+      await this.submit("edit", id, user, complete.data, seen);
+    }
     return (await this.d.store.get(id))!;
   }
 
@@ -378,13 +390,20 @@ export class MessageService {
 
   /** Answers only after the recall is committed in Redis: from then on no recipient is handed the original. */
   async recall(user: User, id: string, opts: { reason: string; correctionText?: string }): Promise<Message & { delivered: number }> {
-    const current = await this.get(user, id);
-    if (!this.mayRecall(user, current)) throw new DomainError("forbidden", "authors may recall only their own messages");
     const text = opts.correctionText?.trim() ? opts.correctionText : "";
-    // Built now, as it would go out: a text that cannot be mailed is refused before anything changes.
-    const correction = await this.correctionDigest(current, text);
     const required = text ? this.d.config.CORRECTION_APPROVALS : 0;
-    const ok = this.committed("recall", user, id, await this.d.store.recall(id, user.email, opts.reason, { text, required, digest: correction }), current.revision);
+    let answer;
+    let current: Message;
+    for (let attempt = 1; ; attempt++) {
+      current = await this.get(user, id);
+      if (!this.mayRecall(user, current)) throw new DomainError("forbidden", "authors may recall only their own messages");
+      // Built now, as it would go out ("sent on" the release time read here; the script refuses if
+      // the release happened meanwhile, and the correction is built again).
+      const correction = await this.correctionDigest(current, text);
+      answer = await this.d.store.recall(id, user.email, opts.reason, { text, required, digest: correction, seenReleaseAt: current.releaseAt ? Date.parse(current.releaseAt) : null });
+      if (answer.ok || answer.err !== "stale_read" || attempt >= APPROVE_ATTEMPTS) break;
+    }
+    const ok = this.committed("recall", user, id, answer, current.revision);
     // Nothing of the original was inside an SMTP transaction and there is nobody to correct: the
     // recall's answer is the stop. (A correction that starts now is observed by the follow-up.)
     if (ok.state === "recalled" || ok.state === "corrected") this.d.metrics?.recallToStop.observe(0);
@@ -393,11 +412,18 @@ export class MessageService {
     return { ...m, delivered: ok.delivered };
   }
 
+  /**
+   * The digest of the correction as it would go out. A custom text that cannot be mailed is refused
+   * (400) before anything changes; the standard correction never holds a recall back: if it cannot
+   * be built (a message stored by an older version), the recall goes on and the fan-out halts the
+   * correction with the reason.
+   */
   private async correctionDigest(m: Message, text: string): Promise<string> {
     try {
       const built = await composeCorrection(this.d.renderer, { original: m, sentAt: m.releaseAt ? new Date(m.releaseAt) : null, correctionText: text || null }, new Date(this.d.clock.now()));
       return built.digest;
     } catch (e) {
+      if (!text) return "";
       throw new DomainError("invalid_input", `the correction cannot be built as a mail: ${(e as Error).message}`, [{ path: ["body", "correctionText"], message: (e as Error).message }]);
     }
   }
@@ -484,6 +510,34 @@ export class MessageService {
     return has(user, "approver", "ops", "admin") || (has(user, "author") && sameIdentity(m.author, user.email));
   }
 
+  /**
+   * Where this user stands on a decision about the message (`original`: approve / reject it) or its
+   * custom correction text (`correction`), by the rules `approve`, `reject`, `approveCorrection` and
+   * `rejectCorrection` apply: `open` (both are theirs to do), `approved` (they approved it already:
+   * only a rejection is left), or why neither is theirs. For pages, which offer only what would pass.
+   */
+  decisionStanding(user: User, m: Message, of: "original" | "correction"): DecisionStanding {
+    // Their own message (or correction text) first: whatever their roles, that is why it is not theirs.
+    if (of === "original") {
+      if (sameIdentity(m.author, user.email)) return "own_message";
+      if (!has(user, "approver")) return "not_approver";
+      if (m.state !== "pending_approval") return "closed";
+      return m.approvals.some((a) => sameIdentity(a.by, user.email)) ? "approved" : "open";
+    }
+    const c = m.correction;
+    if (!c || c.status !== "pending") return "closed";
+    if (m.recall && sameIdentity(m.recall.by, user.email)) return "own_correction";
+    if (!has(user, "approver")) return "not_approver";
+    return c.approvals.some((a) => sameIdentity(a.by, user.email)) ? "approved" : "open";
+  }
+
+  /** What waits for this user's approval in the message: the message itself, its correction text, or nothing. */
+  awaitingDecisionOf(user: User, m: Message): "original" | "correction" | null {
+    if (this.decisionStanding(user, m, "original") === "open") return "original";
+    if (this.decisionStanding(user, m, "correction") === "open") return "correction";
+    return null;
+  }
+
   /** Whether `create` lets this user write a message. */
   mayCompose(user: User): boolean {
     return has(user, "author", "admin");
@@ -553,7 +607,8 @@ function draftAsInput(m: Message): Record<string, unknown> {
     ...body,
     from: m.from,
     audience: { ...(m.audience.lists.length ? { lists: m.audience.lists } : {}), ...(m.audience.addresses.length ? { addresses: m.audience.addresses } : {}) },
-    holdMinutes: m.holdSeconds / 60,
+    // A hold of 0 (HOLD_MIN_SECONDS=0) is "the minimum", which the input says by leaving it out.
+    ...(m.holdSeconds > 0 ? { holdMinutes: m.holdSeconds / 60 } : {}),
     ...(m.sendAt ? { sendAt: m.sendAt } : {}),
   };
 }

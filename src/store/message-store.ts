@@ -166,8 +166,8 @@ export class MessageStore {
    * `correction`: the custom text ("" for the standard correction), the approvals it needs (0: it
    * goes at once) and the digest of the correction built with it.
    */
-  recall(id: string, actor: string, reason: string, correction: { text: string; required: number; digest: string }): Promise<Answer<"recall">> {
-    return this.run("recall", this.messageKeys(id), actor, [reason, correction.text, correction.required, correction.digest]);
+  recall(id: string, actor: string, reason: string, correction: { text: string; required: number; digest: string; seenReleaseAt: number | null }): Promise<Answer<"recall">> {
+    return this.run("recall", this.messageKeys(id), actor, [reason, correction.text, correction.required, correction.digest, correction.seenReleaseAt ?? ""]);
   }
 
   /** A decision on a custom correction text awaiting approval (store/lua/correction.lua). */

@@ -28,6 +28,12 @@ const APPROVER = "approver@corp.example";
 const OPS = "ops@corp.example";
 const ADDRESSES = ["a@corp.example", "b@corp.example", "c@corp.example"];
 const STANDARD = { text: "", required: 0, digest: "c".repeat(64) };
+
+/** A recall as the service makes it: with the release time it read (the script checks it). */
+async function recallNow(id: string, correction: { text: string; required: number; digest: string }) {
+  const releaseAt = (await store.get(id))?.releaseAt;
+  return store.recall(id, OPS, "mistake", { ...correction, seenReleaseAt: releaseAt ? Date.parse(releaseAt) : null });
+}
 const ladder = approvalLadder({ approvalsRequired: 1, largeAudienceThreshold: 1000, largeAudienceApprovals: 2 });
 let seq = 0;
 
@@ -129,11 +135,11 @@ const RECIPES: Record<State, (id: string) => Promise<void>> = {
   },
   recalled: async (id) => {
     await RECIPES.scheduled(id);
-    await store.recall(id, OPS, "mistake", STANDARD);
+    await recallNow(id, STANDARD);
   },
   correcting: async (id) => {
     await RECIPES.sent(id);
-    await store.recall(id, OPS, "mistake", STANDARD);
+    await recallNow(id, STANDARD);
   },
   corrected: async (id) => {
     await RECIPES.correcting(id);
@@ -183,7 +189,7 @@ async function take(action: Action, id: string, customCorrection = false): Promi
       now += 61_000;
       return store.move("release", id, "scheduler");
     case "recall":
-      return store.recall(id, OPS, "mistake", customCorrection ? { text: "Keep the app.", required: 1, digest: "e".repeat(64) } : STANDARD);
+      return recallNow(id, customCorrection ? { text: "Keep the app.", required: 1, digest: "e".repeat(64) } : STANDARD);
     case "pause":
     case "resume":
       return store.pauseOrResume(action, id, OPS, "checking");
@@ -246,7 +252,7 @@ describe("the lifecycle table governs the scripts", () => {
     it("recalled, when nobody was handed it yet (released, nothing claimed)", async () => {
       const id = String(++seq);
       await RECIPES.sending(id);
-      expect(await store.recall(id, OPS, "mistake", STANDARD)).toMatchObject({ ok: true, state: "recalled", delivered: 0, followUps: [] });
+      expect(await recallNow(id, STANDARD)).toMatchObject({ ok: true, state: "recalled", delivered: 0, followUps: [] });
       expect((await store.get(id))!.counts).toMatchObject({ skipped: 3, queued: 0, sent: 0 });
     });
 
@@ -256,7 +262,7 @@ describe("the lifecycle table governs the scripts", () => {
       await fanOut(id, "original", "f");
       expect(await stateOf(id)).toBe("sent");
       const before = (await snapshot(id)).audit;
-      expect(await store.recall(id, OPS, "mistake", STANDARD)).toMatchObject({ ok: true, state: "corrected", delivered: 0, followUps: [] });
+      expect(await recallNow(id, STANDARD)).toMatchObject({ ok: true, state: "corrected", delivered: 0, followUps: [] });
       expect((await entriesSince(id, before)).map((e) => `${e.action} ${e.from}->${e.to}`)).toEqual([
         "recall sent->correcting",
         "startCorrection correcting->correcting",
@@ -265,13 +271,20 @@ describe("the lifecycle table governs the scripts", () => {
       expect((await store.get(id))!.counts).toMatchObject({ sent: 0, failed: 3, corrected: 0, correctionFailed: 0 });
     });
 
+    it("corrected with zero corrections at once even with a custom text: there is nobody to approve it for", async () => {
+      const id = String(++seq);
+      await RECIPES.sending(id);
+      await fanOut(id, "original", "f");
+      expect(await recallNow(id, { text: "Keep the app.", required: 1, digest: "e".repeat(64) })).toMatchObject({ ok: true, state: "corrected" });
+    });
+
     it("corrected with zero corrections, when the fan-out was under way and all it handed over failed", async () => {
       const id = String(++seq);
       await RECIPES.sending(id);
       const claim = await store.claim(id, "original", 0, 0, 1e6, 1e6, 2);
       if (!("claimed" in claim)) throw new Error("not claimed");
       await store.settle(id, "original", [{ index: 0, address: claim.addresses[0]!, outcome: "f", reply: "550 no" }]);
-      expect(await store.recall(id, OPS, "mistake", STANDARD)).toMatchObject({ ok: true, state: "corrected", delivered: 0 });
+      expect(await recallNow(id, STANDARD)).toMatchObject({ ok: true, state: "corrected", delivered: 0 });
       expect((await store.get(id))!.counts).toMatchObject({ failed: 1, skipped: 2, sent: 0 });
     });
   });
@@ -316,6 +329,19 @@ describe("the lifecycle table governs the scripts", () => {
       }),
       { numRuns: 60, seed: 20261201 },
     );
+  });
+});
+
+describe("a submit that cannot be stored changes nothing", () => {
+  it("refuses fields of the wrong type before the freeze: the pending message keeps its recipients", async () => {
+    const id = String(++seq);
+    await RECIPES.pending_approval(id);
+    const before = await snapshot(id);
+    const recipients = await ctx.redis.zrange(keys.recipients(id), "0", "-1");
+    const broken = { ...fields("Broken"), subject: undefined as unknown as string, audience: { lists: [], addresses: ["zed@corp.example"] } };
+    await expect(store.submit("edit", id, AUTHOR, broken, ladder, now, 1)).rejects.toThrow(/subject is not a string/);
+    expect(await snapshot(id)).toEqual(before);
+    expect(await ctx.redis.zrange(keys.recipients(id), "0", "-1")).toEqual(recipients);
   });
 });
 

@@ -103,6 +103,12 @@ describe("headline and urgency", () => {
     expect(cardView({ ...m, state: "recalled", counts: { ...m.counts, sent: 0 } }, NOW, true).correction).toBeNull();
   });
 
+  it("links the review page when the message or its correction text waits for the viewer's approval", () => {
+    expect(cardView(message({ id: "7" }), NOW, true).review).toBeNull();
+    expect(cardView(message({ id: "7" }), NOW, true, false, "original").review).toEqual({ href: "/messages/7/review", label: "Review and approve…" });
+    expect(cardView(message({ id: "7", state: "correcting" }), NOW, true, false, "correction").review).toEqual({ href: "/messages/7/review?of=correction", label: "Review the correction text…" });
+  });
+
   it("puts live sends first, then by release time, then those waiting for approval", () => {
     const cards = [
       cardView(message({ id: "1" }), NOW, true),

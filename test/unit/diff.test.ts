@@ -68,6 +68,17 @@ describe("diffRevisions", () => {
     expect(d[0]!.lines).toContainEqual({ op: "+", text: "<p>See you</p>" });
   });
 
+  it("diffs a Markdown body as its source, and names a changed house template", () => {
+    const md = { ...base, text: "", markdown: "# Canteen\n\nClosed on **Friday**.", template: "announcement" };
+    const d = diffRevisions(md, { ...md, markdown: "# Canteen\n\nClosed on **Monday**.", template: "policy-notice" });
+    expect(fieldsOf(d)).toEqual(["Template", "Markdown"]);
+    expect(d[0]!.lines).toEqual([{ op: "-", text: "announcement" }, { op: "+", text: "policy-notice" }]);
+    expect(d[1]!.lines).toContainEqual({ op: "-", text: "Closed on **Friday**." });
+    expect(d[1]!.lines).toContainEqual({ op: "+", text: "Closed on **Monday**." });
+    // A snapshot from before Markdown (no such fields) reads as an empty source.
+    expect(diffRevisions(base, { ...base })).toEqual([]);
+  });
+
   it("names lists added and removed, counts explicit addresses, and shows the recipient count", () => {
     const d = diffRevisions(base, {
       ...base,

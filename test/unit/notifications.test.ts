@@ -58,6 +58,7 @@ const approval: ApprovalRequestData = {
   mail,
   approveUrl: "https://airlock.corp.example/links/approve-token.sig1",
   rejectUrl: "https://airlock.corp.example/links/reject-token.sig2",
+  reviewUrl: "https://airlock.corp.example/messages/42/review",
 };
 
 const scheduled = {
@@ -112,15 +113,17 @@ describe("approval request", () => {
     expect(r.text).toContain("Internal Communications <comms@corp.example>");
   });
 
-  it("has Approve and Reject buttons and the dashboard link", () => {
+  it("has Approve and Reject buttons, the review page's link and the dashboard link", () => {
     expect(r.html).toMatch(new RegExp(`<a href="${approval.approveUrl}"[^>]*>Approve</a>`));
     expect(r.html).toMatch(new RegExp(`<a href="${approval.rejectUrl}"[^>]*>Reject</a>`));
+    expect(r.html).toMatch(/<a href="https:\/\/airlock\.corp\.example\/messages\/42\/review"[^>]*>Review in Airlock<\/a>/);
     expect(r.html).toMatch(/<a href="https:\/\/airlock\.corp\.example\/messages\/42"[^>]*>Open on the dashboard<\/a>/);
   });
 
   it("puts each URL on its own line in the text part", () => {
     expect(ownLines(r.text, approval.approveUrl)).toBe(1);
     expect(ownLines(r.text, approval.rejectUrl)).toBe(1);
+    expect(ownLines(r.text, approval.reviewUrl)).toBe(1);
     expect(ownLines(r.text, message.dashboardUrl)).toBe(1);
     expect(r.text.indexOf("Approve:")).toBeLessThan(r.text.indexOf(approval.approveUrl));
   });
@@ -293,6 +296,7 @@ const correctionRequest: CorrectionRequestData = {
   mail: correctionMail,
   approveUrl: "https://airlock.corp.example/links/approve-correction.sig4",
   rejectUrl: "https://airlock.corp.example/links/reject-correction.sig5",
+  reviewUrl: "https://airlock.corp.example/messages/42/review?of=correction",
 };
 
 const halted: HaltedData = {
@@ -322,6 +326,8 @@ describe("correction request", () => {
     expect(r.html).toMatch(/<pre [^>]*>Correction: Delete TikTok from your phone\n[\s\S]*Keep the app\.\nIt is fine\./); // the text part, verbatim
     expect(r.text).toContain("> Keep the app.\n> It is fine.");
     expect(ownLines(r.text, correctionRequest.approveUrl)).toBe(1);
+    expect(ownLines(r.text, correctionRequest.reviewUrl)).toBe(1);
+    expect(r.html).toContain(`<a href="${correctionRequest.reviewUrl.replace("=", "&#x3D;")}"`);
     expect(r.text.indexOf(correctionRequest.approveUrl)).toBeLessThan(r.text.indexOf("> Keep the app."));
   });
 });

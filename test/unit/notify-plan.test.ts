@@ -13,6 +13,12 @@ const entry = (action: string, over: Partial<AuditEntry> = {}): AuditEntry => ({
 const plan = (e: AuditEntry, m: Message) => planNotifications(e, m, { approvers, ops }).map((p) => `${p.kind} ${p.to}`).sort();
 
 describe("who is told what", () => {
+  it("compares identities without regard to case, and tells nobody outside ALLOWED_RECIPIENT_DOMAINS", () => {
+    const m = message({ author: "Author@Corp.example" });
+    expect(planNotifications(entry("submit"), m, { approvers: [...approvers, "eve@elsewhere.example"], ops }).map((p) => p.to).sort()).toEqual(["ann@corp.example", "bob@corp.example", "eve@elsewhere.example"]);
+    expect(planNotifications(entry("submit"), m, { approvers: [...approvers, "eve@elsewhere.example"], ops, allowedDomains: ["corp.example"] }).map((p) => p.to).sort()).toEqual(["ann@corp.example", "bob@corp.example"]);
+  });
+
   it("asks every approver but the author, on submit and on edit", () => {
     for (const action of ["submit", "edit"]) {
       expect(plan(entry(action), message())).toEqual(["approval_request ann@corp.example", "approval_request bob@corp.example"]);

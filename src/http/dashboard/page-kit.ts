@@ -63,18 +63,24 @@ function sendPage(views: DashboardViews, res: Response, status: number, view: Da
   res.status(status).set({ "Cache-Control": "no-store", "Content-Security-Policy": DASHBOARD_CSP }).type("html").send(views.page(view, f, data));
 }
 
+/** Where a refusal page points to next, besides the pending sends (the fresh review of a message that changed). */
+export interface NextStep {
+  href: string;
+  label: string;
+}
+
 /** A page saying what was refused and that nothing changed (also used by the queue board's guard). */
-export function errorPage(d: Pick<DashboardDeps, "views" | "outboxDir" | "clock">, req: Request, res: Response, status: number, heading: string, detail: string): void {
-  sendPage(d.views, res, status, "error", frameFor(req, heading, "none", d.outboxDir !== null, d.clock.now()), { heading, detail });
+export function errorPage(d: Pick<DashboardDeps, "views" | "outboxDir" | "clock">, req: Request, res: Response, status: number, heading: string, detail: string, next?: NextStep): void {
+  sendPage(d.views, res, status, "error", frameFor(req, heading, "none", d.outboxDir !== null, d.clock.now()), { heading, detail, next: next ?? null });
 }
 
 export type PageKit = ReturnType<typeof pageKit>;
 
 export function pageKit(d: DashboardDeps) {
-  const refusePage = (req: Request, res: Response, status: number, heading: string, detail: string) => errorPage(d, req, res, status, heading, detail);
+  const refusePage = (req: Request, res: Response, status: number, heading: string, detail: string, next?: NextStep) => errorPage(d, req, res, status, heading, detail, next);
   const card = (req: Request, m: Message): CardView => {
     const user = sessionOf(req)!.user;
-    return cardView(m, d.clock.now(), d.service.mayRecall(user, m), d.service.mayPause(user));
+    return cardView(m, d.clock.now(), d.service.mayRecall(user, m), d.service.mayPause(user), d.service.awaitingDecisionOf(user, m));
   };
   return {
     frame: (req: Request, title: string, nav: Frame["nav"]) => frameFor(req, title, nav, d.outboxDir !== null, d.clock.now()),

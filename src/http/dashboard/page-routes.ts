@@ -13,7 +13,8 @@ import { searchMessages } from "../../store/message-search.js";
 import type { MessageStore } from "../../store/message-store.js";
 import { sessionOf } from "./guards.js";
 import { DASHBOARD_CSP, one, type DashboardDeps, type PageKit } from "./page-kit.js";
-import { cardView, pendingOrder } from "./view-model.js";
+import { DECISIONS_DONE, decisionNotice } from "./review-routes.js";
+import { cardView, pendingOrder, reviewPath } from "./view-model.js";
 
 const PAGE_SIZE = 50;
 /** More than this many messages in one pending state is an incident in itself; the page says so. */
@@ -31,7 +32,7 @@ export function pageRoutes(d: DashboardDeps, k: PageKit): Router {
     // The order is pendingOrder's (urgency, then release time), never the order of PENDING_STATES.
     const cards = lists
       .flatMap((l) => l.items)
-      .map((m) => cardView(m, now, d.service.mayRecall(user, m), d.service.mayPause(user)))
+      .map((m) => cardView(m, now, d.service.mayRecall(user, m), d.service.mayPause(user), d.service.awaitingDecisionOf(user, m)))
       .sort(pendingOrder);
     // The banner at the top: what goes out now or within minutes (its countdowns tick client-side).
     const imminent = cards
@@ -51,8 +52,13 @@ export function pageRoutes(d: DashboardDeps, k: PageKit): Router {
   r.get("/messages/:id", k.signedIn, async (req, res) => {
     const m = await k.messageOr404(req);
     const q = z
-      .object({ status: z.enum(["queued", "sent", "failed", "skipped"]).optional().catch(undefined), cursor: z.coerce.number().int().min(0).max(1e9).catch(0) })
-      .parse({ status: one(req.query.status) || undefined, cursor: one(req.query.cursor) ?? "0" });
+      .object({
+        status: z.enum(["queued", "sent", "failed", "skipped"]).optional().catch(undefined),
+        cursor: z.coerce.number().int().min(0).max(1e9).catch(0),
+        done: z.enum(DECISIONS_DONE).optional().catch(undefined),
+      })
+      .parse({ status: one(req.query.status) || undefined, cursor: one(req.query.cursor) ?? "0", done: one(req.query.done) || undefined });
+    const awaiting = d.service.awaitingDecisionOf(sessionOf(req)!.user, m);
     const [recipients, events, revisions, sent, domains] = await Promise.all([
       d.store.recipients(m, { status: q.status, cursor: q.cursor, limit: PAGE_SIZE }),
       d.store.events(m.id),
@@ -64,6 +70,9 @@ export function pageRoutes(d: DashboardDeps, k: PageKit): Router {
     k.page(res, 200, "message", k.frame(req, m.subject || `Message ${m.id}`, "none"), {
       m,
       card: k.card(req, m),
+      // After a decision on the review page (a redirect here); and what waits for this viewer's approval.
+      notice: q.done ? decisionNotice(q.done, m) : null,
+      review: awaiting === null ? null : { href: reviewPath(m.id, awaiting), isCorrection: awaiting === "correction" },
       // Both parts and the digest exactly as the fan-out builds them; the HTML part is the sandboxed frame.
       sent: "mail" in sent ? sent.mail : null,
       buildError: "error" in sent ? sent.error : null,

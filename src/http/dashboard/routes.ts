@@ -1,6 +1,6 @@
 /**
- * The dashboard's pages: sign-in, pending sends, a message, its recall, history, compose and edit
- * (compose-routes.ts), my messages, the development outbox. Server-rendered; /static/dashboard.js only makes them live (SSE, countdowns). Every
+ * The dashboard's pages: sign-in, pending sends, a message, its recall, its review by approvers
+ * (review-routes.ts), history, compose and edit (compose-routes.ts), my messages, the development outbox. Server-rendered; /static/dashboard.js only makes them live (SSE, countdowns). Every
  * decision goes through MessageService, exactly as the API's do; the view rules live in
  * view-model.ts. This file puts the groups of routes together and turns their errors into pages.
  */
@@ -13,6 +13,7 @@ import { mineRoutes } from "./mine-routes.js";
 import { outboxRoutes } from "./outbox-routes.js";
 import { pageKit, type DashboardDeps } from "./page-kit.js";
 import { pageRoutes } from "./page-routes.js";
+import { reviewRoutes } from "./review-routes.js";
 import { signInRoutes } from "./sign-in-routes.js";
 
 export { DASHBOARD_CSP, errorPage, type DashboardDeps } from "./page-kit.js";
@@ -23,6 +24,7 @@ export function dashboardRoutes(d: DashboardDeps): Router {
   r.use(signInRoutes(d, k));
   r.use(pageRoutes(d, k));
   r.use(formRoutes(d, k));
+  r.use(reviewRoutes(d, k));
   r.use(composeRoutes(d, k));
   r.use(mineRoutes(d, k));
   if (d.outboxDir) r.use(outboxRoutes(d.outboxDir, k));

@@ -60,6 +60,8 @@ export interface CardView {
   /** The viewer may resume it (ops/admin, paused). */
   resumable: boolean;
   possibleDuplicates: number;
+  /** The message (or its correction text) waits for the viewer's approval: the review page's link. */
+  review: { href: string; label: string } | null;
 }
 
 const numberFormat = new Intl.NumberFormat("en-US");
@@ -150,8 +152,8 @@ export function averageRate(m: Message, now: number): number | null {
   return Math.round((m.counts.sent + m.counts.failed) / seconds);
 }
 
-/** `recallable` and `mayPause`: what the viewer's roles allow (MessageService decides). */
-export function cardView(m: Message, now: number, recallable: boolean, mayPause = false): CardView {
+/** `recallable`, `mayPause` and `awaiting` (what waits for the viewer's approval): MessageService decides. */
+export function cardView(m: Message, now: number, recallable: boolean, mayPause = false, awaiting: "original" | "correction" | null = null): CardView {
   const running = PAUSABLE_STATES.includes(m.state);
   const correctionTotal = m.counts.sent;
   const correctionDone = m.counts.corrected + m.counts.correctionFailed;
@@ -184,7 +186,13 @@ export function cardView(m: Message, now: number, recallable: boolean, mayPause 
     pausable: mayPause && running && !m.paused,
     resumable: mayPause && running && m.paused !== null,
     possibleDuplicates: m.possibleDuplicates,
+    review: awaiting === null ? null : { href: reviewPath(m.id, awaiting), label: awaiting === "original" ? "Review and approve…" : "Review the correction text…" },
   };
+}
+
+/** The review page of a message, or of its custom correction text. */
+export function reviewPath(id: string, of: "original" | "correction" = "original"): string {
+  return `/messages/${id}/review${of === "correction" ? "?of=correction" : ""}`;
 }
 
 const RANK: Record<Urgency, number> = { live: 0, imminent: 1, scheduled: 1, waiting: 3, done: 4 };

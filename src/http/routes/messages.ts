@@ -1,4 +1,5 @@
 /** /api/messages: the lifecycle over JSON. Validation here; every decision in MessageService. */
+import { DomainError } from "../../domain/errors.js";
 import { Router } from "express";
 import { z } from "zod";
 import { STATES } from "../../domain/lifecycle.js";
@@ -144,10 +145,17 @@ export function messageRoutes(d: { service: MessageService; store: MessageStore;
     const m = await d.service.get(currentUser(req), id(req.params));
     const q = validate(previewQuery, req.query, "query");
     const now = new Date();
-    const built =
-      q.of === "original"
-        ? await composeOriginal(d.renderer, m, now)
-        : await composeCorrection(d.renderer, { original: m, sentAt: m.releaseAt ? new Date(m.releaseAt) : null, correctionText: m.correction?.text ?? null }, now);
+    let built;
+    try {
+      built =
+        q.of === "original"
+          ? await composeOriginal(d.renderer, m, now)
+          : await composeCorrection(d.renderer, { original: m, sentAt: m.releaseAt ? new Date(m.releaseAt) : null, correctionText: m.correction?.text ?? null }, now);
+    } catch (e) {
+      // Stored before a rule it breaks (a house template since removed, a sender an older version
+      // accepted): it cannot go out as it is, and says why.
+      throw new DomainError("conflict", `message ${m.id} cannot be built as a mail: ${(e as Error).message}`, { state: m.state });
+    }
     res.set("Airlock-Digest", built.digest);
     if (q.part === "text") return void res.type("text/plain; charset=utf-8").send(built.parts.text);
     // The preview is untrusted author content rendered by our template: no scripts may run.

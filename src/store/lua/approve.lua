@@ -9,6 +9,8 @@
 local state = field(KEYS[1], 'state')
 if state == nil then return refuse('not_found') end
 if not canStart('approve', state) then return refuse('conflict', {state = state}) end
+-- Past its approval time-to-live the request is over, whether or not the expiry job has run yet.
+if NOW >= num(KEYS[1], 'expiresAt') then return refuse('conflict', {state = state}) end
 if field(KEYS[1], 'revision') ~= ARGV[4] then
   return refuse('stale_revision', {state = state, revision = num(KEYS[1], 'revision')})
 end

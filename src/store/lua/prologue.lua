@@ -119,10 +119,11 @@ local function startCorrectionIfQuiet()
     return nil
   end
   if not canStart('startCorrection', state) or field(KEYS[1], 'correctionStarted') == '1' then return nil end
-  -- A custom correction text waits for its approval (correction.lua); nobody gets a correction before.
-  local correction = field(KEYS[1], 'correction')
-  if correction and cjson.decode(correction).status == 'pending' then return nil end
   local total = num(KEYS[1], 'sent')
+  -- A custom correction text waits for its approval (correction.lua); nobody gets a correction
+  -- before. With nobody to correct there is nothing to wait for.
+  local correction = field(KEYS[1], 'correction')
+  if total > 0 and correction and cjson.decode(correction).status == 'pending' then return nil end
   redis.call('HSET', KEYS[1], 'correctionStarted', 1, 'correctionTotal', total, 'corrected', 0,
     'correctionFailed', 0, 'correctionInflight', 0)
   transition('startCorrection', state, state, cjson.encode({recipients = total}))

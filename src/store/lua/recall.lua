@@ -5,10 +5,12 @@
 -- KEYS: the common ones (prologue.lua).
 -- ARGV[1..3] as in prologue.lua, ARGV[4] reason, ARGV[5] correction text (custom, or "" for the
 -- standard correction), ARGV[6] approvals the custom text needs (0: it goes at once), ARGV[7] the
--- digest of the correction built with it.
+-- digest of the correction built with it, ARGV[8] the releaseAt the caller built it with (epoch ms,
+-- or ""): the correction says when the original went out, so a release in between is `stale_read`.
 local state = field(KEYS[1], 'state')
 if state == nil then return refuse('not_found') end
 if not canStart('recall', state) then return refuse('conflict', {state = state}) end
+if tonumber(field(KEYS[1], 'releaseAt') or '') ~= tonumber(ARGV[8]) then return refuse('stale_read', {state = state}) end
 
 local delivered = num(KEYS[1], 'sent') + num(KEYS[1], 'inflight')
 -- Nobody was handed the original (nothing sent, failed for good, or in an SMTP transaction): the

@@ -36,6 +36,19 @@ else
 end
 local to = outcome(action, from)
 
+-- Everything that could fail is checked before the first write: a script error does not roll back
+-- the writes made before it (a half-done freeze would change a pending message's recipients).
+for _, name in ipairs({'subject', 'text', 'html', 'markdown', 'template', 'from', 'audience', 'toHeader', 'author',
+  'holdSeconds', 'sendAt', 'expiresAt', 'messageId', 'digest'}) do
+  if type(f[name]) ~= 'string' then error('submit: field ' .. name .. ' is not a string') end
+end
+-- Which version of each list is frozen (a catalogue entry without a version predates them: 1).
+local versions = {}
+for i = FIRST_LIST, #KEYS do
+  local entry = redis.call('HGET', K_CATALOGUE, listNames[i - FIRST_LIST + 1])
+  if entry then versions[i] = cjson.decode(entry).version or 1 end
+end
+
 for i = FIRST_LIST, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 0 then
     return refuse('unknown_audience', {audience = listNames[i - FIRST_LIST + 1]})
@@ -108,15 +121,10 @@ redis.call('HSET', KEYS[1],
   'author', f.author, 'approvals', '[]', 'requiredApprovals', required, 'holdSeconds', f.holdSeconds,
   'sendAt', f.sendAt, 'releaseAt', '', 'expiresAt', f.expiresAt, 'submittedAt', tostring(NOW),
   'createdAt', createdAt, 'updatedAt', tostring(NOW), 'messageId', f.messageId, 'rejection', '', 'digest', f.digest)
--- Each list's size and version as frozen now, for the approval request ("recipients per audience",
--- and which version of each list it froze; a catalogue entry without a version predates them: 1).
+-- Each list's size and version as frozen now, for the approval request ("recipients per audience").
 local audienceCounts = {}
 for i = FIRST_LIST, #KEYS do
-  local listName = listNames[i - FIRST_LIST + 1]
-  local entry = redis.call('HGET', K_CATALOGUE, listName)
-  local version = nil
-  if entry then version = cjson.decode(entry).version or 1 end
-  audienceCounts[#audienceCounts + 1] = {name = listName, count = redis.call('ZCARD', KEYS[i]), version = version}
+  audienceCounts[#audienceCounts + 1] = {name = listNames[i - FIRST_LIST + 1], count = redis.call('ZCARD', KEYS[i]), version = versions[i]}
 end
 redis.call('HSET', K_REVISIONS, tostring(revision), cjson.encode({
   revision = revision, subject = f.subject, text = f.text, html = f.html, markdown = f.markdown, template = f.template,
