@@ -392,39 +392,33 @@ export class MessageService {
   async recall(user: User, id: string, opts: { reason: string; correctionText?: string }): Promise<Message & { delivered: number }> {
     const text = opts.correctionText?.trim() ? opts.correctionText : "";
     const required = text ? this.d.config.CORRECTION_APPROVALS : 0;
-    let answer;
-    let current: Message;
-    for (let attempt = 1; ; attempt++) {
-      current = await this.get(user, id);
-      if (!this.mayRecall(user, current)) throw new DomainError("forbidden", "authors may recall only their own messages");
-      // Built now, as it would go out ("sent on" the release time read here; the script refuses if
-      // the release happened meanwhile, and the correction is built again).
-      const correction = await this.correctionDigest(current, text);
-      answer = await this.d.store.recall(id, user.email, opts.reason, { text, required, digest: correction, seenReleaseAt: current.releaseAt ? Date.parse(current.releaseAt) : null });
-      if (answer.ok || answer.err !== "stale_read" || attempt >= APPROVE_ATTEMPTS) break;
-    }
-    const ok = this.committed("recall", user, id, answer, current.revision);
+    const current = await this.get(user, id);
+    if (!this.mayRecall(user, current)) throw new DomainError("forbidden", "authors may recall only their own messages");
+    // The stop first: nothing is built before the recall commits (the text's own rules were
+    // checked with the input). The custom correction is built right after, from the stopped message.
+    const ok = this.committed("recall", user, id, await this.d.store.recall(id, user.email, opts.reason, { text, required }), current.revision);
     // Nothing of the original was inside an SMTP transaction and there is nobody to correct: the
     // recall's answer is the stop. (A correction that starts now is observed by the follow-up.)
     if (ok.state === "recalled" || ok.state === "corrected") this.d.metrics?.recallToStop.observe(0);
     await this.d.followUps.carryOut(id, ok.followUps);
+    if (text && required > 0) await this.recordCorrectionDigest(id, user);
     const m = (await this.d.store.get(id))!;
     return { ...m, delivered: ok.delivered };
   }
 
   /**
-   * The digest of the correction as it would go out. A custom text that cannot be mailed is refused
-   * (400) before anything changes; the standard correction never holds a recall back: if it cannot
-   * be built (a message stored by an older version), the recall goes on and the fan-out halts the
-   * correction with the reason.
+   * Builds the custom correction as it would go out and records its digest, which every approval
+   * of the text then names. If it cannot be built, nobody can approve it (a 409 says why) and the
+   * recaller switches to the standard correction; the recall itself already stopped the fan-out.
    */
-  private async correctionDigest(m: Message, text: string): Promise<string> {
+  private async recordCorrectionDigest(id: string, user: User): Promise<void> {
+    const m = (await this.d.store.get(id))!;
+    if (m.correction?.status !== "pending") return;
     try {
-      const built = await composeCorrection(this.d.renderer, { original: m, sentAt: m.releaseAt ? new Date(m.releaseAt) : null, correctionText: text || null }, new Date(this.d.clock.now()));
-      return built.digest;
+      const built = await composeCorrection(this.d.renderer, { original: m, sentAt: m.releaseAt ? new Date(m.releaseAt) : null, correctionText: m.correction.text }, new Date(this.d.clock.now()));
+      await this.d.store.setCorrectionDigest(id, user.email, built.digest);
     } catch (e) {
-      if (!text) return "";
-      throw new DomainError("invalid_input", `the correction cannot be built as a mail: ${(e as Error).message}`, [{ path: ["body", "correctionText"], message: (e as Error).message }]);
+      this.d.logger?.info({ message: id }, `message ${id}: the correction text cannot be built as a mail (${(e as Error).message}); it cannot be approved`);
     }
   }
 
@@ -469,6 +463,7 @@ export class MessageService {
         if (current.recall && sameIdentity(current.recall.by, user.email)) throw new DomainError("self_approval", "nobody decides on the correction text they wrote");
         if (action === "approveCorrection" && c.approvals.some((a) => sameIdentity(a.by, user.email))) throw new DomainError("already_approved", "you already approved this correction text");
       }
+      if (action === "approveCorrection" && !c.digest) throw new DomainError("conflict", "the correction text could not be built as a mail: it cannot be approved (reject it, or the recaller switches to the standard correction)", { state: current.state });
       if (digest !== undefined && digest !== c.digest) throw new DomainError("conflict", `the correction text's digest is ${c.digest}, not the one you reviewed`, { state: current.state, digest: c.digest });
       const answer = await this.d.store.decideCorrection(action, id, user.email, { approvals: c.approvals.length, digest: c.digest }, detail);
       if (!answer.ok && answer.err === "stale_read" && attempt < APPROVE_ATTEMPTS) continue;

@@ -166,8 +166,13 @@ export class MessageStore {
    * `correction`: the custom text ("" for the standard correction), the approvals it needs (0: it
    * goes at once) and the digest of the correction built with it.
    */
-  recall(id: string, actor: string, reason: string, correction: { text: string; required: number; digest: string; seenReleaseAt: number | null }): Promise<Answer<"recall">> {
-    return this.run("recall", this.messageKeys(id), actor, [reason, correction.text, correction.required, correction.digest, correction.seenReleaseAt ?? ""]);
+  recall(id: string, actor: string, reason: string, correction: { text: string; required: number }): Promise<Answer<"recall">> {
+    return this.run("recall", this.messageKeys(id), actor, [reason, correction.text, correction.required]);
+  }
+
+  /** The digest of a custom correction text awaiting approval, built after the recall (correction-digest.lua). */
+  setCorrectionDigest(id: string, actor: string, digest: string): Promise<Answer<"correctionDigest">> {
+    return this.run("correctionDigest", this.messageKeys(id), actor, [digest]);
   }
 
   /** A decision on a custom correction text awaiting approval (store/lua/correction.lua). */

@@ -66,6 +66,7 @@ export const ANSWERS = {
   recall: orRefusal({ state, delivered: count, followUps }),
   pause: orRefusal({ state, followUps }),
   note: orRefusal({ state }),
+  correctionDigest: orRefusal({ state }),
   /** `revision` 0: discarded. */
   draft: orRefusal({ id: z.string(), revision: count, state: z.union([state, z.literal(NEW)]), followUps }),
   correction: orRefusal({ state, status: z.enum(["standard", "pending", "approved", "declined"]), followUps }),

@@ -25,6 +25,7 @@ const SOURCES = {
   note: prologue + read("note.lua"),
   correction: prologue + read("correction.lua"),
   draft: prologue + read("draft.lua"),
+  correctionDigest: prologue + read("correction-digest.lua"),
   claim: prologue + fanout + read("claim.lua"),
   settle: prologue + fanout + read("settle.lua"),
 } as const satisfies Record<keyof typeof ANSWERS, string>;

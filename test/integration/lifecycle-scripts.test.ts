@@ -27,12 +27,10 @@ const AUTHOR = "author@corp.example";
 const APPROVER = "approver@corp.example";
 const OPS = "ops@corp.example";
 const ADDRESSES = ["a@corp.example", "b@corp.example", "c@corp.example"];
-const STANDARD = { text: "", required: 0, digest: "c".repeat(64) };
+const STANDARD = { text: "", required: 0 };
 
-/** A recall as the service makes it: with the release time it read (the script checks it). */
-async function recallNow(id: string, correction: { text: string; required: number; digest: string }) {
-  const releaseAt = (await store.get(id))?.releaseAt;
-  return store.recall(id, OPS, "mistake", { ...correction, seenReleaseAt: releaseAt ? Date.parse(releaseAt) : null });
+async function recallNow(id: string, correction: { text: string; required: number }) {
+  return store.recall(id, OPS, "mistake", correction);
 }
 const ladder = approvalLadder({ approvalsRequired: 1, largeAudienceThreshold: 1000, largeAudienceApprovals: 2 });
 let seq = 0;
@@ -189,7 +187,7 @@ async function take(action: Action, id: string, customCorrection = false): Promi
       now += 61_000;
       return store.move("release", id, "scheduler");
     case "recall":
-      return recallNow(id, customCorrection ? { text: "Keep the app.", required: 1, digest: "e".repeat(64) } : STANDARD);
+      return recallNow(id, customCorrection ? { text: "Keep the app.", required: 1 } : STANDARD);
     case "pause":
     case "resume":
       return store.pauseOrResume(action, id, OPS, "checking");
@@ -275,7 +273,7 @@ describe("the lifecycle table governs the scripts", () => {
       const id = String(++seq);
       await RECIPES.sending(id);
       await fanOut(id, "original", "f");
-      expect(await recallNow(id, { text: "Keep the app.", required: 1, digest: "e".repeat(64) })).toMatchObject({ ok: true, state: "corrected" });
+      expect(await recallNow(id, { text: "Keep the app.", required: 1 })).toMatchObject({ ok: true, state: "corrected" });
     });
 
     it("corrected with zero corrections, when the fan-out was under way and all it handed over failed", async () => {

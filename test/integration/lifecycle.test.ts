@@ -114,7 +114,7 @@ describe("the safeguard pipeline", () => {
 
     const events = (await a.call("ops", "GET", `/api/messages/${m.id}/events`)).body.items.map((e: { action: string }) => e.action);
     // Decisions in order; notifications (sent by another worker, interleaved in time) are recorded too.
-    expect(events.filter((e: string) => !e.startsWith("notify"))).toEqual(["submit", "approve", "release", "finish", "recall", "approveCorrection", "startCorrection", "finishCorrection"]);
+    expect(events.filter((e: string) => !e.startsWith("notify"))).toEqual(["submit", "approve", "release", "finish", "recall", "correctionDigest", "approveCorrection", "startCorrection", "finishCorrection"]);
     expect(events).toContain("notify");
   });
 

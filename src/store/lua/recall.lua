@@ -4,13 +4,12 @@
 -- Who may recall is decided by the caller.
 -- KEYS: the common ones (prologue.lua).
 -- ARGV[1..3] as in prologue.lua, ARGV[4] reason, ARGV[5] correction text (custom, or "" for the
--- standard correction), ARGV[6] approvals the custom text needs (0: it goes at once), ARGV[7] the
--- digest of the correction built with it, ARGV[8] the releaseAt the caller built it with (epoch ms,
--- or ""): the correction says when the original went out, so a release in between is `stale_read`.
+-- standard correction), ARGV[6] approvals the custom text needs (0: it goes at once). The custom
+-- correction's digest is recorded right after (correction-digest.lua): building a mail must never
+-- delay the stop.
 local state = field(KEYS[1], 'state')
 if state == nil then return refuse('not_found') end
 if not canStart('recall', state) then return refuse('conflict', {state = state}) end
-if tonumber(field(KEYS[1], 'releaseAt') or '') ~= tonumber(ARGV[8]) then return refuse('stale_read', {state = state}) end
 
 local delivered = num(KEYS[1], 'sent') + num(KEYS[1], 'inflight')
 -- Nobody was handed the original (nothing sent, failed for good, or in an SMTP transaction): the
@@ -29,7 +28,7 @@ local liftedPause = field(KEYS[1], 'paused') ~= nil
 redis.call('HSET', KEYS[1], 'recall', cjson.encode({by = ACTOR, at = NOW, reason = ARGV[4], correctionText = ARGV[5],
   deliveredAtRecall = delivered}))
 -- Which correction goes: the standard one, or a custom text once approved by someone else.
-local correction = {status = 'standard', text = '', required = 0, approvals = {}, digest = ARGV[7], proposedBy = ACTOR}
+local correction = {status = 'standard', text = '', required = 0, approvals = {}, digest = '', proposedBy = ACTOR}
 if ARGV[5] ~= '' and canStart('startCorrection', to) then
   correction.text = ARGV[5]
   correction.required = tonumber(ARGV[6])
