@@ -3,14 +3,11 @@
  * or critical violation on the compose page (new, a saved draft, a refused form), the discard
  * confirmation and My messages, at laptop and phone widths.
  */
-import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { launchChromium } from "../support/browser.js";
+import { axeViolations, launchChromium } from "../support/browser.js";
 import { startAirlock, tokenOf, type TestAirlock } from "../support/airlock.js";
 
-const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 let a: TestAirlock;
 let browser: Browser;
 let draft: string;
@@ -37,14 +34,7 @@ async function signedIn(width: number): Promise<Page> {
   return page;
 }
 
-async function axe(page: Page): Promise<string[]> {
-  await page.evaluate(axeSource);
-  const result = await page.evaluate(async () => {
-    const run = (window as unknown as { axe: { run(ctx: Document, opts: object): Promise<{ violations: Array<{ id: string; impact: string; nodes: Array<{ target: string[] }> }> }> } }).axe;
-    return run.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] }, iframes: false }); // the frame holds the mail itself, not the page
-  });
-  return result.violations.filter((v) => v.impact === "serious" || v.impact === "critical").map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
-}
+const axe = (page: Page) => axeViolations(page, { seriousOnly: true });
 
 it("has no serious or critical axe violation on the compose page and My messages, at laptop and phone widths", async () => {
   const page = await signedIn(1280);

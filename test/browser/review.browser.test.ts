@@ -5,15 +5,12 @@
  * byte for byte (CRLF aside), the digest of the very bytes sent. And axe-core finds no serious or
  * critical violation on the review page, at laptop and phone widths.
  */
-import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { mimeDigest } from "../../src/mail/compose.js";
-import { launchChromium } from "../support/browser.js";
+import { axeViolations, launchChromium } from "../support/browser.js";
 import { startAirlock, tokenOf, USERS, type TestAirlock, type UserKey } from "../support/airlock.js";
 
-const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 const TEAM = ["ann@corp.example", "ben@corp.example", "cy@eu.corp.example"];
 let a: TestAirlock;
 let browser: Browser;
@@ -89,14 +86,7 @@ it("opens the review page from the approval request mail, approves, and what arr
   await context.close();
 });
 
-async function axe(page: Page): Promise<string[]> {
-  await page.evaluate(axeSource);
-  const result = await page.evaluate(async () => {
-    const run = (window as unknown as { axe: { run(ctx: Document, opts: object): Promise<{ violations: Array<{ id: string; impact: string; nodes: Array<{ target: string[] }> }> }> } }).axe;
-    return run.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] }, iframes: false }); // the frame holds the mail itself, not the page
-  });
-  return result.violations.filter((v) => v.impact === "serious" || v.impact === "critical").map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
-}
+const axe = (page: Page) => axeViolations(page, { seriousOnly: true });
 
 it("has no serious or critical axe violation on the review page, at laptop and phone widths", async () => {
   // Revision 2, with explicit addresses: the diff, both recipient tables and both forms are on the page.
