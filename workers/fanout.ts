@@ -17,9 +17,6 @@ import { recipientOutcome, transactionOutcome, type SmtpOutcome } from "../src/m
 import type { Metrics } from "../src/metrics/metrics.js";
 import { UnapprovedMail, type BuiltMail, type MimeCache } from "./mime-cache.js";
 
-/** The actor of a halt Airlock decides itself (a build that is not what was approved). */
-export const HALTED_BY = AIRLOCK_ACTOR;
-
 export interface FanoutDeps {
   store: MessageStore;
   followUps: FollowUps;
@@ -124,7 +121,7 @@ export class FanoutProcessor {
       // recall must not hold the correction.
       const m = await this.d.store.get(id);
       if (!m || !canApply(kind === "original" ? "finish" : "finishCorrection", m.state)) return null;
-      const a = await this.d.store.pauseOrResume("pause", id, HALTED_BY, `not sent: ${e.message}`.slice(0, 2000));
+      const a = await this.d.store.pauseOrResume("pause", id, AIRLOCK_ACTOR, `not sent: ${e.message}`.slice(0, 2000));
       if (a.ok) this.d.logger.error({ message: id }, `message ${id} ${kind} halted: ${e.message}`);
       if (a.ok || a.err === "already_paused") return "halted";
       return null;

@@ -27,22 +27,29 @@ export class MimeCache {
   ) {}
 
   /**
-   * One read of the message per call (per batch job, not per transaction): the cache key names what
-   * the build depends on — revision, digest, correction status and digest, release time — so a
-   * build is never reused for anything else (an id reused after Redis lost data included).
+   * One small read per call (per batch job, not per transaction): the cache key is the message's
+   * build stamp (MessageStore.buildStamp: revision, digest, release time, Message-ID, approvals,
+   * correction), so a build is never reused for anything else (an id reused after Redis lost data
+   * included); the whole message is read only to build.
    */
   async get(id: string, kind: "original" | "correction"): Promise<BuiltMail> {
-    const m = await this.store.get(id);
-    if (!m) throw new Error(`message ${id} vanished`);
-    const key = [id, kind, m.revision, m.digest, m.releaseAt, m.messageId, kind === "correction" ? `${m.correction?.status}:${m.correction?.digest}` : ""].join(":");
+    const stamp = await this.store.buildStamp(id);
+    if (!stamp) throw new Error(`message ${id} vanished`);
+    const key = `${id}:${kind}:${stamp}`;
     let entry = this.entries.get(key);
     if (!entry) {
-      entry = kind === "original" ? this.original(m) : this.correction(m);
+      entry = this.build(id, kind);
       entry.catch(() => this.entries.delete(key)); // a failed build is retried by the next job
       this.entries.set(key, entry);
       if (this.entries.size > MAX_ENTRIES) this.entries.delete(this.entries.keys().next().value!);
     }
     return entry;
+  }
+
+  private async build(id: string, kind: "original" | "correction"): Promise<BuiltMail> {
+    const m = await this.store.get(id);
+    if (!m) throw new Error(`message ${id} vanished`);
+    return kind === "original" ? this.original(m) : this.correction(m);
   }
 
   private async original(m: Message): Promise<BuiltMail> {

@@ -7,7 +7,9 @@
 import type { Logger } from "pino";
 import type { UserDirectory } from "../src/auth/users.js";
 import { AIRLOCK_ACTOR, type Message } from "../src/domain/message.js";
-import { extractAddress, releaseAt } from "../src/domain/policies.js";
+import { releaseAt } from "../src/domain/policies.js";
+import { addressOf } from "../src/domain/sender.js";
+import { domainOf } from "../src/domain/recipient-domains.js";
 import type { LinkTokens } from "../src/links/link-tokens.js";
 import { buildMime, newMessageId } from "../src/mail/mime.js";
 import type { NotificationRenderer } from "../src/mail/notifications.js";
@@ -53,7 +55,7 @@ export class NotifyProcessor {
     const person = this.d.users.byAddress(job.to);
     const { data, links } = await this.data(job.kind, m, job.to, person?.name ?? job.to);
     const rendered = this.d.renderer.render(job.kind, data as never);
-    const domain = extractAddress(this.d.config.MAIL_FROM).split("@")[1] ?? "localhost";
+    const domain = domainOf(addressOf(this.d.config.MAIL_FROM));
     const raw = await buildMime({
       from: this.d.config.MAIL_FROM,
       toHeader: displayAddress(person?.name ?? "", job.to),
@@ -70,7 +72,7 @@ export class NotifyProcessor {
     let refusal: string | null = null;
     // Retries (a throw) follow the backoff in smtp-outcome.ts: NOTIFY_ATTEMPTS, NOTIFY_BACKOFF.
     try {
-      const r = await this.d.transport.send({ from: extractAddress(this.d.config.MAIL_FROM), to: [job.to] }, raw);
+      const r = await this.d.transport.send({ from: addressOf(this.d.config.MAIL_FROM), to: [job.to] }, raw);
       const outcome = recipientOutcome(r.rejected[0], lastAttempt);
       if (outcome.type === "retry") throw new Error(`notification to ${job.to} deferred: ${outcome.reply}`);
       if (outcome.type === "failed") refusal = outcome.reply;
@@ -186,8 +188,7 @@ export class NotifyProcessor {
           links,
           data: {
             ...base,
-            recalledBy: m.recall?.by ?? "",
-            reason: m.recall?.reason ?? "",
+            ...recallOf(m),
             correctionText: m.recall?.correctionText ?? null,
             delivered: m.recall?.deliveredAtRecall ?? 0,
             skipped: m.counts.skipped,
@@ -199,8 +200,7 @@ export class NotifyProcessor {
           links,
           data: {
             ...base,
-            recalledBy: m.recall?.by ?? "",
-            reason: m.recall?.reason ?? "",
+            ...recallOf(m),
             delivered: m.counts.sent, // everyone who received the original, including transactions in flight at the recall
             corrected: m.counts.corrected,
             correctionFailed: m.counts.correctionFailed,
@@ -220,8 +220,7 @@ export class NotifyProcessor {
           links,
           data: {
             ...base,
-            recalledBy: m.recall?.by ?? "",
-            reason: m.recall?.reason ?? "",
+            ...recallOf(m),
             delivered: m.counts.sent + m.counts.inFlight,
             approvalsRequired: m.correction?.required ?? 0,
             approvalsGiven: m.correction?.approvals.length ?? 0,
@@ -253,4 +252,9 @@ export class NotifyProcessor {
 function displayAddress(name: string, address: string): string {
   const clean = name.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, " ").trim();
   return clean ? `"${clean.replace(/[\\"]/g, "\\$&")}" <${address}>` : address;
+}
+
+/** Who recalled a message and why, as the recall notifications say it. */
+function recallOf(m: Message): { recalledBy: string; reason: string } {
+  return { recalledBy: m.recall?.by ?? "", reason: m.recall?.reason ?? "" };
 }

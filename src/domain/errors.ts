@@ -19,6 +19,11 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
+/** A `conflict` whose details name the current digest: what was reviewed no longer builds the same. */
+export function isDigestConflict(e: DomainError): boolean {
+  return e.code === "conflict" && typeof e.details === "object" && e.details !== null && "digest" in e.details;
+}
+
 export class DomainError extends Error {
   constructor(
     readonly code: ErrorCode,

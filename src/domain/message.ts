@@ -76,7 +76,7 @@ export interface Correction {
   rejection: { by: string; at: string; reason: string } | null;
 }
 
-/** The actor of what Airlock does by itself, such as a halt of a fan-out whose mail is not what was approved (workers/fanout.ts HALTED_BY). */
+/** The actor of what Airlock does by itself, such as a halt of a fan-out whose mail is not what was approved (workers/fanout.ts). */
 export const AIRLOCK_ACTOR = "airlock";
 
 export type DeliveryStatus = "queued" | "sent" | "failed" | "skipped";

@@ -81,9 +81,4 @@ export function senderMailboxes(mailFrom: string, userSenders: readonly Mailbox[
   return [configured.mailbox, ...userSenders.filter((m) => m.address !== configured.mailbox.address)];
 }
 
-/** `Name <a@b>` -> `a@b`; a bare address is returned as is. */
-export function extractAddress(from: string): string {
-  const m = /<([^<>]+)>\s*$/.exec(from);
-  return (m ? m[1]! : from).trim();
-}
 

@@ -35,6 +35,16 @@ export function parseMailbox(raw: string): ParsedMailbox {
   return { ok: true, mailbox: { name, address: address.address } };
 }
 
+/**
+ * The address of a configured or stored mailbox (MAIL_FROM, a message's `from`), parsed as strictly
+ * as an input; throws when it is not one plain mailbox (MAIL_FROM is checked at start).
+ */
+export function addressOf(mailbox: string): string {
+  const p = parseMailbox(mailbox);
+  if (!p.ok) throw new Error(`sender ${JSON.stringify(mailbox)}: ${p.reason}`);
+  return p.mailbox.address;
+}
+
 /** `Name <a@b>`, quoted when the name needs it; `a@b` without a name. Parses back to the same mailbox. */
 export function formatMailbox(m: Mailbox): string {
   if (!m.name) return m.address;

@@ -10,7 +10,7 @@
 import { z } from "zod";
 import type { User, UserDirectory } from "../auth/users.js";
 import type { Clock } from "../domain/clock.js";
-import { DomainError } from "../domain/errors.js";
+import { DomainError, isDigestConflict } from "../domain/errors.js";
 import { canApply, TERMINAL_STATES } from "../domain/lifecycle.js";
 import type { Message } from "../domain/message.js";
 import { recallInput, rejectCorrectionInput, rejectInput } from "../domain/message-input.js";
@@ -168,7 +168,7 @@ export class LinkService {
       // The person's click was answered (someone else acted first): the token stays used.
       if (e instanceof DomainError) {
         const now = await this.d.store.get(grant.message);
-        const code: RefusalCode = e.code === "stale_revision" ? "stale_revision" : e.code === "forbidden" || e.code === "self_approval" ? "forbidden" : e.code === "already_approved" ? "already" : digestConflict(e) ? "changed" : "closed";
+        const code: RefusalCode = e.code === "stale_revision" ? "stale_revision" : e.code === "forbidden" || e.code === "self_approval" ? "forbidden" : e.code === "already_approved" ? "already" : isDigestConflict(e) ? "changed" : "closed";
         return { ok: false, code, grant, message: now };
       }
       // Not the person's doing (Redis unreachable, a bug): give the token back so the link still works.
@@ -176,11 +176,6 @@ export class LinkService {
       throw e;
     }
   }
-}
-
-/** The service refused because the stored digest is not the one named (what was submitted or proposed no longer builds the same). */
-function digestConflict(e: DomainError): boolean {
-  return e.code === "conflict" && typeof e.details === "object" && e.details !== null && "digest" in e.details;
 }
 
 function validateFields(action: LinkAction, f: LinkForm): FormErrors | null {

@@ -7,7 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import type { Message } from "../domain/message.js";
-import { parseMailbox } from "../domain/sender.js";
+import { addressOf } from "../domain/sender.js";
 import { buildMime } from "./mime.js";
 import type { Rendered, Renderer } from "./render.js";
 
@@ -53,15 +53,9 @@ export function mimeDigest(raw: Buffer): string {
   return createHash("sha256").update(kept.join("\r\n") + body, "latin1").digest("hex");
 }
 
-function envelopeFromOf(from: string): string {
-  const p = parseMailbox(from);
-  if (!p.ok) throw new Error(`sender ${JSON.stringify(from)}: ${p.reason}`);
-  return p.mailbox.address;
-}
-
 async function finish(parts: Rendered, mime: Parameters<typeof buildMime>[0]): Promise<ComposedMail> {
   const raw = await buildMime(mime);
-  return { raw, digest: mimeDigest(raw), parts, envelopeFrom: envelopeFromOf(mime.from) };
+  return { raw, digest: mimeDigest(raw), parts, envelopeFrom: addressOf(mime.from) };
 }
 
 export function composeOriginal(renderer: Renderer, m: OriginalFields, date: Date): Promise<ComposedMail> {
@@ -70,7 +64,7 @@ export function composeOriginal(renderer: Renderer, m: OriginalFields, date: Dat
 }
 
 /** The correction's own Message-ID, derived from the original's. */
-export function correctionMessageId(originalMessageId: string): string {
+function correctionMessageId(originalMessageId: string): string {
   return originalMessageId.replace(/^<airlock\./, "<airlock-correction.");
 }
 

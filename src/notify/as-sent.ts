@@ -46,8 +46,9 @@ export async function audienceDomains(
   frozen: ReadonlyArray<{ name: string; count: number }>,
 ): Promise<AudienceDomains[]> {
   const out: AudienceDomains[] = [];
-  for (const a of frozen) {
-    const domains = await domainsOf(a.name);
+  const all = await Promise.all(frozen.map((a) => domainsOf(a.name)));
+  for (const [i, a] of frozen.entries()) {
+    const domains = all[i]!;
     if (domains.length === 0) continue;
     const total = domains.reduce((n, d) => n + d.count, 0);
     out.push({ name: a.name, domains, changedSinceSubmit: total !== a.count });

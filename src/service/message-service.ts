@@ -12,9 +12,10 @@ import { DomainError } from "../domain/errors.js";
 import type { Message } from "../domain/message.js";
 import { messageInput, type DraftInput, type MessageInput } from "../domain/message-input.js";
 import { DRAFT_STATES } from "../domain/lifecycle.js";
-import { approvalLadder, approvalOutcome, approvalRefusal, effectiveHoldSeconds, extractAddress, requiredApprovals, sameIdentity, senderMailboxes } from "../domain/policies.js";
-import { isAllowedDomain, nameSome, OUTSIDE_LISTED, outsideDomains } from "../domain/recipient-domains.js";
-import { chooseSender, formatMailbox, type Mailbox } from "../domain/sender.js";
+import { approvalLadder, approvalOutcome, approvalRefusal, effectiveHoldSeconds, requiredApprovals, sameIdentity, senderMailboxes } from "../domain/policies.js";
+import { domainOf, isAllowedDomain, nameSome, OUTSIDE_LISTED, outsideDomains } from "../domain/recipient-domains.js";
+import { addressOf, chooseSender, formatMailbox, type Mailbox } from "../domain/sender.js";
+import { correctionAsSent } from "../notify/as-sent.js";
 import { composeCorrection, composeOriginal, type OriginalFields } from "../mail/compose.js";
 import { audienceToHeader, newMessageId } from "../mail/mime.js";
 import type { Renderer } from "../mail/render.js";
@@ -84,7 +85,7 @@ export class MessageService {
   }
 
   private mailDomain(): string {
-    return extractAddress(this.d.config.MAIL_FROM).split("@")[1] ?? "localhost";
+    return domainOf(addressOf(this.d.config.MAIL_FROM));
   }
 
   /** Every role may read every message (spec, HTTP API), except a draft: its author's (and ops', admins'); a 404 to others. */
@@ -415,7 +416,7 @@ export class MessageService {
     const m = (await this.d.store.get(id))!;
     if (m.correction?.status !== "pending") return;
     try {
-      const built = await composeCorrection(this.d.renderer, { original: m, sentAt: m.releaseAt ? new Date(m.releaseAt) : null, correctionText: m.correction.text }, new Date(this.d.clock.now()));
+      const built = await correctionAsSent(this.d.renderer, m, new Date(this.d.clock.now()));
       await this.d.store.setCorrectionDigest(id, user.email, built.digest);
     } catch (e) {
       this.d.logger?.info({ message: id }, `message ${id}: the correction text cannot be built as a mail (${(e as Error).message}); it cannot be approved`);

@@ -226,6 +226,16 @@ export class MessageStore {
     return (await this.redis.hexists(keys.message(id), "paused")) === 1;
   }
 
+  /**
+   * The fields a message's build depends on (revision, digest, release time, Message-ID, approvals,
+   * correction), as one string: a worker's MIME cache key. One HMGET instead of reading the whole
+   * message (bodies included) for every batch job. Null for an unknown message.
+   */
+  async buildStamp(id: string): Promise<string | null> {
+    const f = await this.redis.hmget(keys.message(id), "revision", "digest", "releaseAt", "messageId", "approvals", "correction");
+    return f[0] ? JSON.stringify(f) : null;
+  }
+
   async get(id: string): Promise<Message | null> {
     if (!/^[1-9][0-9]{0,15}$/.test(id)) return null;
     const h = await this.redis.hgetall(keys.message(id));

@@ -3,7 +3,6 @@ import { AIRLOCK_ACTOR, type Message } from "../../src/domain/message.js";
 import { planNotifications, type AuditEntry } from "../../src/notify/dispatcher.js";
 import { formatDateTime, formatDuration, formatTime } from "../../src/notify/format.js";
 import { reminderDue } from "../../workers/timers.js";
-import { HALTED_BY } from "../../workers/fanout.js";
 
 const approvers = ["ann@corp.example", "bob@corp.example", "author@corp.example"];
 const ops = ["ops@corp.example", "ann@corp.example"];
@@ -80,10 +79,6 @@ describe("who is told what", () => {
   it("ignores everything else, including its own notification entries", () => {
     for (const action of ["notify", "notifyFailed", "release", "finish", "startCorrection", "withdraw"]) expect(plan(entry(action), message())).toEqual([]);
   });
-});
-
-it("names Airlock's own halts with the fan-out's actor", () => {
-  expect(AIRLOCK_ACTOR).toBe(HALTED_BY);
 });
 
 describe("formatting for people", () => {

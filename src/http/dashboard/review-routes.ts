@@ -15,7 +15,7 @@
 import { Router, type Request, type Response } from "express";
 import { z } from "zod";
 import type { User } from "../../auth/users.js";
-import { DomainError } from "../../domain/errors.js";
+import { DomainError, isDigestConflict } from "../../domain/errors.js";
 import type { Message } from "../../domain/message.js";
 import { approveCorrectionInput, approveInput, rejectCorrectionInput, rejectInput } from "../../domain/message-input.js";
 import { releaseAt, sameIdentity } from "../../domain/policies.js";
@@ -124,8 +124,7 @@ export function reviewRoutes(d: DashboardDeps, k: PageKit): Router {
   async function refusedBy(req: Request, res: Response, e: unknown, m: Message, of: Of, shown: { revision: string; digest: string }): Promise<void> {
     if (!(e instanceof DomainError)) throw e;
     const fresh = await d.service.get(userOf(req), m.id).catch(() => m);
-    const digestChanged = e.code === "conflict" && typeof e.details === "object" && e.details !== null && "digest" in e.details;
-    if (e.code === "stale_revision" || digestChanged) return changed(req, res, fresh, of, shown);
+    if (e.code === "stale_revision" || isDigestConflict(e)) return changed(req, res, fresh, of, shown);
     if (e.code === "already_approved") return alreadyApproved(req, res, fresh, of);
     if (e.code === "conflict") return nothingToDecide(req, res, fresh, of);
     if (e.code === "self_approval" || e.code === "forbidden") return k.refusePage(req, res, 403, "Not allowed", `${e.message.charAt(0).toUpperCase()}${e.message.slice(1)}. Nothing was recorded.`);

@@ -11,6 +11,7 @@
 import express, { Router, type Request, type Response } from "express";
 import type { UserDirectory } from "../../auth/users.js";
 import type { Message } from "../../domain/message.js";
+import { sameIdentity } from "../../domain/policies.js";
 import type { Inspected, LinkService, Refusal, RefusalCode } from "../../links/link-service.js";
 import { audienceDomains } from "../../notify/as-sent.js";
 import { formatDateTime, formatTime, STATE_LABELS } from "../../notify/format.js";
@@ -270,9 +271,9 @@ function refusalWording(f: Refusal, signedIn?: string): Omit<ResultPageData, "me
         tone: "warning",
         heading: "You may not do this",
         detail:
-          g && CORRECTION_ACTIONS.includes(g.action) && m?.recall && m.recall.by.toLowerCase() === g.user.toLowerCase()
+          g && CORRECTION_ACTIONS.includes(g.action) && m?.recall && sameIdentity(m.recall.by, g.user)
             ? `You recalled this message and wrote its correction text: someone else decides on it. ${nothing}`
-            : m && g && m.author === g.user
+            : m && g && sameIdentity(m.author, g.user)
               ? `Nobody approves their own message. ${nothing}`
               : `Your roles do not allow this action on this message. ${nothing}`,
       };

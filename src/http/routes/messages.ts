@@ -4,7 +4,7 @@ import { Router } from "express";
 import { z } from "zod";
 import { STATES } from "../../domain/lifecycle.js";
 import { approveCorrectionInput, approveInput, draftInput, messageInput, submitDraftInput, pauseInput, recallInput, rejectCorrectionInput, rejectInput } from "../../domain/message-input.js";
-import { composeCorrection, composeOriginal } from "../../mail/compose.js";
+import { correctionAsSent, originalAsSent } from "../../notify/as-sent.js";
 import type { Renderer } from "../../mail/render.js";
 import type { MessageService } from "../../service/message-service.js";
 import type { MessageStore } from "../../store/message-store.js";
@@ -147,20 +147,17 @@ export function messageRoutes(d: { service: MessageService; store: MessageStore;
     const now = new Date();
     let built;
     try {
-      built =
-        q.of === "original"
-          ? await composeOriginal(d.renderer, m, now)
-          : await composeCorrection(d.renderer, { original: m, sentAt: m.releaseAt ? new Date(m.releaseAt) : null, correctionText: m.correction?.text ?? null }, now);
+      built = await (q.of === "original" ? originalAsSent : correctionAsSent)(d.renderer, m, now);
     } catch (e) {
       // Stored before a rule it breaks (a house template since removed, a sender an older version
       // accepted): it cannot go out as it is, and says why.
       throw new DomainError("conflict", `message ${m.id} cannot be built as a mail: ${(e as Error).message}`, { state: m.state });
     }
     res.set("Airlock-Digest", built.digest);
-    if (q.part === "text") return void res.type("text/plain; charset=utf-8").send(built.parts.text);
+    if (q.part === "text") return void res.type("text/plain; charset=utf-8").send(built.text);
     // The preview is untrusted author content rendered by our template: no scripts may run.
     res.set("Content-Security-Policy", "default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; sandbox");
-    res.type("html").send(built.parts.html);
+    res.type("html").send(built.html);
   });
 
   return r;
