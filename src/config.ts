@@ -98,15 +98,70 @@ const schema = z.object({
   API_RATE_LIMIT_PER_MINUTE: int(1, 1_000_000).default(600),
   /** Requests per minute per client address to /links (a person needs two per link). Default 60. */
   LINK_RATE_LIMIT_PER_MINUTE: int(1, 1_000_000).default(60),
-  /** Seconds before the jobs of a crashed worker are taken over by another. Default 30. */
-  WORKER_LOCK_SECONDS: int(2, 600).default(30),
+  /**
+   * Seconds a worker's job lock lasts without renewal: a killed worker's jobs are taken over at most
+   * a third of this later again (8 s at the default), and a live worker renews every sixth of it,
+   * so an event-loop stall of up to five sixths of it (5 s) loses nothing (workers/run-workers.ts).
+   * Default 6.
+   */
+  WORKER_LOCK_SECONDS: int(2, 600).default(6),
+  /**
+   * TLS to the SMTP server: `required` (STARTTLS must be offered and succeed, certificate verified),
+   * `opportunistic` (STARTTLS when offered) or `none`. An smtps:// URL is TLS from the first byte
+   * whatever this says. Default: `required` in production to a host other than loopback, else
+   * `opportunistic`.
+   */
+  SMTP_TLS: z.enum(["required", "opportunistic", "none"]).optional(),
+  /** PEM file of the CA that signed the SMTP server's certificate (a private CA), added to the system's. */
+  SMTP_CA_FILE: z.string().min(1).optional(),
+  /**
+   * Redis Sentinels, `host:port` comma-separated: Airlock asks them for the primary of
+   * REDIS_SENTINEL_NAME instead of connecting to REDIS_URL's host (REDIS_URL then gives only the
+   * password, database and TLS, and may be omitted).
+   */
+  REDIS_SENTINELS: z
+    .string()
+    .transform((raw, ctx) => {
+      const out: Array<{ host: string; port: number }> = [];
+      for (const part of raw.split(",").map((p) => p.trim()).filter(Boolean)) {
+        const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(part);
+        if (!m || Number(m[2]) > 65535) {
+          ctx.addIssue({ code: "custom", message: `"${part}" is not host:port` });
+          return z.NEVER;
+        }
+        out.push({ host: m[1]!.replace(/^\[|\]$/g, ""), port: Number(m[2]) });
+      }
+      if (!out.length) {
+        ctx.addIssue({ code: "custom", message: "names no sentinel" });
+        return z.NEVER;
+      }
+      return out;
+    })
+    .optional(),
+  /** The primary's name the sentinels monitor. Default "airlock". */
+  REDIS_SENTINEL_NAME: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, { error: "must be a sentinel master name (letters, digits, . _ -)" }).default("airlock"),
+  /**
+   * Replicas that must have an approval, a recall or a halt (Redis WAIT) before it is answered with
+   * success. Default 0 (answer at once; a failover may then forget the last acknowledged actions).
+   */
+  REDIS_MIN_REPLICAS_ACK: int(0, 10).default(0),
+  /** Milliseconds to wait for REDIS_MIN_REPLICAS_ACK replicas before answering 503 (the action is kept and may be retried). Default 2000. */
+  REDIS_REPLICA_ACK_TIMEOUT_MS: int(10, 60_000).default(2000),
+  /**
+   * Secret that keys the audit chain (HMAC-SHA-256); at least 32 characters. Whoever holds it can
+   * verify the chain, and forge it: give it to the service and the auditor only. No default outside
+   * development (a random one kept under ./data).
+   */
+  AUDIT_SECRET: z.string().min(32, { error: "must be at least 32 characters" }).optional(),
+  /** Revisions one message may have (each edit is one). Default 50. */
+  MAX_REVISIONS: int(1, 1000).default(50),
   /** A worker-only process (`npm run start:worker`) serves GET /metrics on this port when set. */
   METRICS_PORT: int(0, 65535).optional(),
   /** pino log level. */
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
-export type Config = Readonly<z.infer<typeof schema> & { PUBLIC_URL: string; production: boolean }>;
+export type Config = Readonly<Omit<z.infer<typeof schema>, "SMTP_TLS"> & { PUBLIC_URL: string; production: boolean; SMTP_TLS: "required" | "opportunistic" | "none" }>;
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -115,7 +170,7 @@ export class ConfigError extends Error {
   }
 }
 
-const REQUIRED_IN_PRODUCTION = ["REDIS_URL", "SMTP_URL", "USERS_FILE", "LINK_SECRET"] as const;
+const REQUIRED_IN_PRODUCTION = ["SMTP_URL", "USERS_FILE", "LINK_SECRET", "AUDIT_SECRET"] as const;
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // An empty variable means "unset": `FOO= npm start` should not be a validation error.
@@ -127,8 +182,25 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const c = parsed.data;
   const production = c.NODE_ENV === "production";
   if (production) {
-    const missing = REQUIRED_IN_PRODUCTION.filter((k) => c[k] === undefined);
-    if (missing.length) throw new ConfigError(missing.map((k) => `${k}: required when NODE_ENV=production`));
+    const missing: string[] = REQUIRED_IN_PRODUCTION.filter((k) => c[k] === undefined);
+    if (c.REDIS_URL === undefined && c.REDIS_SENTINELS === undefined) missing.unshift("REDIS_URL");
+    if (missing.length) throw new ConfigError(missing.map((k) => `${k}: required when NODE_ENV=production${k === "REDIS_URL" ? " (or REDIS_SENTINELS)" : ""}`));
   }
-  return Object.freeze({ ...c, PUBLIC_URL: (c.PUBLIC_URL ?? `http://localhost:${c.PORT}`).replace(/\/+$/, ""), production });
+  if (c.REDIS_MIN_REPLICAS_ACK > 0 && c.REDIS_URL === undefined && c.REDIS_SENTINELS === undefined) {
+    throw new ConfigError(["REDIS_MIN_REPLICAS_ACK: needs REDIS_URL or REDIS_SENTINELS (the development Redis has no replicas)"]);
+  }
+  return Object.freeze({
+    ...c,
+    PUBLIC_URL: (c.PUBLIC_URL ?? `http://localhost:${c.PORT}`).replace(/\/+$/, ""),
+    SMTP_TLS: c.SMTP_TLS ?? defaultSmtpTls(c.SMTP_URL, production),
+    production,
+  });
+}
+
+/** `required` in production to a host other than loopback; `opportunistic` otherwise (development sinks rarely have a certificate). */
+function defaultSmtpTls(smtpUrl: string | undefined, production: boolean): "required" | "opportunistic" {
+  if (!production || !smtpUrl) return "opportunistic";
+  const host = new URL(smtpUrl).hostname.replace(/^\[|\]$/g, "");
+  const loopback = host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+  return loopback ? "opportunistic" : "required";
 }

@@ -15,23 +15,35 @@ export interface RunningWorkers {
   close(opts?: { force?: boolean }): Promise<void>;
 }
 
+/**
+ * BullMQ's lock options from WORKER_LOCK_SECONDS (L).
+ *
+ * A job's lock lasts L without renewal. A live worker renews it every L/6 (BullMQ's timer ticks
+ * every half of lockRenewTime and renews what was last renewed more than half of it ago), so an
+ * event loop may stand still for up to 5L/6 before the lock lapses: 5 s at the default L = 6 s,
+ * against the 3 s stall the reliability goal names. A dead worker stops renewing; its lock lapses
+ * at most L after its last renewal, and the stalled-job check, run every L/3 by each worker,
+ * needs at most one more interval to see the lapse (a job is moved only when it was marked at the
+ * previous check and has no lock at this one): the jobs are back in the queue at most L + L/3
+ * after the death (8 s at the default, within the 10 s goal), and a free worker takes them at once.
+ * A stalled job is one whose worker died, not the job's fault: it is not failed for it (BullMQ's
+ * default fails it at the second stall).
+ */
+export function lockTiming(lockMs: number): { lockDuration: number; lockRenewTime: number; stalledInterval: number; maxStalledCount: number } {
+  return { lockDuration: lockMs, lockRenewTime: Math.round(lockMs / 6), stalledInterval: Math.round(lockMs / 3), maxStalledCount: 20 };
+}
+
 export function runWorkers(opts: {
   connection: Redis;
   fanout: FanoutProcessor;
   timers: TimerProcessor;
   notify: NotifyProcessor;
   concurrency: number;
-  /**
-   * How long a job stays locked to a worker that stopped renewing it (a crashed process) before
-   * another worker takes it over; BullMQ renews the lock every half of it and checks for stalled
-   * jobs as often. Shorter recovers faster after a crash; too short risks a busy worker losing its
-   * lock (the claim/settle scripts keep that safe, but it re-runs work).
-   */
+  /** WORKER_LOCK_SECONDS in ms: see lockTiming. */
   lockMs: number;
   logger: Logger;
 }): RunningWorkers {
-  // A stalled job is one whose worker died: not the job's fault, so it is not failed for it (BullMQ's default fails it at the second stall).
-  const locking = { lockDuration: opts.lockMs, stalledInterval: opts.lockMs, maxStalledCount: 20 };
+  const locking = lockTiming(opts.lockMs);
   const { connection, logger } = opts;
   const parse = <N extends keyof typeof JOBS>(name: N, job: Job) => {
     const r = JOBS[name].schema.safeParse(job.data);

@@ -80,6 +80,7 @@ it("starts from the build with plain node, works, and stops on SIGTERM", async (
       SMTP_URL: sink.url,
       USERS_FILE: writeHashedUsers(app),
       LINK_SECRET: "compiled-start-secret-0123456789abcdef0123",
+      AUDIT_SECRET: "compiled-audit-secret-0123456789abcdef0123",
       HOLD_MIN_SECONDS: "60",
     },
     stdio: ["ignore", "ignore", "pipe"],

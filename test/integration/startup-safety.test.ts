@@ -33,6 +33,7 @@ const production = () =>
     SMTP_URL: "smtp://127.0.0.1:2525",
     USERS_FILE: join(dir, "users.json"),
     LINK_SECRET: "startup-test-secret-0123456789abcdef0123",
+    AUDIT_SECRET: "startup-audit-secret-0123456789abcdef0123",
     LOG_LEVEL: "info",
   });
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../../src/config.js";
+import { lockTiming } from "../../workers/run-workers.js";
 
 describe("config", () => {
   it("has working development defaults", () => {
@@ -22,6 +23,45 @@ describe("config", () => {
   });
 
   it("requires the secrets and peers in production", () => {
-    expect(() => loadConfig({ NODE_ENV: "production" })).toThrow(/REDIS_URL[\s\S]*SMTP_URL[\s\S]*USERS_FILE[\s\S]*LINK_SECRET/);
+    expect(() => loadConfig({ NODE_ENV: "production" })).toThrow(/REDIS_URL[\s\S]*SMTP_URL[\s\S]*USERS_FILE[\s\S]*LINK_SECRET[\s\S]*AUDIT_SECRET/);
+  });
+
+  const production = {
+    NODE_ENV: "production",
+    SMTP_URL: "smtp://mail.corp.example:25",
+    USERS_FILE: "/etc/airlock/users.json",
+    LINK_SECRET: "l".repeat(32),
+    AUDIT_SECRET: "a".repeat(32),
+  };
+
+  it("accepts sentinels in place of REDIS_URL, and parses them", () => {
+    const c = loadConfig({ ...production, REDIS_SENTINELS: "10.0.0.1:26379, sentinel-2.corp.example:26380,[::1]:26381" });
+    expect(c.REDIS_SENTINELS).toEqual([
+      { host: "10.0.0.1", port: 26379 },
+      { host: "sentinel-2.corp.example", port: 26380 },
+      { host: "::1", port: 26381 },
+    ]);
+    expect(c.REDIS_SENTINEL_NAME).toBe("airlock");
+    expect(() => loadConfig({ ...production, REDIS_SENTINELS: "10.0.0.1" })).toThrow(/REDIS_SENTINELS[\s\S]*not host:port/);
+    expect(() => loadConfig({ REDIS_MIN_REPLICAS_ACK: "1" })).toThrow(/REDIS_MIN_REPLICAS_ACK/);
+  });
+
+  it("requires TLS to a remote SMTP server in production, unless told otherwise", () => {
+    expect(loadConfig({ ...production, REDIS_URL: "redis://r:6379" }).SMTP_TLS).toBe("required");
+    expect(loadConfig({ ...production, REDIS_URL: "redis://r:6379", SMTP_URL: "smtp://127.0.0.1:2525" }).SMTP_TLS).toBe("opportunistic");
+    expect(loadConfig({ ...production, REDIS_URL: "redis://r:6379", SMTP_TLS: "none" }).SMTP_TLS).toBe("none");
+    expect(loadConfig({ SMTP_URL: "smtp://mail.corp.example:25" }).SMTP_TLS).toBe("opportunistic");
+    expect(() => loadConfig({ SMTP_TLS: "sometimes" })).toThrow(/SMTP_TLS/);
+  });
+});
+
+describe("worker lock timing (workers/run-workers.ts)", () => {
+  it("with the default, takes a dead worker's jobs over within 10 s and survives a 3 s stall", () => {
+    const t = lockTiming(loadConfig({}).WORKER_LOCK_SECONDS * 1000);
+    // Worst case after a death: the lock lapses one lockDuration after the last renewal, and the
+    // stalled check needs up to one more interval to see it.
+    expect(t.lockDuration + t.stalledInterval).toBeLessThanOrEqual(10_000);
+    // A stall delays the next renewal, due lockRenewTime after the last one: it must land before the lapse.
+    expect(t.lockDuration - t.lockRenewTime).toBeGreaterThanOrEqual(3_000 + 1_000);
   });
 });
