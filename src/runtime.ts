@@ -116,7 +116,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const linkSecret = config.LINK_SECRET ?? developmentLinkSecret(resolve(dataDir, "link-secret"));
   const outboxDir = config.SMTP_URL ? null : resolve(dataDir, "outbox");
   const transport =
-    opts.transport ?? (config.SMTP_URL ? createSmtpTransport({ url: config.SMTP_URL, poolSize: config.SMTP_POOL_SIZE, ehloName: config.SMTP_EHLO_NAME }) : createOutboxTransport(outboxDir!));
+    opts.transport ?? (config.SMTP_URL ? createSmtpTransport({ url: config.SMTP_URL, poolSize: config.SMTP_POOL_SIZE, ehloName: config.SMTP_EHLO_NAME, tls: config.SMTP_TLS, caFile: config.SMTP_CA_FILE }) : createOutboxTransport(outboxDir!));
 
   const store = new MessageStore(redis, clock);
   const audiences = new AudienceStore({ redis, clock, allowedDomains: config.ALLOWED_RECIPIENT_DOMAINS });

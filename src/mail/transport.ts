@@ -36,6 +36,14 @@ export interface SmtpTransportOptions {
   poolSize: number;
   /** Name sent with EHLO (SMTP_EHLO_NAME); unset: the host's FQDN, else our address literal. */
   ehloName?: string;
+  /**
+   * SMTP_TLS: `required` refuses to send unless the session is TLS with a verified certificate
+   * (STARTTLS offered and done, or smtps); `opportunistic` upgrades when offered; `none` never does.
+   * Default `opportunistic`.
+   */
+  tls?: "required" | "opportunistic" | "none";
+  /** SMTP_CA_FILE: PEM of a private CA trusted in addition to the system's. */
+  caFile?: string;
 }
 
 /**
