@@ -12,6 +12,9 @@ import { dirname, resolve } from "node:path";
 import { Redis } from "ioredis";
 import { pino, type Logger } from "pino";
 import { AudienceStore } from "./audiences/audience-store.js";
+import { AuditSealer } from "./audit/sealer.js";
+import { AuditLog, auditedSettings } from "./audit/audit-log.js";
+import { AIRLOCK_ACTOR } from "./domain/message.js";
 import { UserDirectory, seedDemoUsers, watchUsersFile } from "./auth/users.js";
 import type { Config } from "./config.js";
 import { createApp } from "./http/app.js";
@@ -63,6 +66,8 @@ export interface Runtime {
   scheduler: BullScheduler;
   renderer: Renderer;
   linkSecret: string;
+  /** AUDIT_SECRET (development: kept under the data directory): keys the audit seals. */
+  auditSecret: string;
   tokens: LinkTokens;
   outboxDir: string | null;
   startApi(port?: number): Promise<{ server: Server; url: string }>;
@@ -113,7 +118,8 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const users = UserDirectory.fromFile(usersFile, { allowPlainTokens: !config.production });
   stops.push(watchUsersFile(usersFile, users, logger));
 
-  const linkSecret = config.LINK_SECRET ?? developmentLinkSecret(resolve(dataDir, "link-secret"));
+  const linkSecret = config.LINK_SECRET ?? developmentSecret(resolve(dataDir, "link-secret"));
+  const auditSecret = config.AUDIT_SECRET ?? developmentSecret(resolve(dataDir, "audit-secret"));
   const outboxDir = config.SMTP_URL ? null : resolve(dataDir, "outbox");
   const transport =
     opts.transport ?? (config.SMTP_URL ? createSmtpTransport({ url: config.SMTP_URL, poolSize: config.SMTP_POOL_SIZE, ehloName: config.SMTP_EHLO_NAME, tls: config.SMTP_TLS, caFile: config.SMTP_CA_FILE }) : createOutboxTransport(outboxDir!));
@@ -130,6 +136,12 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const tokens = new LinkTokens(redis, linkSecret, clock);
   // Before anything can write an audit entry, so the first message's notifications are not missed.
   await ensureNotifierGroup(redis);
+  const sealer = new AuditSealer({ redis, reader: connect("audit-sealer", true), secret: auditSecret, logger });
+  sealer.start();
+  stops.push(() => sealer.stop());
+  const audit = new AuditLog(redis, clock);
+  // Which settings this process runs with, on the record (secrets only as set or unset).
+  await audit.append(AIRLOCK_ACTOR, "settings", { process: `${hostname()}-${process.pid}`, settings: auditedSettings(config) });
 
   const runtime: Runtime = {
     config,
@@ -143,6 +155,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     scheduler,
     renderer,
     linkSecret,
+    auditSecret,
     tokens,
     outboxDir,
     async startApi(port = config.PORT) {
@@ -163,11 +176,12 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         publicUrl: config.PUBLIC_URL,
         rateLimits: { api: config.API_RATE_LIMIT_PER_MINUTE, links: config.LINK_RATE_LIMIT_PER_MINUTE },
         metrics: metrics.registry,
-        sessions: new SessionStore(redis, users, clock),
+        sessions: new SessionStore(redis, users, clock, audit),
         views: createDashboardViews(templatesDir()),
         queues: [scheduler.fanout, scheduler.timers, scheduler.notifications],
         outboxDir,
         clock,
+        auditSecret,
       });
       const server = await new Promise<Server>((res, rej) => {
         const s = app.listen(port, (err?: Error) => (err ? rej(err) : res(s)));
@@ -241,8 +255,8 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   return runtime;
 }
 
-/** Development only: a random secret kept next to the data, so links in the outbox survive a restart. */
-function developmentLinkSecret(path: string): string {
+/** Development only: a random secret kept next to the data (links in the outbox, the audit seals survive a restart). */
+function developmentSecret(path: string): string {
   if (!existsSync(path)) {
     mkdirSync(dirname(path), { recursive: true });
     writeFileSync(path, randomBytes(32).toString("hex") + "\n", { mode: 0o600 });

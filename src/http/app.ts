@@ -53,6 +53,8 @@ export interface AppDeps {
   /** The development outbox, or null when mail goes to SMTP. */
   outboxDir: string | null;
   clock: { now(): number };
+  /** AUDIT_SECRET: /api/audit/verify checks the seals with it. */
+  auditSecret: string;
 }
 
 /** JSON bodies of messages are small. Audiences (JSON or CSV) are streamed by their route, unbounded in bytes. */
@@ -130,7 +132,7 @@ export function createApp(d: AppDeps): express.Express {
   );
   api.get("/audit/verify", async (req, res) => {
     if (!currentUser(req).roles.includes("admin")) throw new DomainError("forbidden", "only an admin may verify the audit trail");
-    res.json(await verifyAudit(d.redis));
+    res.json(await verifyAudit(d.redis, { secret: d.auditSecret }));
   });
   app.use("/api", api);
 

@@ -35,6 +35,10 @@ export const keys = {
   auditAll: () => `${PREFIX}:audit`,
   /** String: the hash of the newest entry of the global audit chain (store/lua/prologue.lua). */
   auditHead: () => `${PREFIX}:audit:head`,
+  /** Hash entry id -> HMAC seal of that entry of the global audit stream (audit/sealer.ts). */
+  auditSeals: () => `${PREFIX}:audit-seal:macs`,
+  /** String "<entry id> <seal>": the newest sealed entry of the global audit stream. */
+  auditSealHead: () => `${PREFIX}:audit-seal:head`,
   /** Sorted set createdAt -> id: every message, for listing newest first. */
   messagesByTime: () => `${PREFIX}:messages`,
   /** Sorted set createdAt -> id of the messages in one state. */

@@ -139,7 +139,7 @@ describe("audit trail", () => {
     ]);
     // Refused replacements left nothing in the trail.
     expect(entries.some((e) => e.actor === USERS.author2.email)).toBe(false);
-    const report = await verifyAudit(a.rt.redis);
+    const report = await verifyAudit(a.rt.redis, { secret: a.rt.auditSecret });
     expect(report.problems).toEqual([]);
     expect(report.ok).toBe(true);
   });
@@ -205,7 +205,7 @@ describe("delete", () => {
   it("works for an admin, and the chain still verifies", async () => {
     expect((await a.call("admin", "DELETE", "/api/audiences/doomed")).status).toBe(204);
     expect((await audienceEntries("doomed")).at(-1)).toMatchObject({ action: "audienceDelete", actor: USERS.admin.email, from: "3", to: "4" });
-    expect(await verifyAudit(a.rt.redis)).toMatchObject({ ok: true, problems: [] });
+    expect(await verifyAudit(a.rt.redis, { secret: a.rt.auditSecret })).toMatchObject({ ok: true, problems: [] });
   });
 });
 
@@ -230,7 +230,7 @@ describe("tampering", () => {
     expect(fields).not.toEqual(victim);
     await a.rt.redis.xdel(keys.auditAll(), victimId);
     const forgedId = await a.rt.redis.xadd(keys.auditAll(), "*", ...fields);
-    const report = await verifyAudit(a.rt.redis);
+    const report = await verifyAudit(a.rt.redis, { secret: a.rt.auditSecret });
     expect(report.ok).toBe(false);
     expect(report.problems).toContainEqual(expect.objectContaining({ entryId: forgedId, problem: expect.stringMatching(/hash does not match/) }));
   });

@@ -14,6 +14,7 @@ import type { Redis } from "ioredis";
 import type { User, UserDirectory } from "../../auth/users.js";
 import { keys } from "../../store/keys.js";
 import type { Clock } from "../../domain/clock.js";
+import type { AuditLog } from "../../audit/audit-log.js";
 
 export const SESSION_COOKIE = "airlock_session";
 /** A working day and a bit: an on-call operator signs in once per shift. */
@@ -35,10 +36,11 @@ export class SessionStore {
     private readonly redis: Redis,
     private readonly users: UserDirectory,
     private readonly clock: Clock,
+    private readonly audit: AuditLog,
   ) {}
 
-  /** Starts a session for the holder of `token`; null when the token is unknown. */
-  async start(token: string): Promise<{ id: string; session: Session } | null> {
+  /** Starts a session for the holder of `token` (audited); null when the token is unknown. */
+  async start(token: string, from: { ip?: string }): Promise<{ id: string; session: Session } | null> {
     const user = this.users.byToken(token);
     if (!user) return null;
     const id = randomBytes(32).toString("base64url");
@@ -46,6 +48,7 @@ export class SessionStore {
     const now = this.clock.now();
     const key = keys.session(hash(id));
     await this.redis.multi().hset(key, { user: user.email, credential: user.credential, csrf, createdAt: String(now), touchedAt: String(now) }).pexpire(key, IDLE_MS).exec();
+    await this.audit.append(user.email, "signIn", { method: "token", ip: from.ip ?? null });
     return { id, session: { user, csrf } };
   }
 
@@ -74,6 +77,14 @@ export class SessionStore {
 
   async end(id: string | undefined): Promise<void> {
     if (id && /^[A-Za-z0-9_-]{43}$/.test(id)) await this.redis.del(keys.session(hash(id)));
+  }
+
+  /** Ends a session at its user's request (audited). */
+  async signOut(id: string | undefined): Promise<void> {
+    if (!id || !/^[A-Za-z0-9_-]{43}$/.test(id)) return;
+    const key = keys.session(hash(id));
+    const [[, user]] = (await this.redis.multi().hget(key, "user").del(key).exec()) as [[null, string | null], [null, number]];
+    if (user) await this.audit.append(user, "signOut", {});
   }
 
   static readonly maxAgeMs = MAX_AGE_MS;

@@ -20,7 +20,7 @@ export function signInRoutes(d: DashboardDeps, k: PageKit): Router {
     // No session yet, so no CSRF token: the origin check stops another site signing a browser in as someone else.
     if (!fromOwnOrigin(req, d.publicUrl)) return k.refusePage(req, res, 403, "Refused: sign in from the Airlock sign-in page", "Nothing was changed.");
     const token = one(body.token)?.trim() ?? "";
-    const started = token.length > 0 && token.length <= 512 ? await d.sessions.start(token) : null;
+    const started = token.length > 0 && token.length <= 512 ? await d.sessions.start(token, { ip: req.ip }) : null;
     if (!started) {
       d.logger.warn({ ip: req.ip }, "dashboard sign-in refused: unknown token");
       return k.page(res, 401, "signin", k.frame(req, "Sign in", "none"), { next, error: "That token is not valid. Check it and try again." });
@@ -32,7 +32,7 @@ export function signInRoutes(d: DashboardDeps, k: PageKit): Router {
   });
 
   r.post("/signout", form, k.signedIn, k.csrf, async (req, res) => {
-    await d.sessions.end(sessionCookie(req));
+    await d.sessions.signOut(sessionCookie(req));
     res.clearCookie(SESSION_COOKIE, { httpOnly: true, sameSite: "strict", secure: secureCookie(req), path: "/" });
     res.redirect(303, "/signin");
   });

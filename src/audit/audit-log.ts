@@ -1,0 +1,55 @@
+/**
+ * Audit entries that belong to no message: sign-ins and sign-outs, the settings a process started
+ * with. They join the global chain by the same rule as every other entry (audit/chain.ts; the
+ * Lua below is that rule without a message, as audiences/audience-scripts.ts writes it too), and
+ * are sealed like the rest.
+ */
+import type { Redis } from "ioredis";
+import type { Clock } from "../domain/clock.js";
+import { keys } from "../store/keys.js";
+
+/** KEYS: 1 global audit stream, 2 audit head. ARGV: 1 actor, 2 action, 3 at (epoch ms), 4 detail. */
+const APPEND_SCRIPT = `
+local prev = redis.call('GET', KEYS[2])
+if prev == false then prev = '' end
+local body = table.concat({'', '', ARGV[1], ARGV[2], '', '', ARGV[3], ARGV[4]}, '\\n')
+local hash = redis.sha1hex(prev .. '\\n' .. body)
+redis.call('XADD', KEYS[1], '*', 'message', '', 'revision', '', 'actor', ARGV[1], 'action', ARGV[2], 'from', '',
+  'to', '', 'at', ARGV[3], 'detail', ARGV[4], 'prev', prev, 'hash', hash)
+redis.call('SET', KEYS[2], hash)
+return hash
+`;
+
+export type GlobalAction = "signIn" | "signOut" | "settings";
+
+export class AuditLog {
+  constructor(
+    private readonly redis: Redis,
+    private readonly clock: Clock,
+  ) {}
+
+  async append(actor: string, action: GlobalAction, detail: Record<string, unknown>): Promise<void> {
+    await this.redis.eval(APPEND_SCRIPT, 2, keys.auditAll(), keys.auditHead(), actor, action, String(this.clock.now()), JSON.stringify(detail));
+  }
+}
+
+/** The settings as audited at start: secrets and URL passwords are replaced by whether they are set. */
+export function auditedSettings(config: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(config)) {
+    if (/SECRET|PASSWORD/.test(k)) out[k] = v === undefined ? "unset" : "set";
+    else if (typeof v === "string" && /^[a-z]+:\/\//i.test(v)) out[k] = withoutPassword(v);
+    else out[k] = v;
+  }
+  return out;
+}
+
+function withoutPassword(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "redacted";
+    return u.toString();
+  } catch {
+    return url; // not a URL after all (validated by config.ts)
+  }
+}
