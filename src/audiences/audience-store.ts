@@ -17,6 +17,12 @@
  * addresses were added and removed (keys.audienceVersions), and appended to the global audit chain
  * in the same script (audience-scripts.ts). Added and removed come from |new ∩ old|, counted in
  * Redis a slice at a time before the commit: nothing of either version is held here.
+ *
+ * An upload is bounded in time as well as in size: besides the distinct recipients (maxRecipients),
+ * it may hold at most maxRows rows received, duplicates and a CSV's empty lines included, so an
+ * endless list of the same few addresses is refused instead of read for ever; and a user runs at
+ * most maxConcurrentUploads uploads at a time, counted in Redis across API processes
+ * (upload-slots.ts, taken by the route before the body is read).
  */
 import { randomUUID } from "node:crypto";
 import type { ChainableCommander, Redis } from "ioredis";
@@ -27,6 +33,7 @@ import { keys } from "../store/keys.js";
 import { CHUNK_SCRIPT, COMMIT_SCRIPT, COMMON_SLICE, COMMON_SLICE_SCRIPT, CURRENT_SCRIPT, DELETE_SCRIPT } from "./audience-scripts.js";
 import type { AudienceRecord } from "./csv.js";
 import { AudienceError } from "./errors.js";
+import { UploadSlots, type UploadSlot } from "./upload-slots.js";
 
 export interface AudienceInfo {
   name: string;
@@ -76,6 +83,17 @@ export interface AudienceStoreOptions {
   clock: { now(): number };
   /** Distinct recipients allowed in one audience. Default 1,000,000 (the spec's normal maximum). */
   maxRecipients?: number;
+  /**
+   * Rows one upload may send, every row counted (duplicates, refused rows read on to be counted, a
+   * CSV's empty lines): the bound in time of an upload whose rows collapse into few recipients.
+   * Default twice maxRecipients, so a full list with some duplicates still fits (and at least
+   * MIN_DEFAULT_ROWS, so a small cap still takes a small list with many duplicates).
+   */
+  maxRows?: number;
+  /** Uploads one user may run at a time, across every API process. Default 2 (UPLOADS_PER_USER). */
+  maxConcurrentUploads?: number;
+  /** How long a running upload's place lasts unless renewed (it is renewed every third of it). Default 60 s (UPLOAD_LEASE_MS). */
+  uploadLeaseMs?: number;
   /** Rows sent to Redis per pipeline round trip. Default 1000: bounded memory, few round trips. */
   chunkSize?: number;
   /** ALLOWED_RECIPIENT_DOMAINS: an upload with an address in any other domain is refused. Default unset: any domain. */
@@ -101,12 +119,27 @@ const SCRATCH_TTL_SECONDS = 3600;
 const MAX_RECORDED_DOMAINS = 200;
 /** Versions shown with an audience (all are kept, in keys.audienceVersions and the audit trail). */
 const VERSIONS_SHOWN = 50;
+/** The least default bound on rows, however low maxRecipients is: 10,000 rows cost a few ms of work. */
+const MIN_DEFAULT_ROWS = 10_000;
+/**
+ * Uploads one user runs at a time (no setting yet: config.ts is not this module's to change). Two:
+ * one list can be replaced while another is still uploading, and nobody runs a dozen at once.
+ */
+const UPLOADS_PER_USER = 2;
+/**
+ * How long a running upload's place is held without renewal. The holder renews it every 20 s, so
+ * it survives two missed renewals (a Redis failover, a stalled event loop); a process that crashes
+ * mid-upload stops renewing, and its user gets the place back within a minute.
+ */
+const UPLOAD_LEASE_MS = 60_000;
 
 export class AudienceStore {
   private readonly redis: Redis;
   private readonly clock: { now(): number };
   private readonly maxRecipients: number;
+  private readonly maxRows: number;
   private readonly chunkSize: number;
+  private readonly slots: UploadSlots;
   private readonly allowedDomains: AllowedDomains;
   private readonly domainCap: number;
 
@@ -114,16 +147,29 @@ export class AudienceStore {
     this.redis = opts.redis;
     this.clock = opts.clock;
     this.maxRecipients = opts.maxRecipients ?? 1_000_000;
+    this.maxRows = opts.maxRows ?? Math.max(2 * this.maxRecipients, MIN_DEFAULT_ROWS);
     this.chunkSize = opts.chunkSize ?? 1000;
     this.allowedDomains = opts.allowedDomains;
     this.domainCap = Math.max(MAX_RECORDED_DOMAINS, opts.allowedDomains?.length ?? 0);
+    this.slots = new UploadSlots({ redis: opts.redis, max: opts.maxConcurrentUploads ?? UPLOADS_PER_USER, leaseMs: opts.uploadLeaseMs ?? UPLOAD_LEASE_MS });
+  }
+
+  /**
+   * Takes one of `by`'s places for an upload (at most maxConcurrentUploads at a time, counted in
+   * Redis across API processes), or throws a `rate_limited` DomainError naming the limit. Call it
+   * before reading the body, and `release()` the place when the upload ends, however it ends.
+   */
+  startUpload(by: string): Promise<UploadSlot> {
+    return this.slots.acquire(by);
   }
 
   /**
    * Replaces audience `name` with `records` (streamed; duplicates collapse, the last non-empty
-   * details of an address win). All or nothing: any refused row throws an AudienceError and
-   * leaves the previous audience as it was. `name` may be a function, asked once the records are
-   * read, for a body that gives the name after the recipients (JSON keys come in any order).
+   * details of an address win; null is a row without a recipient, a CSV's empty line, counted toward
+   * maxRows and otherwise skipped). All or nothing: any refused row throws an AudienceError and
+   * leaves the previous audience as it was; so does the row past maxRows, as soon as it arrives.
+   * `name` may be a function, asked once the records are read, for a body that gives the name after
+   * the recipients (JSON keys come in any order).
    * Addresses outside the allowed domains are counted to the end of the upload (the first
    * OUTSIDE_LISTED named with their rows) and refuse it as a whole.
    * An existing audience is replaced only by its owner or with `anyOwner`; anyone else gets a
@@ -132,7 +178,7 @@ export class AudienceStore {
   async replaceFromRecords(
     audienceName: string | (() => string),
     by: string,
-    records: AsyncIterable<AudienceRecord> | Iterable<AudienceRecord>,
+    records: AsyncIterable<AudienceRecord | null> | Iterable<AudienceRecord | null>,
     opts: ChangeOptions = {},
   ): Promise<AudienceUpload> {
     const anyOwner = opts.anyOwner ? "1" : "0";
@@ -147,7 +193,8 @@ export class AudienceStore {
     let committed = false;
     try {
       let distinct = 0;
-      let row = 0;
+      let row = 0; // rows with a recipient, as numbered in refusals
+      let received = 0; // every row, for maxRows
       const outside = { count: 0, first: [] as Array<{ row: number; email: string }> };
       // One chunk at a time: one script adds the addresses and counts their domains, HSET takes many
       // members, so a chunk is one round trip.
@@ -171,6 +218,13 @@ export class AudienceStore {
       };
 
       for await (const rec of records) {
+        received += 1;
+        if (received > this.maxRows) {
+          throw new AudienceError("too_many_recipients", `An upload holds at most ${this.maxRows} rows, duplicates included. Nothing was changed.`, {
+            maxRows: this.maxRows,
+          });
+        }
+        if (rec === null) continue;
         row += 1;
         const checked = checkRecord(rec, row);
         if (!isAllowedDomain(checked.address, this.allowedDomains)) {

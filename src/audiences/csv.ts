@@ -7,6 +7,10 @@
  *   `department` optional, other columns ignored;
  * - no header: the first cell of the first row contains `@`, and the first column is the
  *   email. Other columns are ignored, since without a header we cannot know what they hold.
+ *
+ * An empty line (blank or whitespace only) holds no recipient, but it is a row received: it is
+ * yielded as null, which the store counts toward its bound on rows and otherwise skips, so a body
+ * of endless empty lines ends like one of endless duplicates.
  */
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream";
@@ -28,12 +32,14 @@ interface Columns {
   department: number;
 }
 
-export async function* parseCsv(stream: NodeJS.ReadableStream | Readable): AsyncIterable<AudienceRecord> {
+export async function* parseCsv(stream: NodeJS.ReadableStream | Readable): AsyncIterable<AudienceRecord | null> {
   // Arrays rather than `columns: true`: the header is optional, so we decide from the first row.
   const parser = parse({
     bom: true,
     trim: true,
-    skip_empty_lines: true,
+    // Not skipped by csv-parse, which would read endless empty lines without yielding: see isEmptyLine.
+    skip_empty_lines: false,
+    raw: true,
     relax_column_count: true, // spreadsheet exports often drop trailing empty cells
     max_record_size: MAX_RECORD_BYTES,
   });
@@ -43,7 +49,11 @@ export async function* parseCsv(stream: NodeJS.ReadableStream | Readable): Async
 
   let columns: Columns | null = null;
   try {
-    for await (const row of parser as AsyncIterable<string[]>) {
+    for await (const { record: row, raw } of parser as AsyncIterable<{ record: string[]; raw: string }>) {
+      if (isEmptyLine(row, raw)) {
+        yield null;
+        continue;
+      }
       if (columns === null) {
         const headerless = (row[0] ?? "").includes("@");
         columns = headerless ? { email: 0, name: -1, department: -1 } : columnsFrom(row);
@@ -58,6 +68,11 @@ export async function* parseCsv(stream: NodeJS.ReadableStream | Readable): Async
     }
     throw err;
   }
+}
+
+/** What `skip_empty_lines` skips: a line empty once trimmed (a quoted "" is a row with an empty email, refused as such). */
+function isEmptyLine(row: string[], raw: string): boolean {
+  return row.length === 1 && row[0] === "" && !raw.includes('"');
 }
 
 function columnsFrom(first: string[]): Columns {

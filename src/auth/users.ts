@@ -105,6 +105,12 @@ export class UserDirectory {
   }
 }
 
+/**
+ * Whether the user may decide as an approver: approvers, and admins (the roles table gives admins
+ * everything the other roles may do). Never on their own message: callers check that too.
+ */
+export const mayDecide = (u: { roles: readonly Role[] }): boolean => u.roles.includes("approver") || u.roles.includes("admin");
+
 function readUsersFile(path: string): unknown {
   try {
     return JSON.parse(readFileSync(path, "utf8"));

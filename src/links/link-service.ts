@@ -8,7 +8,7 @@
  * audit entries as the API. No HTTP here: answers are codes.
  */
 import { z } from "zod";
-import type { User, UserDirectory } from "../auth/users.js";
+import { mayDecide, type User, type UserDirectory } from "../auth/users.js";
 import type { Clock } from "../domain/clock.js";
 import { DomainError, isDigestConflict } from "../domain/errors.js";
 import { canApply, TERMINAL_STATES } from "../domain/lifecycle.js";
@@ -105,12 +105,12 @@ export class LinkService {
       if (!canApply("recall", message.state)) return refuse("closed");
     } else if (CORRECTION_ACTIONS.includes(grant.action)) {
       // Four eyes on the correction: never the person who recalled and wrote it (a forwarded link included).
-      if (!holder.roles.includes("approver") || (message.recall && sameIdentity(message.recall.by, holder.email))) return refuse("forbidden");
+      if (!mayDecide(holder) || (message.recall && sameIdentity(message.recall.by, holder.email))) return refuse("forbidden");
       const c = message.correction;
       if (!c || c.status !== "pending" || !canApply(grant.action, message.state)) return refuse("closed");
       if (grant.action === "approveCorrection" && c.approvals.some((a) => sameIdentity(a.by, holder.email))) return refuse("already");
     } else {
-      if (!holder.roles.includes("approver") || sameIdentity(message.author, holder.email)) return refuse("forbidden");
+      if (!mayDecide(holder) || sameIdentity(message.author, holder.email)) return refuse("forbidden");
       if (grant.action === "approve" && message.approvals.some((a) => sameIdentity(a.by, holder.email))) return refuse("already");
       if (!canApply(grant.action, message.state)) return refuse("closed");
     }

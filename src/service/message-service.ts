@@ -6,7 +6,7 @@
  */
 import type { AudienceStore } from "../audiences/audience-store.js";
 import type { Config } from "../config.js";
-import type { User } from "../auth/users.js";
+import { mayDecide, type User } from "../auth/users.js";
 import type { Clock } from "../domain/clock.js";
 import { DomainError } from "../domain/errors.js";
 import type { Message } from "../domain/message.js";
@@ -347,7 +347,7 @@ export class MessageService {
    * decision only if no other approval or edit came in between, else it is decided again.
    */
   async approve(user: User, id: string, opts: { comment?: string; revision: number; digest?: string }): Promise<Message> {
-    if (!has(user, "approver")) throw new DomainError("forbidden", "only an approver may approve");
+    if (!mayDecide(user)) throw new DomainError("forbidden", "only an approver or an admin may approve");
     for (let attempt = 1; ; attempt++) {
       const current = await this.get(user, id);
       const refusal = approvalRefusal(current.author, user.email, current.approvals);
@@ -374,7 +374,7 @@ export class MessageService {
   }
 
   async reject(user: User, id: string, opts: { reason: string; revision?: number }): Promise<Message> {
-    if (!has(user, "approver")) throw new DomainError("forbidden", "only an approver may reject");
+    if (!mayDecide(user)) throw new DomainError("forbidden", "only an approver or an admin may reject");
     const current = await this.get(user, id);
     if (sameIdentity(current.author, user.email)) throw new DomainError("self_approval", "nobody decides on their own message");
     const revision = opts.revision ?? current.revision;
@@ -429,13 +429,13 @@ export class MessageService {
    * has stopped). `digest`, when given, must be the one of the correction the approver reviewed.
    */
   async approveCorrection(user: User, id: string, opts: { digest?: string; comment?: string }): Promise<Message> {
-    if (!has(user, "approver")) throw new DomainError("forbidden", "only an approver may approve a correction text");
+    if (!mayDecide(user)) throw new DomainError("forbidden", "only an approver or an admin may approve a correction text");
     return this.decideCorrection("approveCorrection", user, id, opts.digest, { comment: opts.comment ?? "" });
   }
 
   /** Rejects a custom correction text: the standard correction goes instead. */
   async rejectCorrection(user: User, id: string, opts: { reason: string }): Promise<Message> {
-    if (!has(user, "approver")) throw new DomainError("forbidden", "only an approver may reject a correction text");
+    if (!mayDecide(user)) throw new DomainError("forbidden", "only an approver or an admin may reject a correction text");
     return this.decideCorrection("rejectCorrection", user, id, undefined, { reason: opts.reason });
   }
 
@@ -516,14 +516,14 @@ export class MessageService {
     // Their own message (or correction text) first: whatever their roles, that is why it is not theirs.
     if (of === "original") {
       if (sameIdentity(m.author, user.email)) return "own_message";
-      if (!has(user, "approver")) return "not_approver";
+      if (!mayDecide(user)) return "not_approver";
       if (m.state !== "pending_approval") return "closed";
       return m.approvals.some((a) => sameIdentity(a.by, user.email)) ? "approved" : "open";
     }
     const c = m.correction;
     if (!c || c.status !== "pending") return "closed";
     if (m.recall && sameIdentity(m.recall.by, user.email)) return "own_correction";
-    if (!has(user, "approver")) return "not_approver";
+    if (!mayDecide(user)) return "not_approver";
     return c.approvals.some((a) => sameIdentity(a.by, user.email)) ? "approved" : "open";
   }
 

@@ -75,12 +75,12 @@ const ROUTES: Route[] = [
   {
     method: "POST", path: "/api/messages/:id/approve", setup: "pending_approval",
     url: (c) => `/api/messages/${c.id}/approve`, body: () => ({ revision: 1, comment: "fine" }),
-    expect: [403, 403, 200, 403, 403, SELF], okState: "scheduled", probe: messageProbe,
+    expect: [403, 403, 200, 403, 200, SELF], okState: "scheduled", probe: messageProbe,
   },
   {
     method: "POST", path: "/api/messages/:id/reject", setup: "pending_approval",
     url: (c) => `/api/messages/${c.id}/reject`, body: () => ({ reason: "tone" }),
-    expect: [403, 403, 200, 403, 403, SELF], okState: "rejected", probe: messageProbe,
+    expect: [403, 403, 200, 403, 200, SELF], okState: "rejected", probe: messageProbe,
   },
   {
     method: "POST", path: "/api/messages/:id/withdraw", setup: "pending_approval",
@@ -206,5 +206,18 @@ describe("authorization matrix", () => {
     } else if (route.okState) {
       expect(res.body.state).toBe(route.okState);
     }
+  });
+});
+
+describe("an admin", () => {
+  it("decides as an approver does, never on their own message", async () => {
+    const own = (await a.call("admin", "POST", "/api/messages", draft("Admin's own"))).body;
+    expect((await a.call("admin", "POST", `/api/messages/${own.id}/approve`, { revision: 1 })).body.error.code).toBe("self_approval");
+    expect((await a.call("admin", "POST", `/api/messages/${own.id}/reject`, { reason: "mine" })).body.error.code).toBe("self_approval");
+
+    const other = (await a.call("author", "POST", "/api/messages", draft("Admin approves"))).body;
+    const approved = await a.call("admin", "POST", `/api/messages/${other.id}/approve`, { revision: 1 });
+    expect(approved.status).toBe(200);
+    expect(approved.body.approvals.map((x: { by: string }) => x.by)).toEqual(["admin@corp.example"]);
   });
 });

@@ -141,6 +141,21 @@ describe("corrections", () => {
     for (const x of mails) expect(x.mail.text).not.toContain("wire money");
   });
 
+  it("lets an admin approve a correction text written by someone else, not their own", async () => {
+    const m = await sent({ subject: "Admin-approved correction" });
+    const r = await a.call("author", "POST", `/api/messages/${m.id}/recall`, { reason: "oops", correctionText: "The earlier message was sent in error." });
+    expect(r.body).toMatchObject({ state: "correcting", correction: { status: "pending" } });
+    const ok = await a.call("admin", "POST", `/api/messages/${m.id}/correction/approve`, { digest: r.body.correction.digest });
+    expect(ok.status, JSON.stringify(ok.body)).toBe(200);
+    await a.until("corrected", async () => (await get(m.id)).state === "corrected");
+    expect(correctionsOf(m.messageId).every((x) => String(x.mail.text).includes("sent in error."))).toBe(true);
+
+    const mine = await sent({ subject: "Admin's own correction" });
+    const own = await a.call("admin", "POST", `/api/messages/${mine.id}/recall`, { reason: "oops", correctionText: "Mine." });
+    expect(own.body.correction).toMatchObject({ status: "pending" });
+    expect((await a.call("admin", "POST", `/api/messages/${mine.id}/correction/approve`, {})).status).toBe(403);
+  });
+
   it("lets the recaller switch to the standard correction while the text waits", async () => {
     const m = await sent({ subject: "Switched correction" });
     await a.call("author", "POST", `/api/messages/${m.id}/recall`, { reason: "oops", correctionText: "Longer explanation." });

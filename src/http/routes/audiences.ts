@@ -2,11 +2,15 @@
  * /api/audiences: create or replace by streamed JSON or CSV; list; show with its versions; delete.
  * Authors and admins create audiences; an audience is replaced or deleted by its owner (its
  * creator) or an admin, which the store checks atomically with the change.
+ *
+ * A user runs at most two uploads at a time (AudienceStore.startUpload, counted in Redis across API
+ * processes): a further one is answered 429 before its body is read. An upload's rows are bounded
+ * too, duplicates included (413, like too many distinct recipients).
  */
 import { parse as parseContentType } from "content-type";
 import { Router, type Request } from "express";
 import { z } from "zod";
-import { AUDIENCE_NAME, type AudienceStore } from "../../audiences/audience-store.js";
+import { AUDIENCE_NAME, type AudienceStore, type AudienceUpload } from "../../audiences/audience-store.js";
 import { parseCsv } from "../../audiences/csv.js";
 import { readJsonAudience } from "../../audiences/json-upload.js";
 import { DomainError } from "../../domain/errors.js";
@@ -44,16 +48,30 @@ export function audienceRoutes(d: { audiences: AudienceStore }): Router {
 
   r.post("/", async (req, res) => {
     const { user, anyOwner } = audienceEditor(req);
+    let upload: () => Promise<AudienceUpload>;
     if (req.is("text/csv")) {
       const q = validate(z.strictObject({ name }), req.query, "query");
       assertPlainBody(req);
-      res.status(201).json(await d.audiences.replaceFromRecords(q.name, user.email, parseCsv(req), { anyOwner }));
-      return;
+      upload = () => d.audiences.replaceFromRecords(q.name, user.email, parseCsv(req), { anyOwner });
+    } else {
+      if (!req.is("application/json")) throw new DomainError("unsupported_media_type", "send application/json or text/csv");
+      assertPlainBody(req);
+      upload = () => {
+        const json = readJsonAudience(req);
+        return d.audiences.replaceFromRecords(json.name, user.email, json.records, { anyOwner });
+      };
     }
-    if (!req.is("application/json")) throw new DomainError("unsupported_media_type", "send application/json or text/csv");
-    assertPlainBody(req);
-    const upload = readJsonAudience(req);
-    res.status(201).json(await d.audiences.replaceFromRecords(upload.name, user.email, upload.records, { anyOwner }));
+    // Before a byte of the body is read; given back on every ending (success, refusal, the client
+    // going away, an error), and before the answer, so a client that starts its next upload on
+    // reading this one's answer finds its place free.
+    const slot = await d.audiences.startUpload(user.email);
+    let info: AudienceUpload;
+    try {
+      info = await upload();
+    } finally {
+      await slot.release();
+    }
+    res.status(201).json(info);
   });
 
   // A message froze its recipients at submit, so deleting a list changes no submitted message
