@@ -6,9 +6,10 @@
  * objects (address parsing, MIME node, message id, stream pipelines). The profile of a fan-out
  * showed those as most of the service's CPU (docs/performance.md).
  *
- * It speaks `smtp://` (upgrading with STARTTLS when the server offers it, as nodemailer does) and
- * `smtps://`; URLs with credentials or options use nodemailer instead (transport.ts). Without
- * PIPELINING it sends the same commands one at a time.
+ * It speaks `smtp://` (STARTTLS as SMTP_TLS says: when offered, always, or never) and `smtps://`;
+ * URLs with credentials or options use nodemailer instead (transport.ts). Without PIPELINING it
+ * sends the same commands one at a time. TLS always verifies the server's certificate: a failed
+ * handshake fails the connection, it never falls back to plaintext.
  *
  * Errors carry nodemailer's fields (`code`, `responseCode`, `command`, `response`) so that
  * smtp-errors.ts classifies both clients alike; `bodySent` says whether the whole body had been
@@ -16,20 +17,26 @@
  */
 import { connect as netConnect, isIPv4, isIPv6, type Socket } from "node:net";
 import { hostname } from "node:os";
-import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from "node:tls";
 import { isPermanentReply, type RecipientRejection, type SendResult } from "./smtp-errors.js";
 
 export interface SmtpClientOptions {
   host: string;
   port: number;
-  /** Implicit TLS (smtps). */
+  /** Implicit TLS (smtps), whatever `tls` says. */
   secure: boolean;
+  /** SMTP_TLS for a plain connection: STARTTLS when offered (default), required, or never. */
+  tls?: SmtpTlsMode;
+  /** Certificates trusted for the server's; unset: Node's default store. */
+  ca?: string[];
   poolSize: number;
   /** Name sent with EHLO (SMTP_EHLO_NAME); unset: see `ehloName`. */
   clientName?: string;
   /** No reply for this long while one is awaited: the connection is given up (default 2 minutes). */
   socketTimeoutMs?: number;
 }
+
+export type SmtpTlsMode = "required" | "opportunistic" | "none";
 
 export class SmtpClientError extends Error {
   override name = "SmtpClientError";
@@ -84,16 +91,12 @@ class Connection {
   }
 
   static async open(o: SmtpClientOptions): Promise<Connection> {
-    const socket = o.secure ? tlsConnect({ host: o.host, port: o.port, servername: o.host }) : netConnect({ host: o.host, port: o.port });
+    const socket = o.secure ? await handshake(tlsConnect({ ...tlsOptions(o), port: o.port }), o, "smtps", "CONN") : netConnect({ host: o.host, port: o.port });
     const c = new Connection(socket, o);
     try {
       await c.expect(await c.reply(), 220, "CONN");
       await c.hello();
-      if (!o.secure && c.startTls) {
-        await c.expect(await c.command("STARTTLS\r\n"), 220, "STARTTLS");
-        await c.upgrade();
-        await c.hello();
-      }
+      if (!o.secure) await c.startTlsAsConfigured();
       return c;
     } catch (e) {
       c.destroy();
@@ -132,17 +135,32 @@ class Connection {
     }
   };
 
-  private async upgrade(): Promise<void> {
+  /**
+   * SMTP_TLS on a plain connection. `required` refuses a server that does not offer STARTTLS
+   * (before MAIL FROM: nothing of the message has gone out); a refused STARTTLS or a failed
+   * handshake fails the connection in every mode.
+   */
+  private async startTlsAsConfigured(): Promise<void> {
+    const mode = this.o.tls ?? "opportunistic";
+    if (mode === "none") return;
+    if (!this.startTls) {
+      if (mode === "required") throw new SmtpClientError("SMTP server does not offer STARTTLS and SMTP_TLS=required", "ETLS", false, "STARTTLS");
+      return;
+    }
+    const r = await this.command("STARTTLS\r\n");
+    if (r.code !== 220) throw new SmtpClientError(`SMTP server refused STARTTLS (SMTP_TLS=${mode}): ${r.text}`, "ETLS", false, "STARTTLS", r.code, r.text);
+    await this.upgrade(mode);
+    // RFC 3207: what the server said before TLS is forgotten, it is asked again.
+    await this.hello();
+  }
+
+  private async upgrade(mode: SmtpTlsMode): Promise<void> {
     const plain = this.socket as Socket;
     plain.off("data", this.onData);
     plain.removeAllListeners("timeout");
     plain.removeAllListeners("error");
     plain.removeAllListeners("close");
-    const secure = tlsConnect({ socket: plain, servername: this.o.host });
-    await new Promise<void>((resolve, reject) => {
-      secure.once("secureConnect", () => resolve());
-      secure.once("error", (e: Error) => reject(new SmtpClientError(e.message, "ETLS", false, "STARTTLS")));
-    });
+    const secure = await handshake(tlsConnect({ ...tlsOptions(this.o), socket: plain }), this.o, `STARTTLS, SMTP_TLS=${mode}`, "STARTTLS");
     this.socket = secure;
     this.attach(secure);
   }
@@ -246,6 +264,45 @@ class Connection {
     await Promise.race([this.command("QUIT\r\n").catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]); // a polite QUIT, bounded
     this.destroy();
   }
+}
+
+/** Appended to a certificate that did not verify: what it is checked against. */
+export const UNVERIFIED_CERTIFICATE = "(the certificate must chain to the system's CAs or SMTP_CA_FILE's, and name the host)";
+
+/**
+ * Verified TLS to `o.host`: its certificate must chain to `o.ca` (else Node's default store) and
+ * name the host. SNI only for a name (RFC 6066 forbids an address; Node warns).
+ */
+function tlsOptions(o: SmtpClientOptions): ConnectionOptions {
+  return { host: o.host, ...(isIPv4(o.host) || isIPv6(o.host) ? {} : { servername: o.host }), ...(o.ca ? { ca: o.ca } : {}), rejectUnauthorized: true };
+}
+
+/**
+ * Resolves with the socket once the handshake is done and the certificate verified, else rejects
+ * with an ETLS error saying so. Data the server sends meanwhile waits in the paused socket.
+ */
+function handshake(socket: TLSSocket, o: SmtpClientOptions, context: string, command: string): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      socket.off("timeout", onTimeout).off("error", onError).off("close", onClose).off("secureConnect", onSecure);
+    };
+    const fail = (message: string) => {
+      done();
+      socket.on("error", () => {}); // whatever the dying socket still reports, this is the failure
+      socket.destroy();
+      reject(new SmtpClientError(`TLS with the SMTP server failed (${context}): ${message}`, "ETLS", false, command));
+    };
+    const onTimeout = () => fail("no handshake in time");
+    // authorizationError: the certificate did not verify (as opposed to a handshake that failed).
+    const onError = (e: Error) => fail(socket.authorizationError ? `${e.message} ${UNVERIFIED_CERTIFICATE}` : e.message);
+    const onClose = () => fail("connection closed");
+    const onSecure = () => {
+      done();
+      resolve(socket);
+    };
+    socket.setTimeout(o.socketTimeoutMs ?? 120_000);
+    socket.on("timeout", onTimeout).on("error", onError).on("close", onClose).on("secureConnect", onSecure);
+  });
 }
 
 /**

@@ -2,13 +2,17 @@
  * Hands a prebuilt MIME message to SMTP for one transaction (one envelope, many RCPTs).
  * Two implementations: a pooled SMTP client, and an outbox directory for development.
  */
+import { X509Certificate } from "node:crypto";
 import { Readable } from "node:stream";
+import { readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { rootCertificates } from "node:tls";
 import nodemailer from "nodemailer";
 import type { NodemailerError } from "nodemailer";
 import { parseConnectionUrl } from "nodemailer/lib/shared";
-import { SmtpClientError, SmtpClientPool } from "./smtp-client.js";
+import { ConfigError } from "../config.js";
+import { SmtpClientError, SmtpClientPool, UNVERIFIED_CERTIFICATE, type SmtpTlsMode } from "./smtp-client.js";
 import { classifySmtpError, isPermanentReply, SmtpSendError, type RecipientRejection, type SendResult } from "./smtp-errors.js";
 
 export { SmtpSendError, SMTP_ERROR_KINDS, type RecipientRejection, type SendResult, type SmtpErrorKind } from "./smtp-errors.js";
@@ -53,12 +57,42 @@ export interface SmtpTransportOptions {
 export function createSmtpTransport(opts: SmtpTransportOptions): MailTransport {
   const u = new URL(opts.url);
   const plain = (u.protocol === "smtp:" || u.protocol === "smtps:") && !u.username && !u.password && !u.search;
-  return plain ? createPipelinedTransport(u, opts) : createNodemailerTransport(opts);
+  // Read once, here: a missing file stops the start instead of failing every send.
+  const ca = trustedCertificates(opts.caFile);
+  return plain ? createPipelinedTransport(u, opts, ca) : createNodemailerTransport(opts, ca);
 }
 
-function createPipelinedTransport(u: URL, opts: SmtpTransportOptions): MailTransport {
+/**
+ * SMTP_CA_FILE's certificates beside Node's bundled roots (a `ca` option replaces the default
+ * store, it does not add to it); undefined without the file: Node's default store.
+ */
+function trustedCertificates(caFile: string | undefined): string[] | undefined {
+  if (!caFile) return undefined;
+  let pem: string;
+  try {
+    pem = readFileSync(caFile, "utf8");
+  } catch (e) {
+    throw new ConfigError([`SMTP_CA_FILE: cannot read ${caFile}: ${(e as Error).message}`]);
+  }
+  try {
+    new X509Certificate(pem);
+  } catch {
+    throw new ConfigError([`SMTP_CA_FILE: ${caFile} holds no PEM certificate`]);
+  }
+  return [...rootCertificates, pem];
+}
+
+function createPipelinedTransport(u: URL, opts: SmtpTransportOptions, ca: string[] | undefined): MailTransport {
   const secure = u.protocol === "smtps:";
-  const pool = new SmtpClientPool({ host: u.hostname, port: Number(u.port || (secure ? 465 : 25)), secure, poolSize: opts.poolSize, clientName: opts.ehloName });
+  const pool = new SmtpClientPool({
+    host: u.hostname.replace(/^\[|\]$/g, ""),
+    port: Number(u.port || (secure ? 465 : 25)),
+    secure,
+    tls: opts.tls ?? "opportunistic",
+    ...(ca ? { ca } : {}),
+    poolSize: opts.poolSize,
+    clientName: opts.ehloName,
+  });
   return {
     async send(envelope, raw) {
       try {
@@ -71,10 +105,14 @@ function createPipelinedTransport(u: URL, opts: SmtpTransportOptions): MailTrans
   };
 }
 
-function createNodemailerTransport(opts: SmtpTransportOptions): MailTransport {
+function createNodemailerTransport(opts: SmtpTransportOptions, ca: string[] | undefined): MailTransport {
+  const mode = opts.tls ?? "opportunistic";
+  const fromUrl = parseConnectionUrl(opts.url);
+  const implicitTls = fromUrl.secure ?? fromUrl.port === 465;
   const transporter = nodemailer.createTransport({
-    ...parseConnectionUrl(opts.url),
+    ...fromUrl,
     // After the URL, so a query parameter cannot undo them.
+    ...nodemailerTls(mode, fromUrl.tls, ca),
     pool: true,
     maxConnections: opts.poolSize,
     maxMessages: Infinity,
@@ -120,6 +158,8 @@ function createNodemailerTransport(opts: SmtpTransportOptions): MailTransport {
         if (e.code === "EENVELOPE" && e.command === "RCPT TO" && e.rejectedErrors?.length) {
           return { accepted: [], rejected: rejections(e.rejected ?? [], e.rejectedErrors) };
         }
+        // TLS is settled before MAIL FROM: nothing of the body went out.
+        if (isTlsFailure(e)) throw new SmtpSendError(classifySmtpError(err, false), tlsFailure(e, mode, implicitTls));
         // Untapped (the plugin never saw this body): we cannot know, so assume the worst.
         throw new SmtpSendError(classifySmtpError(err, state.sent || !state.tapped), err);
       }
@@ -128,6 +168,41 @@ function createNodemailerTransport(opts: SmtpTransportOptions): MailTransport {
       transporter.close();
     },
   };
+}
+
+/**
+ * SMTP_TLS as nodemailer options. `required` overrides whatever the URL said that could weaken it
+ * (ignoreTLS, opportunisticTLS, tls.rejectUnauthorized=false); `none` never upgrades;
+ * `opportunistic` is nodemailer's default, which the URL may still tune. Certificates are verified
+ * in every mode unless the URL itself says otherwise (not in `required`).
+ */
+function nodemailerTls(mode: SmtpTlsMode, urlTls: Record<string, unknown> | undefined, ca: string[] | undefined) {
+  const tls = { ...urlTls, ...(ca ? { ca } : {}) };
+  if (mode === "required") return { requireTLS: true, ignoreTLS: false, opportunisticTLS: false, tls: { ...tls, rejectUnauthorized: true } };
+  if (mode === "none") return { requireTLS: false, ignoreTLS: true, tls };
+  return { tls };
+}
+
+/** Node's codes for a certificate that did not verify (an X509 verify error, a wrong name) or a failed handshake. */
+const TLS_ERROR_CODES = /^ERR_SSL_|^ERR_TLS_|CERT|CRL|^UNABLE_TO_|^INVALID_CA$|^INVALID_PURPOSE$|^PATH_LENGTH_EXCEEDED$|^HOSTNAME_MISMATCH$/;
+
+/**
+ * nodemailer reports a refused STARTTLS as ETLS, but a certificate that did not verify as the
+ * socket's error (ESOCKET, Node's code in `originalCode`), and a stalled handshake as ETIMEDOUT.
+ */
+function isTlsFailure(e: NodemailerError): boolean {
+  return e.code === "ETLS" || e.timeoutType === "UPGRADE_TIMEOUT" || (e.code === "ESOCKET" && TLS_ERROR_CODES.test(e.originalCode ?? ""));
+}
+
+/** nodemailer's TLS failure, reworded to say which setting made it fatal; its fields (and so its classification) kept. */
+function tlsFailure(e: NodemailerError, mode: SmtpTlsMode, implicitTls: boolean): Error {
+  const context = implicitTls ? "smtps" : `STARTTLS, SMTP_TLS=${mode}`;
+  const unverified = e.code === "ESOCKET" && !e.originalCode?.startsWith("ERR_SSL_");
+  const message =
+    e.command === "STARTTLS" && e.responseCode !== undefined
+      ? `SMTP server did not accept STARTTLS (SMTP_TLS=${mode}): ${e.response ?? e.message}`
+      : `TLS with the SMTP server failed (${context}): ${e.message.replace(/^Error initiating TLS - /, "")}${unverified ? ` ${UNVERIFIED_CERTIFICATE}` : ""}`;
+  return Object.assign(new Error(message, { cause: e }), { code: e.code, responseCode: e.responseCode, command: e.command, response: e.response });
 }
 
 function rejections(addresses: readonly unknown[], errors: readonly NodemailerError[] | undefined): RecipientRejection[] {
