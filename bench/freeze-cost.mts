@@ -34,7 +34,7 @@ async function submit(lists: string[]): Promise<number> {
   const id = String(nextId++);
   const now = Date.now();
   const fields = { digest: "0".repeat(64), markdown: "", template: "", subject: "Freeze", text: "x", html: null, from: "comms@corp.example", audience: { lists, addresses: [] }, toHeader: "All <all@corp.example>", author: "bench@corp.example", holdSeconds: 1, sendAt: null, expiresAt: now + 3_600_000, messageId: `<freeze-${id}@bench>` };
-  const a = await store.submit("create", id, "bench@corp.example", fields, approvalLadder({ approvalsRequired: 1, largeAudienceThreshold: 1000, largeAudienceApprovals: 2 }), now);
+  const a = await store.submit("create", id, "bench@corp.example", fields, approvalLadder({ approvalsRequired: 1, largeAudienceThreshold: 1000, largeAudienceApprovals: 2 }), now, { maxRevisions: 50 });
   if (!a.ok) throw new Error(`submit refused: ${JSON.stringify(a)}`);
   await redis.del(keys.recipients(id)); // freed in the background: not to pile up over the runs
   return Number(a.recipientCount);

@@ -15,6 +15,9 @@ export interface Recall {
   deliveredAtRecall: number;
 }
 
+/** A message without its bodies (text, HTML, Markdown: up to a few MB each): what lists carry. */
+export type MessageSummary = Omit<Message, "text" | "html" | "markdown">;
+
 export interface Message {
   id: string;
   revision: number;

@@ -9,7 +9,7 @@ import type { Config } from "../config.js";
 import { mayDecide, type User } from "../auth/users.js";
 import type { Clock } from "../domain/clock.js";
 import { DomainError } from "../domain/errors.js";
-import type { Message } from "../domain/message.js";
+import type { Message, MessageSummary } from "../domain/message.js";
 import { messageInput, type DraftInput, type MessageInput } from "../domain/message-input.js";
 import { DRAFT_STATES } from "../domain/lifecycle.js";
 import { approvalLadder, approvalOutcome, approvalRefusal, effectiveHoldSeconds, requiredApprovals, sameIdentity, senderMailboxes } from "../domain/policies.js";
@@ -32,7 +32,7 @@ export interface MessageServiceDeps {
   /** Builds the exact mail at submit: what cannot be built is refused then, and its digest is recorded. */
   renderer: Renderer;
   clock: Clock;
-  config: Pick<Config, "MAIL_FROM" | "CORRECTION_APPROVALS" | "HOLD_MIN_SECONDS" | "APPROVAL_TTL_HOURS" | "APPROVALS_REQUIRED" | "LARGE_AUDIENCE_THRESHOLD" | "LARGE_AUDIENCE_APPROVALS" | "ALLOWED_RECIPIENT_DOMAINS">;
+  config: Pick<Config, "MAIL_FROM" | "CORRECTION_APPROVALS" | "HOLD_MIN_SECONDS" | "APPROVAL_TTL_HOURS" | "APPROVALS_REQUIRED" | "LARGE_AUDIENCE_THRESHOLD" | "LARGE_AUDIENCE_APPROVALS" | "ALLOWED_RECIPIENT_DOMAINS" | "MAX_REVISIONS">;
   /**
    * Recipients by domain of the named audiences: with ALLOWED_RECIPIENT_DOMAINS set, a list reaching
    * outside them (uploaded before the setting) is refused at submit. Needed when the setting is set.
@@ -95,7 +95,7 @@ export class MessageService {
     return m;
   }
 
-  maySee(user: User, m: Message): boolean {
+  maySee(user: User, m: MessageSummary): boolean {
     return !DRAFT_STATES.includes(m.state) || sameIdentity(m.author, user.email) || has(user, "ops", "admin");
   }
 
@@ -225,7 +225,7 @@ export class MessageService {
       },
       this.ladder,
       now,
-      current?.revision,
+      { seenRevision: current?.revision, maxRevisions: this.d.config.MAX_REVISIONS },
     );
     const ok = this.committed(mode === "edit" ? "edit" : "submit", user, id, answer);
     await this.d.followUps.carryOut(id, ok.followUps);
@@ -502,7 +502,7 @@ export class MessageService {
     return has(user, "ops", "admin");
   }
 
-  mayRecall(user: User, m: Message): boolean {
+  mayRecall(user: User, m: MessageSummary): boolean {
     return has(user, "approver", "ops", "admin") || (has(user, "author") && sameIdentity(m.author, user.email));
   }
 
@@ -512,7 +512,7 @@ export class MessageService {
    * `rejectCorrection` apply: `open` (both are theirs to do), `approved` (they approved it already:
    * only a rejection is left), or why neither is theirs. For pages, which offer only what would pass.
    */
-  decisionStanding(user: User, m: Message, of: "original" | "correction"): DecisionStanding {
+  decisionStanding(user: User, m: MessageSummary, of: "original" | "correction"): DecisionStanding {
     // Their own message (or correction text) first: whatever their roles, that is why it is not theirs.
     if (of === "original") {
       if (sameIdentity(m.author, user.email)) return "own_message";
@@ -528,7 +528,7 @@ export class MessageService {
   }
 
   /** What waits for this user's approval in the message: the message itself, its correction text, or nothing. */
-  awaitingDecisionOf(user: User, m: Message): "original" | "correction" | null {
+  awaitingDecisionOf(user: User, m: MessageSummary): "original" | "correction" | null {
     if (this.decisionStanding(user, m, "original") === "open") return "original";
     if (this.decisionStanding(user, m, "correction") === "open") return "correction";
     return null;
@@ -584,6 +584,12 @@ export class MessageService {
         throw new DomainError("conflict", `message ${id}'s fan-out is already paused`, { state: r.state });
       case "not_paused":
         throw new DomainError("conflict", `message ${id}'s fan-out is not paused`, { state: r.state });
+      case "revision_limit":
+        throw new DomainError("conflict", `message ${id} has ${String(r.count)} revisions, the most MAX_REVISIONS allows: withdraw it and write a new message`, {
+          state: r.state,
+          revision: r.revision,
+          maxRevisions: r.count,
+        });
       case "too_many_recipients":
         throw new DomainError("too_large", `the message has ${String(r.count)} recipients, more than allowed`);
       case "not_pending":

@@ -6,7 +6,7 @@
 import type { Redis } from "ioredis";
 import type { Clock } from "../domain/clock.js";
 import { NEW, STATES, type Action, type FromState, type State } from "../domain/lifecycle.js";
-import type { CorrectionStatus, DeliveryStatus, Message, RecipientState } from "../domain/message.js";
+import type { CorrectionStatus, DeliveryStatus, Message, MessageSummary, RecipientState } from "../domain/message.js";
 import type { ApprovalLadder } from "../domain/policies.js";
 import type { OriginalFields } from "../mail/compose.js";
 import { keys } from "./keys.js";
@@ -107,9 +107,19 @@ export class MessageStore {
   /**
    * Creates (mode create) or re-submits as a new revision (mode edit), freezing the recipients.
    * `now` is the instant `f.expiresAt` was computed from, so the TTL is exact. `seenRevision`
-   * (edit): the revision the caller read; a newer one is a `stale_revision` refusal.
+   * (edit): the revision the caller read; a newer one is a `stale_revision` refusal. An edit when
+   * `maxRevisions` snapshots are kept already is a `revision_limit` refusal.
    */
-  submit(mode: "create" | "edit" | "draft", id: string, actor: string, f: NewMessageFields, ladder: ApprovalLadder, now: number, seenRevision?: number): Promise<Answer<"submit">> {
+  submit(
+    mode: "create" | "edit" | "draft",
+    id: string,
+    actor: string,
+    f: NewMessageFields,
+    ladder: ApprovalLadder,
+    now: number,
+    opts: { seenRevision?: number; maxRevisions: number },
+  ): Promise<Answer<"submit">> {
+    const { seenRevision } = opts;
     const fields = {
       ...f,
       html: f.html ?? "",
@@ -130,6 +140,7 @@ export class MessageStore {
         MAX_RECIPIENTS,
         seenRevision === undefined ? "" : String(seenRevision),
         JSON.stringify(f.audience.lists),
+        opts.maxRevisions,
         ...f.audience.addresses,
       ],
       now,
@@ -242,13 +253,47 @@ export class MessageStore {
     return h.id ? toMessage(h) : null;
   }
 
-  /** Newest first. The cursor is the createdAt score and id of the last item seen, opaque to clients. */
-  async list(opts: { state?: State; limit: number; cursor?: string }): Promise<{ items: Message[]; nextCursor: string | null }> {
+  /**
+   * Newest first, without their bodies: a page of 200 messages of a few MB each would otherwise be
+   * read into memory whole (one request could hold hundreds of MB). The cursor is an offset, opaque
+   * to clients.
+   */
+  async list(opts: { state?: State; limit: number; cursor?: string }): Promise<{ items: MessageSummary[]; nextCursor: string | null }> {
     const key = opts.state ? keys.messagesInState(opts.state) : keys.messagesByTime();
     const offset = opts.cursor ? Number(opts.cursor) : 0;
     const ids = await this.redis.zrevrange(key, offset, offset + opts.limit - 1);
-    const items = (await Promise.all(ids.map((id) => this.get(id)))).filter((m): m is Message => m !== null);
+    const pipe = this.redis.pipeline();
+    for (const id of ids) pipe.hmget(keys.message(id), ...SUMMARY_FIELDS);
+    const rows = ((await pipe.exec()) ?? []) as Array<[Error | null, Array<string | null>]>;
+    const items: MessageSummary[] = [];
+    for (const [err, values] of rows) {
+      if (err) throw err;
+      const h: Record<string, string> = {};
+      SUMMARY_FIELDS.forEach((f, i) => {
+        if (values[i] !== null && values[i] !== undefined) h[f] = values[i]!;
+      });
+      if (!h.id) continue; // removed meanwhile (a discarded draft)
+      const { text: _text, html: _html, markdown: _markdown, ...summary } = toMessage(h);
+      items.push(summary);
+    }
     return { items, nextCursor: ids.length === opts.limit ? String(offset + ids.length) : null };
+  }
+
+  /**
+   * Revision snapshots newest first, `limit` at most, older than revision `before` when given (a
+   * page: each snapshot holds the bodies, up to a few MB). Numbers may skip (draft saves keep no
+   * snapshot); MAX_REVISIONS bounds how many there are.
+   */
+  async revisionPage(id: string, opts: { before?: number; limit: number }): Promise<{ items: Array<Record<string, unknown>>; nextCursor: string | null }> {
+    const numbers = (await this.redis.hkeys(keys.revisions(id)))
+      .map(Number)
+      .filter((n) => Number.isInteger(n) && (opts.before === undefined || n < opts.before))
+      .sort((a, b) => b - a);
+    const page = numbers.slice(0, opts.limit);
+    if (page.length === 0) return { items: [], nextCursor: null };
+    const raw = await this.redis.hmget(keys.revisions(id), ...page.map(String));
+    const items = raw.filter((r): r is string => r !== null).map((r) => JSON.parse(r) as Record<string, unknown>);
+    return { items, nextCursor: numbers.length > page.length ? String(page[page.length - 1]) : null };
   }
 
   async revisionSnapshot(id: string, revision: number): Promise<Record<string, unknown> | null> {
@@ -325,6 +370,14 @@ function deliveryStatus(raw: string | null, stopped: boolean): DeliveryStatus {
       return stopped ? "skipped" : "queued";
   }
 }
+
+/** The message hash fields toMessage reads, but for the bodies (text, html, markdown). */
+const SUMMARY_FIELDS = [
+  "id", "revision", "state", "subject", "template", "from", "audience", "toHeader", "recipientCount", "author", "approvals", "digest",
+  "requiredApprovals", "holdSeconds", "sendAt", "releaseAt", "expiresAt", "createdAt", "submittedAt", "updatedAt", "messageId",
+  "releasedAt", "queued", "inflight", "sent", "failed", "skipped", "corrected", "correctionFailed", "possibleDuplicates",
+  "recall", "rejection", "paused", "correction",
+] as const;
 
 function toMessage(h: Record<string, string>): Message {
   const recall = h.recall ? (JSON.parse(h.recall) as { by: string; at: number; reason: string; correctionText: string; deliveredAtRecall: number }) : null;

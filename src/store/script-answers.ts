@@ -43,6 +43,8 @@ export const REFUSALS = [
   "unknown_audience",
   "no_recipients",
   "too_many_recipients",
+  /** An edit past MAX_REVISIONS (count: the limit). */
+  "revision_limit",
 ] as const;
 export type RefusalCode = (typeof REFUSALS)[number];
 

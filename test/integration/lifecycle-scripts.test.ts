@@ -33,6 +33,8 @@ async function recallNow(id: string, correction: { text: string; required: numbe
   return store.recall(id, OPS, "mistake", correction);
 }
 const ladder = approvalLadder({ approvalsRequired: 1, largeAudienceThreshold: 1000, largeAudienceApprovals: 2 });
+/** MAX_REVISIONS as configured by default. */
+const LIMITS = { maxRevisions: 50 };
 let seq = 0;
 
 function fields(subject = "Lifecycle"): NewMessageFields {
@@ -117,7 +119,7 @@ function draftFields() {
 
 const RECIPES: Record<State, (id: string) => Promise<void>> = {
   draft: async (id) => void (await store.saveDraft(id, AUTHOR, draftFields())),
-  pending_approval: async (id) => void (await store.submit("create", id, AUTHOR, fields(), ladder, now)),
+  pending_approval: async (id) => void (await store.submit("create", id, AUTHOR, fields(), ladder, now, LIMITS)),
   scheduled: async (id) => {
     await RECIPES.pending_approval(id);
     await approveAsPolicyDecides(id);
@@ -164,7 +166,7 @@ async function take(action: Action, id: string, customCorrection = false): Promi
     case "submit": {
       // From a draft its own submit; from anywhere else (a message that exists) a create, refused.
       const m = await store.get(id);
-      return m?.state === "draft" ? store.submit("draft", id, AUTHOR, fields(), ladder, now, m.revision) : store.submit("create", id, AUTHOR, fields(), ladder, now);
+      return m?.state === "draft" ? store.submit("draft", id, AUTHOR, fields(), ladder, now, { ...LIMITS, seenRevision: m.revision }) : store.submit("create", id, AUTHOR, fields(), ladder, now, LIMITS);
     }
     case "saveDraft":
       return store.saveDraft(id, AUTHOR, draftFields(), (await store.get(id))?.revision);
@@ -172,7 +174,7 @@ async function take(action: Action, id: string, customCorrection = false): Promi
       return store.discardDraft(id, AUTHOR);
     case "edit": {
       const m = await store.get(id);
-      return store.submit("edit", id, AUTHOR, fields("Edited"), ladder, now, m?.revision);
+      return store.submit("edit", id, AUTHOR, fields("Edited"), ladder, now, { ...LIMITS, seenRevision: m?.revision });
     }
     case "approve":
       return approveAsPolicyDecides(id);
@@ -240,10 +242,10 @@ describe("the lifecycle table governs the scripts", () => {
 
   it("submit starts from nothing: a new id is created, an existing one is a conflict", async () => {
     const id = String(++seq);
-    const a = await store.submit("create", id, AUTHOR, fields(), ladder, now);
+    const a = await store.submit("create", id, AUTHOR, fields(), ladder, now, LIMITS);
     expect(a).toMatchObject({ ok: true, state: "pending_approval", followUps: [{ do: "scheduleExpiry", revision: 1 }] });
     expect(isAllowedTransition("submit", NEW, a.ok ? a.state : "pending_approval")).toBe(true);
-    expect(await store.submit("create", id, AUTHOR, fields(), ladder, now)).toMatchObject({ ok: false, err: "conflict" });
+    expect(await store.submit("create", id, AUTHOR, fields(), ladder, now, LIMITS)).toMatchObject({ ok: false, err: "conflict" });
   });
 
   describe("a recall of a message that reached nobody ends it", () => {
@@ -337,7 +339,7 @@ describe("a submit that cannot be stored changes nothing", () => {
     const before = await snapshot(id);
     const recipients = await ctx.redis.zrange(keys.recipients(id), "0", "-1");
     const broken = { ...fields("Broken"), subject: undefined as unknown as string, audience: { lists: [], addresses: ["zed@corp.example"] } };
-    await expect(store.submit("edit", id, AUTHOR, broken, ladder, now, 1)).rejects.toThrow(/subject is not a string/);
+    await expect(store.submit("edit", id, AUTHOR, broken, ladder, now, { ...LIMITS, seenRevision: 1 })).rejects.toThrow(/subject is not a string/);
     expect(await snapshot(id)).toEqual(before);
     expect(await ctx.redis.zrange(keys.recipients(id), "0", "-1")).toEqual(recipients);
   });

@@ -17,6 +17,8 @@ import { DECISIONS_DONE, decisionNotice } from "./review-routes.js";
 import { cardView, pendingOrder, reviewPath } from "./view-model.js";
 
 const PAGE_SIZE = 50;
+/** Revisions shown with their diffs on the message page; older ones are in the API (GET /api/messages/:id/revisions). */
+const REVISIONS_SHOWN = 10;
 /** More than this many messages in one pending state is an incident in itself; the page says so. */
 const PENDING_PER_STATE = 200;
 
@@ -80,7 +82,8 @@ export function pageRoutes(d: DashboardDeps, k: PageKit): Router {
       digestMismatch: "mail" in sent && m.digest !== "" && m.digest !== sent.mail.digest,
       domains,
       holdLabel: formatDuration(m.holdSeconds),
-      revisions,
+      revisions: revisions.items,
+      olderRevisions: revisions.older ? `/api/messages/${m.id}/revisions?cursor=${revisions.items.at(-1)?.revision ?? ""}` : null,
       recipients: recipients.items,
       filtered: q.status !== undefined,
       statusOptions: [
@@ -151,14 +154,20 @@ async function asSent(d: DashboardDeps, m: Message): Promise<{ mail: SentMail } 
   }
 }
 
-async function revisionHistory(store: MessageStore, m: Message): Promise<Array<{ revision: number; subject: string; changes: ReturnType<typeof diffRevisions> }>> {
-  const snaps = await Promise.all(Array.from({ length: m.revision }, (_, i) => store.revisionSnapshot(m.id, i + 1)));
-  const out = [];
-  for (let i = snaps.length - 1; i >= 0; i--) {
-    const cur = snaps[i];
-    if (!cur) continue;
-    const prev = i > 0 ? snaps[i - 1] : null;
-    out.push({ revision: i + 1, subject: String(cur.subject ?? ""), changes: prev ? diffRevisions(prev as never, cur as never) : [] });
+/**
+ * The newest REVISIONS_SHOWN revisions with what each changed from the one before (read one more
+ * for the oldest one's diff): a page holds a bounded number of bodies, however often the message
+ * was edited. Older ones are in GET /api/messages/:id/revisions.
+ */
+async function revisionHistory(store: MessageStore, m: Message): Promise<{ items: Array<{ revision: number; subject: string; first: boolean; changes: ReturnType<typeof diffRevisions> }>; older: boolean }> {
+  const page = await store.revisionPage(m.id, { limit: REVISIONS_SHOWN + 1 });
+  const snaps = page.items; // newest first
+  const shown = Math.min(snaps.length, REVISIONS_SHOWN);
+  const items = [];
+  for (let i = 0; i < shown; i++) {
+    const cur = snaps[i]!;
+    const prev = snaps[i + 1] ?? null;
+    items.push({ revision: Number(cur.revision), subject: String(cur.subject ?? ""), first: prev === null && page.nextCursor === null, changes: prev ? diffRevisions(prev as never, cur as never) : [] });
   }
-  return out;
+  return { items, older: snaps.length > shown || page.nextCursor !== null };
 }

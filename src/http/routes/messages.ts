@@ -22,6 +22,10 @@ const previewQuery = z.strictObject({
   part: z.enum(["html", "text"]).default("html"),
   of: z.enum(["original", "correction"]).default("original"),
 });
+const revisionsQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(10).default(5),
+  cursor: cursor.optional(),
+});
 const recipientsQuery = z.strictObject({
   status: z.enum(["queued", "sent", "failed", "skipped"]).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
@@ -45,6 +49,13 @@ export function messageRoutes(d: { service: MessageService; store: MessageStore;
     // Drafts are listed only with state=draft (they are not in the all-messages index), and only
     // to their author, ops and admins: a page may then hold fewer than `limit` items.
     res.json({ ...page, items: page.items.filter((m) => d.service.maySee(user, m)) });
+  });
+
+  /** Revision snapshots, newest first, a few at a time (each holds the bodies). */
+  r.get("/:id/revisions", async (req, res) => {
+    const m = await d.service.get(currentUser(req), id(req.params));
+    const q = validate(revisionsQuery, req.query, "query");
+    res.json(await d.store.revisionPage(m.id, { limit: q.limit, before: q.cursor === undefined ? undefined : Number(q.cursor) }));
   });
 
   r.post("/:id/submit", requireJson(true), async (req, res) => {

@@ -9,14 +9,15 @@
 -- fields (see message-store.ts), ARGV[7] JSON approval ladder [[minRecipients, approvals], ...]
 -- ascending (domain/policies.ts), ARGV[8] maximum recipients, ARGV[9] the revision the caller read
 -- (edit) or "", ARGV[10] JSON list of the audience names (in the order of their KEYS),
--- ARGV[11..] explicit addresses (already normalized).
+-- ARGV[11] most revisions kept (MAX_REVISIONS: an edit past it is refused), ARGV[12..] explicit
+-- addresses (already normalized).
 local K_RECIPIENTS = KEYS[COMMON_KEYS + 1]
 local K_SCRATCH = KEYS[COMMON_KEYS + 2]
 local K_REVISIONS = KEYS[COMMON_KEYS + 3]
 local K_BY_TIME = KEYS[COMMON_KEYS + 4]
 local K_CATALOGUE = KEYS[COMMON_KEYS + 5]
 local FIRST_LIST = COMMON_KEYS + 6
-local FIRST_ADDRESS = 11
+local FIRST_ADDRESS = 12
 local mode = ARGV[4]
 local id = ARGV[5]
 local f = cjson.decode(ARGV[6])
@@ -30,6 +31,10 @@ if mode ~= 'create' then
   if not canStart(action, from) then return refuse('conflict', {state = from}) end
   if ARGV[9] ~= '' and field(KEYS[1], 'revision') ~= ARGV[9] then
     return refuse('stale_revision', {state = from, revision = num(KEYS[1], 'revision')})
+  end
+  -- Each edit keeps a snapshot of up to a few MB: their number is bounded (draft saves keep none).
+  if mode == 'edit' and redis.call('HLEN', K_REVISIONS) >= tonumber(ARGV[11]) then
+    return refuse('revision_limit', {state = from, revision = num(KEYS[1], 'revision'), count = tonumber(ARGV[11])})
   end
 else
   if redis.call('EXISTS', KEYS[1]) == 1 then return refuse('conflict', {state = field(KEYS[1], 'state')}) end
