@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { pino, type Logger } from "pino";
 import { loadConfig } from "../../src/config.js";
 import { createRuntime, type Runtime } from "../../src/runtime.js";
+import { createSmtpTransport, type MailTransport } from "../../src/mail/transport.js";
 import { startSmtpSink, type SmtpSink } from "./smtp-sink.js";
 import { startTestRedis, type TestRedis } from "./redis.js";
 
@@ -50,7 +51,14 @@ export interface TestAirlock {
   stop(): Promise<void>;
 }
 
-export async function startAirlock(env: Record<string, string> = {}, opts: { logger?: Logger } = {}): Promise<TestAirlock> {
+export async function startAirlock(
+  env: Record<string, string> = {},
+  opts: {
+    logger?: Logger;
+    /** Wraps the SMTP transport to the sink (every mail the workers send goes through it): to act between a claim and its hand-off. */
+    wrapTransport?: (real: MailTransport) => MailTransport;
+  } = {},
+): Promise<TestAirlock> {
   const dir = mkdtempSync(join(tmpdir(), "airlock-test-"));
   const redis = await startTestRedis();
   const sink = await startSmtpSink();
@@ -71,7 +79,8 @@ export async function startAirlock(env: Record<string, string> = {}, opts: { log
     ...env,
   });
   const clock = new TestClock();
-  const rt = await createRuntime({ config, clock, dataDir: dir, logger: opts.logger ?? pino({ level: "silent" }) });
+  const transport = opts.wrapTransport?.(createSmtpTransport({ url: config.SMTP_URL!, poolSize: config.SMTP_POOL_SIZE }));
+  const rt = await createRuntime({ config, clock, dataDir: dir, logger: opts.logger ?? pino({ level: "silent" }), ...(transport ? { transport } : {}) });
   const { url } = await rt.startApi(0);
   let workers = await rt.startWorkers();
 
