@@ -9,6 +9,7 @@
  * audit/verify.ts): `message` and `revision` empty, the audience named in `detail` (so the hash
  * covers it), `from`/`to` the version before and after.
  */
+import { GLOBAL_AUDIT_LUA } from "../audit/audit-log.js";
 
 /** Lua shared by the commit and the delete: the version counter, ownership and the audit entry. */
 const SHARED = `
@@ -29,16 +30,7 @@ local function mayChange(owner, actor, anyOwner)
   return anyOwner == '1' or string.lower(owner) == string.lower(actor)
 end
 
--- One entry of the global audit chain (store/lua/prologue.lua audit(), without a message).
-local function auditAudience(kAll, kHead, actor, action, from, to, at, detail)
-  local prev = redis.call('GET', kHead)
-  if prev == false then prev = '' end
-  local body = table.concat({'', '', actor, action, from, to, at, detail}, '\\n')
-  local hash = redis.sha1hex(prev .. '\\n' .. body)
-  redis.call('XADD', kAll, '*', 'message', '', 'revision', '', 'actor', actor, 'action', action, 'from', from,
-    'to', to, 'at', at, 'detail', detail, 'prev', prev, 'hash', hash)
-  redis.call('SET', kHead, hash)
-end
+${GLOBAL_AUDIT_LUA}
 `;
 
 /**
@@ -173,7 +165,7 @@ redis.call('HSET', KEYS[5], name, cjson.encode({name = name, size = size, update
 redis.call('LPUSH', KEYS[8], cjson.encode({version = version, by = by, at = ARGV[2], size = size, added = added, removed = removed}))
 local action = 'audienceCreate'
 if entry then action = 'audienceReplace' end
-auditAudience(KEYS[9], KEYS[10], by, action, tostring(last), tostring(version), ARGV[4],
+auditGlobal(KEYS[9], KEYS[10], by, action, tostring(last), tostring(version), ARGV[4],
   cjson.encode({audience = name, owner = owner, size = size, added = added, removed = removed}))
 return cjson.encode({size = size, version = version, owner = owner, added = added, removed = removed})
 `;
@@ -200,7 +192,7 @@ local version = last + 1
 redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3])
 redis.call('HDEL', KEYS[4], name)
 redis.call('LPUSH', KEYS[5], cjson.encode({version = version, by = by, at = ARGV[3], size = 0, added = 0, removed = removed, deleted = true}))
-auditAudience(KEYS[6], KEYS[7], by, 'audienceDelete', tostring(last), tostring(version), ARGV[4],
+auditGlobal(KEYS[6], KEYS[7], by, 'audienceDelete', tostring(last), tostring(version), ARGV[4],
   cjson.encode({audience = name, owner = owner, size = 0, added = 0, removed = removed}))
 return cjson.encode({version = version, removed = removed})
 `;

@@ -8,16 +8,25 @@ import type { Redis } from "ioredis";
 import type { Clock } from "../domain/clock.js";
 import { keys } from "../store/keys.js";
 
+/**
+ * Lua: one entry of the global audit chain that belongs to no message (store/lua/prologue.lua
+ * `audit()` without a message: `message` and `revision` empty). Shared with the audience scripts.
+ */
+export const GLOBAL_AUDIT_LUA = `
+local function auditGlobal(kAll, kHead, actor, action, from, to, at, detail)
+  local prev = redis.call('GET', kHead)
+  if prev == false then prev = '' end
+  local body = table.concat({'', '', actor, action, from, to, at, detail}, '\\n')
+  local hash = redis.sha1hex(prev .. '\\n' .. body)
+  redis.call('XADD', kAll, '*', 'message', '', 'revision', '', 'actor', actor, 'action', action, 'from', from,
+    'to', to, 'at', at, 'detail', detail, 'prev', prev, 'hash', hash)
+  redis.call('SET', kHead, hash)
+end
+`;
+
 /** KEYS: 1 global audit stream, 2 audit head. ARGV: 1 actor, 2 action, 3 at (epoch ms), 4 detail. */
-const APPEND_SCRIPT = `
-local prev = redis.call('GET', KEYS[2])
-if prev == false then prev = '' end
-local body = table.concat({'', '', ARGV[1], ARGV[2], '', '', ARGV[3], ARGV[4]}, '\\n')
-local hash = redis.sha1hex(prev .. '\\n' .. body)
-redis.call('XADD', KEYS[1], '*', 'message', '', 'revision', '', 'actor', ARGV[1], 'action', ARGV[2], 'from', '',
-  'to', '', 'at', ARGV[3], 'detail', ARGV[4], 'prev', prev, 'hash', hash)
-redis.call('SET', KEYS[2], hash)
-return hash
+const APPEND_SCRIPT = `${GLOBAL_AUDIT_LUA}
+auditGlobal(KEYS[1], KEYS[2], ARGV[1], ARGV[2], '', '', ARGV[3], ARGV[4])
 `;
 
 export type GlobalAction = "signIn" | "signOut" | "settings";

@@ -29,27 +29,47 @@ function capturing() {
 
 /**
  * What a forger with write access to Redis can do: rebuild the global stream with the same entry
- * ids, `edit` applied, and every hash recomputed from there on, the head included.
+ * ids, `edit` applied, and every hash recomputed from there on, the head and each message's own
+ * stream included. In one script, as a careful forger would: the service keeps writing entries
+ * (notifications), and a rewrite interleaved with them would show as a gap. Retried when an entry
+ * was appended between the read and the rewrite.
  */
+const REWRITE = `
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+if not last or last[1] ~= ARGV[1] then return 0 end
+local plan = cjson.decode(ARGV[2])
+redis.call('DEL', KEYS[1])
+for _, e in ipairs(plan.global) do redis.call('XADD', KEYS[1], e[1], unpack(e[2])) end
+redis.call('SET', KEYS[2], plan.head)
+for i, m in ipairs(plan.messages) do
+  redis.call('DEL', KEYS[2 + i])
+  for _, e in ipairs(m) do redis.call('XADD', KEYS[2 + i], e[1], unpack(e[2])) end
+end
+return 1
+`;
+
 async function rewriteTrail(redis: TestAirlock["rt"]["redis"], edit: (f: Record<string, string>, i: number) => Record<string, string>): Promise<void> {
-  const all = await redis.xrange(keys.auditAll(), "-", "+");
-  await redis.del(keys.auditAll());
-  let prev = "";
-  const byMessage = new Map<string, Array<Record<string, string>>>();
-  for (const [i, [id, flat]] of all.entries()) {
-    const f = edit(flatFields(flat), i);
-    f.prev = prev;
-    f.hash = entryHash(prev, f);
-    prev = f.hash;
-    await redis.xadd(keys.auditAll(), id, ...Object.entries(f).flat());
-    if (f.message) byMessage.set(f.message, [...(byMessage.get(f.message) ?? []), f]);
-  }
-  await redis.set(keys.auditHead(), prev);
-  // Each message's own stream, entry for entry, under its own ids.
-  for (const [message, list] of byMessage) {
-    const ids = (await redis.xrange(keys.audit(message), "-", "+")).map(([id]) => id);
-    await redis.del(keys.audit(message));
-    for (const [i, f] of list.entries()) await redis.xadd(keys.audit(message), ids[i]!, ...Object.entries(f).flat());
+  for (;;) {
+    const all = await redis.xrange(keys.auditAll(), "-", "+");
+    let prev = "";
+    const global: Array<[string, string[]]> = [];
+    const byMessage = new Map<string, string[][]>();
+    for (const [i, [id, flat]] of all.entries()) {
+      const f = edit(flatFields(flat), i);
+      f.prev = prev;
+      f.hash = entryHash(prev, f);
+      prev = f.hash;
+      global.push([id, Object.entries(f).flat()]);
+      if (f.message) byMessage.set(f.message, [...(byMessage.get(f.message) ?? []), Object.entries(f).flat()]);
+    }
+    // Each message's own stream, entry for entry, under its own ids.
+    const names = [...byMessage.keys()];
+    const messages = await Promise.all(
+      names.map(async (name) => (await redis.xrange(keys.audit(name), "-", "+")).map(([id], i) => [id, byMessage.get(name)![i]!] as [string, string[]])),
+    );
+    const plan = JSON.stringify({ global, head: prev, messages });
+    const done = await redis.eval(REWRITE, 2 + names.length, keys.auditAll(), keys.auditHead(), ...names.map(keys.audit), all.at(-1)![0], plan);
+    if (done === 1) return;
   }
 }
 
