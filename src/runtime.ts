@@ -29,6 +29,7 @@ import { ensureNotifierGroup, NotificationDispatcher } from "./notify/dispatcher
 import { messageSummary } from "./notify/summary.js";
 import { EventStream } from "./http/stream.js";
 import { startRedisProcess, type RedisProcess } from "./infra/redis-process.js";
+import { createRedisClient } from "./infra/redis-connection.js";
 import { createRenderer, templatesDir, type Renderer } from "./mail/render.js";
 import { createOutboxTransport, createSmtpTransport, type MailTransport } from "./mail/transport.js";
 import { BullScheduler } from "./queues/scheduler.js";
@@ -89,14 +90,16 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
 
   let redisUrl = config.REDIS_URL;
   let spawned: RedisProcess | null = null;
-  if (!redisUrl) {
+  if (!redisUrl && !config.REDIS_SENTINELS) {
     spawned = await startRedisProcess({ dir: resolve(dataDir, "redis"), port: 6390 });
     redisUrl = spawned.url;
     logger.info(`development: started redis-server at ${redisUrl}, data in ${spawned.dir}`);
   }
 
+  // REDIS_URL, or the primary the sentinels name (REDIS_URL then gives only password, db and TLS).
+  const target = { url: redisUrl, sentinels: config.REDIS_SENTINELS, sentinelName: config.REDIS_SENTINEL_NAME };
   const connect = (name: string, workers = false) => {
-    const c = new Redis(redisUrl!, { connectionName: `airlock-${name}`, ...(workers ? { maxRetriesPerRequest: null } : {}) });
+    const c = createRedisClient(target, { connectionName: `airlock-${name}`, workers });
     c.on("error", (e) => logger.warn(`redis (${name}): ${e.message}`));
     connections.push(c);
     return c;
@@ -124,7 +127,9 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const transport =
     opts.transport ?? (config.SMTP_URL ? createSmtpTransport({ url: config.SMTP_URL, poolSize: config.SMTP_POOL_SIZE, ehloName: config.SMTP_EHLO_NAME, tls: config.SMTP_TLS, caFile: config.SMTP_CA_FILE }) : createOutboxTransport(outboxDir!));
 
-  const store = new MessageStore(redis, clock);
+  // REDIS_MIN_REPLICAS_ACK: decisions answer once replicas have them (WAIT, on a connection of their own).
+  const replicas = config.REDIS_MIN_REPLICAS_ACK;
+  const store = new MessageStore(redis, clock, { replicas, timeoutMs: config.REDIS_REPLICA_ACK_TIMEOUT_MS, ...(replicas > 0 ? { connection: connect("decisions") } : {}) });
   const audiences = new AudienceStore({ redis, clock, allowedDomains: config.ALLOWED_RECIPIENT_DOMAINS });
   const bull = connect("queues", true);
   const scheduler = new BullScheduler(bull, clock);

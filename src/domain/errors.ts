@@ -34,3 +34,28 @@ export class DomainError extends Error {
     this.name = "DomainError";
   }
 }
+
+/**
+ * A change committed on the Redis primary that fewer than REDIS_MIN_REPLICAS_ACK replicas
+ * confirmed (Redis WAIT) within REDIS_REPLICA_ACK_TIMEOUT_MS. Not a refusal (not a DomainError):
+ * the action may well stand, but it is not known to survive a failover, so it is not answered
+ * with success. HTTP 503 `not_replicated`; a retry confirms it or answers that it is done already.
+ */
+export class ReplicationLagError extends Error {
+  readonly code = "not_replicated";
+  /** The script's answer (the change it made on the primary): what must follow it is still carried out. */
+  answer?: unknown;
+
+  constructor(
+    readonly acknowledged: number,
+    readonly required: number,
+    timeoutMs: number,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `the action was recorded on the Redis primary but not yet on ${required} replica${required === 1 ? "" : "s"} (${acknowledged} confirmed within ${timeoutMs} ms): it may be lost if the primary fails now. It may be retried: a retry confirms it, or answers that it was already done`,
+      options,
+    );
+    this.name = "ReplicationLagError";
+  }
+}

@@ -6,7 +6,7 @@ import type { ErrorRequestHandler, RequestHandler } from "express";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { AudienceError } from "../audiences/errors.js";
-import { DomainError, type ErrorCode } from "../domain/errors.js";
+import { DomainError, ReplicationLagError, type ErrorCode } from "../domain/errors.js";
 
 export const STATUS: Record<ErrorCode, number> = {
   invalid_input: 400,
@@ -66,6 +66,12 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     if (err instanceof DomainError) {
       status = STATUS[err.code];
       body = { code: err.code, message: err.message, ...(err.details === undefined ? {} : { details: err.details }) };
+    } else if (err instanceof ReplicationLagError) {
+      // Recorded on the primary, not yet on REDIS_MIN_REPLICAS_ACK replicas: not a success, and retryable.
+      status = 503;
+      body = { code: err.code, message: err.message, details: { replicas: { acknowledged: err.acknowledged, required: err.required } } };
+      logger.warn({ method: req.method, url: req.path, acknowledged: err.acknowledged, required: err.required, cause: (err.cause as Error | undefined)?.message }, "answered 503: not yet on enough Redis replicas");
+      if (!res.headersSent) res.setHeader("Retry-After", "1");
     } else if (err instanceof AudienceError) {
       const [s, code] = AUDIENCE_STATUS[err.code];
       status = s;

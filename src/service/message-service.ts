@@ -8,7 +8,7 @@ import type { AudienceStore } from "../audiences/audience-store.js";
 import type { Config } from "../config.js";
 import { mayDecide, type User } from "../auth/users.js";
 import type { Clock } from "../domain/clock.js";
-import { DomainError } from "../domain/errors.js";
+import { DomainError, ReplicationLagError } from "../domain/errors.js";
 import type { Message, MessageSummary } from "../domain/message.js";
 import { messageInput, type DraftInput, type MessageInput } from "../domain/message-input.js";
 import { DRAFT_STATES } from "../domain/lifecycle.js";
@@ -22,7 +22,7 @@ import type { Renderer } from "../mail/render.js";
 import type { Logger } from "pino";
 import type { Metrics } from "../metrics/metrics.js";
 import type { MessageStore } from "../store/message-store.js";
-import type { Refusal } from "../store/script-answers.js";
+import type { FollowUp, Refusal } from "../store/script-answers.js";
 import type { FollowUps } from "./follow-ups.js";
 import { MemoryTestSendLimit, TEST_SEND_WINDOW_MS, TEST_SENDS_PER_WINDOW, type TestMail, type TestSendLimit } from "./test-sends.js";
 
@@ -365,7 +365,7 @@ export class MessageService {
       if (opts.digest !== undefined && opts.digest !== current.digest) {
         throw new DomainError("conflict", `message ${id}'s revision ${revision} has digest ${current.digest}, not the one you reviewed`, { state: current.state, digest: current.digest });
       }
-      const answer = await this.d.store.approve(id, user.email, { revision, seenApprovals: current.approvals.length, to, releaseAt, comment: opts.comment ?? "", digest: current.digest }, now);
+      const answer = await this.followingLag(id, this.d.store.approve(id, user.email, { revision, seenApprovals: current.approvals.length, to, releaseAt, comment: opts.comment ?? "", digest: current.digest }, now));
       if (!answer.ok && answer.err === "stale_read" && attempt < APPROVE_ATTEMPTS) continue;
       const ok = this.committed("approve", user, id, answer, revision);
       await this.d.followUps.carryOut(id, ok.followUps);
@@ -397,7 +397,7 @@ export class MessageService {
     if (!this.mayRecall(user, current)) throw new DomainError("forbidden", "authors may recall only their own messages");
     // The stop first: nothing is built before the recall commits (the text's own rules were
     // checked with the input). The custom correction is built right after, from the stopped message.
-    const ok = this.committed("recall", user, id, await this.d.store.recall(id, user.email, opts.reason, { text, required }), current.revision);
+    const ok = this.committed("recall", user, id, await this.followingLag(id, this.d.store.recall(id, user.email, opts.reason, { text, required })), current.revision);
     // Nothing of the original was inside an SMTP transaction and there is nobody to correct: the
     // recall's answer is the stop. (A correction that starts now is observed by the follow-up.)
     if (ok.state === "recalled" || ok.state === "corrected") this.d.metrics?.recallToStop.observe(0);
@@ -419,6 +419,7 @@ export class MessageService {
       const built = await correctionAsSent(this.d.renderer, m, new Date(this.d.clock.now()));
       await this.d.store.setCorrectionDigest(id, user.email, built.digest);
     } catch (e) {
+      if (e instanceof ReplicationLagError) throw e; // recorded, not yet on the replicas: the caller hears it
       this.d.logger?.info({ message: id }, `message ${id}: the correction text cannot be built as a mail (${(e as Error).message}); it cannot be approved`);
     }
   }
@@ -466,7 +467,7 @@ export class MessageService {
       }
       if (action === "approveCorrection" && !c.digest) throw new DomainError("conflict", "the correction text could not be built as a mail: it cannot be approved (reject it, or the recaller switches to the standard correction)", { state: current.state });
       if (digest !== undefined && digest !== c.digest) throw new DomainError("conflict", `the correction text's digest is ${c.digest}, not the one you reviewed`, { state: current.state, digest: c.digest });
-      const answer = await this.d.store.decideCorrection(action, id, user.email, { approvals: c.approvals.length, digest: c.digest }, detail);
+      const answer = await this.followingLag(id, this.d.store.decideCorrection(action, id, user.email, { approvals: c.approvals.length, digest: c.digest }, detail));
       if (!answer.ok && answer.err === "stale_read" && attempt < APPROVE_ATTEMPTS) continue;
       const ok = this.committed(action, user, id, answer, current.revision);
       await this.d.followUps.carryOut(id, ok.followUps);
@@ -493,7 +494,7 @@ export class MessageService {
   async resume(user: User, id: string): Promise<Message> {
     if (!this.mayPause(user)) throw new DomainError("forbidden", "only ops and admins may resume a fan-out");
     const current = await this.get(user, id);
-    const ok = this.committed("resume", user, id, await this.d.store.pauseOrResume("resume", id, user.email), current.revision);
+    const ok = this.committed("resume", user, id, await this.followingLag(id, this.d.store.pauseOrResume("resume", id, user.email)), current.revision);
     await this.d.followUps.carryOut(id, ok.followUps);
     return (await this.d.store.get(id))!;
   }
@@ -561,6 +562,23 @@ export class MessageService {
     const revision = ok.revision ?? knownRevision;
     this.d.logger?.info({ message: id, revision, actor: user.email, action, state: ok.state }, `message ${id}: ${action} by ${user.email} -> ${ok.state}`);
     return ok;
+  }
+
+  /**
+   * A decision recorded on the Redis primary but not confirmed by enough replicas in time still
+   * happened there: what must follow it (a release to schedule, a correction to start, jobs to wake)
+   * is carried out before the 503 goes back, so a retry finds it done rather than stranded.
+   */
+  private async followingLag<A>(id: string, p: Promise<A>): Promise<A> {
+    try {
+      return await p;
+    } catch (e) {
+      if (e instanceof ReplicationLagError) {
+        const a = e.answer as { ok?: boolean; followUps?: FollowUp[] } | undefined;
+        if (a?.ok && a.followUps?.length) await this.d.followUps.carryOut(id, a.followUps);
+      }
+      throw e;
+    }
   }
 
   /** Turns a script's refusal into the DomainError the caller sees. */

@@ -10,7 +10,7 @@ import type { CorrectionStatus, DeliveryStatus, Message, MessageSummary, Recipie
 import type { ApprovalLadder } from "../domain/policies.js";
 import type { OriginalFields } from "../mail/compose.js";
 import { keys } from "./keys.js";
-import { registerScripts, type ScriptName, type ScriptRunner } from "./scripts.js";
+import { registerScripts, type ReplicaAck, type ScriptName, type ScriptRunner } from "./scripts.js";
 import type { Answer } from "./script-answers.js";
 
 export const MAX_RECIPIENTS = 1_000_000;
@@ -74,8 +74,10 @@ export class MessageStore {
   constructor(
     private readonly redis: Redis,
     private readonly clock: Clock,
+    /** REDIS_MIN_REPLICAS_ACK: which answers wait for replicas (store/scripts.ts). Default none. */
+    replication?: ReplicaAck,
   ) {
-    this.scripts = registerScripts(redis);
+    this.scripts = registerScripts(redis, replication);
   }
 
   /** The KEYS every message script gets first (store/lua/prologue.lua, store/lua-lifecycle.ts). */

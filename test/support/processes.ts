@@ -17,6 +17,11 @@ export interface AirlockProcess {
   kill9(): Promise<void>;
   /** SIGTERM; resolves with the milliseconds until the process exited. */
   terminate(): Promise<number>;
+  /** SIGSTOP: the whole process (event loop, timers, sockets' readers) stands still until `cont()`. */
+  stop(): void;
+  /** SIGCONT: a process stopped by `stop()` runs on. */
+  cont(): void;
+  /** The last 20,000 characters of stderr (and of the log lines, with `logs`). */
   stderr(): string;
 }
 
@@ -26,17 +31,20 @@ export function writeUsers(dir: string): string {
   return file;
 }
 
-export async function spawnAirlock(mode: "api" | "worker", env: Record<string, string>): Promise<AirlockProcess> {
+export async function spawnAirlock(mode: "api" | "worker", env: Record<string, string>, opts: { logs?: boolean } = {}): Promise<AirlockProcess> {
   const port = await freePort();
   const child = spawn(process.execPath, ["--import", "tsx", join(REPO, "src/main.ts"), mode], {
     cwd: REPO,
     env: { ...process.env, NODE_ENV: "test", LOG_LEVEL: "warn", ...env, ...(mode === "api" ? { PORT: String(port) } : { METRICS_PORT: String(port) }) },
-    stdio: ["ignore", "ignore", "pipe"],
+    stdio: ["ignore", opts.logs ? "pipe" : "ignore", "pipe"],
   });
   let err = "";
-  child.stderr!.on("data", (d: Buffer) => {
+  const keep = (d: Buffer) => {
     err = (err + d.toString()).slice(-20_000);
-  });
+  };
+  child.stderr!.on("data", keep);
+  // `logs`: its log lines (pino writes to stdout) are kept with stderr, for a failing test to show.
+  child.stdout?.on("data", keep);
   const exited = new Promise<void>((res) => child.once("exit", () => res()));
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 60_000;
@@ -59,6 +67,12 @@ export async function spawnAirlock(mode: "api" | "worker", env: Record<string, s
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
       await exited;
       return Date.now() - t0;
+    },
+    stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGSTOP");
+    },
+    cont() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGCONT");
     },
   };
 }

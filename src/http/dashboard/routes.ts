@@ -5,7 +5,7 @@
  * view-model.ts. This file puts the groups of routes together and turns their errors into pages.
  */
 import { Router, type NextFunction, type Request, type Response } from "express";
-import { DomainError } from "../../domain/errors.js";
+import { DomainError, ReplicationLagError } from "../../domain/errors.js";
 import { STATUS } from "../errors.js";
 import { composeRoutes } from "./compose-routes.js";
 import { formRoutes } from "./form-routes.js";
@@ -33,6 +33,10 @@ export function dashboardRoutes(d: DashboardDeps): Router {
   r.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
     if (!isPagePath(req.path)) return next(err);
     if (err instanceof DomainError) return k.refusePage(req, res, STATUS[err.code], headingFor(err), err.message);
+    if (err instanceof ReplicationLagError) {
+      d.logger.warn({ method: req.method, url: req.originalUrl, acknowledged: err.acknowledged, required: err.required }, "dashboard: answered 503, not yet on enough Redis replicas");
+      return k.refusePage(req, res, 503, "Recorded, not yet confirmed", "Your action reached the database but not yet enough of its replicas to be sure it survives a failover. Try again in a moment: it will be confirmed, or you will see it was already done.");
+    }
     const type = (err as { type?: unknown })?.type;
     if (type === "entity.too.large") return k.refusePage(req, res, 413, "Too large", "The form was larger than allowed. Nothing was changed.");
     if (typeof type === "string") return k.refusePage(req, res, 400, "The form could not be read", "Reload the page and try again. Nothing was changed.");

@@ -10,6 +10,7 @@
  */
 import express, { Router, type Request, type Response } from "express";
 import type { UserDirectory } from "../../auth/users.js";
+import { ReplicationLagError } from "../../domain/errors.js";
 import type { Message } from "../../domain/message.js";
 import { sameIdentity } from "../../domain/policies.js";
 import type { Inspected, LinkService, Refusal, RefusalCode } from "../../links/link-service.js";
@@ -130,6 +131,10 @@ export function linkRoutes(d: LinkRouteDeps): Router {
 
   // A body the parser refuses (too large, too many fields, a charset it cannot read): a page, not JSON.
   r.use((err: unknown, _req: Request, res: Response, next: express.NextFunction) => {
+    // Recorded on the Redis primary, not yet on enough replicas (REDIS_MIN_REPLICAS_ACK): the token was given back.
+    if (err instanceof ReplicationLagError) {
+      return void result(res, 503, { tone: "warning", heading: "Recorded, not yet confirmed", detail: "Your action reached the database but not yet enough of its replicas. Go back and confirm again in a moment: it will be confirmed, or the page will say it was already done." }, null);
+    }
     const status = typeof err === "object" && err !== null && "status" in err && typeof err.status === "number" && err.status >= 400 && err.status < 500 ? err.status : null;
     if (status === null) return next(err);
     void result(res, status, { tone: "warning", heading: "This request could not be read", detail: "Use the form on the link's page. Nothing was changed." }, null);
