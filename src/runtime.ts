@@ -18,6 +18,7 @@ import { AIRLOCK_ACTOR } from "./domain/message.js";
 import { UserDirectory, seedDemoUsers, watchUsersFile } from "./auth/users.js";
 import type { Config } from "./config.js";
 import { createApp } from "./http/app.js";
+import { answerMalformedRequests } from "./http/errors.js";
 import { createMetrics } from "./metrics/metrics.js";
 import { createPageRenderer } from "./http/pages.js";
 import { SessionStore } from "./http/dashboard/sessions.js";
@@ -190,6 +191,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       });
       const server = await new Promise<Server>((res, rej) => {
         const s = app.listen(port, (err?: Error) => (err ? rej(err) : res(s)));
+        answerMalformedRequests(s);
       });
       stops.unshift(
         () => stream.close(),
@@ -211,6 +213,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
           (e: unknown) => res.writeHead(503, { "content-type": "text/plain" }).end(`metrics unavailable: ${(e as Error).message}\n`), // Redis unreachable
         );
       });
+      answerMalformedRequests(server);
       await new Promise<void>((res, rej) => server.once("error", rej).listen(port, () => res()));
       stops.unshift(() => new Promise<void>((res) => server.close(() => res())));
       const addr = server.address();

@@ -116,3 +116,22 @@ export function requireJson(optional = false): RequestHandler {
     next();
   };
 }
+
+/**
+ * A request Node's HTTP parser refuses (a control character or a lone LF in a header, headers too
+ * large, too slow) never reaches express: without this, Node answers a bare 400 with no body. It
+ * gets the API's error shape like every other refusal, and the connection is closed.
+ */
+export function answerMalformedRequests(server: import("node:http").Server): void {
+  server.on("clientError", (err: NodeJS.ErrnoException, socket: import("node:stream").Duplex) => {
+    if (!socket.writable || err.code === "ECONNRESET") return void socket.destroy();
+    const [status, reason, code] =
+      err.code === "HPE_HEADER_OVERFLOW"
+        ? [431, "Request Header Fields Too Large", "too_large"]
+        : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+          ? [408, "Request Timeout", "invalid_input"]
+          : [400, "Bad Request", "invalid_input"];
+    const body = JSON.stringify({ error: { code, message: `malformed HTTP request (${err.code ?? "unknown"})` } });
+    socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  });
+}
