@@ -7,10 +7,11 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { request as httpRequest } from "node:http";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { startTestRedis, type TestRedis } from "../support/redis.js";
 import { startSmtpSink, type SmtpSink } from "../support/smtp-sink.js";
-import { api, spawnAirlock, writeUsers, type AirlockProcess } from "../support/processes.js";
+import { spawnAirlock, writeUsers, type AirlockProcess } from "../support/processes.js";
 import { tokenOf, type UserKey } from "../support/airlock.js";
 
 const HEAP_CAP_MB = 512;
@@ -41,6 +42,39 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
+/**
+ * One request on a connection of its own (http.request, no agent): fetch's pooled keep-alive
+ * connections race the server closing an idle one (its 5 s keep-alive timeout), and under this
+ * load a reused connection can be closed as a large body is written to it (EPIPE), which says
+ * nothing about the service. A fresh connection per request has no such race.
+ */
+function call(user: UserKey, method: string, path: string, body?: unknown, contentType = "application/json"): Promise<{ status: number; body: any }> {
+  const payload = body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      `${apiProc.url}${path}`,
+      { method, agent: false, headers: { authorization: `Bearer ${tokenOf(user)}`, ...(payload === undefined ? {} : { "content-type": contentType, "content-length": Buffer.byteLength(payload) }) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          const text = Buffer.concat(chunks).toString();
+          let parsed: unknown = text;
+          try {
+            parsed = JSON.parse(text);
+          } catch {
+            // not JSON
+          }
+          resolve({ status: res.statusCode ?? 0, body: parsed });
+        });
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(payload);
+  });
+}
+
 /** The API process's V8 heap in use, from its own /metrics (prom-client's default metrics). */
 async function heapUsedMb(): Promise<number> {
   const text = await (await fetch(`${apiProc.url}/metrics`)).text();
@@ -52,18 +86,18 @@ async function heapUsedMb(): Promise<number> {
 /** The largest body an edit may carry (text 200,000 and HTML 500,000 characters): ~0.7 MB of the 1 MB JSON limit. */
 const huge = (tag: string) => ({ text: `${tag} `.padEnd(199_000, "lorem ipsum "), html: `<p>${tag} ${"lorem ipsum ".repeat(41_000)}</p>` });
 
-function csvUpload(user: UserKey, name: string, rows: number): Promise<number> {
+async function csvUpload(user: UserKey, name: string, rows: number): Promise<number> {
   const lines = ["email,name,department"];
   for (let i = 0; i < rows; i++) lines.push(`${name}-${i}@corp.example,Person ${i} of a rather long name,Department ${i % 97}`);
-  return fetch(`${apiProc.url}/api/audiences?name=${name}`, { method: "POST", headers: { authorization: `Bearer ${tokenOf(user)}`, "content-type": "text/csv" }, body: lines.join("\n") }).then((r) => r.status);
+  return (await call(user, "POST", `/api/audiences?name=${name}`, lines.join("\n"), "text/csv")).status;
 }
 
 it("stays under its heap cap, answers every request without a 5xx, and answers a recall meanwhile", async () => {
   const authors: UserKey[] = ["author", "author2", "authorApprover", "admin"];
-  const targets = await Promise.all(authors.map(async (u) => (await api(apiProc.url, u, "POST", "/api/messages", { subject: `Flood ${u}`, ...huge(u), audience: { addresses: ["ann@corp.example"] } })).body));
+  const targets = await Promise.all(authors.map(async (u) => (await call(u, "POST", "/api/messages", { subject: `Flood ${u}`, ...huge(u), audience: { addresses: ["ann@corp.example"] } })).body));
   for (const t of targets) expect(t.id, JSON.stringify(t).slice(0, 300)).toBeDefined();
-  const victim = (await api(apiProc.url, "author", "POST", "/api/messages", { subject: "To recall in the flood", text: "x", audience: { addresses: ["ann@corp.example"] } })).body;
-  expect((await api(apiProc.url, "approver1", "POST", `/api/messages/${victim.id}/approve`, { revision: 1 })).status).toBe(200);
+  const victim = (await call("author", "POST", "/api/messages", { subject: "To recall in the flood", text: "x", audience: { addresses: ["ann@corp.example"] } })).body;
+  expect((await call("approver1", "POST", `/api/messages/${victim.id}/approve`, { revision: 1 })).status).toBe(200);
 
   let peak = await heapUsedMb();
   let sampling = true;
@@ -77,15 +111,15 @@ it("stays under its heap cap, answers every request without a 5xx, and answers a
   const statuses: number[] = [];
   const edits = async (round: number) => {
     const r = await Promise.all(
-      targets.flatMap((t, i) => Array.from({ length: 16 }, (_, k) => api(apiProc.url, authors[i]!, "PUT", `/api/messages/${t.id}`, { subject: `Flood ${round}.${k}`, ...huge(`r${round}.${k}`), audience: { addresses: ["ann@corp.example"] } }))),
+      targets.flatMap((t, i) => Array.from({ length: 16 }, (_, k) => call(authors[i]!, "PUT", `/api/messages/${t.id}`, { subject: `Flood ${round}.${k}`, ...huge(`r${round}.${k}`), audience: { addresses: ["ann@corp.example"] } }))),
     );
     statuses.push(...r.map((x) => x.status));
   };
   const reads = async () => {
     const r = await Promise.all([
-      ...Array.from({ length: 20 }, () => api(apiProc.url, "ops", "GET", "/api/messages?limit=200")),
-      ...targets.flatMap((t) => Array.from({ length: 5 }, () => api(apiProc.url, "ops", "GET", `/api/messages/${t.id}`))),
-      ...targets.map((t) => api(apiProc.url, "ops", "GET", `/api/messages/${t.id}/revisions?limit=10`)),
+      ...Array.from({ length: 20 }, () => call("ops", "GET", "/api/messages?limit=200")),
+      ...targets.flatMap((t) => Array.from({ length: 5 }, () => call("ops", "GET", `/api/messages/${t.id}`))),
+      ...targets.map((t) => call("ops", "GET", `/api/messages/${t.id}/revisions?limit=10`)),
     ]);
     statuses.push(...r.map((x) => x.status));
   };
@@ -95,7 +129,7 @@ it("stays under its heap cap, answers every request without a 5xx, and answers a
     for (let round = 0; round < 4; round++) await Promise.all([edits(round), reads()]);
   })();
   // In the middle of it: the recall, which must be answered with success.
-  const recall = await api(apiProc.url, "ops", "POST", `/api/messages/${victim.id}/recall`, { reason: "recalled during the flood" });
+  const recall = await call("ops", "POST", `/api/messages/${victim.id}/recall`, { reason: "recalled during the flood" });
   const [uploadStatuses] = await Promise.all([uploads, flood]);
   sampling = false;
   await sampler;
