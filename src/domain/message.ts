@@ -89,7 +89,10 @@ export interface RecipientState {
   status: DeliveryStatus;
   reply: string | null;
   correction: "sent" | "failed" | "queued" | null;
+  /** Inside a transaction of the original cut off at an unknown point: may have received it twice. */
   possibleDuplicate: boolean;
+  /** The same, for the correction. */
+  correctionPossibleDuplicate: boolean;
 }
 
 export type { Approval };

@@ -6,6 +6,9 @@
  */
 export const PREFIX = "{airlock}";
 
+/** Marks the correction's members of keys.possibleDuplicates (the original's are bare addresses). */
+export const CORRECTION_DUPLICATE_PREFIX = "correction:";
+
 export const keys = {
   /** INCR counter for message ids. */
   messageSeq: () => `${PREFIX}:seq:message`,
@@ -25,7 +28,10 @@ export const keys = {
   failures: (id: string) => `${PREFIX}:msg:${id}:failures`,
   /** String, one byte per recipient index: the correction's delivery state. */
   correction: (id: string) => `${PREFIX}:msg:${id}:correction-states`,
-  /** Set of addresses whose transaction was cut off at an unknown point and retried. */
+  /**
+   * Set of addresses whose transaction was cut off at an unknown point and retried: the address for
+   * the original, CORRECTION_DUPLICATE_PREFIX + address for the correction (store/lua/fanout-prologue.lua).
+   */
   possibleDuplicates: (id: string) => `${PREFIX}:msg:${id}:dup`,
   /** Hash revision -> JSON snapshot of that revision (for diffs and audit). */
   revisions: (id: string) => `${PREFIX}:msg:${id}:revisions`,

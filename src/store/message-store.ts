@@ -9,7 +9,7 @@ import { NEW, STATES, type Action, type FromState, type State } from "../domain/
 import type { CorrectionStatus, DeliveryStatus, Message, MessageSummary, RecipientState } from "../domain/message.js";
 import type { ApprovalLadder } from "../domain/policies.js";
 import type { OriginalFields } from "../mail/compose.js";
-import { keys } from "./keys.js";
+import { CORRECTION_DUPLICATE_PREFIX, keys } from "./keys.js";
 import { registerScripts, type ReplicaAck, type ScriptName, type ScriptRunner } from "./scripts.js";
 import type { Answer } from "./script-answers.js";
 
@@ -317,10 +317,12 @@ export class MessageStore {
     pipe.getrangeBuffer(keys.correction(message.id), ...range);
     pipe.hmget(keys.failures(message.id), ...addresses);
     pipe.smismember(keys.possibleDuplicates(message.id), ...addresses);
-    const [[, deliveryBytes], [, correctionBytes], [, failures], [, dups]] = (await pipe.exec()) as Array<[Error | null, unknown]> as [
+    pipe.smismember(keys.possibleDuplicates(message.id), ...addresses.map((a) => CORRECTION_DUPLICATE_PREFIX + a));
+    const [[, deliveryBytes], [, correctionBytes], [, failures], [, dups], [, correctionDups]] = (await pipe.exec()) as Array<[Error | null, unknown]> as [
       [null, Buffer],
       [null, Buffer],
       [null, Array<string | null>],
+      [null, number[]],
       [null, number[]],
     ];
     // One byte per recipient from the cursor on; a zero byte or past the end: nothing recorded.
@@ -341,6 +343,7 @@ export class MessageStore {
         reply: failures[i] ?? null,
         correction: c === "s" ? "sent" : c === "f" ? "failed" : c === "i" ? "queued" : null,
         possibleDuplicate: dups[i] === 1,
+        correctionPossibleDuplicate: correctionDups[i] === 1,
       });
       if (items.length === opts.limit) break;
     }

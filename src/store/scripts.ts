@@ -15,6 +15,7 @@ import type { Redis } from "ioredis";
 import type { z } from "zod";
 import { ReplicationLagError } from "../domain/errors.js";
 import { AIRLOCK_ACTOR } from "../domain/message.js";
+import { CORRECTION_DUPLICATE_PREFIX } from "./keys.js";
 import { luaLifecycle } from "./lua-lifecycle.js";
 import { ANSWERS, type Answer } from "./script-answers.js";
 
@@ -22,7 +23,7 @@ const dir = new URL("./lua/", import.meta.url);
 const read = (name: string) => readFileSync(new URL(name, dir), "utf8");
 
 const prologue = luaLifecycle() + read("prologue.lua");
-const fanout = read("fanout-prologue.lua");
+const fanout = `local CORRECTION_DUPLICATE = ${JSON.stringify(CORRECTION_DUPLICATE_PREFIX)}\n` + read("fanout-prologue.lua");
 
 const SOURCES = {
   submit: prologue + read("submit.lua"),

@@ -13,6 +13,8 @@ local K_DUPLICATES = KEYS[COMMON_KEYS + 4]
 local K_FAILURES = KEYS[COMMON_KEYS + 5]
 local K_RATE = KEYS[COMMON_KEYS + 6]
 local KIND = ARGV[4]
+-- CORRECTION_DUPLICATE: the prefix of the correction's members of the possible-duplicates set
+-- (store/keys.ts CORRECTION_DUPLICATE_PREFIX, defined before this file by store/scripts.ts).
 
 -- A fan-out runs as long as the action that ends it may still come: the original's until `finish`
 -- (or a recall), the correction's until `finishCorrection`.
@@ -51,8 +53,14 @@ local function hsetMany(key, flat)
   if #flat > 0 then redis.call('HSET', key, unpack(flat)) end
 end
 
+-- One member per phase, so each phase's flags can be told apart; the count is of recipients (the
+-- spec's `possibleDuplicates`): a recipient flagged in both phases counts once.
 local function markDuplicate(addr)
-  if redis.call('SADD', K_DUPLICATES, addr) == 1 then incr('possibleDuplicates', 1) end
+  local member, other = addr, CORRECTION_DUPLICATE .. addr
+  if KIND == 'correction' then member, other = other, addr end
+  if redis.call('SADD', K_DUPLICATES, member) == 1 and redis.call('SISMEMBER', K_DUPLICATES, other) == 0 then
+    incr('possibleDuplicates', 1)
+  end
 end
 
 local function finishCorrectionIfDone()
