@@ -142,12 +142,12 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const tokens = new LinkTokens(redis, linkSecret, clock);
   // Before anything can write an audit entry, so the first message's notifications are not missed.
   await ensureNotifierGroup(redis);
-  const sealer = new AuditSealer({ redis, reader: connect("audit-sealer", true), secret: auditSecret, logger });
-  sealer.start();
-  stops.push(() => sealer.stop());
   const audit = new AuditLog(redis, clock);
   // Which settings this process runs with, on the record (secrets only as set or unset).
   await audit.append(AIRLOCK_ACTOR, "settings", { process: `${hostname()}-${process.pid}`, settings: auditedSettings(config) });
+  const sealer = new AuditSealer({ redis, reader: connect("audit-sealer", true), secret: auditSecret, logger });
+  sealer.start();
+  stops.push(() => sealer.stop());
 
   const runtime: Runtime = {
     config,

@@ -21,6 +21,8 @@ const PAGE = 500;
 const BLOCK_MS = 2000;
 /** After a Redis error: wait before trying again, so a Redis that is down is not hammered. */
 const RETRY_MS = 1000;
+/** How long a stopping process tries to seal the last entries. */
+const FINAL_SEAL_MS = 2000;
 /** The seal head is logged at most this often (anchors for the verifier). */
 const ANCHOR_LOG_MS = 60_000;
 
@@ -74,11 +76,17 @@ export class AuditSealer {
     this.running ??= this.loop();
   }
 
+  /** Stops the loop, after sealing what the last moments wrote (sign-outs, the last transitions). */
   async stop(): Promise<void> {
     this.stopped = true;
     this.d.reader.disconnect(); // ends a blocking read at once
     await this.running;
     this.running = null;
+    // Bounded: a busy trail, or a Redis that does not answer (its commands wait for a reconnect), does not hold the stop.
+    const finalSeal = (async () => {
+      for (let round = 0; round < 20 && (await this.sealOnce().catch(() => 0)) > 0; round++);
+    })();
+    await Promise.race([finalSeal, new Promise((r) => setTimeout(r, FINAL_SEAL_MS).unref())]);
   }
 
   /** Seals what the stream holds now; answers how many entries were sealed (0: nothing to do, or refused). */

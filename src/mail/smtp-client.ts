@@ -267,7 +267,7 @@ class Connection {
 }
 
 /** Appended to a certificate that did not verify: what it is checked against. */
-export const UNVERIFIED_CERTIFICATE = "(the certificate must chain to the system's CAs or SMTP_CA_FILE's, and name the host)";
+export const UNVERIFIED_CERTIFICATE = "(the certificate must chain to Node's built-in CAs, or with SMTP_CA_FILE set to those or that file's (not NODE_EXTRA_CA_CERTS then), and name the host)";
 
 /**
  * Verified TLS to `o.host`: its certificate must chain to `o.ca` (else Node's default store) and

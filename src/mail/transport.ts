@@ -46,7 +46,7 @@ export interface SmtpTransportOptions {
    * Default `opportunistic`.
    */
   tls?: "required" | "opportunistic" | "none";
-  /** SMTP_CA_FILE: PEM of a private CA trusted in addition to the system's. */
+  /** SMTP_CA_FILE: PEM of a private CA trusted in addition to Node's built-in roots (it replaces NODE_EXTRA_CA_CERTS and the system store for this connection). */
   caFile?: string;
 }
 

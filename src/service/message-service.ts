@@ -397,7 +397,12 @@ export class MessageService {
     if (!this.mayRecall(user, current)) throw new DomainError("forbidden", "authors may recall only their own messages");
     // The stop first: nothing is built before the recall commits (the text's own rules were
     // checked with the input). The custom correction is built right after, from the stopped message.
-    const ok = this.committed("recall", user, id, await this.followingLag(id, this.d.store.recall(id, user.email, opts.reason, { text, required })), current.revision);
+    const answer = await this.followingLag(id, this.d.store.recall(id, user.email, opts.reason, { text, required })).catch(async (e: unknown) => {
+      // Recalled on the primary, not yet on the replicas: the custom text still needs its digest, or nobody could approve it.
+      if (e instanceof ReplicationLagError && (e.answer as { ok?: boolean } | undefined)?.ok && text && required > 0) await this.recordCorrectionDigest(id, user).catch(() => {});
+      throw e;
+    });
+    const ok = this.committed("recall", user, id, answer, current.revision);
     // Nothing of the original was inside an SMTP transaction and there is nobody to correct: the
     // recall's answer is the stop. (A correction that starts now is observed by the follow-up.)
     if (ok.state === "recalled" || ok.state === "corrected") this.d.metrics?.recallToStop.observe(0);

@@ -83,7 +83,7 @@ export function pageRoutes(d: DashboardDeps, k: PageKit): Router {
       domains,
       holdLabel: formatDuration(m.holdSeconds),
       revisions: revisions.items,
-      olderRevisions: revisions.older ? `/api/messages/${m.id}/revisions?cursor=${revisions.items.at(-1)?.revision ?? ""}` : null,
+      olderRevisions: revisions.older ? `GET /api/messages/${m.id}/revisions?cursor=${revisions.items.at(-1)?.revision ?? ""}` : null,
       recipients: recipients.items,
       filtered: q.status !== undefined,
       statusOptions: [
