@@ -16,7 +16,7 @@ export interface Recall {
 }
 
 /** A message without its bodies (text, HTML, Markdown: up to a few MB each): what lists carry. */
-export type MessageSummary = Omit<Message, "text" | "html" | "markdown">;
+export type ListedMessage = Omit<Message, "text" | "html" | "markdown">;
 
 export interface Message {
   id: string;

@@ -9,7 +9,7 @@ import type { Config } from "../config.js";
 import { mayDecide, type User } from "../auth/users.js";
 import type { Clock } from "../domain/clock.js";
 import { DomainError, ReplicationLagError } from "../domain/errors.js";
-import type { Message, MessageSummary } from "../domain/message.js";
+import type { Message, ListedMessage } from "../domain/message.js";
 import { messageInput, type DraftInput, type MessageInput } from "../domain/message-input.js";
 import { DRAFT_STATES } from "../domain/lifecycle.js";
 import { approvalLadder, approvalOutcome, approvalRefusal, effectiveHoldSeconds, requiredApprovals, sameIdentity, senderMailboxes } from "../domain/policies.js";
@@ -95,7 +95,7 @@ export class MessageService {
     return m;
   }
 
-  maySee(user: User, m: MessageSummary): boolean {
+  maySee(user: User, m: ListedMessage): boolean {
     return !DRAFT_STATES.includes(m.state) || sameIdentity(m.author, user.email) || has(user, "ops", "admin");
   }
 
@@ -508,7 +508,7 @@ export class MessageService {
     return has(user, "ops", "admin");
   }
 
-  mayRecall(user: User, m: MessageSummary): boolean {
+  mayRecall(user: User, m: ListedMessage): boolean {
     return has(user, "approver", "ops", "admin") || (has(user, "author") && sameIdentity(m.author, user.email));
   }
 
@@ -518,7 +518,7 @@ export class MessageService {
    * `rejectCorrection` apply: `open` (both are theirs to do), `approved` (they approved it already:
    * only a rejection is left), or why neither is theirs. For pages, which offer only what would pass.
    */
-  decisionStanding(user: User, m: MessageSummary, of: "original" | "correction"): DecisionStanding {
+  decisionStanding(user: User, m: ListedMessage, of: "original" | "correction"): DecisionStanding {
     // Their own message (or correction text) first: whatever their roles, that is why it is not theirs.
     if (of === "original") {
       if (sameIdentity(m.author, user.email)) return "own_message";
@@ -534,7 +534,7 @@ export class MessageService {
   }
 
   /** What waits for this user's approval in the message: the message itself, its correction text, or nothing. */
-  awaitingDecisionOf(user: User, m: MessageSummary): "original" | "correction" | null {
+  awaitingDecisionOf(user: User, m: ListedMessage): "original" | "correction" | null {
     if (this.decisionStanding(user, m, "original") === "open") return "original";
     if (this.decisionStanding(user, m, "correction") === "open") return "correction";
     return null;

@@ -6,7 +6,7 @@
 import type { Redis } from "ioredis";
 import type { Clock } from "../domain/clock.js";
 import { NEW, STATES, type Action, type FromState, type State } from "../domain/lifecycle.js";
-import type { CorrectionStatus, DeliveryStatus, Message, MessageSummary, RecipientState } from "../domain/message.js";
+import type { CorrectionStatus, DeliveryStatus, Message, ListedMessage, RecipientState } from "../domain/message.js";
 import type { ApprovalLadder } from "../domain/policies.js";
 import type { OriginalFields } from "../mail/compose.js";
 import { CORRECTION_DUPLICATE_PREFIX, keys } from "./keys.js";
@@ -260,14 +260,14 @@ export class MessageStore {
    * read into memory whole (one request could hold hundreds of MB). The cursor is an offset, opaque
    * to clients.
    */
-  async list(opts: { state?: State; limit: number; cursor?: string }): Promise<{ items: MessageSummary[]; nextCursor: string | null }> {
+  async list(opts: { state?: State; limit: number; cursor?: string }): Promise<{ items: ListedMessage[]; nextCursor: string | null }> {
     const key = opts.state ? keys.messagesInState(opts.state) : keys.messagesByTime();
     const offset = opts.cursor ? Number(opts.cursor) : 0;
     const ids = await this.redis.zrevrange(key, offset, offset + opts.limit - 1);
     const pipe = this.redis.pipeline();
     for (const id of ids) pipe.hmget(keys.message(id), ...SUMMARY_FIELDS);
     const rows = ((await pipe.exec()) ?? []) as Array<[Error | null, Array<string | null>]>;
-    const items: MessageSummary[] = [];
+    const items: ListedMessage[] = [];
     for (const [err, values] of rows) {
       if (err) throw err;
       const h: Record<string, string> = {};

@@ -706,27 +706,31 @@ describe("two worker processes with the default WORKER_LOCK_SECONDS", () => {
     // short sleeps until it would, so a window of T seconds carries at most T × rate plus what the bucket held at
     // its start: one transaction, plus what accrues while every waiting job oversleeps its wake-up (timers of a
     // loaded machine), plus the jitter of this process's clock between a claim and its MAIL FROM at the sink.
-    // Allowance: one transaction and a quarter second's worth of the rate (150 at 400/s). A limiter per worker
-    // instead of one shared (800/s here) or a rate off by a few per cent over the long window fails it.
-    const ALLOWANCE = PER_TRANSACTION + RATE / 4;
+    // The timestamps are taken in this process, which a loaded machine stalls now and then: what arrives
+    // during a stall is stamped at its end, bunched. Windows of 3 s, and an allowance of one transaction
+    // and half a second's worth of the rate (250 at 400/s), absorb that; a limiter per worker instead of
+    // one shared (800/s here: 2,400 in 3 s against a bound of 1,450) or a rate off by a few per cent
+    // over the long window still fails it.
+    const WINDOW_MS = 3000;
+    const ALLOWANCE = PER_TRANSACTION + RATE / 2;
     const from = first + 1000;
     let max = 0;
     let maxAt = 0;
     for (const w of d) {
-      if (w.at < from || w.at + 1000 > last) continue;
-      const inWindow = d.filter((x) => x.at >= w.at && x.at < w.at + 1000).reduce((n, x) => n + x.n, 0);
+      if (w.at < from || w.at + WINDOW_MS > last) continue;
+      const inWindow = d.filter((x) => x.at >= w.at && x.at < w.at + WINDOW_MS).reduce((n, x) => n + x.n, 0);
       if (inWindow > max) (max = inWindow), (maxAt = w.at);
     }
     const steady = d.filter((x) => x.at >= from && x.at < last).reduce((n, x) => n + x.n, 0); // [from, last): T = last - from
     const average = (steady * 1000) / Math.max(1, last - from);
     const firstSecond = d.filter((x) => x.at < from).reduce((n, x) => n + x.n, 0);
-    expect(last - from, "a steady state of several seconds").toBeGreaterThan(3000);
-    expect(max, `busiest 1 s window of the steady state, starting ${maxAt - first} ms after the first delivery (seed ${SEED})`).toBeLessThanOrEqual(RATE + ALLOWANCE);
+    expect(last - from, "a steady state of several windows").toBeGreaterThan(2 * WINDOW_MS);
+    expect(max, `busiest ${WINDOW_MS / 1000} s window of the steady state, starting ${maxAt - first} ms after the first delivery (seed ${SEED})`).toBeLessThanOrEqual((RATE * WINDOW_MS) / 1000 + ALLOWANCE);
     expect(firstSecond, "the first second: the full bucket and one second's refill").toBeLessThanOrEqual(2 * RATE + ALLOWANCE);
     // And the whole steady state, a window of several seconds, by the same rule: its length's worth plus the allowance.
     expect(steady, "the whole steady state").toBeLessThanOrEqual((RATE * (last - from)) / 1000 + ALLOWANCE);
     figures.push(
-      `send rate ${RATE}/s, two workers, ${N} recipients (transaction starts at the sink): busiest 1 s window of the steady state ${max} at +${maxAt - first} ms (bound ${RATE + ALLOWANCE}), ` +
+      `send rate ${RATE}/s, two workers, ${N} recipients (transaction starts at the sink): busiest ${WINDOW_MS / 1000} s window of the steady state ${max} at +${maxAt - first} ms (bound ${(RATE * WINDOW_MS) / 1000 + ALLOWANCE}), ` +
         `steady state ${steady} in ${last - from} ms = ${average.toFixed(0)}/s (bound ${Math.floor((RATE * (last - from)) / 1000 + ALLOWANCE)}), first second ${firstSecond} (bound ${2 * RATE + ALLOWANCE})`,
     );
   }, TEST_TIMEOUT);

@@ -161,7 +161,8 @@ describe("uploads at a time per user", () => {
   it("holds across stores (API processes), renews a running upload's lease, and lets a crashed one's lease end", async () => {
     const user = "lease@corp.example";
     const key = uploadSlotsKey(user);
-    const opts = { clock: a.clock, maxConcurrentUploads: 1, uploadLeaseMs: 300 };
+    // Renewed every second: a late timer (a loaded CI machine) has two seconds before the lease would lapse.
+    const opts = { clock: a.clock, maxConcurrentUploads: 1, uploadLeaseMs: 3000 };
     const one = new AudienceStore({ redis: a.rt.redis, ...opts });
     const elsewhere = new Redis(a.redis.url);
     try {
@@ -180,7 +181,7 @@ describe("uploads at a time per user", () => {
       expect(await redis.exists(key)).toBe(0);
 
       // What a process that crashed mid-upload leaves: a lease nobody renews.
-      await redis.zadd(key, (await redisNow()) + 300, "crashed");
+      await redis.zadd(key, (await redisNow()) + 2000, "crashed");
       expect(await refusal(two.startUpload(user))).toMatchObject({ code: "rate_limited" });
       await a.until("the crashed upload's lease ends", async () => (await redisNow()) > Number(await redis.zscore(key, "crashed")));
       const next = await two.startUpload(user);

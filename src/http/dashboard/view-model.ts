@@ -4,7 +4,7 @@
  * server renders the first frame so the page is right without JavaScript.
  */
 import { PAUSABLE_STATES, RECALLABLE_STATES, type State } from "../../domain/lifecycle.js";
-import { AIRLOCK_ACTOR, type MessageSummary } from "../../domain/message.js";
+import { AIRLOCK_ACTOR, type ListedMessage } from "../../domain/message.js";
 import { formatDateTime, STATE_LABELS } from "../../notify/format.js";
 
 /** Below this, a scheduled release is "imminent": red, at the top, impossible to miss. */
@@ -83,21 +83,21 @@ export function countdown(ms: number): string {
   return `in ${u(sec, "second")}`;
 }
 
-export function audienceLabel(m: Pick<MessageSummary, "audience">): string {
+export function audienceLabel(m: Pick<ListedMessage, "audience">): string {
   const parts = [...m.audience.lists];
   const n = m.audience.addresses.length;
   if (n > 0) parts.push(`${formatNumber(n)} ${n === 1 ? "address" : "addresses"}`);
   return parts.join(", ") || "nobody";
 }
 
-export function progressOf(m: MessageSummary): Progress {
+export function progressOf(m: ListedMessage): Progress {
   const total = m.recipientCount;
   const { sent, failed, skipped } = m.counts;
   const done = sent + failed + skipped;
   return { total, sent, failed, skipped, done, percent: total > 0 ? Math.min(100, Math.floor((done * 100) / total)) : 0 };
 }
 
-export function urgencyOf(m: MessageSummary, now: number): Urgency {
+export function urgencyOf(m: ListedMessage, now: number): Urgency {
   switch (m.state) {
     case "sending":
     case "correcting":
@@ -111,7 +111,7 @@ export function urgencyOf(m: MessageSummary, now: number): Urgency {
   }
 }
 
-export function headline(m: MessageSummary, now: number): string {
+export function headline(m: ListedMessage, now: number): string {
   const to = people(m.recipientCount);
   switch (m.state) {
     case "pending_approval": {
@@ -142,10 +142,10 @@ export function headline(m: MessageSummary, now: number): string {
 }
 
 /** Airlock itself stopped the fan-out (not a person's pause). */
-const halted = (m: MessageSummary) => m.paused?.by === AIRLOCK_ACTOR;
+const halted = (m: ListedMessage) => m.paused?.by === AIRLOCK_ACTOR;
 
 /** Recipients per second between release and `now`, from the settled counts. */
-export function averageRate(m: MessageSummary, now: number): number | null {
+export function averageRate(m: ListedMessage, now: number): number | null {
   if (m.state !== "sending" || m.paused || !m.releaseAt) return null;
   const seconds = (now - Date.parse(m.releaseAt)) / 1000;
   if (seconds < 1) return null;
@@ -153,7 +153,7 @@ export function averageRate(m: MessageSummary, now: number): number | null {
 }
 
 /** `recallable`, `mayPause` and `awaiting` (what waits for the viewer's approval): MessageService decides. */
-export function cardView(m: MessageSummary, now: number, recallable: boolean, mayPause = false, awaiting: "original" | "correction" | null = null): CardView {
+export function cardView(m: ListedMessage, now: number, recallable: boolean, mayPause = false, awaiting: "original" | "correction" | null = null): CardView {
   const running = PAUSABLE_STATES.includes(m.state);
   const correctionTotal = m.counts.sent;
   const correctionDone = m.counts.corrected + m.counts.correctionFailed;
