@@ -30,7 +30,7 @@ import { BATCH_SIZE, QUEUES } from "../../src/queues/catalogue.js";
 import { keys, QUEUE_PREFIX } from "../../src/store/keys.js";
 import { headerOf, startSmtpSink, type Received, type SinkTransaction, type SmtpSink } from "../support/smtp-sink.js";
 import { startTestRedis, type TestRedis } from "../support/redis.js";
-import { api, seeded, spawnAirlock, writeUsers, type AirlockProcess } from "../support/processes.js";
+import { api, pollUntil, seeded, spawnAirlock, uploadAudience, writeUsers, type AirlockProcess } from "../support/processes.js";
 
 const SEED = Number(process.env.FAULT_SEED ?? Date.now() % 1_000_000);
 const random = seeded(SEED);
@@ -54,22 +54,11 @@ const PER_TRANSACTION = 50; // RECIPIENTS_PER_TRANSACTION below
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until<T>(what: string, check: () => Promise<T | undefined | false>, deadlineMs = 90_000): Promise<T> {
-  const end = Date.now() + deadlineMs;
-  for (;;) {
-    const v = await check().catch(() => undefined); // Redis or the API may be restarting
-    if (v !== undefined && v !== false) return v as T;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what} (seed ${SEED})`);
-    await sleep(100); // state reached by background processes: poll
-  }
-}
+const until = <T>(what: string, check: () => Promise<T | undefined | false>, deadlineMs = 90_000): Promise<T> => pollUntil(what, check, deadlineMs, `seed ${SEED}`);
 
 const get = async (id: string) => (await api(apiProc.url, "ops", "GET", `/api/messages/${id}`)).body;
 
-async function audience(name: string, size: number): Promise<void> {
-  const recipients = Array.from({ length: size }, (_, i) => ({ email: `${name}-${String(i).padStart(5, "0")}@corp.example` }));
-  expect((await api(apiProc.url, "admin", "POST", "/api/audiences", { name, recipients })).status).toBe(201);
-}
+const audience = (name: string, size: number): Promise<void> => uploadAudience(apiProc.url, name, size);
 
 async function approved(list: string, subject: string, extra: object = {}): Promise<{ id: string; messageId: string }> {
   const m = (await api(apiProc.url, "author", "POST", "/api/messages", { subject, text: "Fault test.", audience: { lists: [list] }, ...extra })).body;

@@ -21,7 +21,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFailed } from "vitest";
 import { keys } from "../../src/store/keys.js";
-import { api, seeded, spawnAirlock, writeUsers, type AirlockProcess } from "../support/processes.js";
+import { api, pollUntil, seeded, spawnAirlock, uploadAudience, writeUsers, type AirlockProcess } from "../support/processes.js";
 import { startSentinelRedis, type SentinelRedis } from "../support/sentinel.js";
 import { startSmtpSink, type SmtpSink } from "../support/smtp-sink.js";
 
@@ -38,24 +38,12 @@ let apiProc: AirlockProcess;
 let worker: AirlockProcess;
 const started = Date.now();
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until<T>(what: string, check: () => Promise<T | undefined | false>, deadlineMs = 60_000): Promise<T> {
-  const end = Date.now() + deadlineMs;
-  for (;;) {
-    const v = await check().catch(() => undefined); // Redis may be failing over under the API
-    if (v !== undefined && v !== false) return v as T;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what} (seed ${SEED})`);
-    await sleep(100); // state reached by background processes: poll
-  }
-}
+const until = <T>(what: string, check: () => Promise<T | undefined | false>, deadlineMs = 60_000): Promise<T> => pollUntil(what, check, deadlineMs, `seed ${SEED}`);
 
 const get = async (id: string) => (await api(apiProc.url, "ops", "GET", `/api/messages/${id}`)).body;
 
-async function audience(name: string, size: number): Promise<void> {
-  const recipients = Array.from({ length: size }, (_, i) => ({ email: `${name}-${String(i).padStart(5, "0")}@corp.example` }));
-  expect((await api(apiProc.url, "admin", "POST", "/api/audiences", { name, recipients })).status).toBe(201);
-}
+const audience = (name: string, size: number): Promise<void> => uploadAudience(apiProc.url, name, size);
 
 async function submitted(list: string, subject: string, extra: object = {}): Promise<{ id: string; messageId: string; requiredApprovals: number }> {
   const m = (await api(apiProc.url, "author", "POST", "/api/messages", { subject, text: "Failover test.", audience: { lists: [list] }, ...extra })).body;

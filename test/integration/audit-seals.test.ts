@@ -2,8 +2,6 @@
  * The keyed seals of the audit trail (audit/sealer.ts, audit/verify.ts): someone who can write to
  * Redis but does not hold AUDIT_SECRET can recompute the hash chain, never the seals.
  */
-import { Writable } from "node:stream";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuditLog } from "../../src/audit/audit-log.js";
 import { entryHash } from "../../src/audit/chain.js";
@@ -14,18 +12,8 @@ import { keys } from "../../src/store/keys.js";
 import { startAirlock, USERS, type TestAirlock } from "../support/airlock.js";
 import { dashboardClient } from "../support/dashboard-client.js";
 import { redisForThisFile } from "../support/redis.js";
+import { capturingLogger } from "../support/logger.js";
 
-/** A pino logger whose lines land in `lines`. */
-function capturing() {
-  const lines: Array<{ level: number; msg: string }> = [];
-  const out = new Writable({
-    write(chunk, _enc, done) {
-      for (const l of String(chunk).split("\n").filter(Boolean)) lines.push(JSON.parse(l));
-      done();
-    },
-  });
-  return { lines, logger: pino({ level: "info" }, out) };
-}
 
 /**
  * What a forger with write access to Redis can do: rebuild the global stream with the same entry
@@ -75,7 +63,7 @@ async function rewriteTrail(redis: TestAirlock["rt"]["redis"], edit: (f: Record<
 
 describe("a running service", () => {
   let a: TestAirlock;
-  const log = capturing();
+  const log = capturingLogger();
   const verify = (extra: { anchor?: string } = {}) => verifyAudit(a.rt.redis, { secret: a.rt.auditSecret, ...extra });
   const allSealed = () => a.until("every entry sealed", async () => {
     const r = await verify();
@@ -149,7 +137,7 @@ describe("the sealer on its own", () => {
 
   it("seals each entry once when several processes race, and the trail verifies", async () => {
     const audit = new AuditLog(ctx.redis, systemClock);
-    const log = capturing();
+    const log = capturingLogger();
     const sealers = [0, 1, 2].map(() => new AuditSealer({ redis: ctx.redis, reader: ctx.redis.duplicate(), secret, logger: log.logger }));
     for (let round = 0; round < 5; round++) {
       await Promise.all(Array.from({ length: 40 }, (_, i) => audit.append(`user${i}@corp.example`, "signIn", { round })));

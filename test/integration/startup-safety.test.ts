@@ -2,13 +2,13 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { Redis } from "ioredis";
 import { pino } from "pino";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { createRuntime } from "../../src/runtime.js";
 import { startTestRedis, type TestRedis } from "../support/redis.js";
+import { capturingLogger } from "../support/logger.js";
 
 let server: TestRedis;
 let admin: Redis;
@@ -37,16 +37,6 @@ const production = () =>
     LOG_LEVEL: "info",
   });
 
-function capturingLogger() {
-  const lines: Array<{ level: number; msg: string }> = [];
-  const sink = new Writable({
-    write(chunk, _enc, done) {
-      for (const l of String(chunk).split("\n").filter(Boolean)) lines.push(JSON.parse(l));
-      done();
-    },
-  });
-  return { logger: pino({ level: "info" }, sink), lines };
-}
 
 it("refuses to start when maxmemory-policy is not noeviction", async () => {
   await admin.config("SET", "maxmemory-policy", "allkeys-lru");

@@ -104,3 +104,25 @@ export function seeded(seed: number): () => number {
     return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * Polls `check` until it gives a value (not undefined or false), or fails naming `what` (and
+ * `note`, e.g. the seed) after the deadline. An error counts as "not yet": the API or Redis may be
+ * restarting or failing over under the test.
+ */
+export async function pollUntil<T>(what: string, check: () => Promise<T | undefined | false>, deadlineMs: number, note = ""): Promise<T> {
+  const end = Date.now() + deadlineMs;
+  for (;;) {
+    const v = await check().catch(() => undefined);
+    if (v !== undefined && v !== false) return v as T;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${note ? ` (${note})` : ""}`);
+    await new Promise((r) => setTimeout(r, 100)); // state reached by background processes: poll
+  }
+}
+
+/** Uploads audience `name` of `size` numbered addresses (`<name>-00042@corp.example`) as the admin. */
+export async function uploadAudience(base: string, name: string, size: number): Promise<void> {
+  const recipients = Array.from({ length: size }, (_, i) => ({ email: `${name}-${String(i).padStart(5, "0")}@corp.example` }));
+  const r = await api(base, "admin", "POST", "/api/audiences", { name, recipients });
+  if (r.status !== 201) throw new Error(`audience ${name}: ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
+}
