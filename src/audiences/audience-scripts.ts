@@ -147,20 +147,18 @@ if tostring(last) ~= ARGV[6] then
 end
 local version, added, removed = last + 1, size - common, oldSize - common
 
-redis.call('RENAME', KEYS[1], KEYS[3])
-redis.call('PERSIST', KEYS[3])
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('RENAME', KEYS[2], KEYS[4])
-  redis.call('PERSIST', KEYS[4])
-else
-  redis.call('DEL', KEYS[4])
+-- The upload's scratch key becomes the audience's (its TTL dropped); none: the audience has none either.
+local function replaceWith(scratch, key)
+  if redis.call('EXISTS', scratch) == 1 then
+    redis.call('RENAME', scratch, key)
+    redis.call('PERSIST', key)
+  else
+    redis.call('DEL', key)
+  end
 end
-if redis.call('EXISTS', KEYS[6]) == 1 then
-  redis.call('RENAME', KEYS[6], KEYS[7])
-  redis.call('PERSIST', KEYS[7])
-else
-  redis.call('DEL', KEYS[7])
-end
+replaceWith(KEYS[1], KEYS[3])
+replaceWith(KEYS[2], KEYS[4])
+replaceWith(KEYS[6], KEYS[7])
 redis.call('HSET', KEYS[5], name, cjson.encode({name = name, size = size, updatedAt = ARGV[2], by = by, owner = owner, version = version}))
 redis.call('LPUSH', KEYS[8], cjson.encode({version = version, by = by, at = ARGV[2], size = size, added = added, removed = removed}))
 local action = 'audienceCreate'

@@ -13,14 +13,8 @@
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { DomainError } from "../domain/errors.js";
-import { PREFIX } from "../store/keys.js";
+import { keys } from "../store/keys.js";
 
-/**
- * Sorted set: the leases of one user's running audience uploads (member: upload id, score: end of
- * the lease in ms, Redis time). Named apart from keys.audienceUpload (`…:upload:<id>`) so a scan for
- * an upload's scratch keys never meets it. (Belongs in store/keys.ts, kept here with its only user.)
- */
-export const uploadSlotsKey = (user: string) => `${PREFIX}:upload-slots:${user.toLowerCase()}`;
 
 /** Redis's clock in ms, shared by the scripts below. */
 const NOW = `
@@ -83,7 +77,7 @@ export class UploadSlots {
   /** Takes one of `user`'s places, or throws a `rate_limited` DomainError naming the limit when all are taken. */
   async acquire(user: string): Promise<UploadSlot> {
     const { redis, max, leaseMs } = this.opts;
-    const key = uploadSlotsKey(user);
+    const key = keys.uploadSlots(user);
     const id = randomUUID();
     const [taken] = (await redis.eval(ACQUIRE_SCRIPT, 1, key, id, max, leaseMs)) as [number, number];
     if (taken !== 1) {

@@ -17,6 +17,13 @@ import { createHash, createHmac } from "node:crypto";
 /** The fields of an audit entry, as Redis stores them (all strings). */
 export type AuditFields = Record<string, string>;
 
+/** An entry's fields from a stream read's flat [field, value, field, value, ...] list. */
+export function flatFields(flat: readonly string[]): AuditFields {
+  const f: AuditFields = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i]!] = flat[i + 1]!;
+  return f;
+}
+
 /** The fields both links cover, in this order. */
 const BODY = ["message", "revision", "actor", "action", "from", "to", "at", "detail"] as const;
 

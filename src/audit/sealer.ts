@@ -13,7 +13,7 @@
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { keys } from "../store/keys.js";
-import { entrySeal, type AuditFields } from "./chain.js";
+import { entrySeal, flatFields } from "./chain.js";
 
 /** Entries sealed per round trip: bounded memory and a short script whatever the backlog. */
 const PAGE = 500;
@@ -48,12 +48,6 @@ export function parseSealHead(raw: string | null): SealHead | null {
   const [id, seal] = raw.split(" ");
   return id && seal ? { id, seal } : null;
 }
-
-export const flatFields = (flat: string[]): AuditFields => {
-  const f: AuditFields = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i]!] = flat[i + 1]!;
-  return f;
-};
 
 export class AuditSealer {
   private stopped = false;

@@ -16,8 +16,8 @@
  */
 import type { Redis } from "ioredis";
 import { keys } from "../store/keys.js";
-import { entryHash, entrySeal, type AuditFields } from "./chain.js";
-import { flatFields, parseSealHead } from "./sealer.js";
+import { entryHash, entrySeal, flatFields, type AuditFields } from "./chain.js";
+import { parseSealHead } from "./sealer.js";
 
 export { entryHash } from "./chain.js";
 

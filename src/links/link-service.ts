@@ -16,7 +16,7 @@ import type { Message } from "../domain/message.js";
 import { recallInput, rejectCorrectionInput, rejectInput } from "../domain/message-input.js";
 import { sameIdentity } from "../domain/policies.js";
 import type { Renderer } from "../mail/render.js";
-import { correctionAsSent, originalAsSent } from "../notify/as-sent.js";
+import { asSent } from "../notify/as-sent.js";
 import type { LinkAction, SentMail } from "../notify/notification-data.js";
 import type { MessageService } from "../service/message-service.js";
 import type { MessageStore } from "../store/message-store.js";
@@ -81,7 +81,7 @@ export class LinkService {
    */
   asSent(m: Message, action: LinkAction): Promise<SentMail> {
     const date = new Date(this.d.clock.now());
-    return CORRECTION_ACTIONS.includes(action) ? correctionAsSent(this.d.renderer, m, date) : originalAsSent(this.d.renderer, m, date);
+    return asSent(this.d.renderer, m, CORRECTION_ACTIONS.includes(action) ? "correction" : "original", date);
   }
 
   async inspect(token: string): Promise<Inspected | Refusal> {

@@ -26,6 +26,11 @@ export async function correctionAsSent(renderer: Renderer, m: Message, date: Dat
   return sentMail("correction", m, built);
 }
 
+/** The original or its correction as it goes out: the one switch every page, link and preview uses. */
+export function asSent(renderer: Renderer, m: Message, of: SentMail["of"], date: Date): Promise<SentMail> {
+  return of === "original" ? originalAsSent(renderer, m, date) : correctionAsSent(renderer, m, date);
+}
+
 /**
  * The inside of the HTML part's `<body>`, to show it inside another page or mail (a document cannot
  * be nested in one). It is our template's output, the author's HTML already sanitized in it.

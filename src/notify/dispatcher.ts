@@ -6,6 +6,7 @@
  * twice), and only then is the entry acknowledged. A crash between the commit of a state change
  * and its notification loses nothing; it only delays it.
  */
+import { flatFields } from "../audit/chain.js";
 import { sameIdentity } from "../domain/policies.js";
 import { isAllowedDomain } from "../domain/recipient-domains.js";
 import type { Redis } from "ioredis";
@@ -186,8 +187,7 @@ export class NotificationDispatcher {
   private async handleAll(entries: StreamEntries): Promise<void> {
     for (const [entryId, flat] of entries) {
       if (flat) {
-        const f: Record<string, string> = {};
-        for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i]!] = flat[i + 1]!;
+        const f = flatFields(flat);
         try {
           await this.handle(entryId, f as unknown as AuditEntry);
         } catch (e) {

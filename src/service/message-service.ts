@@ -348,8 +348,7 @@ export class MessageService {
    */
   async approve(user: User, id: string, opts: { comment?: string; revision: number; digest?: string }): Promise<Message> {
     if (!mayDecide(user)) throw new DomainError("forbidden", "only an approver or an admin may approve");
-    for (let attempt = 1; ; attempt++) {
-      const current = await this.get(user, id);
+    return this.decideOnFreshRead(user, id, "approve", async (current) => {
       const refusal = approvalRefusal(current.author, user.email, current.approvals);
       if (refusal === "self_approval") throw new DomainError("self_approval", "nobody approves their own message");
       if (refusal === "already_approved") throw new DomainError("already_approved", "you already approved this revision");
@@ -365,12 +364,8 @@ export class MessageService {
       if (opts.digest !== undefined && opts.digest !== current.digest) {
         throw new DomainError("conflict", `message ${id}'s revision ${revision} has digest ${current.digest}, not the one you reviewed`, { state: current.state, digest: current.digest });
       }
-      const answer = await this.followingLag(id, this.d.store.approve(id, user.email, { revision, seenApprovals: current.approvals.length, to, releaseAt, comment: opts.comment ?? "", digest: current.digest }, now));
-      if (!answer.ok && answer.err === "stale_read" && attempt < APPROVE_ATTEMPTS) continue;
-      const ok = this.committed("approve", user, id, answer, revision);
-      await this.d.followUps.carryOut(id, ok.followUps);
-      return (await this.d.store.get(id))!;
-    }
+      return this.d.store.approve(id, user.email, { revision, seenApprovals: current.approvals.length, to, releaseAt, comment: opts.comment ?? "", digest: current.digest }, now);
+    });
   }
 
   async reject(user: User, id: string, opts: { reason: string; revision?: number }): Promise<Message> {
@@ -461,8 +456,7 @@ export class MessageService {
     digest: string | undefined,
     detail: { comment?: string; reason?: string },
   ): Promise<Message> {
-    for (let attempt = 1; ; attempt++) {
-      const current = await this.get(user, id);
+    return this.decideOnFreshRead(user, id, action, async (current) => {
       const c = current.correction;
       if (!c || c.status !== "pending") throw new DomainError("conflict", `message ${id} has no correction text awaiting approval`, { state: current.state, correction: c?.status ?? null });
       if (action !== "standardCorrection") {
@@ -472,12 +466,8 @@ export class MessageService {
       }
       if (action === "approveCorrection" && !c.digest) throw new DomainError("conflict", "the correction text could not be built as a mail: it cannot be approved (reject it, or the recaller switches to the standard correction)", { state: current.state });
       if (digest !== undefined && digest !== c.digest) throw new DomainError("conflict", `the correction text's digest is ${c.digest}, not the one you reviewed`, { state: current.state, digest: c.digest });
-      const answer = await this.followingLag(id, this.d.store.decideCorrection(action, id, user.email, { approvals: c.approvals.length, digest: c.digest }, detail));
-      if (!answer.ok && answer.err === "stale_read" && attempt < APPROVE_ATTEMPTS) continue;
-      const ok = this.committed(action, user, id, answer, current.revision);
-      await this.d.followUps.carryOut(id, ok.followUps);
-      return (await this.d.store.get(id))!;
-    }
+      return this.d.store.decideCorrection(action, id, user.email, { approvals: c.approvals.length, digest: c.digest }, detail);
+    });
   }
 
   /**
@@ -567,6 +557,28 @@ export class MessageService {
     const revision = ok.revision ?? knownRevision;
     this.d.logger?.info({ message: id, revision, actor: user.email, action, state: ok.state }, `message ${id}: ${action} by ${user.email} -> ${ok.state}`);
     return ok;
+  }
+
+  /**
+   * A decision taken on a fresh read of the message: `decide` checks the read and runs the script,
+   * which refuses with `stale_read` when another decision overtook the read (approvals counted,
+   * digest); it is then read and decided again, APPROVE_ATTEMPTS times at most. Committed, its
+   * follow-ups are carried out (also when the replicas lag: followingLag).
+   */
+  private async decideOnFreshRead<A extends { ok: true; state: string; revision?: number; followUps: FollowUp[] } | Refusal>(
+    user: User,
+    id: string,
+    action: string,
+    decide: (current: Message) => Promise<A>,
+  ): Promise<Message> {
+    for (let attempt = 1; ; attempt++) {
+      const current = await this.get(user, id);
+      const answer = await this.followingLag(id, decide(current));
+      if (!answer.ok && answer.err === "stale_read" && attempt < APPROVE_ATTEMPTS) continue;
+      const ok = this.committed(action, user, id, answer, current.revision);
+      await this.d.followUps.carryOut(id, ok.followUps);
+      return (await this.d.store.get(id))!;
+    }
   }
 
   /**

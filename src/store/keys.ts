@@ -45,6 +45,12 @@ export const keys = {
   auditSeals: () => `${PREFIX}:audit-seal:macs`,
   /** String "<entry id> <seal>": the newest sealed entry of the global audit stream. */
   auditSealHead: () => `${PREFIX}:audit-seal:head`,
+  /**
+   * Sorted set: the leases of one user's running audience uploads (member: upload id, score: end of
+   * the lease in ms, Redis time; audiences/upload-slots.ts). Named apart from audienceUpload
+   * (`…:upload:<id>`) so a scan for an upload's scratch keys never meets it.
+   */
+  uploadSlots: (user: string) => `${PREFIX}:upload-slots:${user.toLowerCase()}`,
   /** Sorted set createdAt -> id: every message, for listing newest first. */
   messagesByTime: () => `${PREFIX}:messages`,
   /** Sorted set createdAt -> id of the messages in one state. */

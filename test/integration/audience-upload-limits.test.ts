@@ -7,7 +7,6 @@ import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { AudienceStore } from "../../src/audiences/audience-store.js";
 import { AudienceError } from "../../src/audiences/errors.js";
-import { uploadSlotsKey } from "../../src/audiences/upload-slots.js";
 import { DomainError } from "../../src/domain/errors.js";
 import { keys, PREFIX } from "../../src/store/keys.js";
 import { startAirlock, tokenOf, USERS, type TestAirlock, type UserKey } from "../support/airlock.js";
@@ -26,7 +25,7 @@ afterEach(() => void vi.restoreAllMocks());
 
 const scratchKeys = () => redis.keys(`${PREFIX}:upload:*`);
 /** Uploads `user` runs now, as counted in Redis. */
-const running = (user: UserKey) => redis.zcard(uploadSlotsKey(USERS[user].email));
+const running = (user: UserKey) => redis.zcard(keys.uploadSlots(USERS[user].email));
 const members = (name: string) => redis.zrange(keys.audience(name), 0, "-1");
 const redisNow = async () => {
   const [s, us] = await redis.time();
@@ -146,7 +145,7 @@ describe("uploads at a time per user", () => {
     const again = await a.call("author", "POST", "/api/audiences", { name: "third", recipients: [{ email: "z1@corp.example" }] });
     expect(again).toMatchObject({ status: 201, body: { name: "third", size: 1 } });
     expect((await a.call("author", "GET", "/api/audiences/slow-json")).status).toBe(404);
-    expect(await redis.exists(uploadSlotsKey(USERS.author.email))).toBe(0);
+    expect(await redis.exists(keys.uploadSlots(USERS.author.email))).toBe(0);
     expect(await scratchKeys()).toEqual([]);
   });
 
@@ -160,7 +159,7 @@ describe("uploads at a time per user", () => {
 
   it("holds across stores (API processes), renews a running upload's lease, and lets a crashed one's lease end", async () => {
     const user = "lease@corp.example";
-    const key = uploadSlotsKey(user);
+    const key = keys.uploadSlots(user);
     // Renewed every second: a late timer (a loaded CI machine) has two seconds before the lease would lapse.
     const opts = { clock: a.clock, maxConcurrentUploads: 1, uploadLeaseMs: 3000 };
     const one = new AudienceStore({ redis: a.rt.redis, ...opts });

@@ -4,8 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuditLog } from "../../src/audit/audit-log.js";
-import { entryHash } from "../../src/audit/chain.js";
-import { AuditSealer, flatFields } from "../../src/audit/sealer.js";
+import { entryHash, flatFields } from "../../src/audit/chain.js";
+import { AuditSealer } from "../../src/audit/sealer.js";
 import { verifyAudit } from "../../src/audit/verify.js";
 import { systemClock } from "../../src/domain/clock.js";
 import { keys } from "../../src/store/keys.js";

@@ -19,7 +19,7 @@ import { DomainError, isDigestConflict } from "../../domain/errors.js";
 import type { Message } from "../../domain/message.js";
 import { approveCorrectionInput, approveInput, rejectCorrectionInput, rejectInput } from "../../domain/message-input.js";
 import { releaseAt, sameIdentity } from "../../domain/policies.js";
-import { audienceDomains, correctionAsSent, originalAsSent } from "../../notify/as-sent.js";
+import { asSent, audienceDomains } from "../../notify/as-sent.js";
 import { diffRevisions, type RevisionSnapshot } from "../../notify/diff.js";
 import { formatDateTime, formatDuration, STATE_LABELS } from "../../notify/format.js";
 import type { SentMail } from "../../notify/notification-data.js";
@@ -257,7 +257,7 @@ export function reviewRoutes(d: DashboardDeps, k: PageKit): Router {
   async function build(m: Message, of: Of): Promise<{ mail: SentMail } | { error: string }> {
     try {
       const date = new Date(d.clock.now());
-      return { mail: of === "original" ? await originalAsSent(d.renderer, m, date) : await correctionAsSent(d.renderer, m, date) };
+      return { mail: await asSent(d.renderer, m, of, date) };
     } catch (e) {
       return { error: (e as Error).message };
     }

@@ -4,7 +4,7 @@ import { Router } from "express";
 import { z } from "zod";
 import { STATES } from "../../domain/lifecycle.js";
 import { approveCorrectionInput, approveInput, draftInput, messageInput, submitDraftInput, pauseInput, recallInput, rejectCorrectionInput, rejectInput } from "../../domain/message-input.js";
-import { correctionAsSent, originalAsSent } from "../../notify/as-sent.js";
+import { asSent } from "../../notify/as-sent.js";
 import type { Renderer } from "../../mail/render.js";
 import type { MessageService } from "../../service/message-service.js";
 import type { MessageStore } from "../../store/message-store.js";
@@ -158,7 +158,7 @@ export function messageRoutes(d: { service: MessageService; store: MessageStore;
     const now = new Date();
     let built;
     try {
-      built = await (q.of === "original" ? originalAsSent : correctionAsSent)(d.renderer, m, now);
+      built = await asSent(d.renderer, m, q.of, now);
     } catch (e) {
       // Stored before a rule it breaks (a house template since removed, a sender an older version
       // accepted): it cannot go out as it is, and says why.
