@@ -45,6 +45,8 @@ import { MimeCache } from "../workers/mime-cache.js";
 import { NotifyProcessor } from "../workers/notify.js";
 import { runWorkers, type RunningWorkers } from "../workers/run-workers.js";
 import { TimerProcessor } from "../workers/timers.js";
+import { PurgeProcessor, type PurgeTiming } from "../workers/purge.js";
+import type { PurgeConnector } from "./purge/connector.js";
 
 export interface RuntimeOptions {
   config: Config;
@@ -54,6 +56,16 @@ export interface RuntimeOptions {
   dataDir?: string;
   /** A transport to use instead of the one SMTP_URL names (tests). */
   transport?: MailTransport;
+  /** The purge of recalled messages from mailboxes, instead of the one the PURGE_* settings name. */
+  purge?: PurgeSetup | null;
+}
+
+/** A purge connector and how it is paced (PURGE_* settings). */
+export interface PurgeSetup {
+  connector: PurgeConnector;
+  timing: PurgeTiming;
+  /** How long the standard correction waits for a recipient's purge to answer (PURGE_CORRECTION_WAIT_SECONDS). */
+  correctionWaitMs: number;
 }
 
 export interface Runtime {
@@ -134,11 +146,13 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const audiences = new AudienceStore({ redis, clock, allowedDomains: config.ALLOWED_RECIPIENT_DOMAINS });
   const bull = connect("queues", true);
   const scheduler = new BullScheduler(bull, clock);
-  const metrics = createMetrics({ redis, queues: [scheduler.timers, scheduler.fanout, scheduler.notifications] });
+  const metrics = createMetrics({ redis, queues: [scheduler.timers, scheduler.fanout, scheduler.notifications, scheduler.purge] });
   const followUps = new FollowUps({ scheduler, logger, metrics });
   const renderer = createRenderer(templatesDir(), { companyName: config.COMPANY_NAME, logoUrl: config.COMPANY_LOGO_URL ?? null, footer: config.COMPANY_FOOTER });
   const testSends = { testMail: testMailThrough(transport), testSendLimit: new RedisTestSendLimit(redis, clock) };
-  const service = new MessageService({ store, followUps, renderer, clock, config, logger, metrics, recipientDomains: audiences, ...testSends });
+  const purge = opts.purge ?? null;
+  if (purge) stops.push(() => purge.connector.close());
+  const service = new MessageService({ store, followUps, renderer, clock, config, logger, metrics, recipientDomains: audiences, purge: purge && { correctionWaitMs: purge.correctionWaitMs }, ...testSends });
   const tokens = new LinkTokens(redis, linkSecret, clock);
   // Before anything can write an audit entry, so the first message's notifications are not missed.
   await ensureNotifierGroup(redis);
@@ -184,7 +198,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         metrics: metrics.registry,
         sessions: new SessionStore(redis, users, clock, audit),
         views: createDashboardViews(templatesDir()),
-        queues: [scheduler.fanout, scheduler.timers, scheduler.notifications],
+        queues: [scheduler.fanout, scheduler.timers, scheduler.notifications, scheduler.purge],
         outboxDir,
         clock,
         auditSecret,
@@ -222,7 +236,8 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     async startWorkers() {
       const workerConn = connect("workers", true);
       const fanout = new FanoutProcessor({ store, followUps, transport, mime: new MimeCache(store, renderer), config, logger, metrics });
-      const timers = new TimerProcessor({ store, reads: new SweepReads(redis), followUps, clock, logger });
+      const timers = new TimerProcessor({ store, reads: new SweepReads(redis), followUps, clock, logger, purgeRetryEveryMs: purge?.timing.retryEveryMs ?? null });
+      const purging = purge && new PurgeProcessor({ store, connector: purge.connector, scheduler, timing: purge.timing, clock, logger });
       const notify = new NotifyProcessor({
         store,
         users,
@@ -235,7 +250,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         logger,
       });
       await scheduler.ensureSweep();
-      const running = runWorkers({ connection: workerConn, fanout, timers, notify, concurrency: config.SMTP_POOL_SIZE, lockMs: config.WORKER_LOCK_SECONDS * 1000, logger });
+      const running = runWorkers({ connection: workerConn, fanout, timers, notify, purge: purging, concurrency: config.SMTP_POOL_SIZE, lockMs: config.WORKER_LOCK_SECONDS * 1000, logger });
       const dispatcher = new NotificationDispatcher({
         redis: connect("notifier", true),
         store,

@@ -84,7 +84,9 @@ export class FanoutProcessor {
         if (claim.addresses.length > 0) {
           // Not buildable and not running any more (the claim proves otherwise): never send a stale build.
           if (!mail) throw new Error(`message ${id} ${kind}: claimed recipients without an approved build`);
-          const outcomes = await this.deliverInside(kind, mail, claim.addresses, claim.indexes, lastAttempt);
+          const outcomes = claim.variants
+            ? await this.deliverVariants(id, claim.addresses, claim.indexes, claim.variants, lastAttempt)
+            : await this.deliverInside(kind, mail, claim.addresses, claim.indexes, lastAttempt);
           const temporary = outcomes.find((o) => o.outcome === "t" || o.outcome === "a");
           if (temporary) {
             await this.settle(id, kind, outcomes);
@@ -126,6 +128,21 @@ export class FanoutProcessor {
       if (a.ok || a.err === "already_paused") return "halted";
       return null;
     }
+  }
+
+  /**
+   * The standard correction after a purge: one SMTP transaction per variant (removed from the
+   * mailbox, or maybe still there), each variant built once (MimeCache), settled together.
+   */
+  private async deliverVariants(id: string, to: string[], indexes: number[], variants: string, lastAttempt: boolean): Promise<FanoutOutcome[]> {
+    const outcomes: FanoutOutcome[] = [];
+    for (const [letter, removal] of [["r", "removed"], ["k", "kept"]] as const) {
+      const picked = to.flatMap((_, j) => (variants[j] === letter ? [j] : []));
+      if (picked.length === 0) continue;
+      const mail = await this.d.mime.get(id, "correction", removal);
+      outcomes.push(...(await this.deliverInside("correction", mail, picked.map((j) => to[j]!), picked.map((j) => indexes[j]!), lastAttempt)));
+    }
+    return outcomes;
   }
 
   private async settle(id: string, kind: "original" | "correction", outcomes: FanoutOutcome[]): Promise<void> {

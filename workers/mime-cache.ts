@@ -11,6 +11,9 @@ import type { MessageStore } from "../src/store/message-store.js";
 
 export type BuiltMail = ComposedMail;
 
+/** The standard correction's word on the purge: removed from the mailbox, or maybe still there; null when no purge ran. */
+export type Removal = "removed" | "kept" | null;
+
 /** What was about to go out is not what was approved: nothing is sent, and ops are told why. */
 export class UnapprovedMail extends Error {
   override name = "UnapprovedMail";
@@ -32,13 +35,13 @@ export class MimeCache {
    * correction), so a build is never reused for anything else (an id reused after Redis lost data
    * included); the whole message is read only to build.
    */
-  async get(id: string, kind: "original" | "correction"): Promise<BuiltMail> {
+  async get(id: string, kind: "original" | "correction", removal: Removal = null): Promise<BuiltMail> {
     const stamp = await this.store.buildStamp(id);
     if (!stamp) throw new Error(`message ${id} vanished`);
-    const key = `${id}:${kind}:${stamp}`;
+    const key = `${id}:${kind}:${removal ?? ""}:${stamp}`;
     let entry = this.entries.get(key);
     if (!entry) {
-      entry = this.build(id, kind);
+      entry = this.build(id, kind, removal);
       entry.catch(() => this.entries.delete(key)); // a failed build is retried by the next job
       this.entries.set(key, entry);
       if (this.entries.size > MAX_ENTRIES) this.entries.delete(this.entries.keys().next().value!);
@@ -46,10 +49,10 @@ export class MimeCache {
     return entry;
   }
 
-  private async build(id: string, kind: "original" | "correction"): Promise<BuiltMail> {
+  private async build(id: string, kind: "original" | "correction", removal: Removal): Promise<BuiltMail> {
     const m = await this.store.get(id);
     if (!m) throw new Error(`message ${id} vanished`);
-    return kind === "original" ? this.original(m) : this.correction(m);
+    return kind === "original" ? this.original(m) : this.correction(m, removal);
   }
 
   private async original(m: Message): Promise<BuiltMail> {
@@ -68,13 +71,18 @@ export class MimeCache {
     return built;
   }
 
-  /** The standard correction, or the custom text once approved (never a text still pending or rejected). */
-  private async correction(m: Message): Promise<BuiltMail> {
+  /**
+   * The standard correction (in the variant `removal` names, when a purge ran: at most two builds),
+   * or the custom text once approved (never a text still pending or rejected; always the exact bytes
+   * approved, so without the purge's sentence).
+   */
+  private async correction(m: Message, removal: Removal): Promise<BuiltMail> {
     const c = m.correction;
     const custom = c?.status === "approved" ? c.text : null;
     let built: BuiltMail;
     try {
-      built = await composeCorrection(this.renderer, { original: m, sentAt: m.releaseAt ? new Date(m.releaseAt) : null, correctionText: custom }, new Date(m.recall?.at ?? m.updatedAt));
+      const sentAt = m.releaseAt ? new Date(m.releaseAt) : null;
+      built = await composeCorrection(this.renderer, { original: m, sentAt, correctionText: custom, removal: custom === null ? removal : null }, new Date(m.recall?.at ?? m.updatedAt));
     } catch (e) {
       throw new UnapprovedMail(`message ${m.id}'s correction cannot be built: ${(e as Error).message}`);
     }

@@ -6,6 +6,7 @@ import { BULL_PREFIX, FANOUT_ATTEMPTS, JOBS, NOTIFY_ATTEMPTS, PAUSE_RECHECK_MS, 
 import type { FanoutProcessor } from "./fanout.js";
 import type { NotifyProcessor } from "./notify.js";
 import type { TimerProcessor } from "./timers.js";
+import type { PurgeProcessor } from "./purge.js";
 
 export interface RunningWorkers {
   /**
@@ -38,6 +39,8 @@ export function runWorkers(opts: {
   fanout: FanoutProcessor;
   timers: TimerProcessor;
   notify: NotifyProcessor;
+  /** Null when no purge connector is configured: purge jobs then wait for a worker that has one. */
+  purge?: PurgeProcessor | null;
   concurrency: number;
   /** WORKER_LOCK_SECONDS in ms: see lockTiming. */
   lockMs: number;
@@ -102,7 +105,13 @@ export function runWorkers(opts: {
     { connection, prefix: BULL_PREFIX, concurrency: 2, ...locking },
   );
 
-  for (const w of [timers, fanout, notify]) {
+  // One job (a range of recipients) at a time per process: the job purges PURGE_CONCURRENCY
+  // mailboxes at once, and the shared rate bucket paces every worker's together.
+  const purge = opts.purge
+    ? new Worker(QUEUES.purge, async (job) => opts.purge!.process(parse("purge", job)), { connection, prefix: BULL_PREFIX, concurrency: 1, ...locking })
+    : null;
+
+  for (const w of [timers, fanout, notify, ...(purge ? [purge] : [])]) {
     w.on("failed", (job, err) => {
       const data = (job?.data ?? {}) as { id?: unknown; revision?: unknown };
       logger.warn({ job: job?.id, attempt: job?.attemptsMade, message: data.id, revision: data.revision }, `job ${job?.id} failed: ${err.message}`);
@@ -112,7 +121,7 @@ export function runWorkers(opts: {
 
   return {
     async close(opts = {}) {
-      await Promise.allSettled([timers.close(opts.force), fanout.close(opts.force), notify.close(opts.force)]);
+      await Promise.allSettled([timers.close(opts.force), fanout.close(opts.force), notify.close(opts.force), purge?.close(opts.force)]);
     },
   };
 }

@@ -16,6 +16,8 @@ export interface TimerDeps {
   followUps: FollowUps;
   clock: Clock;
   logger: Logger;
+  /** PURGE_NOT_FOUND_RETRY_EVERY_SECONDS in ms, or null without a purge connector (running purges are then left to a worker that has one). */
+  purgeRetryEveryMs?: number | null;
 }
 
 /** A fan-out with no progress for this long gets its batch jobs re-added (ids dedupe the live ones). */
@@ -77,6 +79,20 @@ export class TimerProcessor {
           ...(correctionStarted ? [{ do: "startFanout" as const, kind: "correction" as const, recipients: m.recipientCount }] : []),
         ]);
       }
+    }
+    if (this.d.purgeRetryEveryMs != null) await this.sweepPurges(now, this.d.purgeRetryEveryMs);
+  }
+
+  /**
+   * A running purge with no activity for longer than two retry intervals (and STALE_FANOUT_MS) lost
+   * a job (a crash between a pass and the enqueue of the next): a new pass over every range takes
+   * again whoever is not done. Its job ids name the minute, so sweeps of the same minute add it once.
+   */
+  private async sweepPurges(now: number, retryEveryMs: number): Promise<void> {
+    for (const { id, activityAt, recipients } of await this.d.reads.runningPurges()) {
+      if (now - activityAt < Math.max(STALE_FANOUT_MS, 2 * retryEveryMs)) continue;
+      this.d.logger.warn({ message: id }, `message ${id}: purge without progress for ${now - activityAt} ms, re-driving it`);
+      await this.d.followUps.carryOut(id, [{ do: "startPurge", recipients, pass: `sweep${Math.floor(now / 60_000)}` }]);
     }
   }
 }

@@ -58,7 +58,26 @@ export interface Message {
   paused: { by: string; at: string; reason: string } | null;
   /** After a recall: which correction goes, and the approval of a custom text. */
   correction: Correction | null;
+  /** After a recall of a delivered message, with a purge connector configured: its removal from the mailboxes. */
+  purge: PurgeProgress | null;
 }
+
+/**
+ * The purge of a recalled original from the mailboxes of those it was `sent` to (`total`): each
+ * recipient ends `purged`, `notFound` (after the retries) or `failed`; `pending` are not done yet.
+ */
+export interface PurgeProgress {
+  startedAt: string;
+  endedAt: string | null;
+  total: number;
+  purged: number;
+  notFound: number;
+  failed: number;
+  pending: number;
+}
+
+/** One recipient's purge: `pending` until it ends (not found and retryable failures are tried again meanwhile). */
+export type PurgeStatus = "pending" | "purged" | "not_found" | "failed";
 
 /**
  * `standard`: the fixed correction template; `pending`: a custom text waits for approval by
@@ -93,6 +112,10 @@ export interface RecipientState {
   possibleDuplicate: boolean;
   /** The same, for the correction. */
   correctionPossibleDuplicate: boolean;
+  /** Null: not purged (never sent, or no purge). */
+  purge: PurgeStatus | null;
+  /** Why the last purge attempt failed (kept while it is tried again). */
+  purgeReason: string | null;
 }
 
 export type { Approval };

@@ -24,6 +24,8 @@ export interface CorrectionFields {
   sentAt: Date | null;
   /** Approved replacement text, or null for the standard correction. */
   correctionText: string | null;
+  /** The standard correction's word on the purge (mail/render.ts CorrectionInput.removal). */
+  removal?: "removed" | "kept" | null;
 }
 
 export interface ComposedMail {
@@ -69,7 +71,7 @@ function correctionMessageId(originalMessageId: string): string {
 }
 
 export function composeCorrection(renderer: Renderer, c: CorrectionFields, date: Date): Promise<ComposedMail> {
-  const parts = renderer.renderCorrection({ originalSubject: c.original.subject, sentAt: c.sentAt, correctionText: c.correctionText, from: c.original.from });
+  const parts = renderer.renderCorrection({ originalSubject: c.original.subject, sentAt: c.sentAt, correctionText: c.correctionText, from: c.original.from, removal: c.removal ?? null });
   return finish(parts, {
     from: c.original.from,
     toHeader: c.original.toHeader,

@@ -42,6 +42,11 @@ export interface CorrectionInput {
   /** Replacement text given at recall, if any. */
   correctionText?: string | null;
   from: string;
+  /**
+   * When a purge ran (SPEC "Recall into the mailboxes"): whether the original was removed from this
+   * recipient's mailbox (`removed`) or may still be there (`kept`). Unset: no purge, nothing said.
+   */
+  removal?: "removed" | "kept" | null;
 }
 
 export interface Rendered {
@@ -112,6 +117,8 @@ export function createRenderer(dir: string, houseStyle: HouseStyle = DEFAULT_HOU
         sentAt: input.sentAt ? formatDate(input.sentAt) : null,
         correctionText: nonEmpty(input.correctionText),
         from: input.from,
+        removed: input.removal === "removed",
+        kept: input.removal === "kept",
       };
       return {
         // The file ends with a newline; a subject is one line.

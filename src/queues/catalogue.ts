@@ -17,6 +17,11 @@ export const QUEUES = {
    * waits behind the batches of a million-recipient fan-out.
    */
   notify: "notify",
+  /**
+   * Purges of a recalled original from its recipients' mailboxes. A queue of its own: a mailbox
+   * server's pace must never hold a fan-out or a correction.
+   */
+  purge: "purge",
 } as const;
 
 export const BULL_PREFIX = QUEUE_PREFIX;
@@ -34,6 +39,16 @@ export const JOBS = {
       kind: z.enum(["original", "correction"]),
       first: z.number().int().nonnegative(),
       last: z.number().int().nonnegative(),
+    }),
+  },
+  purge: {
+    queue: QUEUES.purge,
+    schema: z.object({
+      id,
+      first: z.number().int().nonnegative(),
+      last: z.number().int().nonnegative(),
+      /** Take those not found or failed before too (a later pass, or the sweep's re-drive). */
+      again: z.boolean(),
     }),
   },
   notify: {
@@ -54,6 +69,12 @@ export type JobData<N extends JobName> = z.infer<(typeof JOBS)[N]["schema"]>;
 
 /** Recipients per fan-out job: large enough that job overhead is small, small enough that a crash redoes little. */
 export const BATCH_SIZE = 1000;
+
+/**
+ * Recipients per purge job: the purge goes through them in index order, like the correction that
+ * may wait for it (store/lua/claim.lua), so that corrections flow while the purge advances.
+ */
+export const PURGE_BATCH_SIZE = 200;
 
 /** Attempts and backoff of fan-out and notify jobs: defined with the rule that decides what is retried. */
 export { FANOUT_ATTEMPTS, fanoutBackoff, NOTIFY_ATTEMPTS, NOTIFY_BACKOFF } from "../mail/smtp-outcome.js";

@@ -2,7 +2,7 @@
 import { Job, Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { createHash } from "node:crypto";
-import { BATCH_SIZE, BULL_PREFIX, FANOUT_ATTEMPTS, JOBS, NOTIFY_ATTEMPTS, NOTIFY_BACKOFF, QUEUES, SWEEP_EVERY_MS, type JobData } from "./catalogue.js";
+import { BATCH_SIZE, BULL_PREFIX, FANOUT_ATTEMPTS, JOBS, NOTIFY_ATTEMPTS, NOTIFY_BACKOFF, PURGE_BATCH_SIZE, QUEUES, SWEEP_EVERY_MS, type JobData } from "./catalogue.js";
 import type { Clock } from "../domain/clock.js";
 
 /** A fan-out batch's job id: one per message, kind and range, so that adding it twice does nothing. */
@@ -14,13 +14,24 @@ export interface Scheduler {
   startFanout(id: string, kind: "original" | "correction", recipientCount: number): Promise<void>;
   /** After a resume: the fan-out's batch jobs that wait out a pause (delayed) run now. */
   wakeFanout(id: string, kind: "original" | "correction", recipientCount: number): Promise<void>;
+  /**
+   * The purge jobs of a recalled original, one per PURGE_BATCH_SIZE indexes. `pass` names the
+   * round: "0" the first (once per message), a later one takes again those not found or failed.
+   */
+  startPurge(id: string, recipientCount: number, pass: string, atMs?: number): Promise<void>;
+  /** One range's next pass at `atMs` (those not found or failed, tried again). */
+  retryPurge(id: string, first: number, last: number, atMs: number): Promise<void>;
   close(): Promise<void>;
 }
+
+/** Purge jobs live a week after they ended (a repeated add of the same id is then a no-op). */
+const PURGE_JOB_OPTIONS = { attempts: 5, backoff: { type: "exponential", delay: 5000 }, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 7 * 24 * 3600 } } as const;
 
 export class BullScheduler implements Scheduler {
   readonly timers: Queue;
   readonly fanout: Queue;
   readonly notifications: Queue;
+  readonly purge: Queue;
 
   constructor(
     connection: Redis,
@@ -29,6 +40,7 @@ export class BullScheduler implements Scheduler {
     this.timers = new Queue(QUEUES.timers, { connection, prefix: BULL_PREFIX });
     this.fanout = new Queue(QUEUES.fanout, { connection, prefix: BULL_PREFIX });
     this.notifications = new Queue(QUEUES.notify, { connection, prefix: BULL_PREFIX });
+    this.purge = new Queue(QUEUES.purge, { connection, prefix: BULL_PREFIX });
   }
 
   /**
@@ -110,12 +122,27 @@ export class BullScheduler implements Scheduler {
     }
   }
 
+  async startPurge(id: string, recipientCount: number, pass: string, atMs?: number): Promise<void> {
+    const delay = atMs === undefined ? 0 : Math.max(0, atMs - this.clock.now());
+    const jobs = [];
+    for (let first = 0, n = 0; first < recipientCount; first += PURGE_BATCH_SIZE, n++) {
+      const data: JobData<"purge"> = JOBS.purge.schema.parse({ id, first, last: Math.min(recipientCount, first + PURGE_BATCH_SIZE) - 1, again: pass !== "0" });
+      jobs.push({ name: "purge", data, opts: { jobId: `purge-${id}-${n}-${pass}`, delay, ...PURGE_JOB_OPTIONS } });
+    }
+    for (let i = 0; i < jobs.length; i += 500) await this.purge.addBulk(jobs.slice(i, i + 500));
+  }
+
+  async retryPurge(id: string, first: number, last: number, atMs: number): Promise<void> {
+    const data: JobData<"purge"> = JOBS.purge.schema.parse({ id, first, last, again: true });
+    await this.purge.add("purge", data, { jobId: `purge-${id}-${Math.floor(first / PURGE_BATCH_SIZE)}-at${atMs}`, delay: Math.max(0, atMs - this.clock.now()), ...PURGE_JOB_OPTIONS });
+  }
+
   /** The sweep runs on every worker's schedule; upsert keeps exactly one scheduler. */
   async ensureSweep(): Promise<void> {
     await this.timers.upsertJobScheduler("sweep", { every: SWEEP_EVERY_MS }, { name: "sweep", data: {}, opts: { removeOnComplete: true, removeOnFail: 100 } });
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([this.timers.close(), this.fanout.close(), this.notifications.close()]);
+    await Promise.allSettled([this.timers.close(), this.fanout.close(), this.notifications.close(), this.purge.close()]);
   }
 }

@@ -39,6 +39,9 @@ export class FollowUps {
         return this.d.scheduler.startFanout(id, f.kind, f.recipients);
       case "wakeFanout":
         return this.d.scheduler.wakeFanout(id, f.kind, f.recipients);
+      case "startPurge":
+        if (!f.pass) this.d.logger?.info({ message: id }, `message ${id}: purge from the recipients' mailboxes started`);
+        return this.d.scheduler.startPurge(id, f.recipients, f.pass ?? "0");
     }
   }
 }

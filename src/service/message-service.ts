@@ -38,6 +38,12 @@ export interface MessageServiceDeps {
    * outside them (uploaded before the setting) is refused at submit. Needed when the setting is set.
    */
   recipientDomains?: Pick<AudienceStore, "recordedDomains">;
+  /**
+   * When a purge connector is configured: a recall after delivery also removes the original from
+   * the recipients' mailboxes, and the standard correction waits up to `correctionWaitMs` for each
+   * recipient's purge to answer (it says whether the message was removed). Null: no purge.
+   */
+  purge?: { correctionWaitMs: number } | null;
   /** One structured line per committed action (message id, revision, actor, new state); the audit trail stays the record. */
   logger?: Pick<Logger, "info">;
   /** recall-to-stop is observed here when the recall itself stopped everything (nothing was in flight). */
@@ -392,7 +398,7 @@ export class MessageService {
     if (!this.mayRecall(user, current)) throw new DomainError("forbidden", "authors may recall only their own messages");
     // The stop first: nothing is built before the recall commits (the text's own rules were
     // checked with the input). The custom correction is built right after, from the stopped message.
-    const answer = await this.followingLag(id, this.d.store.recall(id, user.email, opts.reason, { text, required })).catch(async (e: unknown) => {
+    const answer = await this.followingLag(id, this.d.store.recall(id, user.email, opts.reason, { text, required }, this.d.purge ?? null)).catch(async (e: unknown) => {
       // Recalled on the primary, not yet on the replicas: the custom text still needs its digest, or nobody could approve it.
       if (e instanceof ReplicationLagError && (e.answer as { ok?: boolean } | undefined)?.ok && text && required > 0) await this.recordCorrectionDigest(id, user).catch(() => {});
       throw e;

@@ -33,6 +33,18 @@ export const keys = {
    * the original, CORRECTION_DUPLICATE_PREFIX + address for the correction (store/lua/fanout-prologue.lua).
    */
   possibleDuplicates: (id: string) => `${PREFIX}:msg:${id}:dup`,
+  /**
+   * String, one byte per recipient index: the purge of the original from that recipient's mailbox
+   * (store/lua/purge.lua): zero = none (not sent, or no purge), i = being purged, p = purged,
+   * n / f = not found / failed and tried again later, N / F = not found / failed for good.
+   */
+  purgeStates: (id: string) => `${PREFIX}:msg:${id}:purge-states`,
+  /** Hash address -> the reason of the recipient's last failed purge. */
+  purgeFailures: (id: string) => `${PREFIX}:msg:${id}:purge-failures`,
+  /** Hash: the purge-rate token bucket shared by every worker (PURGE_RATE_PER_SECOND). */
+  purgeRate: () => `${PREFIX}:purge-rate`,
+  /** Sorted set startedAt -> id: the messages whose purge has started and not ended (the sweep re-drives them). */
+  purgesRunning: () => `${PREFIX}:purges-running`,
   /** Hash revision -> JSON snapshot of that revision (for diffs and audit). */
   revisions: (id: string) => `${PREFIX}:msg:${id}:revisions`,
   /** Stream: this message's audit trail. */

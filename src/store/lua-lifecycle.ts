@@ -5,8 +5,12 @@
  */
 import { ACTIONS, NEW, STATES, TRANSITIONS } from "../domain/lifecycle.js";
 
-/** KEYS every message script gets first: message, its audit, the global audit, the audit head, then one index per state. */
-export const COMMON_KEYS = 4 + STATES.length;
+/**
+ * KEYS every message script gets first: message, its audit, the global audit, the audit head, one
+ * index per state, then the set of running purges (a recall's purge may start in any script that
+ * can be the last to see the original stop: prologue.lua startPurgeIfQuiet).
+ */
+export const COMMON_KEYS = 5 + STATES.length;
 
 /** Position (1-based, as in Lua's KEYS) of each state's index among the common keys. */
 export const STATE_KEY_POSITION: Readonly<Record<string, number>> = Object.fromEntries(STATES.map((s, i) => [s, 5 + i]));

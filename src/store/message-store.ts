@@ -6,7 +6,7 @@
 import type { Redis } from "ioredis";
 import type { Clock } from "../domain/clock.js";
 import { NEW, STATES, type Action, type FromState, type State } from "../domain/lifecycle.js";
-import type { CorrectionStatus, DeliveryStatus, Message, ListedMessage, RecipientState } from "../domain/message.js";
+import type { CorrectionStatus, DeliveryStatus, Message, ListedMessage, PurgeStatus, RecipientState } from "../domain/message.js";
 import type { ApprovalLadder } from "../domain/policies.js";
 import type { OriginalFields } from "../mail/compose.js";
 import { CORRECTION_DUPLICATE_PREFIX, keys } from "./keys.js";
@@ -41,6 +41,14 @@ export interface FanoutOutcome {
 }
 
 export type FanoutKind = "original" | "correction";
+
+/** A purge's answer for one recipient, as purge.lua records it: p purged, n not found, f failed (may be retried), F failed for good. */
+export interface PurgeOutcome {
+  index: number;
+  address: string;
+  outcome: "p" | "n" | "f" | "F";
+  reason: string;
+}
 
 /** What a person decided about one approval (service/message-service.ts, from domain/policies.ts). */
 export interface ApprovalDecision {
@@ -82,7 +90,7 @@ export class MessageStore {
 
   /** The KEYS every message script gets first (store/lua/prologue.lua, store/lua-lifecycle.ts). */
   private messageKeys(id: string): string[] {
-    return [keys.message(id), keys.audit(id), keys.auditAll(), keys.auditHead(), ...STATES.map(keys.messagesInState)];
+    return [keys.message(id), keys.audit(id), keys.auditAll(), keys.auditHead(), ...STATES.map(keys.messagesInState), keys.purgesRunning()];
   }
 
   private fanoutKeys(id: string): string[] {
@@ -94,6 +102,9 @@ export class MessageStore {
       keys.possibleDuplicates(id),
       keys.failures(id),
       keys.rateBucket(),
+      keys.purgeStates(id),
+      keys.purgeFailures(id),
+      keys.purgeRate(),
     ];
   }
 
@@ -179,8 +190,8 @@ export class MessageStore {
    * `correction`: the custom text ("" for the standard correction), the approvals it needs (0: it
    * goes at once) and the digest of the correction built with it.
    */
-  recall(id: string, actor: string, reason: string, correction: { text: string; required: number }): Promise<Answer<"recall">> {
-    return this.run("recall", this.messageKeys(id), actor, [reason, correction.text, correction.required]);
+  recall(id: string, actor: string, reason: string, correction: { text: string; required: number }, purge: { correctionWaitMs: number } | null = null): Promise<Answer<"recall">> {
+    return this.run("recall", this.messageKeys(id), actor, [reason, correction.text, correction.required, purge ? String(purge.correctionWaitMs) : ""]);
   }
 
   /** The digest of a custom correction text awaiting approval, built after the recall (correction-digest.lua). */
@@ -232,6 +243,26 @@ export class MessageStore {
       if (o.outcome !== "s") details.push(o.index, o.address, o.reply);
     }
     return this.run("settle", this.fanoutKeys(id), "worker", [kind, base, codes.toString("latin1"), ...details]);
+  }
+
+  /**
+   * The next recipients of indexes from..last a purge job takes (store/lua/purge.lua): at most
+   * `max`, those to be tried again too when `again`, after the shared purge-rate bucket allowed them.
+   */
+  purgeClaim(id: string, from: number, last: number, max: number, rate: number, again: boolean): Promise<Answer<"purge">> {
+    return this.run("purge", this.fanoutKeys(id), "worker", ["purge", "claim", from, last, max, rate, rate, again ? "1" : "0"]);
+  }
+
+  /** What each purge answered; `final` once not found and failed are no longer tried again. */
+  purgeSettle(id: string, final: boolean, outcomes: PurgeOutcome[]): Promise<Answer<"purge">> {
+    const args: Array<string | number> = ["purge", "settle", final ? "1" : "0"];
+    for (const o of outcomes) args.push(o.index, o.outcome, o.address, o.reason);
+    return this.run("purge", this.fanoutKeys(id), "worker", args);
+  }
+
+  /** The original's Message-ID header value (with its angle brackets), or null for an unknown message. */
+  async messageIdOf(id: string): Promise<string | null> {
+    return this.redis.hget(keys.message(id), "messageId");
   }
 
   /** Whether ops hold this message's fan-out (the `paused` field; pause.lua sets it, resume and every state change delete it). */
@@ -318,12 +349,16 @@ export class MessageStore {
     pipe.hmget(keys.failures(message.id), ...addresses);
     pipe.smismember(keys.possibleDuplicates(message.id), ...addresses);
     pipe.smismember(keys.possibleDuplicates(message.id), ...addresses.map((a) => CORRECTION_DUPLICATE_PREFIX + a));
-    const [[, deliveryBytes], [, correctionBytes], [, failures], [, dups], [, correctionDups]] = (await pipe.exec()) as Array<[Error | null, unknown]> as [
+    pipe.getrangeBuffer(keys.purgeStates(message.id), ...range);
+    pipe.hmget(keys.purgeFailures(message.id), ...addresses);
+    const [[, deliveryBytes], [, correctionBytes], [, failures], [, dups], [, correctionDups], [, purgeBytes], [, purgeReasons]] = (await pipe.exec()) as Array<[Error | null, unknown]> as [
       [null, Buffer],
       [null, Buffer],
       [null, Array<string | null>],
       [null, number[]],
       [null, number[]],
+      [null, Buffer],
+      [null, Array<string | null>],
     ];
     // One byte per recipient from the cursor on; a zero byte or past the end: nothing recorded.
     const letter = (bytes: Buffer, i: number) => (i < bytes.length && bytes[i] !== 0 ? String.fromCharCode(bytes[i]!) : null);
@@ -344,6 +379,8 @@ export class MessageStore {
         correction: c === "s" ? "sent" : c === "f" ? "failed" : c === "i" ? "queued" : null,
         possibleDuplicate: dups[i] === 1,
         correctionPossibleDuplicate: correctionDups[i] === 1,
+        purge: purgeStatus(letter(purgeBytes, i)),
+        purgeReason: purgeReasons[i] ?? null,
       });
       if (items.length === opts.limit) break;
     }
@@ -382,6 +419,7 @@ const SUMMARY_FIELDS = [
   "requiredApprovals", "holdSeconds", "sendAt", "releaseAt", "expiresAt", "createdAt", "submittedAt", "updatedAt", "messageId",
   "releasedAt", "queued", "inflight", "sent", "failed", "skipped", "corrected", "correctionFailed", "possibleDuplicates",
   "recall", "rejection", "paused", "correction",
+  "purgeStartedAt", "purgeEndedAt", "purgeTotal", "purged", "purgeNotFound", "purgeFailed",
 ] as const;
 
 function toMessage(h: Record<string, string>): Message {
@@ -444,7 +482,34 @@ function toMessage(h: Record<string, string>): Message {
       proposedBy: correction.proposedBy,
       rejection: correction.rejection ? { by: correction.rejection.by, at: new Date(correction.rejection.at).toISOString(), reason: correction.rejection.reason } : null,
     },
+    purge: h.purgeStartedAt
+      ? {
+          startedAt: iso(h.purgeStartedAt)!,
+          endedAt: iso(h.purgeEndedAt),
+          total: int(h.purgeTotal),
+          purged: int(h.purged),
+          notFound: int(h.purgeNotFound),
+          failed: int(h.purgeFailed),
+          pending: Math.max(0, int(h.purgeTotal) - int(h.purged) - int(h.purgeNotFound) - int(h.purgeFailed)),
+        }
+      : null,
   };
+}
+
+/** A purge state byte (store/lua/purge.lua) as the API names it. */
+function purgeStatus(raw: string | null): PurgeStatus | null {
+  switch (raw) {
+    case null:
+      return null;
+    case "p":
+      return "purged";
+    case "N":
+      return "not_found";
+    case "F":
+      return "failed";
+    default:
+      return "pending"; // i, n, f: being purged, or to be tried again
+  }
 }
 
 /** Reads the sweep needs, kept apart from the API's Message shape. */
@@ -455,6 +520,17 @@ export class SweepReads {
   async idsInStates(states: readonly FromState[]): Promise<string[]> {
     const stored = states.filter((s): s is State => s !== NEW);
     return (await Promise.all(stored.map((s) => this.redis.zrange(keys.messagesInState(s), "0", "-1")))).flat();
+  }
+
+  /** The purges started and not ended: when each last did something, and the size of its frozen set. */
+  async runningPurges(): Promise<Array<{ id: string; activityAt: number; recipients: number }>> {
+    const ids = await this.redis.zrange(keys.purgesRunning(), "0", "-1");
+    const out = [];
+    for (const id of ids) {
+      const [activity, recipients] = await this.redis.hmget(keys.message(id), "purgeActivityAt", "recipientCount");
+      out.push({ id, activityAt: Number(activity ?? 0), recipients: Number(recipients ?? 0) });
+    }
+    return out;
   }
 
   /** Epoch ms of the last fan-out progress (or release), and whether the correction has started. */

@@ -24,6 +24,12 @@ export const followUpSchema = z.discriminatedUnion("do", [
   z.object({ do: z.literal("startFanout"), kind, recipients: count, sinceRecallMs: count.optional(), revision: count.optional() }),
   /** Wake the fan-out's batch jobs that wait out a pause. */
   z.object({ do: z.literal("wakeFanout"), kind, recipients: count }),
+  /**
+   * The purge jobs of a recalled original (store/lua/purge.lua), over the frozen set's `recipients`
+   * indexes. `pass`: unset for the first (once per message); the sweep names a later one, which
+   * takes again those not found or failed.
+   */
+  z.object({ do: z.literal("startPurge"), recipients: count, pass: z.string().regex(/^[a-z0-9]{1,40}$/).optional() }),
 ]);
 export type FollowUp = z.infer<typeof followUpSchema>;
 const followUps = luaList(followUpSchema);
@@ -73,7 +79,11 @@ export const ANSWERS = {
   draft: orRefusal({ id: z.string(), revision: count, state: z.union([state, z.literal(NEW)]), followUps }),
   correction: orRefusal({ state, status: z.enum(["standard", "pending", "approved", "declined"]), followUps }),
   claim: z.union([
-    z.object({ claimed: z.literal(true), addresses: luaList(z.string()), indexes: luaList(count) }),
+    /**
+     * `variants`, one letter per address, when the standard correction says whether the original
+     * was removed from the mailbox: r (removed) or k (kept).
+     */
+    z.object({ claimed: z.literal(true), addresses: luaList(z.string()), indexes: luaList(count), variants: z.string().regex(/^[rk]*$/).optional() }),
     z.object({ stopped: z.literal(true), state, followUps }),
     /** Ops paused the fan-out: the batch waits (workers/run-workers.ts) and looks again later. */
     z.object({ paused: z.literal(true) }),
@@ -81,6 +91,14 @@ export const ANSWERS = {
     z.object({ wait: z.number().positive() }),
   ]),
   settle: z.object({ ok: z.literal(true), state, followUps }),
+  purge: z.union([
+    /** `next`: the index the job's next claim starts from; `startedAt`: when the purge started (epoch ms). */
+    z.object({ ok: z.literal(true), claimed: z.literal(true), addresses: luaList(z.string()), indexes: luaList(count), next: count, startedAt: count }),
+    z.object({ ok: z.literal(true), wait: z.number().positive() }),
+    /** No purge is running for this message (none asked, or it ended). */
+    z.object({ ok: z.literal(true), stopped: z.literal(true) }),
+    z.object({ ok: z.literal(true), ended: z.boolean() }),
+  ]),
 } as const;
 
 export type Answer<N extends keyof typeof ANSWERS> = z.infer<(typeof ANSWERS)[N]>;

@@ -37,6 +37,7 @@ const SOURCES = {
   correctionDigest: prologue + read("correction-digest.lua"),
   claim: prologue + fanout + read("claim.lua"),
   settle: prologue + fanout + read("settle.lua"),
+  purge: prologue + fanout + read("purge.lua"),
 } as const satisfies Record<keyof typeof ANSWERS, string>;
 
 export type ScriptName = keyof typeof SOURCES;

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino, type Logger } from "pino";
 import { loadConfig } from "../../src/config.js";
-import { createRuntime, type Runtime } from "../../src/runtime.js";
+import { createRuntime, type PurgeSetup, type Runtime } from "../../src/runtime.js";
 import { createSmtpTransport, type MailTransport } from "../../src/mail/transport.js";
 import { startSmtpSink, type SmtpSink } from "./smtp-sink.js";
 import { startTestRedis, type TestRedis } from "./redis.js";
@@ -57,6 +57,8 @@ export async function startAirlock(
     logger?: Logger;
     /** Wraps the SMTP transport to the sink (every mail the workers send goes through it): to act between a claim and its hand-off. */
     wrapTransport?: (real: MailTransport) => MailTransport;
+    /** A purge connector and its pace (instead of the PURGE_* settings). */
+    purge?: PurgeSetup;
   } = {},
 ): Promise<TestAirlock> {
   const dir = mkdtempSync(join(tmpdir(), "airlock-test-"));
@@ -80,7 +82,7 @@ export async function startAirlock(
   });
   const clock = new TestClock();
   const transport = opts.wrapTransport?.(createSmtpTransport({ url: config.SMTP_URL!, poolSize: config.SMTP_POOL_SIZE }));
-  const rt = await createRuntime({ config, clock, dataDir: dir, logger: opts.logger ?? pino({ level: "silent" }), ...(transport ? { transport } : {}) });
+  const rt = await createRuntime({ config, clock, dataDir: dir, logger: opts.logger ?? pino({ level: "silent" }), ...(transport ? { transport } : {}), ...(opts.purge ? { purge: opts.purge } : {}) });
   const { url } = await rt.startApi(0);
   let workers = await rt.startWorkers();
 

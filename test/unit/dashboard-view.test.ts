@@ -23,6 +23,7 @@ function message(over: Partial<Message> = {}): Message {
     approvals: [],
     digest: "0".repeat(64),
     correction: null,
+    purge: null,
     requiredApprovals: 2,
     holdSeconds: 900,
     sendAt: null,

@@ -14,6 +14,7 @@ local state = field(KEYS[1], 'state')
 local target = K_ORIGINAL
 local sts
 local claimed, retried = {}, {} -- positions in `members`
+local variants = nil -- the correction's variant of each claimed recipient, when a purge decides it
 
 if KIND == 'original' then
   sts = states(K_ORIGINAL, first, n)
@@ -32,7 +33,7 @@ if KIND == 'original' then
       end
     end
     if fixed > 0 then writeStates(K_ORIGINAL, first, rest); incr('inflight', -fixed); incr('sent', fixed) end
-    return answer({stopped = true, state = state, followUps = withFollowUp({}, startCorrectionIfQuiet())})
+    return answer({stopped = true, state = state, followUps = withFollowUps({}, startCorrectionIfQuiet())})
   end
   if field(KEYS[1], 'paused') then return answer({paused = true}) end
   for p = 1, n do
@@ -56,22 +57,33 @@ else
       elseif st == 'i' then claimed[#claimed + 1] = p; retried[#retried + 1] = p end
     end
   end
+  -- The standard correction says whether the original was removed from the recipient's mailbox
+  -- (a purge is running): each recipient's waits for the first answer of its purge, at most until
+  -- the purge's correction deadline (PURGE_CORRECTION_WAIT_SECONDS after it started). A custom text
+  -- goes in the exact bytes a second person approved, without that sentence.
+  if #claimed > 0 and field(KEYS[1], 'purgeStartedAt') ~= nil then
+    local status = cjson.decode(field(KEYS[1], 'correction') or '{}').status
+    if status == 'standard' or status == 'declined' then
+      local purges = states(K_PURGE, first, n)
+      local late = NOW >= num(KEYS[1], 'purgeCorrectionDeadline')
+      variants = {}
+      for j, p in ipairs(claimed) do
+        local st = purges[p]
+        if st == 'p' then variants[j] = 'r'
+        elseif st == false or st == 'i' then
+          -- Not answered yet: the whole transaction waits (claims go in index order, like the purge).
+          if not late then return answer({wait = math.min(1000, num(KEYS[1], 'purgeCorrectionDeadline') - NOW)}) end
+          variants[j] = 'k'
+        else variants[j] = 'k' end
+      end
+    end
+  end
 end
 if #claimed == 0 then return answer({claimed = true, addresses = {}, indexes = {}}) end
 
--- Token bucket shared by every worker, on Redis's own clock so workers' clocks need not agree.
-local t = redis.call('TIME')
-local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local rate = tonumber(ARGV[7])
-local burst = math.max(tonumber(ARGV[8]), #claimed)
-local tokens = tonumber(redis.call('HGET', K_RATE, 'tokens') or burst)
-local last = tonumber(redis.call('HGET', K_RATE, 'at') or nowMs)
-tokens = math.min(burst, tokens + (nowMs - last) * rate / 1000)
-if tokens < #claimed then
-  redis.call('HSET', K_RATE, 'tokens', tostring(tokens), 'at', nowMs)
-  return answer({wait = math.ceil((#claimed - tokens) * 1000 / rate)})
-end
-redis.call('HSET', K_RATE, 'tokens', tostring(tokens - #claimed), 'at', nowMs)
+-- Token bucket shared by every worker.
+local wait = takeTokens(K_RATE, tonumber(ARGV[7]), tonumber(ARGV[8]), #claimed)
+if wait > 0 then return answer({wait = wait}) end
 
 local addresses, indexes = {}, {}
 for j, p in ipairs(claimed) do
@@ -87,4 +99,6 @@ if KIND == 'original' then
 else
   incr('correctionInflight', fresh)
 end
-return answer({claimed = true, addresses = addresses, indexes = indexes})
+local reply = {claimed = true, addresses = addresses, indexes = indexes}
+if variants then reply.variants = table.concat(variants) end
+return answer(reply)

@@ -30,5 +30,5 @@ end
 redis.call('HSET', KEYS[1], 'correction', cjson.encode(c))
 transition(action, state, outcome(action, state), cjson.encode({status = c.status, given = #c.approvals,
   required = c.required, digest = c.digest, comment = detail.comment, reason = detail.reason}))
-local followUps = withFollowUp({}, startCorrectionIfQuiet())
+local followUps = withFollowUps({}, startCorrectionIfQuiet())
 return answer({state = field(KEYS[1], 'state'), status = c.status, followUps = followUps})

@@ -1,6 +1,7 @@
 -- Shared by claim.lua and settle.lua (prepended after prologue.lua).
 -- KEYS after the common ones: recipients zset, delivery states of the original, of the correction,
--- possible-duplicates set, failures hash, rate bucket. ARGV[4] kind: "original" or "correction".
+-- possible-duplicates set, failures hash, rate bucket, purge states, purge failures, purge-rate
+-- bucket. ARGV[4] kind: "original" or "correction" (purge.lua: "purge").
 -- Delivery states are one byte per recipient in a string, at the recipient's index in the frozen
 -- set (one GETRANGE and one SETRANGE per transaction, one byte of memory per recipient).
 -- Original: zero byte or past the end = queued (or skipped once recalled), i = in an SMTP
@@ -12,6 +13,9 @@ local K_CORRECTION = KEYS[COMMON_KEYS + 3]
 local K_DUPLICATES = KEYS[COMMON_KEYS + 4]
 local K_FAILURES = KEYS[COMMON_KEYS + 5]
 local K_RATE = KEYS[COMMON_KEYS + 6]
+local K_PURGE = KEYS[COMMON_KEYS + 7]
+local K_PURGE_FAILURES = KEYS[COMMON_KEYS + 8]
+local K_PURGE_RATE = KEYS[COMMON_KEYS + 9]
 local KIND = ARGV[4]
 -- CORRECTION_DUPLICATE: the prefix of the correction's members of the possible-duplicates set
 -- (store/keys.ts CORRECTION_DUPLICATE_PREFIX, defined before this file by store/scripts.ts).

@@ -2,8 +2,9 @@
 -- table: TRANSITIONS, a string of |action:from:to| entries; STATE_KEY[state]; COMMON_KEYS; NEW; see
 -- store/lua-lifecycle.ts). Ask it through canStart, allowed, outcomes and outcome only.
 -- KEYS[1] message hash, KEYS[2] message audit stream, KEYS[3] global audit stream,
--- KEYS[4] global audit head (string), KEYS[5 .. COMMON_KEYS] the per-state indexes (sorted sets),
--- in the order of domain/lifecycle.ts STATES. A script's own keys follow from KEYS[COMMON_KEYS + 1].
+-- KEYS[4] global audit head (string), KEYS[5 .. COMMON_KEYS - 1] the per-state indexes (sorted sets),
+-- in the order of domain/lifecycle.ts STATES, KEYS[COMMON_KEYS] the running purges (sorted set).
+-- A script's own keys follow from KEYS[COMMON_KEYS + 1].
 -- ARGV[1] events channel, ARGV[2] now (epoch ms), ARGV[3] actor.
 -- Every script answers a JSON string: {"ok":true,...} or {"ok":false,"err":"<code>","state":...}
 -- (parsed against a schema by store/script-answers.ts). What must follow a change (a release to
@@ -104,42 +105,84 @@ local function transition(action, from, to, detail, event)
   publish(event or 'state')
 end
 
+-- The purge of the original from the mailboxes (store/lua/purge.lua), when the recall asked for one
+-- (a connector is configured: recall.lua's `purgeWaitMs`): it starts once, when nothing of the
+-- original is queued or in flight (those in flight at the recall have settled: whoever is `sent`
+-- now is exactly who has it), and only if somebody has it. Recorded in the audit trail.
+-- Answers the follow-up that starts the purge jobs, or nil.
+local function startPurgeIfQuiet(state)
+  if field(KEYS[1], 'purgeWaitMs') == nil or field(KEYS[1], 'purgeStartedAt') ~= nil then return nil end
+  local total = num(KEYS[1], 'sent')
+  if total == 0 then return nil end
+  redis.call('HSET', KEYS[1], 'purgeStartedAt', tostring(NOW), 'purgeActivityAt', tostring(NOW), 'purgeTotal', total,
+    'purged', 0, 'purgeNotFound', 0, 'purgeFailed', 0,
+    'purgeCorrectionDeadline', tostring(NOW + num(KEYS[1], 'purgeWaitMs')))
+  redis.call('ZADD', KEYS[COMMON_KEYS], NOW, field(KEYS[1], 'id'))
+  audit('purgeStart', state, state, cjson.encode({recipients = total}))
+  publish('progress')
+  return {['do'] = 'startPurge', recipients = num(KEYS[1], 'recipientCount')}
+end
+
 -- The one start of a correction, for every path that can be the last to see the original stop (a
 -- recall, the settle of the last transaction in flight, a refused claim that settled leftovers).
 -- It acts once nothing of the original is queued or in flight: a `sending` message is then
--- finished; a `correcting` one starts its correction (exactly once: correctionStarted),
--- or, with nobody to correct (every delivery failed for good), is corrected at once.
--- Answers the follow-up that starts the correction fan-out, or nil.
+-- finished; a `correcting` one starts its purge (startPurgeIfQuiet) and its correction (exactly
+-- once: correctionStarted), or, with nobody to correct (every delivery failed for good), is
+-- corrected at once. Answers the follow-ups that start the purge and the correction fan-out (a list).
 local function startCorrectionIfQuiet()
   local state = field(KEYS[1], 'state')
-  if num(KEYS[1], 'queued') > 0 or num(KEYS[1], 'inflight') > 0 then return nil end
+  local due = {}
+  if num(KEYS[1], 'queued') > 0 or num(KEYS[1], 'inflight') > 0 then return due end
   if canStart('finish', state) then
     redis.call('HSET', KEYS[1], 'finishAt', tostring(NOW))
     transition('finish', state, outcome('finish', state), cjson.encode({sent = num(KEYS[1], 'sent'), failed = num(KEYS[1], 'failed')}))
-    return nil
+    return due
   end
-  if not canStart('startCorrection', state) or field(KEYS[1], 'correctionStarted') == '1' then return nil end
+  if not canStart('startCorrection', state) then return due end
+  -- Before the custom correction's approval: removing the mistake from mailboxes waits for nobody.
+  local purge = startPurgeIfQuiet(state)
+  if purge then due[#due + 1] = purge end
+  if field(KEYS[1], 'correctionStarted') == '1' then return due end
   local total = num(KEYS[1], 'sent')
   -- A custom correction text waits for its approval (correction.lua); nobody gets a correction
   -- before. With nobody to correct there is nothing to wait for.
   local correction = field(KEYS[1], 'correction')
-  if total > 0 and correction and cjson.decode(correction).status == 'pending' then return nil end
+  if total > 0 and correction and cjson.decode(correction).status == 'pending' then return due end
   redis.call('HSET', KEYS[1], 'correctionStarted', 1, 'correctionTotal', total, 'corrected', 0,
     'correctionFailed', 0, 'correctionInflight', 0)
   transition('startCorrection', state, state, cjson.encode({recipients = total}))
   if total == 0 then
     transition('finishCorrection', state, outcome('finishCorrection', state), cjson.encode({corrected = 0, failed = 0}))
-    return nil
+    return due
   end
   local recall = field(KEYS[1], 'recall')
   local sinceRecallMs = 0
   if recall then sinceRecallMs = math.max(0, NOW - tonumber(cjson.decode(recall).at)) end
-  return {['do'] = 'startFanout', kind = 'correction', recipients = num(KEYS[1], 'recipientCount'), sinceRecallMs = sinceRecallMs,
+  due[#due + 1] = {['do'] = 'startFanout', kind = 'correction', recipients = num(KEYS[1], 'recipientCount'), sinceRecallMs = sinceRecallMs,
     revision = num(KEYS[1], 'revision')}
+  return due
 end
 
--- `list` plus `item` when item is not nil (a follow-up that may or may not be due).
-local function withFollowUp(list, item)
-  if item ~= nil then list[#list + 1] = item end
+-- `list` plus every follow-up of `items` (those that are due, possibly none).
+local function withFollowUps(list, items)
+  for _, item in ipairs(items) do list[#list + 1] = item end
   return list
+end
+
+-- Takes `n` tokens from the token bucket hash `key` (refilled at `rate` a second up to `burst`),
+-- on Redis's own clock so that workers' clocks need not agree. Answers 0 when taken, else the ms
+-- to wait until enough have refilled (nothing is taken then).
+local function takeTokens(key, rate, burst, n)
+  local t = redis.call('TIME')
+  local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  burst = math.max(burst, n)
+  local tokens = tonumber(redis.call('HGET', key, 'tokens') or burst)
+  local last = tonumber(redis.call('HGET', key, 'at') or nowMs)
+  tokens = math.min(burst, tokens + (nowMs - last) * rate / 1000)
+  if tokens < n then
+    redis.call('HSET', key, 'tokens', tostring(tokens), 'at', nowMs)
+    return math.ceil((n - tokens) * 1000 / rate)
+  end
+  redis.call('HSET', key, 'tokens', tostring(tokens - n), 'at', nowMs)
+  return 0
 end

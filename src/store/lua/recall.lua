@@ -4,7 +4,9 @@
 -- Who may recall is decided by the caller.
 -- KEYS: the common ones (prologue.lua).
 -- ARGV[1..3] as in prologue.lua, ARGV[4] reason, ARGV[5] correction text (custom, or "" for the
--- standard correction), ARGV[6] approvals the custom text needs (0: it goes at once). The custom
+-- standard correction), ARGV[6] approvals the custom text needs (0: it goes at once), ARGV[7] when a
+-- purge connector is configured, how long (ms) the standard correction may wait for a recipient's
+-- purge to answer (else ""): the purge starts with the correction (startPurgeIfQuiet). The custom
 -- correction's digest is recorded right after (correction-digest.lua): building a mail must never
 -- delay the stop.
 local state = field(KEYS[1], 'state')
@@ -36,6 +38,7 @@ if ARGV[5] ~= '' and canStart('startCorrection', to) then
   if correction.required == 0 then correction.status = 'approved' end
 end
 redis.call('HSET', KEYS[1], 'correction', cjson.encode(correction))
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'purgeWaitMs', ARGV[7]) end
 -- Whatever is still queued is never sent; each batch sees it as skipped. Before the release
 -- nothing was queued yet: every recipient is skipped.
 if field(KEYS[1], 'releasedAt') == nil then
@@ -46,7 +49,7 @@ end
 transition('recall', state, to, cjson.encode({reason = ARGV[4], correctionText = ARGV[5], delivered = delivered,
   correction = correction.status}))
 
-local followUps = withFollowUp({}, startCorrectionIfQuiet())
+local followUps = withFollowUps({}, startCorrectionIfQuiet())
 if #followUps == 0 and liftedPause and canStart('startCorrection', to) then
   -- A transaction is still in flight, so the correction starts from the original's batch jobs,
   -- which the pause had parked for PAUSE_RECHECK_MS: wake them.

@@ -51,7 +51,7 @@ local followUps = {}
 if KIND == 'original' then
   incr('inflight', -(n.s + n.f + n.back + n.k)); incr('sent', n.s); incr('failed', n.f)
   incr('queued', n.back); incr('skipped', n.k)
-  withFollowUp(followUps, startCorrectionIfQuiet())
+  withFollowUps(followUps, startCorrectionIfQuiet())
 else
   incr('correctionInflight', -(n.s + n.f + n.back + n.k)); incr('corrected', n.s); incr('correctionFailed', n.f + n.k)
   finishCorrectionIfDone()
