@@ -1,0 +1,138 @@
+/**
+ * The purge when things go wrong, against a real Dovecot: a connector that cannot log in makes
+ * every purge `failed` with the reason and delays neither the recall's answer nor the correction
+ * (which then asks recipients to delete the message themselves); workers killed mid-purge lose no
+ * recipient; a custom correction goes in its approved bytes, without waiting for the purge.
+ */
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { PurgeConnector } from "../../src/purge/connector.js";
+import { ImapPurgeConnector } from "../../src/purge/imap-connector.js";
+import { startAirlock, type TestAirlock } from "../support/airlock.js";
+import { startDovecot, type Dovecot } from "../support/dovecot.js";
+
+const N = 60;
+const STAFF = Array.from({ length: N }, (_, i) => `member${i}@corp.example`);
+let dovecot: Dovecot;
+let a: TestAirlock | undefined;
+
+beforeAll(async () => {
+  dovecot = await startDovecot({ users: STAFF });
+});
+beforeEach(({ onTestFailed }) => onTestFailed(() => console.error(`dovecot log:\n${dovecot?.log()}`)));
+afterEach(async () => {
+  await a?.stop();
+  a = undefined;
+});
+afterAll(async () => dovecot?.stop());
+
+const timing = { concurrency: 4, ratePerSecond: 10_000, retryForMs: 60_000, retryEveryMs: 500 };
+
+function imap(adminPassword = dovecot.adminPassword): ImapPurgeConnector {
+  return new ImapPurgeConnector({ host: dovecot.host, port: dovecot.port, tls: "none", adminUser: dovecot.adminUser, adminPassword });
+}
+
+/** An Airlock whose sink stores what it accepts in the staff's mailboxes, with `staff` uploaded. */
+async function airlockWith(connector: PurgeConnector, correctionWaitMs = 120_000): Promise<TestAirlock> {
+  const t = await startAirlock({}, { purge: { connector, timing, correctionWaitMs } });
+  const mailboxes = new Set(STAFF);
+  t.sink.behaviour.data = async (to, raw) => {
+    for (const u of to) if (mailboxes.has(u)) await dovecot.append(u, raw.toString("latin1"));
+    return null;
+  };
+  expect((await t.call("author", "POST", "/api/audiences", { name: "staff", recipients: STAFF.map((email) => ({ email })) })).status).toBe(201);
+  return t;
+}
+
+/** Submits to the staff, approves, and waits until every copy was delivered. */
+async function sentToStaff(t: TestAirlock, subject: string): Promise<{ id: string; messageId: string }> {
+  const m = (await t.call("author", "POST", "/api/messages", { subject, text: "Please read.", audience: { lists: ["staff"] } })).body;
+  expect((await t.call("approver1", "POST", `/api/messages/${m.id}/approve`, { revision: 1 })).status).toBe(200);
+  await t.until("sent", async () => (await t.call("ops", "GET", `/api/messages/${m.id}`)).body.state === "sent", 30_000);
+  return m;
+}
+
+const corrections = (t: TestAirlock, messageId: string) => t.sink.received.filter((r) => r.mail.inReplyTo === messageId);
+
+describe("purge faults", () => {
+  it("a connector that cannot log in: every purge failed with the reason; the correction goes at once and asks recipients to delete it", async () => {
+    a = await airlockWith(imap("wrong-master-password"));
+    const t = a;
+    const m = await sentToStaff(t, "Wrong password");
+    const recall = await t.call("ops", "POST", `/api/messages/${m.id}/recall`, { reason: "sent in error" });
+    expect(recall.status).toBe(200);
+    const done = await t.until("corrected and purge ended", async () => {
+      const cur = (await t.call("ops", "GET", `/api/messages/${m.id}`)).body;
+      return cur.state === "corrected" && cur.purge?.endedAt ? cur : undefined;
+    });
+    expect(done.purge).toMatchObject({ total: N, purged: 0, notFound: 0, failed: N, pending: 0 });
+    const page = (await t.call("ops", "GET", `/api/messages/${m.id}/recipients?limit=${N}`)).body;
+    for (const r of page.items) {
+      expect(r.purge).toBe("failed");
+      expect(r.purgeReason).toMatch(/log in|login|authenticat/i);
+    }
+    // Long before the correction's two-minute wait: failed purges are answers, not reasons to wait.
+    expect(Date.parse(done.updatedAt) - Date.parse(done.recall.at)).toBeLessThan(60_000);
+    const sent = corrections(t, m.messageId);
+    expect(sent.flatMap((r) => r.to).sort()).toEqual(STAFF.slice().sort());
+    for (const c of sent) {
+      expect(c.mail.text).toContain("If it is still in your mailbox, please delete it.");
+      expect(c.mail.text).not.toContain("It has been removed");
+    }
+    // The original is still in every mailbox: nothing could be removed.
+    for (const u of STAFF.slice(0, 5)) expect(await dovecot.list(u)).toContain(m.messageId);
+  }, 90_000);
+
+  it("workers killed mid-purge lose no recipient: every copy is removed, each recorded once", async () => {
+    const real = imap();
+    // Holds every purge until released: the crash lands while purges are in hand for certain.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let started = 0;
+    const held: PurgeConnector = {
+      async purge(mailbox, messageId) {
+        started++;
+        await gate;
+        return real.purge(mailbox, messageId);
+      },
+      close: () => real.close(),
+    };
+    a = await airlockWith(held);
+    const t = a;
+    const m = await sentToStaff(t, "Crash mid-purge");
+    expect((await t.call("ops", "POST", `/api/messages/${m.id}/recall`, { reason: "sent in error" })).status).toBe(200);
+    await t.until("purges in hand", () => started >= timing.concurrency);
+    await t.crashWorkers(); // the forced close abandons the job in hand: its lock lapses, another worker takes it
+    release();
+    const done = await t.until(
+      "purge ended",
+      async () => {
+        const cur = (await t.call("ops", "GET", `/api/messages/${m.id}`)).body;
+        return cur.state === "corrected" && cur.purge?.endedAt ? cur : undefined;
+      },
+      60_000,
+    );
+    expect(done.purge).toMatchObject({ total: N, purged: N, notFound: 0, failed: 0 });
+    for (const u of STAFF) expect(await dovecot.list(u), u).not.toContain(m.messageId);
+    for (const c of corrections(t, m.messageId)) expect(c.mail.text).toContain("It has been removed from your mailbox.");
+  }, 90_000);
+
+  it("a custom correction goes in its approved bytes, without the purge's sentence and without waiting for it", async () => {
+    const real = imap();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const held: PurgeConnector = { purge: async (mb, id) => (await gate, real.purge(mb, id)), close: () => real.close() };
+    a = await airlockWith(held);
+    const t = a;
+    const m = await sentToStaff(t, "Custom correction");
+    expect((await t.call("ops", "POST", `/api/messages/${m.id}/recall`, { reason: "wrong app", correctionText: "Keep the app; delete only the old one." })).status).toBe(200);
+    expect((await t.call("approver2", "POST", `/api/messages/${m.id}/correction/approve`, {})).status).toBe(200);
+    // Every correction goes while every purge is still held.
+    await t.until("corrected", async () => (await t.call("ops", "GET", `/api/messages/${m.id}`)).body.state === "corrected", 30_000);
+    for (const c of corrections(t, m.messageId)) {
+      expect(c.mail.text).toContain("Keep the app; delete only the old one.");
+      expect(c.mail.text).not.toMatch(/removed from your mailbox|still in your mailbox/);
+    }
+    release();
+    await t.until("purge ended", async () => (await t.call("ops", "GET", `/api/messages/${m.id}`)).body.purge?.endedAt ?? undefined, 30_000);
+  }, 90_000);
+});
