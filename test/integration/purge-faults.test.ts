@@ -116,6 +116,48 @@ describe("purge faults", () => {
     for (const c of corrections(t, m.messageId)) expect(c.mail.text).toContain("It has been removed from your mailbox.");
   }, 90_000);
 
+  it("not found is tried again: a copy that lands after the first attempt (still in transit) is removed by a later one", async () => {
+    const real = imap();
+    const late = STAFF[0]!;
+    let lateCopy: string | null = null;
+    const attempts: string[] = [];
+    const watching: PurgeConnector = {
+      async purge(mailbox, messageId) {
+        const r = await real.purge(mailbox, messageId);
+        if (mailbox === late) {
+          attempts.push(r.outcome);
+          // The first attempt found nothing: now the copy arrives, as a delayed delivery would.
+          if (attempts.length === 1 && lateCopy) await dovecot.append(late, lateCopy);
+        }
+        return r;
+      },
+      close: () => real.close(),
+    };
+    a = await airlockWith(watching);
+    const t = a;
+    // The sink accepts the late recipient's copy but does not store it yet.
+    const store = t.sink.behaviour.data!;
+    t.sink.behaviour.data = async (to, raw, client) => {
+      if (to.includes(late) && lateCopy === null && /^Subject: In transit/m.test(raw.toString("latin1"))) lateCopy = raw.toString("latin1");
+      return store(to.filter((u) => u !== late || lateCopy === null || raw.toString("latin1") !== lateCopy), raw, client);
+    };
+    const m = await sentToStaff(t, "In transit");
+    expect(lateCopy).not.toBeNull();
+    expect(await dovecot.list(late)).not.toContain(m.messageId);
+    expect((await t.call("ops", "POST", `/api/messages/${m.id}/recall`, { reason: "sent in error" })).status).toBe(200);
+    const done = await t.until(
+      "purge ended",
+      async () => {
+        const cur = (await t.call("ops", "GET", `/api/messages/${m.id}`)).body;
+        return cur.purge?.endedAt ? cur : undefined;
+      },
+      60_000,
+    );
+    expect(attempts).toEqual(["not_found", "purged"]);
+    expect(done.purge).toMatchObject({ total: N, purged: N, notFound: 0, failed: 0 });
+    expect(await dovecot.list(late)).not.toContain(m.messageId);
+  }, 90_000);
+
   it("a custom correction goes in its approved bytes, without the purge's sentence and without waiting for it", async () => {
     const real = imap();
     let release!: () => void;
