@@ -8,6 +8,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import type { PurgeConnector } from "../../src/purge/connector.js";
 import { ImapPurgeConnector } from "../../src/purge/imap-connector.js";
 import { startAirlock, type TestAirlock } from "../support/airlock.js";
+import { dashboardClient } from "../support/dashboard-client.js";
 import { startDovecot, type Dovecot } from "../support/dovecot.js";
 
 const N = 60;
@@ -78,6 +79,12 @@ describe("purge faults", () => {
       expect(c.mail.text).toContain("If it is still in your mailbox, please delete it.");
       expect(c.mail.text).not.toContain("It has been removed");
     }
+    // Visible to the operator: the counts on the message page and the card, each recipient's reason.
+    const ops = await dashboardClient(() => t.url).signIn("ops");
+    const page2 = await ops.get(`/messages/${m.id}`);
+    expect(page2.html).toContain(`0 removed · 0 not found · ${N} failed · 0 pending of ${N} (done)`);
+    expect(page2.html).toMatch(/<td>failed: [^<]*(log in|login|authenticat)/i);
+    expect(page2.html).toMatch(new RegExp(`data-field="purgeText">0 removed · 0 not found · ${N} failed · 0 pending of ${N}<`));
     // The original is still in every mailbox: nothing could be removed.
     for (const u of STAFF.slice(0, 5)) expect(await dovecot.list(u)).toContain(m.messageId);
   }, 90_000);

@@ -14,7 +14,7 @@ import type { MessageStore } from "../../store/message-store.js";
 import { sessionOf } from "./guards.js";
 import { DASHBOARD_CSP, one, type DashboardDeps, type PageKit } from "./page-kit.js";
 import { DECISIONS_DONE, decisionNotice } from "./review-routes.js";
-import { cardView, pendingOrder, reviewPath } from "./view-model.js";
+import { cardView, pendingOrder, purgeView, reviewPath } from "./view-model.js";
 
 const PAGE_SIZE = 50;
 /** Revisions shown with their diffs on the message page; older ones are in the API (GET /api/messages/:id/revisions). */
@@ -72,6 +72,7 @@ export function pageRoutes(d: DashboardDeps, k: PageKit): Router {
     k.page(res, 200, "message", k.frame(req, m.subject || `Message ${m.id}`, "none"), {
       m,
       card: k.card(req, m),
+      purge: m.purge && purgeView(m.purge),
       // After a decision on the review page (a redirect here); and what waits for this viewer's approval.
       notice: q.done ? decisionNotice(q.done, m) : null,
       review: awaiting === null ? null : { href: reviewPath(m.id, awaiting), isCorrection: awaiting === "correction" },

@@ -52,6 +52,8 @@ export interface CardView {
   /** Recipients per second since the fan-out started; null before it did. */
   rate: number | null;
   correction: { total: number; sent: number; failed: number; percent: number } | null;
+  /** The recalled original's removal from the mailboxes (a purge connector is configured). */
+  purge: { total: number; purged: number; notFound: number; failed: number; pending: number; done: number; percent: number; ended: boolean } | null;
   recallable: boolean;
   /** Held by ops, or halted by Airlock itself (`byAirlock`: what was about to go out was not what was approved): who, when, why. */
   paused: { by: string; byAirlock: boolean; atLabel: string; reason: string } | null;
@@ -181,6 +183,7 @@ export function cardView(m: ListedMessage, now: number, recallable: boolean, may
       m.recall && m.state !== "recalled"
         ? { total: correctionTotal, sent: m.counts.corrected, failed: m.counts.correctionFailed, percent: correctionTotal > 0 ? Math.min(100, Math.floor((correctionDone * 100) / correctionTotal)) : 100 }
         : null,
+    purge: m.purge && purgeView(m.purge),
     recallable: recallable && RECALLABLE_STATES.includes(m.state),
     paused: m.paused && { by: m.paused.by, byAirlock: m.paused.by === AIRLOCK_ACTOR, atLabel: formatDateTime(Date.parse(m.paused.at)), reason: m.paused.reason },
     pausable: mayPause && running && !m.paused,
@@ -188,6 +191,12 @@ export function cardView(m: ListedMessage, now: number, recallable: boolean, may
     possibleDuplicates: m.possibleDuplicates,
     review: awaiting === null ? null : { href: reviewPath(m.id, awaiting), label: awaiting === "original" ? "Review and approve…" : "Review the correction text…" },
   };
+}
+
+/** Purge progress as the card and the message page show it. */
+export function purgeView(p: NonNullable<ListedMessage["purge"]>): NonNullable<CardView["purge"]> {
+  const done = p.purged + p.notFound + p.failed;
+  return { total: p.total, purged: p.purged, notFound: p.notFound, failed: p.failed, pending: p.pending, done, percent: p.total > 0 ? Math.min(100, Math.floor((done * 100) / p.total)) : 100, ended: p.endedAt !== null };
 }
 
 /** The review page of a message, or of its custom correction text. */
