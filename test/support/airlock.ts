@@ -57,6 +57,8 @@ export async function startAirlock(
     logger?: Logger;
     /** Wraps the SMTP transport to the sink (every mail the workers send goes through it): to act between a claim and its hand-off. */
     wrapTransport?: (real: MailTransport) => MailTransport;
+    /** The API's port (default: any free one): for a test whose PUBLIC_URL must be known before the start (an OpenID Connect redirect URL). */
+    port?: number;
   } = {},
 ): Promise<TestAirlock> {
   const dir = mkdtempSync(join(tmpdir(), "airlock-test-"));
@@ -81,7 +83,7 @@ export async function startAirlock(
   const clock = new TestClock();
   const transport = opts.wrapTransport?.(createSmtpTransport({ url: config.SMTP_URL!, poolSize: config.SMTP_POOL_SIZE }));
   const rt = await createRuntime({ config, clock, dataDir: dir, logger: opts.logger ?? pino({ level: "silent" }), ...(transport ? { transport } : {}) });
-  const { url } = await rt.startApi(0);
+  const { url } = await rt.startApi(opts.port ?? 0);
   let workers = await rt.startWorkers();
 
   const call: TestAirlock["call"] = async (user, method, path, body, headers = {}) => {
