@@ -2,7 +2,10 @@
  * Configuration: one zod schema, parsed once at start, frozen.
  * A bad or missing variable is reported by name; secrets have no default outside development.
  */
+import { readFileSync } from "node:fs";
 import { z } from "zod";
+import { DEFAULT_ROLE_MAP, parseRoleMap } from "./auth/role-map.js";
+import { ROLES, type Role } from "./auth/users.js";
 import { parseDomainList } from "./domain/recipient-domains.js";
 import { parseMailbox } from "./domain/sender.js";
 
@@ -157,11 +160,95 @@ const schema = z.object({
   MAX_REVISIONS: int(1, 1000).default(50),
   /** A worker-only process (`npm run start:worker`) serves GET /metrics on this port when set. */
   METRICS_PORT: int(0, 65535).optional(),
+  /**
+   * OpenID Connect sign-in (auth/oidc.ts): the provider's issuer URL, exactly as its discovery
+   * document names it (https://login.microsoftonline.com/<tenant>/v2.0, https://kc.corp.example/realms/corp).
+   * Setting it turns the sign-in on ("Sign in with …" on the sign-in page, /auth/login, /auth/callback);
+   * the other OIDC_ settings need it. Must be https in production. Default unset: token sign-in only.
+   */
+  OIDC_ISSUER: z.url({ protocol: /^https?$/ }).optional(),
+  /** The client id Airlock is registered under at the provider. Required with OIDC_ISSUER. */
+  OIDC_CLIENT_ID: z.string().min(1).max(255).optional(),
+  /** The client's secret. Give this or OIDC_CLIENT_SECRET_FILE (not both). No default. */
+  OIDC_CLIENT_SECRET: z.string().min(1).max(4096).optional(),
+  /** A file holding the client's secret (trailing newline ignored), read once at start. */
+  OIDC_CLIENT_SECRET_FILE: z.string().min(1).optional(),
+  /** Where the provider sends the browser back; register exactly this at the provider. Default PUBLIC_URL/auth/callback. */
+  OIDC_REDIRECT_URL: z.url({ protocol: /^https?$/ }).optional(),
+  /** The name on the sign-in button ("Sign in with <name>"). Default: the issuer's host name. */
+  OIDC_PROVIDER_NAME: z.string().trim().min(1).max(60).regex(/^[^\u0000-\u001f\u007f-\u009f\u2028\u2029]*$/, { error: "must be one line of text" }).optional(),
+  /**
+   * Scopes asked for, space-separated; must include openid. `offline_access` asks for the refresh
+   * token that the hourly re-check uses (without one a session ends at its first re-check and the
+   * person signs in again). Default "openid email profile offline_access".
+   */
+  OIDC_SCOPES: z
+    .string()
+    .trim()
+    .regex(/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/, { error: "must be scope names separated by single spaces" })
+    .refine((s) => s.split(" ").includes("openid"), { error: "must include openid" })
+    .default("openid email profile offline_access"),
+  /**
+   * The claim (ID token or userinfo) that lists the person's groups; a dotted path reaches into an
+   * object (`realm_access.roles` for Keycloak realm roles). Default "groups".
+   */
+  OIDC_GROUPS_CLAIM: z.string().regex(/^[A-Za-z0-9_:\/-]+(\.[A-Za-z0-9_:\/-]+)*$/, { error: "must be a claim name or a dotted path of claim names" }).default("groups"),
+  /**
+   * Which groups give which roles (auth/role-map.ts): `group=role,…`, a group named twice gets both;
+   * or JSON `{"<group>": ["role", …]}` for group names holding `,` or `=`. Roles are re-read at
+   * every sign-in and every re-check. Default "comms-staff=author,comms-approvers=approver,it-oncall=ops,airlock-admins=admin".
+   */
+  OIDC_ROLE_MAP: z
+    .string()
+    .default(DEFAULT_ROLE_MAP)
+    .superRefine((s, ctx) => {
+      const r = parseRoleMap(s);
+      if (!r.ok) ctx.addIssue({ code: "custom", message: r.reason });
+    }),
+  /**
+   * A person whose groups give no role: `refuse` (a page says so, audited; the default), or the one
+   * role they get instead (least privilege: `author`).
+   */
+  OIDC_UNMAPPED: z.enum(["refuse", ...ROLES]).default("refuse"),
+  /**
+   * The claim that says the email address is verified; it must be `true`. Default "email_verified"
+   * (Entra ID sends none: use its optional claim `xms_edov`).
+   */
+  OIDC_EMAIL_VERIFIED_CLAIM: z.string().regex(/^[A-Za-z0-9_:-]{1,100}$/, { error: "must be a claim name" }).default("email_verified"),
+  /**
+   * Seconds between re-checks of a signed-in person at the provider (refresh-token grant): groups
+   * that no longer map, or a refused refresh, end the session at the next request after it. At most
+   * 3600 (hourly). Default 3600.
+   */
+  OIDC_RECHECK_SECONDS: int(5, 3600).default(3600),
+  /**
+   * Who may sign in to the dashboard with an API token: `everyone` (the default), `admins` (the
+   * break-glass sign-in: USERS_FILE users holding `admin`; everyone else uses OpenID Connect), or
+   * `off`. Sessions the setting no longer allows end at their next request. API bearer tokens are
+   * not affected. `admins` and `off` need OIDC_ISSUER.
+   */
+  DASHBOARD_TOKEN_SIGNIN: z.enum(["everyone", "admins", "off"]).default("everyone"),
   /** pino log level. */
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
-export type Config = Readonly<Omit<z.infer<typeof schema>, "SMTP_TLS"> & { PUBLIC_URL: string; production: boolean; SMTP_TLS: "required" | "opportunistic" | "none" }>;
+export type Config = Readonly<
+  Omit<z.infer<typeof schema>, "SMTP_TLS"> & { PUBLIC_URL: string; production: boolean; SMTP_TLS: "required" | "opportunistic" | "none"; oidc: OidcSettings | null }
+>;
+
+/** OpenID Connect sign-in, resolved (the secret stays in OIDC_CLIENT_SECRET, which the settings audit shows only as set). */
+export interface OidcSettings {
+  issuer: string;
+  clientId: string;
+  redirectUrl: string;
+  providerName: string;
+  scopes: string;
+  groupsClaim: string;
+  roleMap: string;
+  unmapped: "refuse" | Role;
+  emailVerifiedClaim: string;
+  recheckMs: number;
+}
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -189,9 +276,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (c.REDIS_MIN_REPLICAS_ACK > 0 && c.REDIS_URL === undefined && c.REDIS_SENTINELS === undefined) {
     throw new ConfigError(["REDIS_MIN_REPLICAS_ACK: needs REDIS_URL or REDIS_SENTINELS (the development Redis has no replicas)"]);
   }
+  const publicUrl = (c.PUBLIC_URL ?? `http://localhost:${c.PORT}`).replace(/\/+$/, "");
+  const oidc = oidcSettings(c, publicUrl, production);
   return Object.freeze({
     ...c,
-    PUBLIC_URL: (c.PUBLIC_URL ?? `http://localhost:${c.PORT}`).replace(/\/+$/, ""),
+    OIDC_CLIENT_SECRET: oidc?.secret,
+    oidc: oidc ? Object.freeze(oidc.settings) : null,
+    PUBLIC_URL: publicUrl,
     SMTP_TLS: c.SMTP_TLS ?? defaultSmtpTls(c.SMTP_URL, production),
     production,
   });
@@ -203,4 +294,47 @@ function defaultSmtpTls(smtpUrl: string | undefined, production: boolean): "requ
   const host = new URL(smtpUrl).hostname.replace(/^\[|\]$/g, "");
   const loopback = host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
   return loopback ? "opportunistic" : "required";
+}
+
+/** The OIDC_ settings taken together: all or nothing, one secret, https in production. */
+function oidcSettings(c: z.infer<typeof schema>, publicUrl: string, production: boolean): { settings: OidcSettings; secret: string } | null {
+  if (!c.OIDC_ISSUER) {
+    const stray = (["OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET", "OIDC_CLIENT_SECRET_FILE", "OIDC_REDIRECT_URL", "OIDC_PROVIDER_NAME"] as const).filter((k) => c[k] !== undefined);
+    const problems = stray.map((k) => `${k}: needs OIDC_ISSUER (OpenID Connect sign-in is off without it)`);
+    if (c.DASHBOARD_TOKEN_SIGNIN !== "everyone") problems.push(`DASHBOARD_TOKEN_SIGNIN: "${c.DASHBOARD_TOKEN_SIGNIN}" needs OIDC_ISSUER (else most people could not sign in to the dashboard)`);
+    if (problems.length) throw new ConfigError(problems);
+    return null;
+  }
+  const problems: string[] = [];
+  if (!c.OIDC_CLIENT_ID) problems.push("OIDC_CLIENT_ID: required with OIDC_ISSUER");
+  if (c.OIDC_CLIENT_SECRET !== undefined && c.OIDC_CLIENT_SECRET_FILE !== undefined) problems.push("OIDC_CLIENT_SECRET_FILE: give the secret or its file, not both");
+  if (c.OIDC_CLIENT_SECRET === undefined && c.OIDC_CLIENT_SECRET_FILE === undefined) problems.push("OIDC_CLIENT_SECRET: required with OIDC_ISSUER (or OIDC_CLIENT_SECRET_FILE)");
+  if (production && !c.OIDC_ISSUER.startsWith("https:")) problems.push("OIDC_ISSUER: must be https when NODE_ENV=production");
+  const redirectUrl = c.OIDC_REDIRECT_URL ?? `${publicUrl}/auth/callback`;
+  if (production && !redirectUrl.startsWith("https:")) problems.push(`OIDC_REDIRECT_URL: must be https when NODE_ENV=production (${c.OIDC_REDIRECT_URL ? "it is" : "PUBLIC_URL gives"} ${redirectUrl})`);
+  let secret = c.OIDC_CLIENT_SECRET;
+  if (c.OIDC_CLIENT_SECRET_FILE !== undefined && c.OIDC_CLIENT_SECRET === undefined) {
+    try {
+      secret = readFileSync(c.OIDC_CLIENT_SECRET_FILE, "utf8").replace(/\r?\n$/, "");
+      if (!secret) problems.push(`OIDC_CLIENT_SECRET_FILE: ${c.OIDC_CLIENT_SECRET_FILE} is empty`);
+    } catch (e) {
+      problems.push(`OIDC_CLIENT_SECRET_FILE: cannot read ${c.OIDC_CLIENT_SECRET_FILE} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return {
+    secret: secret!,
+    settings: {
+      issuer: c.OIDC_ISSUER,
+      clientId: c.OIDC_CLIENT_ID!,
+      redirectUrl,
+      providerName: c.OIDC_PROVIDER_NAME ?? new URL(c.OIDC_ISSUER).hostname,
+      scopes: c.OIDC_SCOPES,
+      groupsClaim: c.OIDC_GROUPS_CLAIM,
+      roleMap: c.OIDC_ROLE_MAP,
+      unmapped: c.OIDC_UNMAPPED,
+      emailVerifiedClaim: c.OIDC_EMAIL_VERIFIED_CLAIM,
+      recheckMs: c.OIDC_RECHECK_SECONDS * 1000,
+    },
+  };
 }

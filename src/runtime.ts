@@ -16,6 +16,9 @@ import { AuditSealer } from "./audit/sealer.js";
 import { AuditLog, auditedSettings } from "./audit/audit-log.js";
 import { AIRLOCK_ACTOR } from "./domain/message.js";
 import { UserDirectory, seedDemoUsers, watchUsersFile } from "./auth/users.js";
+import { OidcClient } from "./auth/oidc-client.js";
+import { OidcPeople, OidcPeopleMirror } from "./auth/oidc-people.js";
+import { OidcSignIn } from "./auth/oidc-sign-in.js";
 import type { Config } from "./config.js";
 import { createApp } from "./http/app.js";
 import { answerMalformedRequests } from "./http/errors.js";
@@ -157,6 +160,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   // Before anything can write an audit entry, so the first message's notifications are not missed.
   await ensureNotifierGroup(redis);
   const audit = new AuditLog(redis, clock);
+  const signOn = config.oidc ? await startSignOn(config, { redis, clock, audit, logger, users, subscriber: connect("oidc-people"), stops }) : null;
   // Which settings this process runs with, on the record (secrets only as set or unset).
   await audit.append(AIRLOCK_ACTOR, "settings", { process: `${hostname()}-${process.pid}`, settings: auditedSettings(config) });
   const sealer = new AuditSealer({ redis, reader: connect("audit-sealer", true), secret: auditSecret, logger });
@@ -196,7 +200,8 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         publicUrl: config.PUBLIC_URL,
         rateLimits: { api: config.API_RATE_LIMIT_PER_MINUTE, links: config.LINK_RATE_LIMIT_PER_MINUTE },
         metrics: metrics.registry,
-        sessions: new SessionStore(redis, users, clock, audit),
+        sessions: new SessionStore(redis, users, clock, audit, { tokenSignIn: config.DASHBOARD_TOKEN_SIGNIN, oidc: signOn }),
+        signOn,
         views: createDashboardViews(templatesDir()),
         queues: [scheduler.fanout, scheduler.timers, scheduler.notifications, scheduler.purge],
         outboxDir,
@@ -276,6 +281,30 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     },
   };
   return runtime;
+}
+
+/**
+ * OpenID Connect sign-in: the client, and the registry of people who signed in with it, mirrored in
+ * this process and consulted by its user directory (API and workers alike: approval requests reach
+ * approvers who are not in USERS_FILE). Discovery is tried once now for the log; a provider that is
+ * down at start does not stop Airlock (sign-in says so until it is back).
+ */
+async function startSignOn(
+  config: Config,
+  d: { redis: Redis; clock: Clock; audit: AuditLog; logger: Logger; users: UserDirectory; subscriber: Redis; stops: Array<() => unknown> },
+): Promise<OidcSignIn> {
+  const settings = config.oidc!;
+  const people = new OidcPeople(d.redis, d.clock);
+  const mirror = new OidcPeopleMirror(people, d.subscriber, d.clock, d.logger);
+  await mirror.start();
+  d.users.attach(mirror);
+  d.stops.push(() => mirror.stop());
+  const client = new OidcClient(settings, config.OIDC_CLIENT_SECRET!, d.clock);
+  client.check().then(
+    () => d.logger.info(`OpenID Connect sign-in: ${settings.issuer} (client ${settings.clientId})`),
+    (e: unknown) => d.logger.warn(`OpenID Connect provider ${settings.issuer} not reachable yet (sign-in will say so until it is): ${(e as Error).message}`),
+  );
+  return new OidcSignIn({ client, people, redis: d.redis, audit: d.audit, settings, logger: d.logger });
 }
 
 /** Development only: a random secret kept next to the data (links in the outbox, the audit seals survive a restart). */

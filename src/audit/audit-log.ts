@@ -29,7 +29,8 @@ const APPEND_SCRIPT = `${GLOBAL_AUDIT_LUA}
 auditGlobal(KEYS[1], KEYS[2], ARGV[1], ARGV[2], '', '', ARGV[3], ARGV[4])
 `;
 
-export type GlobalAction = "signIn" | "signOut" | "settings";
+/** `signInRefused`: a sign-in that was refused (who tried, how, why); `sessionEnded`: a session Airlock ended (an OpenID Connect re-check). */
+export type GlobalAction = "signIn" | "signInRefused" | "sessionEnded" | "signOut" | "settings";
 
 export class AuditLog {
   constructor(

@@ -47,9 +47,16 @@ const file = z.object({ users: z.array(entry) });
 
 export const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
 
+/** People known from elsewhere than USERS_FILE (auth/oidc-people.ts: those who signed in with OpenID Connect). */
+export interface PeopleSource {
+  byAddress(email: string): User | null;
+  all(): User[];
+}
+
 export class UserDirectory {
   private byTokenHash = new Map<string, User>();
   private byEmail = new Map<string, User>();
+  private others: PeopleSource | null = null;
 
   constructor(
     raw: unknown,
@@ -92,12 +99,22 @@ export class UserDirectory {
     return this.byTokenHash.get(sha256(token)) ?? null;
   }
 
+  /**
+   * Consults `source` too (every process attaches the OpenID Connect registry when sign-on is
+   * configured). An address in USERS_FILE is answered from the file: its roles there are what the
+   * API, links and notifications use.
+   */
+  attach(source: PeopleSource): void {
+    this.others = source;
+  }
+
   byAddress(email: string): User | null {
-    return this.byEmail.get(email.toLowerCase()) ?? null;
+    return this.byEmail.get(email.toLowerCase()) ?? this.others?.byAddress(email) ?? null;
   }
 
   all(): User[] {
-    return [...this.byEmail.values()];
+    const fromFile = [...this.byEmail.values()];
+    return this.others ? [...fromFile, ...this.others.all().filter((u) => !this.byEmail.has(u.email))] : fromFile;
   }
 
   withRole(role: Role): User[] {

@@ -7,6 +7,7 @@ import type { Registry } from "prom-client";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { AudienceStore } from "../audiences/audience-store.js";
+import type { OidcSignIn } from "../auth/oidc-sign-in.js";
 import type { UserDirectory } from "../auth/users.js";
 import { DomainError } from "../domain/errors.js";
 import type { Message } from "../domain/message.js";
@@ -55,6 +56,8 @@ export interface AppDeps {
   clock: { now(): number };
   /** AUDIT_SECRET: /api/audit/verify checks the seals with it. */
   auditSecret: string;
+  /** OpenID Connect sign-in (/auth/login, /auth/callback), when configured. */
+  signOn: OidcSignIn | null;
 }
 
 /** JSON bodies of messages are small. Audiences (JSON or CSV) are streamed by their route, unbounded in bytes. */
@@ -138,6 +141,8 @@ export function createApp(d: AppDeps): express.Express {
 
   // Sign-in answers a token guesser as the links do.
   app.post("/signin", limiter(d.rateLimits.links, (req, res) => errorPage(d, req, res, 429, "Too many attempts", "Wait a minute and try again.")));
+  // Each /auth/login writes a transaction to Redis and each callback may call the provider: limited like the links.
+  app.use("/auth", limiter(d.rateLimits.links, (req, res) => errorPage(d, req, res, 429, "Too many attempts", "Wait a minute and try again.")));
   app.use(
     QUEUE_BOARD_PATH,
     queueBoard(d.queues, d.publicUrl, (status, heading, detail) => (req, res) => errorPage(d, req, res, status, heading, detail)),
@@ -167,6 +172,7 @@ export function createApp(d: AppDeps): express.Express {
       logger: d.logger,
       renderer: d.renderer,
       audiences: d.audiences,
+      signOn: d.signOn,
     }),
   );
 

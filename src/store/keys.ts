@@ -107,6 +107,16 @@ export const keys = {
   testSends: (author: string) => `${PREFIX}:test-sends:${author}`,
   /** Hash {user, csrf, createdAt}: a dashboard sign-in, named by the SHA-256 of its cookie value (expires when idle). */
   session: (idHash: string) => `${PREFIX}:session:${idHash}`,
+  /** String (PX): held by the process re-checking an OpenID Connect session at the provider, so one refresh runs at a time. */
+  sessionRecheck: (idHash: string) => `${PREFIX}:session:${idHash}:recheck`,
+  /** Hash: an OpenID Connect sign-in under way (state, nonce, PKCE verifier, next), named by the SHA-256 of its cookie; used once, expires in 10 minutes. */
+  oidcTransaction: (idHash: string) => `${PREFIX}:oidc-tx:${idHash}`,
+  /** Hash email -> JSON [issuer, subject]: the one OpenID Connect identity each verified address belongs to (set at its first sign-in). */
+  oidcBindings: () => `${PREFIX}:oidc:bindings`,
+  /** Hash email -> JSON {email, name, roles, issuer, subject, checkedAt}: people seen at OpenID Connect sign-in, roles as last checked. */
+  oidcPeople: () => `${PREFIX}:oidc:people`,
+  /** Pub/sub: an email whose entry in `oidcPeople` changed (every process's directory reloads it). */
+  oidcPeopleChanged: () => `${PREFIX}:oidc:people-changed`,
 } as const;
 
 /** BullMQ prefix: its keys get the same hash tag. */

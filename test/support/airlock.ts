@@ -59,6 +59,8 @@ export async function startAirlock(
     wrapTransport?: (real: MailTransport) => MailTransport;
     /** A purge connector and its pace (instead of the PURGE_* settings). */
     purge?: PurgeSetup;
+    /** The API's port (default: any free one): for a test whose PUBLIC_URL must be known before the start (an OpenID Connect redirect URL). */
+    port?: number;
   } = {},
 ): Promise<TestAirlock> {
   const dir = mkdtempSync(join(tmpdir(), "airlock-test-"));
@@ -83,7 +85,7 @@ export async function startAirlock(
   const clock = new TestClock();
   const transport = opts.wrapTransport?.(createSmtpTransport({ url: config.SMTP_URL!, poolSize: config.SMTP_POOL_SIZE }));
   const rt = await createRuntime({ config, clock, dataDir: dir, logger: opts.logger ?? pino({ level: "silent" }), ...(transport ? { transport } : {}), ...(opts.purge ? { purge: opts.purge } : {}) });
-  const { url } = await rt.startApi(0);
+  const { url } = await rt.startApi(opts.port ?? 0);
   let workers = await rt.startWorkers();
 
   const call: TestAirlock["call"] = async (user, method, path, body, headers = {}) => {

@@ -8,6 +8,7 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { z } from "zod";
 import type { AudienceStore } from "../../audiences/audience-store.js";
+import type { OidcSignIn } from "../../auth/oidc-sign-in.js";
 import type { User } from "../../auth/users.js";
 import { DomainError } from "../../domain/errors.js";
 import type { Message } from "../../domain/message.js";
@@ -34,6 +35,8 @@ export interface DashboardDeps {
   renderer: Renderer;
   /** Recipients by domain of each audience, for the message page; the catalogue, for the compose page's audience picker. */
   audiences: Pick<AudienceStore, "domains" | "list">;
+  /** OpenID Connect sign-in, when OIDC_ISSUER is set. */
+  signOn: OidcSignIn | null;
 }
 
 /** Pages are ours alone: scripts and styles from /static, the preview in a same-origin frame, SSE to ourselves. */

@@ -14,6 +14,7 @@ import { outboxRoutes } from "./outbox-routes.js";
 import { pageKit, type DashboardDeps } from "./page-kit.js";
 import { pageRoutes } from "./page-routes.js";
 import { reviewRoutes } from "./review-routes.js";
+import { oidcRoutes } from "./oidc-routes.js";
 import { signInRoutes } from "./sign-in-routes.js";
 
 export { DASHBOARD_CSP, errorPage, type DashboardDeps } from "./page-kit.js";
@@ -22,6 +23,7 @@ export function dashboardRoutes(d: DashboardDeps): Router {
   const r = Router();
   const k = pageKit(d);
   r.use(signInRoutes(d, k));
+  if (d.signOn) r.use(oidcRoutes({ ...d, signOn: d.signOn }, k));
   r.use(pageRoutes(d, k));
   r.use(formRoutes(d, k));
   r.use(reviewRoutes(d, k));
@@ -47,7 +49,7 @@ export function dashboardRoutes(d: DashboardDeps): Router {
 }
 
 function isPagePath(path: string): boolean {
-  return /^\/(signin|signout|history|outbox|fragments|messages|compose|mine)(\/|$)|^\/$/.test(path);
+  return /^\/(signin|signout|auth|history|outbox|fragments|messages|compose|mine)(\/|$)|^\/$/.test(path);
 }
 
 function headingFor(e: DomainError): string {
