@@ -219,7 +219,7 @@ describe("queue board and stream", () => {
       expect(board.html).toContain("__UI_CONFIG__");
       const api = await b.get("/ops/queues/api/queues");
       expect(api.status).toBe(200);
-      expect(JSON.parse(api.html).queues.map((q: { name: string }) => q.name).sort()).toEqual(["fanout", "notify", "timers"]);
+      expect(JSON.parse(api.html).queues.map((q: { name: string }) => q.name).sort()).toEqual(["fanout", "notify", "purge", "timers"]);
     }
     const ops = await signIn("ops");
     const crossWrite = await raw("/ops/queues/api/queues/pause", { method: "PUT", headers: { cookie: ops.cookie, "sec-fetch-site": "cross-site" } });
