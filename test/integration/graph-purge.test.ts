@@ -17,7 +17,10 @@ beforeEach(async () => {
   graph = await startFakeGraph();
   waits = [];
 });
-afterEach(() => graph.stop());
+afterEach(async () => {
+  await graph.stop();
+  expect(graph.bugs).toEqual([]);
+});
 
 let seq = 0;
 const newId = () => `<recall-${++seq}.${process.pid}@airlock.corp.test>`;

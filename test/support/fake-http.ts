@@ -29,6 +29,8 @@ export interface FakeHttp {
   /** `http://127.0.0.1:<port>` */
   origin: string;
   requests: SeenRequest[];
+  /** Errors the stand-in itself threw (each answered 500); a test's afterEach expects none. */
+  bugs: unknown[];
   /** The most requests being answered at once since the start. */
   maxInFlight(): number;
   /** Set by tests: consulted before the API answers; undefined lets it answer. */
@@ -44,6 +46,7 @@ export async function startFakeHttp(handle: (req: IncomingMessage, url: URL, bod
   const fake: FakeHttp = {
     origin: "",
     requests: [],
+    bugs: [],
     maxInFlight: () => most,
     hook: undefined,
     stop: () =>
@@ -64,7 +67,14 @@ export async function startFakeHttp(handle: (req: IncomingMessage, url: URL, bod
       const override = await fake.hook?.(seen);
       if (override === "drop") return void req.socket.destroy();
       if (override === "hang") return; // answered never: the socket is destroyed at stop()
-      const answer = override ?? handle(req, new URL(req.url ?? "/", fake.origin), Buffer.concat(chunks).toString("utf8"));
+      let answer: Answer;
+      try {
+        answer = override ?? handle(req, new URL(req.url ?? "/", fake.origin), Buffer.concat(chunks).toString("utf8"));
+      } catch (err) {
+        // A bug of the stand-in: answered (so that no test waits for its timeouts) and kept for the test to see.
+        fake.bugs.push(err);
+        answer = { status: 500, body: { bug: String(err) } };
+      }
       seen.status = answer.status;
       send(res, answer);
     });
