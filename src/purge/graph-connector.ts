@@ -151,10 +151,11 @@ export class GraphPurgeConnector implements PurgeConnector {
       for (const v of body.value as Hit[]) if (v && typeof v.id === "string") hits.push(v);
       const next = body["@odata.nextLink"];
       if (next === undefined || next === null) break;
-      if (typeof next !== "string" || new URL(next, this.apiUrl).origin !== new URL(this.apiUrl).origin) {
+      const nextUrl = typeof next === "string" && URL.canParse(next, this.apiUrl) ? new URL(next, this.apiUrl) : undefined;
+      if (!nextUrl || nextUrl.origin !== new URL(this.apiUrl).origin) {
         throw new PurgeFailure(`${what}: a next link outside ${new URL(this.apiUrl).origin} (${String(next).slice(0, 200)}): not followed`, false);
       }
-      url = next;
+      url = nextUrl.href;
     }
     return hits;
   }

@@ -125,6 +125,15 @@ describe("Graph purge connector against a local stand-in for Microsoft Graph", (
     expect(idsLeft("dave@corp.test")).toEqual(["<keep@corp.test>"]);
   });
 
+  it("does not follow a next link to another origin (it would carry the token there)", async () => {
+    const target = newId();
+    graph.put("kim@corp.test", [target]);
+    graph.hook = (r) => (r.method === "GET" ? { status: 200, body: { value: [], "@odata.nextLink": "https://graph.attacker.example/v1.0/users/kim@corp.test/messages?$skip=10" } } : undefined);
+    const result = await withConnector({}, (c) => c.purge("kim@corp.test", target));
+    expect(result).toMatchObject({ outcome: "failed", retry: false, reason: expect.stringContaining("a next link outside") });
+    expect(idsLeft("kim@corp.test")).toEqual([target]);
+  });
+
   it("fails for good on an unknown user", async () => {
     const result = await withConnector({}, (c) => c.purge("nobody@corp.test", newId()));
     expect(result).toMatchObject({ outcome: "failed", retry: false, reason: expect.stringMatching(/no mailbox nobody@corp\.test in Microsoft 365 \(404 ErrorInvalidUser/) });
