@@ -134,6 +134,16 @@ describe("Graph purge connector against a local stand-in for Microsoft Graph", (
     expect(idsLeft("kim@corp.test")).toEqual([target]);
   });
 
+  it("answers `failed`, never a rejection, when the server answers nonsense", async () => {
+    const target = newId();
+    graph.put("lena@corp.test", [target]);
+    graph.hook = (r) => (r.method === "GET" ? { status: 200, headers: { "content-type": "text/html" }, body: "<html>proxy login</html>" } : undefined);
+    expect(await withConnector({}, (c) => c.purge("lena@corp.test", target))).toMatchObject({ outcome: "failed", retry: true, reason: expect.stringContaining("without a value list") });
+    graph.hook = (r) => (r.url.includes("/oauth2/") ? { status: 200, body: { token_type: "Bearer" } } : undefined);
+    expect(await withConnector({}, (c) => c.purge("lena@corp.test", target))).toMatchObject({ outcome: "failed", retry: false, reason: expect.stringContaining("requesting a Graph token") });
+    expect(idsLeft("lena@corp.test")).toEqual([target]);
+  });
+
   it("fails for good on an unknown user", async () => {
     const result = await withConnector({}, (c) => c.purge("nobody@corp.test", newId()));
     expect(result).toMatchObject({ outcome: "failed", retry: false, reason: expect.stringMatching(/no mailbox nobody@corp\.test in Microsoft 365 \(404 ErrorInvalidUser/) });
