@@ -8,6 +8,7 @@ import { DEFAULT_ROLE_MAP, parseRoleMap } from "./auth/role-map.js";
 import { ROLES, type Role } from "./auth/users.js";
 import { parseDomainList } from "./domain/recipient-domains.js";
 import { parseMailbox } from "./domain/sender.js";
+import { parsePurgeSettings, type PurgeSettings } from "./purge/purge-settings.js";
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
@@ -233,7 +234,14 @@ const schema = z.object({
 });
 
 export type Config = Readonly<
-  Omit<z.infer<typeof schema>, "SMTP_TLS"> & { PUBLIC_URL: string; production: boolean; SMTP_TLS: "required" | "opportunistic" | "none"; oidc: OidcSettings | null }
+  Omit<z.infer<typeof schema>, "SMTP_TLS"> & {
+    PUBLIC_URL: string;
+    production: boolean;
+    SMTP_TLS: "required" | "opportunistic" | "none";
+    oidc: OidcSettings | null;
+    /** The PURGE_* settings (purge/purge-settings.ts): which connector removes a recalled message from the mailboxes, if any. */
+    purge: PurgeSettings;
+  }
 >;
 
 /** OpenID Connect sign-in, resolved (the secret stays in OIDC_CLIENT_SECRET, which the settings audit shows only as set). */
@@ -263,9 +271,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // An empty variable means "unset": `FOO= npm start` should not be a validation error.
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
   const parsed = schema.safeParse(cleaned);
-  if (!parsed.success) {
-    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`));
-  }
+  // PURGE_* have their own schema (purge/purge-settings.ts); their problems are reported with the others.
+  const purge = parsePurgeSettings(cleaned);
+  const problems = [...(parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`)), ...(purge.ok ? [] : purge.problems)];
+  if (!parsed.success || !purge.ok) throw new ConfigError(problems);
   const c = parsed.data;
   const production = c.NODE_ENV === "production";
   if (production) {
@@ -282,6 +291,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ...c,
     OIDC_CLIENT_SECRET: oidc?.secret,
     oidc: oidc ? Object.freeze(oidc.settings) : null,
+    purge: purge.settings,
     PUBLIC_URL: publicUrl,
     SMTP_TLS: c.SMTP_TLS ?? defaultSmtpTls(c.SMTP_URL, production),
     production,

@@ -50,6 +50,7 @@ import { runWorkers, type RunningWorkers } from "../workers/run-workers.js";
 import { TimerProcessor } from "../workers/timers.js";
 import { PurgeProcessor, type PurgeTiming } from "../workers/purge.js";
 import type { PurgeConnector } from "./purge/connector.js";
+import { createPurgeConnector } from "./purge/purge-settings.js";
 
 export interface RuntimeOptions {
   config: Config;
@@ -153,7 +154,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const followUps = new FollowUps({ scheduler, logger, metrics });
   const renderer = createRenderer(templatesDir(), { companyName: config.COMPANY_NAME, logoUrl: config.COMPANY_LOGO_URL ?? null, footer: config.COMPANY_FOOTER });
   const testSends = { testMail: testMailThrough(transport), testSendLimit: new RedisTestSendLimit(redis, clock) };
-  const purge = opts.purge ?? null;
+  const purge = opts.purge !== undefined ? opts.purge : purgeSetup(config, logger);
   if (purge) stops.push(() => purge.connector.close());
   const service = new MessageService({ store, followUps, renderer, clock, config, logger, metrics, recipientDomains: audiences, purge: purge && { correctionWaitMs: purge.correctionWaitMs }, ...testSends });
   const tokens = new LinkTokens(redis, linkSecret, clock);
@@ -305,6 +306,18 @@ async function startSignOn(
     (e: unknown) => d.logger.warn(`OpenID Connect provider ${settings.issuer} not reachable yet (sign-in will say so until it is): ${(e as Error).message}`),
   );
   return new OidcSignIn({ client, people, redis: d.redis, audit: d.audit, settings, logger: d.logger });
+}
+
+/** The purge connector the PURGE_* settings name, and its pace; null without PURGE_CONNECTOR. */
+function purgeSetup(config: Config, logger: Logger): PurgeSetup | null {
+  const p = config.purge;
+  const connector = createPurgeConnector(p, { info: (m) => logger.info(m), warn: (m) => logger.warn(m) });
+  if (!connector) return null;
+  return {
+    connector,
+    timing: { concurrency: p.concurrency, ratePerSecond: p.ratePerSecond, retryForMs: p.notFoundRetryMinutes * 60_000, retryEveryMs: p.notFoundRetryEverySeconds * 1000 },
+    correctionWaitMs: p.correctionWaitSeconds * 1000,
+  };
 }
 
 /** Development only: a random secret kept next to the data (links in the outbox, the audit seals survive a restart). */

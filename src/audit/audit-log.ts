@@ -4,6 +4,7 @@
  * Lua below is that rule without a message, as audiences/audience-scripts.ts writes it too), and
  * are sealed like the rest.
  */
+import type { PurgeSettings } from "../purge/purge-settings.js";
 import type { Redis } from "ioredis";
 import type { Clock } from "../domain/clock.js";
 import { keys } from "../store/keys.js";
@@ -47,11 +48,27 @@ export class AuditLog {
 export function auditedSettings(config: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(config)) {
-    if (/SECRET|PASSWORD/.test(k)) out[k] = v === undefined ? "unset" : "set";
+    if (k === "purge") out[k] = purgeSummary(v as PurgeSettings);
+    else if (/SECRET|PASSWORD/.test(k)) out[k] = v === undefined ? "unset" : "set";
     else if (typeof v === "string" && /^[a-z]+:\/\//i.test(v)) out[k] = withoutPassword(v);
     else out[k] = v;
   }
   return out;
+}
+
+/** The purge settings without their secrets (an admin password, a client secret, a private key): which connector, where, how fast. */
+function purgeSummary(p: PurgeSettings): Record<string, unknown> {
+  const pace = { concurrency: p.concurrency, ratePerSecond: p.ratePerSecond, notFoundRetryMinutes: p.notFoundRetryMinutes, notFoundRetryEverySeconds: p.notFoundRetryEverySeconds, correctionWaitSeconds: p.correctionWaitSeconds };
+  switch (p.connector) {
+    case null:
+      return { connector: null };
+    case "imap":
+      return { connector: "imap", host: p.imap.host, port: p.imap.port, tls: p.imap.tls, adminUser: p.imap.adminUser, folders: p.imap.folders ?? "all", ...pace };
+    case "graph":
+      return { connector: "graph", tenantId: p.graph.tenantId, clientId: p.graph.clientId, ...pace };
+    case "gmail":
+      return { connector: "gmail", serviceAccount: p.gmail.serviceAccount.client_email, mode: p.gmail.mode, ...pace };
+  }
 }
 
 function withoutPassword(url: string): string {

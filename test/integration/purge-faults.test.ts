@@ -32,9 +32,9 @@ function imap(adminPassword = dovecot.adminPassword): ImapPurgeConnector {
   return new ImapPurgeConnector({ host: dovecot.host, port: dovecot.port, tls: "none", adminUser: dovecot.adminUser, adminPassword });
 }
 
-/** An Airlock whose sink stores what it accepts in the staff's mailboxes, with `staff` uploaded. */
-async function airlockWith(connector: PurgeConnector, correctionWaitMs = 120_000): Promise<TestAirlock> {
-  const t = await startAirlock({}, { purge: { connector, timing, correctionWaitMs } });
+/** An Airlock whose sink stores what it accepts in the staff's mailboxes, with `staff` uploaded; the purge from settings when `connector` is a set of variables. */
+async function airlockWith(connector: PurgeConnector | Record<string, string>, correctionWaitMs = 120_000): Promise<TestAirlock> {
+  const t = "purge" in connector && typeof connector.purge === "function" ? await startAirlock({}, { purge: { connector: connector as PurgeConnector, timing, correctionWaitMs } }) : await startAirlock(connector as Record<string, string>);
   const mailboxes = new Set(STAFF);
   t.sink.behaviour.data = async (to, raw) => {
     for (const u of to) if (mailboxes.has(u)) await dovecot.append(u, raw.toString("latin1"));
@@ -87,6 +87,30 @@ describe("purge faults", () => {
     expect(page2.html).toMatch(new RegExp(`data-field="purgeText">0 removed · 0 not found · ${N} failed · 0 pending of ${N}<`));
     // The original is still in every mailbox: nothing could be removed.
     for (const u of STAFF.slice(0, 5)) expect(await dovecot.list(u)).toContain(m.messageId);
+  }, 90_000);
+
+  it("configured by the PURGE_* settings: the recall purges, and the settings on the record carry no password", async () => {
+    a = await airlockWith({
+      PURGE_CONNECTOR: "imap",
+      PURGE_IMAP_URL: `imap://${dovecot.host}:${dovecot.port}`,
+      PURGE_IMAP_TLS: "none",
+      PURGE_IMAP_ADMIN_USER: dovecot.adminUser,
+      PURGE_IMAP_ADMIN_PASSWORD: dovecot.adminPassword,
+      PURGE_RATE_PER_SECOND: "1000",
+    });
+    const t = a;
+    const m = await sentToStaff(t, "From settings");
+    expect((await t.call("ops", "POST", `/api/messages/${m.id}/recall`, { reason: "sent in error" })).status).toBe(200);
+    const done = await t.until("purge ended", async () => {
+      const cur = (await t.call("ops", "GET", `/api/messages/${m.id}`)).body;
+      return cur.state === "corrected" && cur.purge?.endedAt ? cur : undefined;
+    });
+    expect(done.purge).toMatchObject({ total: N, purged: N });
+    for (const u of STAFF.slice(0, 5)) expect(await dovecot.list(u)).not.toContain(m.messageId);
+    const settings = (await t.rt.redis.xrange("{airlock}:audit", "-", "+")).map(([, f]) => f).find((f) => f[f.indexOf("action") + 1] === "settings")!;
+    const detail = settings[settings.indexOf("detail") + 1]!;
+    expect(JSON.parse(detail).settings.purge).toMatchObject({ connector: "imap", host: dovecot.host, port: dovecot.port, adminUser: dovecot.adminUser, ratePerSecond: 1000 });
+    expect(detail).not.toContain(dovecot.adminPassword);
   }, 90_000);
 
   it("workers killed mid-purge lose no recipient: every copy is removed, each recorded once", async () => {
