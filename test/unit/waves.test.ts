@@ -54,7 +54,7 @@ describe("chooseCanary", () => {
     expect([...sample].filter((i) => i >= 4_000).length).toBe(10);
   });
 
-  it("is exact in size, sorted, distinct, inside the audience, outside the seed cohort, and proportional per stratum", async () => {
+  it("is reproducible from its seed, exact in size, sorted, distinct, inside the audience, outside the seed cohort, and proportional per stratum", async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.integer({ min: 1, max: 3_000 }),
@@ -68,6 +68,9 @@ describe("chooseCanary", () => {
           const exclude = rawExclude.map((x) => x % n);
           const distinctExcluded = new Set(exclude).size;
           const sample = await chooseCanary({ n, seed, facts: facts(n, domains, depts), percent, minimum, exclude });
+          // The same seed gives the same sample, even read in the opposite order.
+          const again = await chooseCanary({ n, seed, facts: facts(n, domains, depts, "desc"), percent, minimum, exclude });
+          expect([...again]).toEqual([...sample]);
           expect(sample.length).toBe(canarySize(n, n - distinctExcluded, percent, minimum));
           for (let i = 0; i < sample.length; i++) {
             expect(sample[i]!).toBeLessThan(n);
