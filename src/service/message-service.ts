@@ -22,9 +22,14 @@ import type { Renderer } from "../mail/render.js";
 import type { Logger } from "pino";
 import type { Metrics } from "../metrics/metrics.js";
 import type { MessageStore } from "../store/message-store.js";
+import { AudienceChangedError, type Frozen } from "../store/recipient-freeze.js";
+import type { Answer } from "../store/script-answers.js";
 import type { FollowUp, Refusal } from "../store/script-answers.js";
 import type { FollowUps } from "./follow-ups.js";
 import { MemoryTestSendLimit, TEST_SEND_WINDOW_MS, TEST_SENDS_PER_WINDOW, type TestMail, type TestSendLimit } from "./test-sends.js";
+
+/** Freezes of one submit: a list replaced during each of them is a conflict to retry later. */
+const FREEZE_ATTEMPTS = 3;
 
 export interface MessageServiceDeps {
   store: MessageStore;
@@ -216,25 +221,74 @@ export class MessageService {
       messageId: current?.messageId ?? newMessageId(this.mailDomain(), id),
     };
     const digest = await this.buildable(mail, now);
-    const answer = await this.d.store.submit(
-      mode,
-      id,
-      user.email,
-      {
-        ...mail,
-        digest,
-        audience: { lists, addresses },
-        author: current?.author ?? user.email,
-        holdSeconds: effectiveHoldSeconds(input.holdMinutes, this.d.config.HOLD_MIN_SECONDS),
-        sendAt,
-        expiresAt,
-      },
-      this.ladder,
-      now,
-      { seenRevision: current?.revision, maxRevisions: this.d.config.MAX_REVISIONS },
+    const fields = {
+      ...mail,
+      digest,
+      audience: { lists, addresses },
+      author: current?.author ?? user.email,
+      holdSeconds: effectiveHoldSeconds(input.holdMinutes, this.d.config.HOLD_MIN_SECONDS),
+      sendAt,
+      expiresAt,
+    };
+    const keep = mode === "edit" && current !== undefined && (await this.keepsItsRecipients(current, lists, addresses));
+    const answer = await this.withFrozenRecipients(id, lists, addresses, keep, (frozen) =>
+      this.d.store.submit(mode, id, user.email, fields, this.ladder, now, { seenRevision: current?.revision, maxRevisions: this.d.config.MAX_REVISIONS, frozen }),
     );
     const ok = this.committed(mode === "edit" ? "edit" : "submit", user, id, answer);
     await this.d.followUps.carryOut(id, ok.followUps);
+  }
+
+  /**
+   * Freezes the recipients (in slices: store/recipient-freeze.ts) and submits with them. A list
+   * replaced or deleted while it was copied is copied again from its new version, at most
+   * FREEZE_ATTEMPTS times: a list replaced faster than it can be copied is a conflict to retry later.
+   * `keep`: an edit with the same audience, whose lists are the versions frozen before, keeps its
+   * recipients (nothing copied); if a list changes meanwhile, it is frozen after all.
+   */
+  private async withFrozenRecipients(
+    id: string,
+    lists: string[],
+    addresses: string[],
+    keep: boolean,
+    submit: (frozen: Frozen | { keep: true; versions: number[] }) => Promise<Answer<"submit">>,
+  ): Promise<Answer<"submit">> {
+    const freeze = this.d.store.freeze;
+    for (let attempt = 1; ; attempt++) {
+      let frozen: Frozen | { keep: true; versions: number[] };
+      try {
+        frozen = keep ? { keep: true, versions: await freeze.versionsOf(lists) } : await freeze.freeze(id, lists, addresses);
+      } catch (e) {
+        if (!(e instanceof AudienceChangedError) || attempt >= FREEZE_ATTEMPTS) throw this.changedAudience(e);
+        continue;
+      }
+      let answer: Answer<"submit">;
+      try {
+        answer = await submit(frozen);
+      } finally {
+        // Taken (renamed over the recipients) only by a successful submit.
+        if (!("keep" in frozen)) await freeze.discard(frozen.scratch);
+      }
+      if (answer.ok || answer.err !== "audience_changed" || attempt >= FREEZE_ATTEMPTS) return answer;
+      keep = false;
+    }
+  }
+
+  private changedAudience(e: unknown): unknown {
+    if (!(e instanceof AudienceChangedError)) return e;
+    return new DomainError("conflict", `audience ${e.audience} kept changing while the message's recipients were being frozen: submit again`, { audience: e.audience });
+  }
+
+  /** An edit keeps its frozen recipients when it names the same lists and addresses, and every list is still the version frozen then. */
+  private async keepsItsRecipients(current: Message, lists: string[], addresses: string[]): Promise<boolean> {
+    const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && new Set([...a, ...b]).size === a.length;
+    if (!same(current.audience.lists, lists) || !same(current.audience.addresses, addresses)) return false;
+    const snapshot = await this.d.store.revisionSnapshot(current.id, current.revision);
+    // Lua's cjson writes an empty list as {}.
+    const counts = snapshot?.audienceCounts;
+    const frozenCounts = (Array.isArray(counts) ? counts : []) as Array<{ name: string; version?: number }>;
+    const frozenVersion = new Map(frozenCounts.map((c) => [c.name, c.version ?? 1]));
+    const now = await this.d.store.freeze.versionsOf(lists);
+    return lists.every((name, i) => frozenVersion.get(name) === now[i]);
   }
 
   /**
@@ -617,6 +671,8 @@ export class MessageService {
         throw new DomainError("stale_revision", `message ${id} has a newer revision (${r.revision ?? "?"})`, { state: r.state, revision: r.revision });
       case "stale_read":
         throw new DomainError("conflict", `message ${id} kept changing while this was decided: try again`, { state: r.state });
+      case "audience_changed":
+        throw new DomainError("conflict", `audience ${String(r.audience)} kept changing while the message's recipients were being frozen: submit again`, { audience: r.audience });
       case "unknown_audience":
         throw new DomainError("invalid_input", `audience ${String(r.audience)} does not exist`, [{ path: ["audience", "lists"], message: `unknown audience ${String(r.audience)}` }]);
       case "no_recipients":

@@ -16,8 +16,12 @@ export const keys = {
   message: (id: string) => `${PREFIX}:msg:${id}`,
   /** Sorted set (score 0, ordered by address): the frozen recipient set, addressed by index for batches. */
   recipients: (id: string) => `${PREFIX}:msg:${id}:rcpt`,
-  /** Scratch sorted set a submit fills before it renames it over `recipients` (so a refused submit changes nothing). */
-  recipientsNext: (id: string) => `${PREFIX}:msg:${id}:rcpt:next`,
+  /**
+   * Scratch sorted set one submit fills in slices (store/recipient-freeze.ts) before submit.lua
+   * renames it over `recipients` (so a refused submit changes nothing); its own per attempt, with an
+   * expiry while it is filled.
+   */
+  recipientsScratch: (id: string, attempt: string) => `${PREFIX}:msg:${id}:rcpt:next:${attempt}`,
   /**
    * String, one byte per recipient at its index in the frozen set: the original's delivery state
    * (see store/lua/fanout-prologue.lua). Named apart from the former hash `…:delivery` so the two

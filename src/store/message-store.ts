@@ -10,6 +10,7 @@ import type { CorrectionStatus, DeliveryStatus, Message, ListedMessage, PurgeSta
 import type { ApprovalLadder } from "../domain/policies.js";
 import type { OriginalFields } from "../mail/compose.js";
 import { CORRECTION_DUPLICATE_PREFIX, keys } from "./keys.js";
+import { RecipientFreeze, type Frozen } from "./recipient-freeze.js";
 import { registerScripts, type ReplicaAck, type ScriptName, type ScriptRunner } from "./scripts.js";
 import type { Answer } from "./script-answers.js";
 
@@ -86,7 +87,11 @@ export class MessageStore {
     replication?: ReplicaAck,
   ) {
     this.scripts = registerScripts(redis, replication);
+    this.freeze = new RecipientFreeze(redis);
   }
+
+  /** The freeze of a submit's recipients, in slices (store/recipient-freeze.ts). */
+  readonly freeze: RecipientFreeze;
 
   /** The KEYS every message script gets first (store/lua/prologue.lua, store/lua-lifecycle.ts). */
   private messageKeys(id: string): string[] {
@@ -118,21 +123,33 @@ export class MessageStore {
   }
 
   /**
-   * Creates (mode create) or re-submits as a new revision (mode edit), freezing the recipients.
+   * Creates (mode create) or re-submits as a new revision (mode edit), with the recipients `frozen`
+   * by store/recipient-freeze.ts (or kept, for an edit with the same audience), frozen here when not given.
    * `now` is the instant `f.expiresAt` was computed from, so the TTL is exact. `seenRevision`
    * (edit): the revision the caller read; a newer one is a `stale_revision` refusal. An edit when
    * `maxRevisions` snapshots are kept already is a `revision_limit` refusal.
    */
-  submit(
+  async submit(
     mode: "create" | "edit" | "draft",
     id: string,
     actor: string,
     f: NewMessageFields,
     ladder: ApprovalLadder,
     now: number,
-    opts: { seenRevision?: number; maxRevisions: number },
+    opts: { seenRevision?: number; maxRevisions: number; frozen?: Frozen | { keep: true; versions: number[] } },
   ): Promise<Answer<"submit">> {
     const { seenRevision } = opts;
+    if (!opts.frozen) {
+      // Frozen here, once (the service freezes itself, to copy again when a list changes meanwhile).
+      const frozen = await this.freeze.freeze(id, f.audience.lists, f.audience.addresses);
+      try {
+        return await this.submit(mode, id, actor, f, ladder, now, { ...opts, frozen });
+      } finally {
+        await this.freeze.discard(frozen.scratch);
+      }
+    }
+    const frozen = opts.frozen;
+    const keep = "keep" in frozen;
     const fields = {
       ...f,
       html: f.html ?? "",
@@ -143,7 +160,7 @@ export class MessageStore {
     };
     return this.run(
       "submit",
-      [...this.messageKeys(id), keys.recipients(id), keys.recipientsNext(id), keys.revisions(id), keys.messagesByTime(), keys.audiences(), ...f.audience.lists.map(keys.audience)],
+      [...this.messageKeys(id), keys.recipients(id), keep ? keys.recipients(id) : frozen.scratch, keys.revisions(id), keys.messagesByTime(), keys.audiences(), ...f.audience.lists.map(keys.audience)],
       actor,
       [
         mode,
@@ -154,7 +171,9 @@ export class MessageStore {
         seenRevision === undefined ? "" : String(seenRevision),
         JSON.stringify(f.audience.lists),
         opts.maxRevisions,
-        ...f.audience.addresses,
+        JSON.stringify(frozen.versions),
+        keep ? f.audience.addresses.length : frozen.explicit,
+        keep ? "keep" : "",
       ],
       now,
     );

@@ -47,6 +47,8 @@ export const REFUSALS = [
   "not_pending",
   "not_paused",
   "unknown_audience",
+  /** A list was replaced or deleted while the recipients were frozen (store/recipient-freeze.ts): freeze again. */
+  "audience_changed",
   "no_recipients",
   "too_many_recipients",
   /** An edit past MAX_REVISIONS (count: the limit). */
