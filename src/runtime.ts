@@ -35,6 +35,9 @@ import { createRenderer, templatesDir, type Renderer } from "./mail/render.js";
 import { createOutboxTransport, createSmtpTransport, type MailTransport } from "./mail/transport.js";
 import { BullScheduler } from "./queues/scheduler.js";
 import { MessageService } from "./service/message-service.js";
+import { DirectoryAudiences } from "./service/directory-audiences.js";
+import { LdapDirectory } from "./directory/ldap-directory.js";
+import { directorySettings } from "./directory/settings.js";
 import { RedisTestSendLimit, testMailThrough } from "./service/test-sends.js";
 import { MessageStore, SweepReads } from "./store/message-store.js";
 import { systemClock, type Clock } from "./domain/clock.js";
@@ -138,7 +141,9 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const followUps = new FollowUps({ scheduler, logger, metrics });
   const renderer = createRenderer(templatesDir(), { companyName: config.COMPANY_NAME, logoUrl: config.COMPANY_LOGO_URL ?? null, footer: config.COMPANY_FOOTER });
   const testSends = { testMail: testMailThrough(transport), testSendLimit: new RedisTestSendLimit(redis, clock) };
-  const service = new MessageService({ store, followUps, renderer, clock, config, logger, metrics, recipientDomains: audiences, ...testSends });
+  const ldap = directorySettings(config);
+  const directoryAudiences = new DirectoryAudiences({ audiences, directory: ldap ? new LdapDirectory(ldap) : null, maxChangePercent: config.DIRECTORY_MAX_CHANGE_PERCENT, logger });
+  const service = new MessageService({ store, followUps, renderer, clock, config, logger, metrics, recipientDomains: audiences, directoryAudiences, ...testSends });
   const tokens = new LinkTokens(redis, linkSecret, clock);
   // Before anything can write an audit entry, so the first message's notifications are not missed.
   await ensureNotifierGroup(redis);
@@ -172,6 +177,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         service,
         store,
         audiences,
+        directoryAudiences,
         renderer,
         stream,
         logger,

@@ -426,6 +426,11 @@ export class LdapDirectory {
   }
 }
 
+/** Checks settings as the constructor does, without keeping them: throws DirectoryError("invalid_settings") naming the setting. */
+export function checkDirectorySettings(st: LdapDirectorySettings): void {
+  checkSettings(st);
+}
+
 function checkSettings(st: LdapDirectorySettings): Resolved {
   const bad = (what: string): never => {
     throw new DirectoryError("invalid_settings", `Directory settings: ${what}.`);

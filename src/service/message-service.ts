@@ -23,6 +23,7 @@ import type { Logger } from "pino";
 import type { Metrics } from "../metrics/metrics.js";
 import type { MessageStore } from "../store/message-store.js";
 import type { FollowUp, Refusal } from "../store/script-answers.js";
+import type { DirectoryAudiences } from "./directory-audiences.js";
 import type { FollowUps } from "./follow-ups.js";
 import { MemoryTestSendLimit, TEST_SEND_WINDOW_MS, TEST_SENDS_PER_WINDOW, type TestMail, type TestSendLimit } from "./test-sends.js";
 
@@ -46,6 +47,8 @@ export interface MessageServiceDeps {
   testMail?: TestMail;
   /** Test sends per author and window; default: counted in this process's memory. */
   testSendLimit?: TestSendLimit;
+  /** Resolves the directory audiences a submit or edit names, just before it freezes them (service/directory-audiences.ts). */
+  directoryAudiences?: Pick<DirectoryAudiences, "resolveForSubmit">;
 }
 
 /** States whose message has content to test-send: before release, and rejected (it may be edited). */
@@ -210,6 +213,9 @@ export class MessageService {
       messageId: current?.messageId ?? newMessageId(this.mailDomain(), id),
     };
     const digest = await this.buildable(mail, now);
+    // Last before the freeze, once everything cheaper has passed: each directory audience becomes a
+    // new version now (a failure changes neither the message nor the audience).
+    await this.d.directoryAudiences?.resolveForSubmit(lists, user);
     const answer = await this.d.store.submit(
       mode,
       id,
