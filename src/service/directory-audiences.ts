@@ -137,7 +137,7 @@ export class DirectoryAudiences {
       upload = await this.d.audiences.replaceFromRecords(name, user.email, stream.records, {
         anyOwner: opts.anyOwner,
         check,
-        allowEmpty: opts.confirm,
+        allowEmpty: true, // the check refuses an empty resolution unless an admin confirms it
         resolution: opts.resolution,
         ...(opts.resolution ? { whileGroup: group } : {}),
         directory: () => (record = recordOf(group, stream.result(), first, opts.confirm ? user.email : undefined)),
