@@ -127,6 +127,7 @@ export const COMMON_SLICE = 1000;
  * audienceCreate/audienceReplace (audienceResolve), or "", 10 the directory group the catalogue
  * entry must still name (a resolution of an audience whose definition may have been replaced
  * meanwhile), or "", 11 "1" when an empty upload is committed (a confirmed empty resolution).
+ * ARGV 8-11 may be left out (as "").
  * Answers JSON {size, version, owner, added, removed}; {err = "expired"} when the scratch set is gone,
  * {err = "not_owner", owner} when someone else owns the audience, {err = "redefined"} when the
  * entry no longer names the group of ARGV[10]: in each case nothing changed.
@@ -137,19 +138,19 @@ export const COMMON_SLICE = 1000;
 export const COMMIT_SCRIPT = `${SHARED}
 local name, by = ARGV[1], ARGV[3]
 local size = redis.call('ZCARD', KEYS[1])
-if size == 0 and ARGV[11] ~= '1' then return cjson.encode({err = 'expired'}) end
+if size == 0 and (ARGV[11] or '') ~= '1' then return cjson.encode({err = 'expired'}) end
 local owner = by
 local entry = redis.call('HGET', KEYS[5], name)
 if entry then
   owner = ownerOf(cjson.decode(entry))
   if not mayChange(owner, by, ARGV[5]) then return cjson.encode({err = 'not_owner', owner = owner}) end
 end
-if ARGV[10] ~= '' then
+if (ARGV[10] or '') ~= '' then
   local d = entry and cjson.decode(entry).directory
   if type(d) ~= 'table' or d.group ~= ARGV[10] then return cjson.encode({err = 'redefined'}) end
 end
 local extra = {}
-if ARGV[8] ~= '' then extra = cjson.decode(ARGV[8]) end
+if (ARGV[8] or '') ~= '' then extra = cjson.decode(ARGV[8]) end
 local function withExtra(t)
   for k, v in pairs(extra) do t[k] = v end
   return t
@@ -183,7 +184,7 @@ redis.call('HSET', KEYS[5], name, cjson.encode(withExtra({name = name, size = si
 redis.call('LPUSH', KEYS[8], cjson.encode(withExtra({version = version, by = by, at = ARGV[2], size = size, added = added, removed = removed})))
 local action = 'audienceCreate'
 if entry then action = 'audienceReplace' end
-if ARGV[9] ~= '' then action = ARGV[9] end
+if (ARGV[9] or '') ~= '' then action = ARGV[9] end
 auditGlobal(KEYS[9], KEYS[10], by, action, tostring(last), tostring(version), ARGV[4],
   cjson.encode(withExtra({audience = name, owner = owner, size = size, added = added, removed = removed})))
 return cjson.encode({size = size, version = version, owner = owner, added = added, removed = removed})
