@@ -19,6 +19,8 @@ export interface DirectoryResult {
   defineMs: number;
   /** POST /api/messages naming it: the resolution, its commit as a version, and the freeze. */
   submitMs: number;
+  /** The service process's peak RSS after the define alone (resolution and commit, no mail built yet), in bytes. */
+  peakRssAfterDefine: number;
 }
 
 /** Runs the phase; `start` launches the service with the directory settings it is given. */
@@ -44,12 +46,13 @@ export async function runDirectoryPhase(o: {
       let t0 = performance.now();
       const defined = await svc.api.call("author", "POST", "/api/audiences", { name: "bench-directory", directoryGroup: large.dn });
       const defineMs = performance.now() - t0;
+      const peakRssAfterDefine = svc.peakRss()[0]!;
       if (defined.status !== 201 || defined.body.size !== large.recipients) throw new Error(`directory audience: HTTP ${defined.status} ${JSON.stringify(defined.body).slice(0, 300)}`);
       t0 = performance.now();
       const m = await svc.api.call("author", "POST", "/api/messages", { subject: MAIL.subject, text: MAIL.text, audience: { lists: ["bench-directory"] } });
       const submitMs = performance.now() - t0;
       if (m.status !== 201 || m.body.recipientCount !== large.recipients) throw new Error(`submit to the directory audience: HTTP ${m.status} ${JSON.stringify(m.body).slice(0, 300)}`);
-      return { result: { members: large.size, recipients: large.recipients, loadMs: slapd.loadMs, defineMs: Math.round(defineMs), submitMs: Math.round(submitMs) }, peakRss: svc.peakRss()[0]! };
+      return { result: { members: large.size, recipients: large.recipients, loadMs: slapd.loadMs, defineMs: Math.round(defineMs), submitMs: Math.round(submitMs), peakRssAfterDefine }, peakRss: svc.peakRss()[0]! };
     } finally {
       await svc.stop();
     }

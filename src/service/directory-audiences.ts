@@ -255,52 +255,58 @@ function translate(e: unknown, name: string, group: string): unknown {
  * rejected so the resolver stops and unbinds; the iterable's own end awaits that.
  */
 export function streamResolution(run: (onBatch: BatchCallback) => Promise<GroupResolution>): { records: AsyncIterable<AudienceRecord>; result(): GroupResolution } {
+  type Waiting = { batch: string[]; taken: () => void; stop: (e: Error) => void };
   let result: GroupResolution | undefined;
   async function* records(): AsyncGenerator<AudienceRecord> {
-    let pending: { batch: string[]; taken: () => void; stop: (e: Error) => void } | null = null;
-    let wake: (() => void) | null = null;
-    let finished = false;
-    let failure: unknown;
-    let stopped = false;
+    // pending: handed over, not read yet; current: being yielded. The resolver waits on either until
+    // it is read to its end (or refused when the consumer stops).
+    const q: { pending: Waiting | null; current: Waiting | null; wake: (() => void) | null; finished: boolean; failure: unknown; stopped: boolean } = {
+      pending: null,
+      current: null,
+      wake: null,
+      finished: false,
+      failure: undefined,
+      stopped: false,
+    };
     const stop = new Error("the upload stopped reading the resolution");
     const done = run(
       (batch) =>
         new Promise<void>((taken, reject) => {
-          if (stopped) return reject(stop);
-          pending = { batch, taken, stop: reject };
-          wake?.();
+          if (q.stopped) return reject(stop);
+          q.pending = { batch, taken, stop: reject };
+          q.wake?.();
         }),
-    ).then(
-      (r) => {
-        result = r;
-      },
-      (e: unknown) => {
-        failure = e;
-      },
-    ).finally(() => {
-      finished = true;
-      wake?.();
-    });
+    )
+      .then(
+        (r) => void (result = r),
+        (e: unknown) => void (q.failure = e),
+      )
+      .finally(() => {
+        q.finished = true;
+        q.wake?.();
+      });
     try {
       for (;;) {
-        const p = pending as { batch: string[]; taken: () => void } | null;
-        if (p) {
-          pending = null;
-          for (const email of p.batch) yield { email };
-          p.taken();
+        if (q.pending) {
+          q.current = q.pending;
+          q.pending = null;
+          for (const email of q.current.batch) yield { email };
+          q.current.taken();
+          q.current = null;
           continue;
         }
-        if (finished) {
-          if (failure !== undefined) throw failure;
+        if (q.finished) {
+          if (q.failure !== undefined) throw q.failure;
           return;
         }
         // Woken by the next batch or by the end of the resolution, whichever comes first.
-        await new Promise<void>((r) => (wake = r));
-        wake = null;
+        await new Promise<void>((r) => (q.wake = r));
+        q.wake = null;
       }
     } finally {
-      stopped = true;
-      (pending as { stop: (e: Error) => void } | null)?.stop(stop);
+      q.stopped = true;
+      q.current?.stop(stop);
+      q.pending?.stop(stop);
       await done;
     }
   }
