@@ -128,6 +128,30 @@ describe("settings", () => {
   });
 });
 
+describe("with ALLOWED_RECIPIENT_DOMAINS", () => {
+  it("refuses a group with members outside the allowed domains, naming them, and creates nothing", async () => {
+    const strict = await startAirlock({
+      ALLOWED_RECIPIENT_DOMAINS: "corp.example",
+      DIRECTORY_URL: slapd.url,
+      DIRECTORY_BIND_DN: SERVICE_DN,
+      DIRECTORY_BIND_PASSWORD: SERVICE_PASSWORD,
+      DIRECTORY_BASE_DN: SUFFIX,
+    });
+    try {
+      const r = await strict.call("author", "POST", "/api/audiences", { name: "outside", directoryGroup: fixture.groups.D });
+      expect(r.status).toBe(400);
+      expect(r.body.error.code).toBe("invalid_input");
+      expect(r.body.error.message).toContain(`directory group ${fixture.groups.D}`);
+      expect(r.body.error.message).toContain("dora@example.org");
+      expect(r.body.error.message).toContain("outside the allowed recipient domains");
+      expect((await strict.call("ops", "GET", "/api/audiences/outside")).status).toBe(404);
+      expect(await strict.rt.redis.keys("{airlock}:upload:*")).toEqual([]);
+    } finally {
+      await strict.stop();
+    }
+  });
+});
+
 describe("defining a directory audience", () => {
   it("resolves nested groups, leaves out disabled accounts and members without mail (counted and listed), and shows it as a directory audience", async () => {
     const r = await define("author", "nested", fixture.groups.A);
