@@ -66,8 +66,13 @@ export function audienceRoutes(d: { audiences: AudienceStore; directoryAudiences
         const directory = first.done ? json.directory() : null;
         if (directory) return defineDirectoryAudience(json.name(), directory, user, anyOwner);
         async function* rest() {
-          if (!first.done) yield first.value;
-          for (let n = await it.next(); !n.done; n = await it.next()) yield n.value;
+          try {
+            if (!first.done) yield first.value;
+            for (let n = await it.next(); !n.done; n = await it.next()) yield n.value;
+          } finally {
+            // Stopped early (a refused row): close the reader as the store's loop would have, which stops reading the body.
+            await it.return?.();
+          }
         }
         return d.audiences.replaceFromRecords(json.name, user.email, rest(), { anyOwner });
       };
