@@ -29,12 +29,12 @@ import { AudienceError } from "../audiences/errors.js";
 import type { AudienceRecord } from "../audiences/csv.js";
 import type { User } from "../auth/users.js";
 import { DnSyntaxError, normalizeDn, parseDn } from "../directory/group-resolution.js";
-import { DirectoryError, type BatchCallback, type GroupResolution } from "../directory/ldap-directory.js";
+import { DirectoryError, type BatchCallback, type GroupResolution, type ResolveGroupOptions } from "../directory/ldap-directory.js";
 import { DomainError } from "../domain/errors.js";
 
 /** What resolves a group: LdapDirectory, or a stand-in in tests. */
 export interface GroupResolver {
-  resolveGroup(groupDn: string, onBatch: BatchCallback): Promise<GroupResolution>;
+  resolveGroup(groupDn: string, onBatch: BatchCallback, opts?: ResolveGroupOptions): Promise<GroupResolution>;
 }
 
 export interface DirectoryAudiencesDeps {
@@ -123,7 +123,8 @@ export class DirectoryAudiences {
     opts: { anyOwner: boolean; confirm: boolean; resolution: boolean },
   ): Promise<DirectoryResolution> {
     const directory = this.d.directory!;
-    const stream = streamResolution((onBatch) => directory.resolveGroup(group, onBatch));
+    // The store counts distinct addresses in Redis: the resolver need not fingerprint them (flat memory).
+    const stream = streamResolution((onBatch) => directory.resolveGroup(group, onBatch, { distinctAddresses: false }));
     let record: DirectoryRecord | undefined;
     let first = true;
     const check = (change: StagedChange) => {
