@@ -11,6 +11,9 @@ import { Attribute, Change, Client } from "ldapts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../../src/config.js";
 import { keys } from "../../src/store/keys.js";
+import { DirectoryError } from "../../src/directory/ldap-directory.js";
+import { DomainError } from "../../src/domain/errors.js";
+import { DirectoryAudiences, type GroupResolver } from "../../src/service/directory-audiences.js";
 import { startAirlock, USERS, type TestAirlock } from "../support/airlock.js";
 import { dashboardClient } from "../support/dashboard-client.js";
 import { ADMIN_DN, ADMIN_PASSWORD, ENABLED_FILTER, SERVICE_DN, SERVICE_PASSWORD, SUFFIX, scratchDir, startSlapd, writeTestDirectory, type TestDirectory, type TestSlapd } from "../support/slapd.js";
@@ -327,6 +330,46 @@ describe("directory failures", () => {
     } finally {
       writeFileSync(passwordFile, `${SERVICE_PASSWORD}\n`);
     }
+  });
+
+  it("a directory that stops answering (hung, not down) is a 503 after DIRECTORY_TIMEOUT_MS, and nothing changes", async () => {
+    const id = await draft(["nested"]);
+    const v = (await show("nested")).version;
+    slapd.pause(); // SIGSTOP: connections are accepted, nothing answers
+    try {
+      const t0 = Date.now();
+      const r = await a.call("author", "POST", `/api/messages/${id}/submit`, {});
+      expect(r.status).toBe(503);
+      expect(r.body.error).toMatchObject({ code: "directory_unavailable", details: { audience: "nested" } });
+      // Bounded by the 2 s timeout (per operation), not hanging until the client gives up.
+      expect(Date.now() - t0).toBeLessThan(15_000);
+    } finally {
+      slapd.resume();
+    }
+    expect(await get(id)).toMatchObject({ state: "draft", revision: 1 });
+    expect((await show("nested")).version).toBe(v);
+    expect(await scratchKeys()).toEqual([]);
+  });
+
+  it("a failure in the middle of a resolution, after addresses reached Redis, leaves no scratch key and the audience as it was", async () => {
+    const before = await show("nested");
+    let scratchSeen = 0;
+    const failing: GroupResolver = {
+      async resolveGroup(group, onBatch) {
+        for (let page = 0; page < 3; page++) await onBatch(Array.from({ length: 1000 }, (_, i) => `p${page}-${i}@example.org`));
+        scratchSeen = (await scratchKeys()).length; // the upload's chunks are in Redis by now
+        throw new DirectoryError("unavailable", `Directory unavailable while reading members for group "${group}": ECONNRESET.`, group);
+      },
+    };
+    const service = new DirectoryAudiences({ audiences: a.rt.audiences, directory: failing, maxChangePercent: 20 });
+    const e = await service.resolve("nested", { email: USERS.admin.email, name: "Eli", roles: ["admin"] } as never, { anyOwner: true }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(DomainError);
+    expect((e as DomainError).code).toBe("directory_unavailable");
+    expect((e as DomainError).message).toMatch(/^audience nested: /);
+    expect(scratchSeen).toBeGreaterThan(0);
+    expect(await scratchKeys()).toEqual([]);
+    expect(await show("nested")).toEqual(before);
+    expect(await members("nested")).toHaveLength(6);
   });
 
   // Last: stops the directory for good.
