@@ -6,7 +6,7 @@
  * compare like with like. Prints a table and writes bench/results/latest.json.
  */
 import { cpus, freemem, loadavg, totalmem } from "node:os";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -15,6 +15,7 @@ import { startRedisProcess } from "../src/infra/redis-process.js";
 import { api, importAudience, runBaseline, runFanout, runRecallRace, type FanoutResult, type RecallResult } from "./phases.js";
 import { cpuSeconds, startService, type ServiceOptions } from "./service.js";
 import { startSink } from "./sink.js";
+import { runDirectoryPhase, type DirectoryResult } from "./directory.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -25,7 +26,7 @@ const { values: args } = parseArgs({
     baseline: { type: "string" },
     "per-recipient": { type: "string" },
     "skip-two-workers": { type: "boolean", default: false },
-    /** Comma list of phases to run (baseline is always run): per-recipient, two-workers-per-recipient, batched, two-workers, recall. */
+    /** Comma list of phases to run (baseline is always run): per-recipient, two-workers-per-recipient, batched, two-workers, recall, directory. */
     only: { type: "string" },
     profile: { type: "boolean", default: false },
     /** Cap each service process at this many CPUs (cgroup CFS quota; see bench/cpu-cap.ts). */
@@ -100,7 +101,7 @@ try {
   const service = async (name: string, o: Partial<ServiceOptions> & { recipientsPerTransaction: number }, smtpUrl = sink.url) =>
     startService({ dir: join(work, name), redisUrl: redisProc.url, smtpUrl, poolSize: POOL, profileDir: profileDir && join(profileDir, name), cpus: SERVICE_CPUS, ...o });
 
-  const only = new Set((args.only ?? "per-recipient,two-workers-per-recipient,batched,two-workers,recall").split(","));
+  const only = new Set((args.only ?? "per-recipient,two-workers-per-recipient,batched,two-workers,recall,directory").split(","));
   if (args["skip-two-workers"]) ["two-workers", "two-workers-per-recipient"].forEach((k) => only.delete(k));
   // The audiences are imported first, through a service process of their own, so that each fan-out
   // phase's peak RSS is the fan-out's (the import's is reported apart).
@@ -120,6 +121,33 @@ try {
     rows.push({ phase: "import: CSV upload through the API (streamed)", recipients: N, seconds: importMs["bench-all"]! / 1000, rcptPerSec: N / (importMs["bench-all"]! / 1000), ratio: null, peakRssMb: [mb(importPeak)] });
   } finally {
     await importer.stop();
+  }
+
+  // Resolving and freezing a directory group of N members, in a service process of its own (its
+  // peak RSS next to the import's above); skipped where slapd is not installed.
+  let directory: { result: DirectoryResult; peakRss: number } | null = null;
+  if (only.has("directory")) {
+    if (!existsSync("/usr/sbin/slapd")) log("directory: skipped (no /usr/sbin/slapd: apt-get install slapd ldap-utils)");
+    else {
+      log(`directory: a group of ${N} members in slapd, resolved and frozen at submit`);
+      directory = await runDirectoryPhase({
+        dir: join(work, "directory-ldif"),
+        n: N,
+        start: async (env) => {
+          const svc = await service("directory", { recipientsPerTransaction: 50, env });
+          return { api: api(svc.url), stop: () => svc.stop(), peakRss: () => svc.peakRss() };
+        },
+      });
+      log(`directory: ${JSON.stringify({ ...directory.result, peakRssAfterDefine: mb(directory.result.peakRssAfterDefine) })}`);
+      rows.push({
+        phase: "directory: resolve + freeze at submit (paged LDAP, streamed)",
+        recipients: directory.result.recipients,
+        seconds: directory.result.submitMs / 1000,
+        rcptPerSec: directory.result.recipients / (directory.result.submitMs / 1000),
+        ratio: null,
+        peakRssMb: [mb(directory.peakRss)],
+      });
+    }
   }
 
   const fanoutPhase = async (key: string, label: string, rpt: number, audience: string, n: number, extraWorkers = 0): Promise<{ r: FanoutResult; peak: number[] } | null> => {
@@ -188,6 +216,8 @@ try {
     baselineRcptPerSec: Math.round(baseline.rcptPerSec),
     baselineSlicesRcptPerSec: slices.map((x) => Math.round(x.rcptPerSec)),
     importMs,
+    /** The directory phase (null: not run): slapadd, define (first resolution), submit (resolution + commit + freeze), and the process's peak RSS. */
+    directory: directory && { ...directory.result, peakRssAfterDefine: undefined, peakRssAfterDefineMb: mb(directory.result.peakRssAfterDefine), peakRssMb: mb(directory.peakRss) },
     airlockRcptPerSec: { perRecipient: rate(perRecipient), batched: rate(batched), perRecipientTwoWorkers: rate(twoPerRecipient), batchedTwoWorkers: rate(two) },
     ratioPerRecipient: ratio(perRecipient, baseline.rcptPerSec),
     ratioBatched: ratio(batched, baseline.rcptPerSec),
@@ -198,7 +228,7 @@ try {
     recall: recall && { sentAfterAck: recall.sentAfterAck, ackMs: recall.ackMs, stopMs: recall.stopMs, delivered: recall.delivered, corrected: recall.corrected, duplicates: recall.duplicates, correctionRcptPerSec: Math.round(recall.correctionRcptPerSec) },
     /** A single service process (API + workers): the highest of the import's and the one-process fan-outs'. */
     peakRssMb: singlePeaks.length ? mb(Math.max(...singlePeaks)) : null,
-    peakRssMbByPhase: { import: mb(importPeak), perRecipient: perRecipient && mb(perRecipient.peak[0]!), batched: batched && mb(batched.peak[0]!), twoWorkersPerRecipient: twoPerRecipient && twoPerRecipient.peak.map(mb), twoWorkers: two && two.peak.map(mb), recall: recallPeak.length ? mb(recallPeak[0]!) : null },
+    peakRssMbByPhase: { import: mb(importPeak), directory: directory && mb(directory.peakRss), perRecipient: perRecipient && mb(perRecipient.peak[0]!), batched: batched && mb(batched.peak[0]!), twoWorkersPerRecipient: twoPerRecipient && twoPerRecipient.peak.map(mb), twoWorkers: two && two.peak.map(mb), recall: recallPeak.length ? mb(recallPeak[0]!) : null },
     redisBytesPerRecipient: batched?.r.redisBytesPerRecipient ?? null,
     /** CPU seconds per process from submit to the last recipient sent (the fan-out's wall seconds for scale). */
     cpuSecondsByPhase: cpuByPhase,

@@ -35,6 +35,8 @@ export interface ServiceOptions {
   profileDir?: string;
   /** Cap each service process at this many CPUs (bench/cpu-cap.ts). */
   cpus?: number;
+  /** More environment for every process (the directory phase's DIRECTORY_*). */
+  env?: Record<string, string>;
 }
 
 export interface RunningService {
@@ -88,6 +90,7 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
     API_RATE_LIMIT_PER_MINUTE: "1000000",
     LINK_RATE_LIMIT_PER_MINUTE: "1000000",
     LOG_LEVEL: "warn",
+    ...o.env,
   };
   // One directory per process: node writes one profile per thread (tsx's loader runs in a thread of its own).
   const nodeArgs = (name: string) => [

@@ -9,6 +9,7 @@ import { ROLES, type Role } from "./auth/users.js";
 import { parseDomainList } from "./domain/recipient-domains.js";
 import { parseMailbox } from "./domain/sender.js";
 import { parsePurgeSettings, type PurgeSettings } from "./purge/purge-settings.js";
+import { checkDirectoryConfig } from "./directory/settings.js";
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
@@ -159,6 +160,46 @@ const schema = z.object({
   AUDIT_SECRET: z.string().min(32, { error: "must be at least 32 characters" }).optional(),
   /** Revisions one message may have (each edit is one). Default 50. */
   MAX_REVISIONS: int(1, 1000).default(50),
+  /**
+   * The directory (LDAP) that `directoryGroup` audiences are resolved from: `ldaps://host:636`, or
+   * `ldap://host:389` with DIRECTORY_STARTTLS=true (plain `ldap://` without it: loopback or tests
+   * only). Unset (default): no directory; defining or submitting to a directory audience is a 422.
+   * With it set, DIRECTORY_BIND_DN, DIRECTORY_BASE_DN and one of DIRECTORY_BIND_PASSWORD /
+   * DIRECTORY_BIND_PASSWORD_FILE are required (src/directory/settings.ts checks them at start).
+   */
+  DIRECTORY_URL: z.url({ protocol: /^ldaps?$/, error: "must be an ldap:// or ldaps:// URL" }).optional(),
+  /** Upgrade an ldap:// connection with StartTLS before binding (certificate verified). Default false. */
+  DIRECTORY_STARTTLS: z.stringbool().default(false),
+  /** PEM file of the CA that signed the directory's certificate (a private CA), for ldaps:// and StartTLS. Default: the system's CAs. */
+  DIRECTORY_CA_FILE: z.string().min(1).optional(),
+  /** The DN Airlock binds as (read access to people and groups; no size limit on paged searches). */
+  DIRECTORY_BIND_DN: z.string().min(1).optional(),
+  /** The bind password (no default), or… */
+  DIRECTORY_BIND_PASSWORD: z.string().min(1).optional(),
+  /** …a file holding it, read at each resolution (a rotated secret is picked up; one trailing newline dropped). */
+  DIRECTORY_BIND_PASSWORD_FILE: z.string().min(1).optional(),
+  /** Where members are searched (subtree), e.g. `dc=corp,dc=example`. */
+  DIRECTORY_BASE_DN: z.string().min(1).optional(),
+  /** The attribute holding a person's address. Default `mail`. */
+  DIRECTORY_MAIL_ATTRIBUTE: z.string().min(1).default("mail"),
+  /** The group's member attribute. Default `member`. */
+  DIRECTORY_MEMBER_ATTRIBUTE: z.string().min(1).default("member"),
+  /** The attribute the directory keeps on members naming their groups. Default `memberOf` (AD, 389-DS, OpenLDAP's memberof overlay). */
+  DIRECTORY_MEMBER_OF_ATTRIBUTE: z.string().min(1).default("memberOf"),
+  /**
+   * An LDAP filter matching the accounts to KEEP: disabled accounts are the members it does not
+   * match, counted and excluded. E.g. AD `(!(userAccountControl:1.2.840.113556.1.4.803:=2))`,
+   * OpenLDAP `(!(pwdAccountLockedTime=*))`. Default unset: every member counts as enabled.
+   */
+  DIRECTORY_ENABLED_FILTER: z.string().min(1).optional(),
+  /** Per directory operation (connect, bind, each page), in milliseconds. Default 10000. */
+  DIRECTORY_TIMEOUT_MS: int(100, 600_000).default(10_000),
+  /**
+   * A resolution whose recipients changed (added + removed) by more than this percentage of the
+   * last resolution's size is refused (409) unless an admin confirms it; so is one of 0 recipients
+   * (422). Default 20.
+   */
+  DIRECTORY_MAX_CHANGE_PERCENT: z.coerce.number().min(0).max(1000).default(20),
   /** A worker-only process (`npm run start:worker`) serves GET /metrics on this port when set. */
   METRICS_PORT: int(0, 65535).optional(),
   /**
@@ -285,6 +326,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (c.REDIS_MIN_REPLICAS_ACK > 0 && c.REDIS_URL === undefined && c.REDIS_SENTINELS === undefined) {
     throw new ConfigError(["REDIS_MIN_REPLICAS_ACK: needs REDIS_URL or REDIS_SENTINELS (the development Redis has no replicas)"]);
   }
+  const directoryProblems = checkDirectoryConfig(c);
+  if (directoryProblems.length) throw new ConfigError(directoryProblems);
   const publicUrl = (c.PUBLIC_URL ?? `http://localhost:${c.PORT}`).replace(/\/+$/, "");
   const oidc = oidcSettings(c, publicUrl, production);
   return Object.freeze({

@@ -38,6 +38,9 @@ import { createRenderer, templatesDir, type Renderer } from "./mail/render.js";
 import { createOutboxTransport, createSmtpTransport, type MailTransport } from "./mail/transport.js";
 import { BullScheduler } from "./queues/scheduler.js";
 import { MessageService } from "./service/message-service.js";
+import { DirectoryAudiences } from "./service/directory-audiences.js";
+import { LdapDirectory } from "./directory/ldap-directory.js";
+import { directorySettings } from "./directory/settings.js";
 import { RedisTestSendLimit, testMailThrough } from "./service/test-sends.js";
 import { MessageStore, SweepReads } from "./store/message-store.js";
 import { systemClock, type Clock } from "./domain/clock.js";
@@ -156,7 +159,21 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const testSends = { testMail: testMailThrough(transport), testSendLimit: new RedisTestSendLimit(redis, clock) };
   const purge = opts.purge !== undefined ? opts.purge : purgeSetup(config, logger);
   if (purge) stops.push(() => purge.connector.close());
-  const service = new MessageService({ store, followUps, renderer, clock, config, logger, metrics, recipientDomains: audiences, purge: purge && { correctionWaitMs: purge.correctionWaitMs }, ...testSends });
+  const ldap = directorySettings(config);
+  const directoryAudiences = new DirectoryAudiences({ audiences, directory: ldap ? new LdapDirectory(ldap) : null, maxChangePercent: config.DIRECTORY_MAX_CHANGE_PERCENT, logger });
+  const service = new MessageService({
+    store,
+    followUps,
+    renderer,
+    clock,
+    config,
+    logger,
+    metrics,
+    recipientDomains: audiences,
+    directoryAudiences,
+    purge: purge && { correctionWaitMs: purge.correctionWaitMs },
+    ...testSends,
+  });
   const tokens = new LinkTokens(redis, linkSecret, clock);
   // Before anything can write an audit entry, so the first message's notifications are not missed.
   await ensureNotifierGroup(redis);
@@ -191,6 +208,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         service,
         store,
         audiences,
+        directoryAudiences,
         renderer,
         stream,
         logger,

@@ -121,9 +121,16 @@ export const COMMON_SLICE = 1000;
  * 6 scratch domains hash, 7 audience domains hash, 8 versions list, 9 global audit stream, 10 audit head.
  * ARGV: 1 audience name, 2 updatedAt (ISO), 3 uploader, 4 now (epoch ms, the audit entry's `at`),
  * 5 "1" when the uploader may replace any audience (admin), 6 the version `common` was counted
- * against, 7 common: members of the upload the current version holds (COMMON_SLICE_SCRIPT).
+ * against, 7 common: members of the upload the current version holds (COMMON_SLICE_SCRIPT),
+ * 8 JSON object of fields recorded with the version, in the catalogue entry and in the audit detail
+ * (a directory resolution: {directory = {...}}), or "", 9 the audit action instead of
+ * audienceCreate/audienceReplace (audienceResolve), or "", 10 the directory group the catalogue
+ * entry must still name (a resolution of an audience whose definition may have been replaced
+ * meanwhile), or "", 11 "1" when an empty upload is committed (a confirmed empty resolution).
+ * ARGV 8-11 may be left out (as "").
  * Answers JSON {size, version, owner, added, removed}; {err = "expired"} when the scratch set is gone,
- * {err = "not_owner", owner} when someone else owns the audience: in both cases nothing changed.
+ * {err = "not_owner", owner} when someone else owns the audience, {err = "redefined"} when the
+ * entry no longer names the group of ARGV[10]: in each case nothing changed.
  * If another commit or a delete came between the count and this script, the version differs and
  * the count is redone here (ZINTERCARD: one command, but only in that race).
  * PERSIST because RENAME carries the scratch TTL over to the destination.
@@ -131,12 +138,22 @@ export const COMMON_SLICE = 1000;
 export const COMMIT_SCRIPT = `${SHARED}
 local name, by = ARGV[1], ARGV[3]
 local size = redis.call('ZCARD', KEYS[1])
-if size == 0 then return cjson.encode({err = 'expired'}) end
+if size == 0 and (ARGV[11] or '') ~= '1' then return cjson.encode({err = 'expired'}) end
 local owner = by
 local entry = redis.call('HGET', KEYS[5], name)
 if entry then
   owner = ownerOf(cjson.decode(entry))
   if not mayChange(owner, by, ARGV[5]) then return cjson.encode({err = 'not_owner', owner = owner}) end
+end
+if (ARGV[10] or '') ~= '' then
+  local d = entry and cjson.decode(entry).directory
+  if type(d) ~= 'table' or d.group ~= ARGV[10] then return cjson.encode({err = 'redefined'}) end
+end
+local extra = {}
+if (ARGV[8] or '') ~= '' then extra = cjson.decode(ARGV[8]) end
+local function withExtra(t)
+  for k, v in pairs(extra) do t[k] = v end
+  return t
 end
 local last = lastVersion(KEYS[8], KEYS[5], name)
 local oldSize = redis.call('ZCARD', KEYS[3])
@@ -146,6 +163,10 @@ if tostring(last) ~= ARGV[6] then
   if oldSize > 0 then common = redis.call('ZINTERCARD', 2, KEYS[1], KEYS[3]) end
 end
 local version, added, removed = last + 1, size - common, oldSize - common
+if type(extra.directory) == 'table' then
+  extra.directory.added = added
+  extra.directory.removed = removed
+end
 
 -- The upload's scratch key becomes the audience's (its TTL dropped); none: the audience has none either.
 local function replaceWith(scratch, key)
@@ -159,12 +180,13 @@ end
 replaceWith(KEYS[1], KEYS[3])
 replaceWith(KEYS[2], KEYS[4])
 replaceWith(KEYS[6], KEYS[7])
-redis.call('HSET', KEYS[5], name, cjson.encode({name = name, size = size, updatedAt = ARGV[2], by = by, owner = owner, version = version}))
-redis.call('LPUSH', KEYS[8], cjson.encode({version = version, by = by, at = ARGV[2], size = size, added = added, removed = removed}))
+redis.call('HSET', KEYS[5], name, cjson.encode(withExtra({name = name, size = size, updatedAt = ARGV[2], by = by, owner = owner, version = version})))
+redis.call('LPUSH', KEYS[8], cjson.encode(withExtra({version = version, by = by, at = ARGV[2], size = size, added = added, removed = removed})))
 local action = 'audienceCreate'
 if entry then action = 'audienceReplace' end
+if (ARGV[9] or '') ~= '' then action = ARGV[9] end
 auditGlobal(KEYS[9], KEYS[10], by, action, tostring(last), tostring(version), ARGV[4],
-  cjson.encode({audience = name, owner = owner, size = size, added = added, removed = removed}))
+  cjson.encode(withExtra({audience = name, owner = owner, size = size, added = added, removed = removed})))
 return cjson.encode({size = size, version = version, owner = owner, added = added, removed = removed})
 `;
 

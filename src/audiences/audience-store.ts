@@ -37,6 +37,8 @@ import { UploadSlots, type UploadSlot } from "./upload-slots.js";
 
 export interface AudienceInfo {
   name: string;
+  /** A directory audience: its group and last resolution. Absent for an uploaded list. */
+  directory?: DirectoryRecord;
   size: number;
   /** ISO 8601, from the injected clock at commit time. */
   updatedAt: string;
@@ -62,6 +64,8 @@ export interface AudienceVersion {
   removed: number;
   /** The audience was deleted (size 0); a later upload under the name is a new audience with a new owner. */
   deleted?: true;
+  /** This version is a resolution of a directory group. */
+  directory?: DirectoryRecord;
 }
 
 /** An audience with its newest versions, newest first. */
@@ -76,6 +80,53 @@ export type AudienceUpload = AudienceInfo & Pick<AudienceVersion, "added" | "rem
 export interface ChangeOptions {
   /** The caller may replace or delete any audience (an admin). Default false: only the owner. */
   anyOwner?: boolean;
+}
+
+/** What a complete upload would commit, asked of `ReplaceOptions.check` before anything changes. */
+export interface StagedChange {
+  size: number;
+  added: number;
+  removed: number;
+  /** The audience as it is now (null: a new one). */
+  previous: AudienceInfo | null;
+}
+
+/** A directory audience's definition and last resolution, kept with each version and in the catalogue (see service/directory-audiences.ts). */
+export interface DirectoryRecord {
+  /** The group's DN as its owner gave it. */
+  group: string;
+  /** When the resolution started (ISO 8601). */
+  resolvedAt: string;
+  /** No earlier resolution of this group is the audience's version before: a new baseline, no change limit applied. */
+  first: boolean;
+  /** Addresses this resolution added and removed against the version before (written by the commit itself). */
+  added?: number;
+  removed?: number;
+  /** Distinct people in the group and its nested groups, enabled or not. */
+  members: number;
+  /** Members the enabled filter excludes. */
+  disabled: number;
+  /** Enabled members without an address: how many, the first 20 DNs. */
+  withoutMail: { count: number; first: string[] };
+  /** Enabled members whose address is refused: how many, the first 20 as "DN: reason". */
+  invalidMail: { count: number; first: string[] };
+  nestedGroups: number;
+  cycles: number;
+  /** The admin who accepted a resolution the change limit refused (0 recipients, or a change over DIRECTORY_MAX_CHANGE_PERCENT). */
+  confirmedBy?: string;
+}
+
+export interface ReplaceOptions extends ChangeOptions {
+  /** Asked with the change the upload would make, once it is read and before the commit: throws to refuse it (nothing changes). */
+  check?: (change: StagedChange) => void | Promise<void>;
+  /** A directory resolution: recorded with the version, in the catalogue entry and in the audit entry (a function: asked once the records are read). */
+  directory?: DirectoryRecord | (() => DirectoryRecord);
+  /** Audited as `audienceResolve` (a resolution of an unchanged definition) rather than a create or replace. */
+  resolution?: boolean;
+  /** Commit only while the catalogue entry still defines the audience as this directory group (else a `conflict` DomainError). */
+  whileGroup?: string;
+  /** An upload of no recipient is committed (an empty audience, its sorted set removed) instead of refused: a confirmed empty resolution. */
+  allowEmpty?: boolean;
 }
 
 export interface AudienceStoreOptions {
@@ -179,7 +230,7 @@ export class AudienceStore {
     audienceName: string | (() => string),
     by: string,
     records: AsyncIterable<AudienceRecord | null> | Iterable<AudienceRecord | null>,
-    opts: ChangeOptions = {},
+    opts: ReplaceOptions = {},
   ): Promise<AudienceUpload> {
     const anyOwner = opts.anyOwner ? "1" : "0";
     if (typeof audienceName === "string") {
@@ -239,12 +290,13 @@ export class AudienceStore {
       }
       if (outside.count > 0) throw outsideError(outside, this.allowedDomains ?? []);
       if (members.length > 0) await flush();
-      if (distinct === 0) throw new AudienceError("empty_audience", "The upload holds no recipient.");
+      if (distinct === 0 && !opts.allowEmpty) throw new AudienceError("empty_audience", "The upload holds no recipient.");
       const name = typeof audienceName === "string" ? audienceName : audienceName();
       assertAudienceName(name);
 
       const before = await this.current(name, by, anyOwner);
       const common = before.size === 0 ? 0 : await this.countCommon(scratch, keys.audience(name), distinct);
+      if (opts.check) await opts.check({ size: distinct, added: distinct - common, removed: before.size - common, previous: await this.get(name) });
 
       const now = this.clock.now();
       const updatedAt = new Date(now).toISOString();
@@ -253,9 +305,16 @@ export class AudienceStore {
         keys.audienceVersions(name), keys.auditAll(), keys.auditHead(),
       ];
       const answer = JSON.parse(
-        String(await this.redis.eval(COMMIT_SCRIPT, audienceKeys.length, ...audienceKeys, name, updatedAt, by, now, anyOwner, before.version, common)),
+        String(
+          await this.redis.eval(
+            COMMIT_SCRIPT, audienceKeys.length, ...audienceKeys, name, updatedAt, by, now, anyOwner, before.version, common,
+            opts.directory ? JSON.stringify({ directory: typeof opts.directory === "function" ? opts.directory() : opts.directory }) : "",
+            opts.resolution ? "audienceResolve" : "", opts.whileGroup ?? "", opts.allowEmpty ? "1" : "0",
+          ),
+        ),
       ) as { err?: string; owner?: string; size: number; version: number; added: number; removed: number };
       if (answer.err === "not_owner") throw notOwner(name, answer.owner ?? "");
+      if (answer.err === "redefined") throw new DomainError("conflict", `audience ${name} was redefined while its group was resolved: nothing was changed; try again`);
       if (answer.err) throw new Error(`audience ${name}: upload ${uploadId} expired before it was committed`);
       committed = true;
       const { size, version, added, removed } = answer;
@@ -313,7 +372,10 @@ export class AudienceStore {
   /** The newest `limit` version records of `name`, newest first. */
   async versions(name: string, limit = VERSIONS_SHOWN): Promise<AudienceVersion[]> {
     if (!AUDIENCE_NAME.test(name) || limit <= 0) return [];
-    return (await this.redis.lrange(keys.audienceVersions(name), 0, limit - 1)).map((json) => JSON.parse(json) as AudienceVersion);
+    return (await this.redis.lrange(keys.audienceVersions(name), 0, limit - 1)).map((json) => {
+      const v = JSON.parse(json) as AudienceVersion;
+      return v.directory ? { ...v, directory: directoryRecord(v.directory) } : v;
+    });
   }
 
   /** The current version and size of `name`, refusing (forbidden, naming the owner) a caller who may not replace it. */
@@ -366,7 +428,13 @@ export class AudienceStore {
 /** A catalogue entry, with the owner and version an entry written before they were kept lacks. */
 function catalogueEntry(json: string): AudienceInfo {
   const e = JSON.parse(json) as Omit<AudienceInfo, "owner" | "version"> & Partial<Pick<AudienceInfo, "owner" | "version">>;
-  return { ...e, owner: e.owner ?? e.by, version: e.version ?? 1 };
+  return { ...e, owner: e.owner ?? e.by, version: e.version ?? 1, ...(e.directory ? { directory: directoryRecord(e.directory) } : {}) };
+}
+
+/** A directory record as Lua's cjson wrote it back: an empty list comes back as {}. */
+export function directoryRecord(d: DirectoryRecord): DirectoryRecord {
+  const list = (x: unknown): string[] => (Array.isArray(x) ? x.map(String) : []);
+  return { ...d, withoutMail: { count: d.withoutMail.count, first: list(d.withoutMail.first) }, invalidMail: { count: d.invalidMail.count, first: list(d.invalidMail.first) } };
 }
 
 function notOwner(name: string, owner: string, change: "replace" | "delete" = "replace"): DomainError {

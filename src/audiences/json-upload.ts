@@ -19,10 +19,20 @@ export interface JsonAudienceUpload {
   records: AsyncIterable<AudienceRecord>;
   /** The body's `name`; known once `records` has been read to its end (a body may give it last). */
   name(): string;
+  /**
+   * A directory audience's body, `{name, directoryGroup, confirm?}` (no recipients): its group DN and
+   * whether an admin confirms the resolution; null for a list of recipients. Known once `records`
+   * has been read to its end (it then yielded nothing).
+   */
+  directory(): { group: string; confirm: boolean } | null;
 }
+
+/** Longest directoryGroup read (parseDn refuses longer ones, naming the limit). */
+const MAX_DN_LENGTH = 4096;
 
 /** Same bound as a CSV row: a value (or a run of whitespace) this long is refused, not buffered. */
 const MAX_PENDING_BYTES = 64 * 1024;
+const ROOT_KEYS: ReadonlySet<string> = new Set(["name", "recipients", "directoryGroup", "confirm"]);
 const RECIPIENT_FIELDS: ReadonlySet<string> = new Set(["email", "name", "department"]);
 /** Longest email kept (RFC 5321's path limit, as the API's address checks use). */
 const MAX_EMAIL_LENGTH = 320;
@@ -74,7 +84,7 @@ export function readJsonAudience(body: AsyncIterable<Uint8Array | string>): Json
     machine.finish();
     yield* machine.drain();
   }
-  return { records: records(), name: () => machine.audienceName() };
+  return { records: records(), name: () => machine.audienceName(), directory: () => machine.directory() };
 }
 
 type State =
@@ -100,6 +110,8 @@ class UploadShape {
   private key = "";
   private readonly rootKeys = new Set<string>();
   private name: string | undefined;
+  private group: string | undefined;
+  private confirm = false;
   private index = -1;
   private item: Record<string, string> = {};
   /** The current recipient's keys so far, null values included (they are not kept in `item`). */
@@ -116,10 +128,16 @@ class UploadShape {
       case "root-key":
         if (token === TokenType.RIGHT_BRACE && this.state === "root-key-or-end") return void (this.state = "end");
         if (token !== TokenType.STRING) throw unexpected([], token);
-        if (value !== "name" && value !== "recipients") throw invalidJson(`unknown key ${JSON.stringify(String(value).slice(0, 40))}: the body has "name" and "recipients"`, [String(value).slice(0, 40)]);
-        if (this.rootKeys.has(value)) throw invalidJson(`"${value}" is given twice`, [value]);
-        this.rootKeys.add(value);
-        this.key = value;
+        if (!ROOT_KEYS.has(value as string)) {
+          throw invalidJson(`unknown key ${JSON.stringify(String(value).slice(0, 40))}: the body has "name" and "recipients" (or "directoryGroup" and "confirm")`, [String(value).slice(0, 40)]);
+        }
+        const rootKey = value as string;
+        if (this.rootKeys.has(rootKey)) throw invalidJson(`"${rootKey}" is given twice`, [rootKey]);
+        if ((rootKey === "recipients" && this.rootKeys.has("directoryGroup")) || (rootKey === "directoryGroup" && this.rootKeys.has("recipients"))) {
+          throw invalidJson("give either recipients or directoryGroup, not both", [rootKey]);
+        }
+        this.rootKeys.add(rootKey);
+        this.key = rootKey;
         this.state = "root-colon";
         return;
       case "root-colon":
@@ -131,6 +149,15 @@ class UploadShape {
           if (token !== TokenType.STRING) throw invalidJson("name must be a string", ["name"]);
           assertAudienceName(value as string); // now, not after a million recipients were read
           this.name = value as string;
+          this.state = "root-next";
+        } else if (this.key === "directoryGroup") {
+          if (token !== TokenType.STRING) throw invalidJson("directoryGroup must be a string (a group's DN)", ["directoryGroup"]);
+          if ((value as string).length > MAX_DN_LENGTH) throw invalidJson(`directoryGroup is longer than ${MAX_DN_LENGTH} characters`, ["directoryGroup"]);
+          this.group = value as string;
+          this.state = "root-next";
+        } else if (this.key === "confirm") {
+          if (token !== TokenType.TRUE && token !== TokenType.FALSE) throw invalidJson("confirm must be true or false", ["confirm"]);
+          this.confirm = token === TokenType.TRUE;
           this.state = "root-next";
         } else {
           if (token !== TokenType.LEFT_BRACKET) throw invalidJson("recipients must be an array of {email, name?, department?}", ["recipients"]);
@@ -206,7 +233,12 @@ class UploadShape {
   finish(): void {
     if (this.state !== "end") throw invalidJson("the body ends before its JSON object does");
     if (this.name === undefined) throw invalidJson("name is missing", ["name"]);
-    if (!this.rootKeys.has("recipients")) throw invalidJson("recipients is missing", ["recipients"]);
+    if (!this.rootKeys.has("recipients") && this.group === undefined) throw invalidJson("recipients is missing (or directoryGroup, for a directory audience)", ["recipients"]);
+    if (this.rootKeys.has("confirm") && this.group === undefined) throw invalidJson("confirm is for a directory audience (with directoryGroup)", ["confirm"]);
+  }
+
+  directory(): { group: string; confirm: boolean } | null {
+    return this.group === undefined ? null : { group: this.group, confirm: this.confirm };
   }
 
   audienceName(): string {

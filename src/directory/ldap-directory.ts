@@ -140,7 +140,7 @@ export interface GroupResolution {
   group: string;
   /** When the resolution started (ISO 8601): the directory is read as of about then. */
   resolvedAt: string;
-  /** Distinct lower-cased addresses handed to `onBatch` (each address exactly once). */
+  /** Distinct lower-cased addresses handed to `onBatch` (each address exactly once); with `distinctAddresses: false`, the addresses handed over. */
   recipients: number;
   /** Enabled members without a value in the mail attribute: how many, and the first 20 DNs. */
   withoutMail: { count: number; first: string[] };
@@ -157,6 +157,16 @@ export interface GroupResolution {
   /** How many times `onBatch` was called. */
   batches: number;
   durationMs: number;
+}
+
+export interface ResolveGroupOptions {
+  /**
+   * Default true: every address is handed to `onBatch` once (64-bit fingerprints of each, 16-32 bytes
+   * an address, kept for the resolution). false, for a consumer that deduplicates itself (the audience
+   * store does, in Redis): nothing grows with the group; an address two entries share (rare: shared
+   * mailboxes) comes twice, and `recipients` counts addresses handed over, not distinct ones.
+   */
+  distinctAddresses?: boolean;
 }
 
 /** Receives each page's new addresses; resolution waits for it, so a slow consumer slows the reads instead of piling up pages. */
@@ -200,7 +210,7 @@ export class LdapDirectory {
    * `inconsistent`, `refused`; every message names the group. After an error, batches already
    * delivered are not a complete audience: the caller discards them.
    */
-  async resolveGroup(groupDn: string, onBatch: BatchCallback): Promise<GroupResolution> {
+  async resolveGroup(groupDn: string, onBatch: BatchCallback, opts: ResolveGroupOptions = {}): Promise<GroupResolution> {
     const started = Date.now();
     const resolvedAt = new Date(started).toISOString();
     const named = quoteDn(groupDn);
@@ -252,7 +262,9 @@ export class LdapDirectory {
       // One search per chunk returns each entry once; with several chunks an entry may come back in
       // two of them, and only then are DNs fingerprinted to count people once.
       const severalChunks = groupChunks.length > 1;
-      const addresses = new FingerprintSet(1024);
+      // Without it, memory stays flat however large the group (a million addresses' fingerprints are ~16-24 MB).
+      const addresses = opts.distinctAddresses === false ? null : new FingerprintSet(1024);
+      let handedOver = 0;
       const enabledPeople = new DistinctCounter(severalChunks);
       const noMailSeen = new FingerprintSet(64);
       const invalidSeen = new FingerprintSet(64);
@@ -277,10 +289,11 @@ export class LdapDirectory {
               if (invalidSeen.add(normalizeDnLoose(entry.dn))) invalidMail.add(`${entry.dn}: ${a.reason}`);
               continue;
             }
-            if (addresses.add(a.address)) batch.push(a.address);
+            if (addresses === null || addresses.add(a.address)) batch.push(a.address);
           }
           if (batch.length > 0) {
             batches += 1;
+            handedOver += batch.length;
             try {
               await onBatch(batch);
             } catch (e) {
@@ -316,7 +329,7 @@ export class LdapDirectory {
       return {
         group: group.dn,
         resolvedAt,
-        recipients: addresses.size,
+        recipients: addresses?.size ?? handedOver,
         withoutMail: withoutMail.toJSON(),
         invalidMail: invalidMail.toJSON(),
         members,
@@ -424,6 +437,11 @@ export class LdapDirectory {
       if (!done) void it.return(undefined).catch(() => {});
     }
   }
+}
+
+/** Checks settings as the constructor does, without keeping them: throws DirectoryError("invalid_settings") naming the setting. */
+export function checkDirectorySettings(st: LdapDirectorySettings): void {
+  checkSettings(st);
 }
 
 function checkSettings(st: LdapDirectorySettings): Resolved {

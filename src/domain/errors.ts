@@ -15,6 +15,12 @@ export const ERROR_CODES = {
   unsupported_media_type: "wrong content type",
   rate_limited: "too many requests",
   mail_refused: "the mail server refused or could not take a mail sent on the user's behalf (a test send); nothing changed",
+  directory_not_configured: "a directory audience was named or defined, but no directory (DIRECTORY_URL) is configured",
+  directory_group_not_found: "the directory has no such group (or the DN names something that is not a group)",
+  directory_empty: "the directory group resolved to no recipient: refused unless an admin confirms it (details name the numbers)",
+  directory_change_refused: "the directory group changed by more than DIRECTORY_MAX_CHANGE_PERCENT since its last resolution: refused unless an admin confirms it (details name the numbers)",
+  directory_unavailable: "the directory could not be reached, or refused the bind: nothing was resolved or frozen",
+  directory_failed: "the directory refused a search or stopped it at a limit, or its data is inconsistent: nothing was resolved or frozen",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

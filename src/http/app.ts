@@ -8,6 +8,7 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { AudienceStore } from "../audiences/audience-store.js";
 import type { OidcSignIn } from "../auth/oidc-sign-in.js";
+import type { DirectoryAudiences } from "../service/directory-audiences.js";
 import type { UserDirectory } from "../auth/users.js";
 import { DomainError } from "../domain/errors.js";
 import type { Message } from "../domain/message.js";
@@ -36,6 +37,8 @@ export interface AppDeps {
   service: MessageService;
   store: MessageStore;
   audiences: AudienceStore;
+  /** Directory audiences (defining, resolving); without it a `directoryGroup` body is a 422. */
+  directoryAudiences?: DirectoryAudiences;
   renderer: Renderer;
   stream: EventStream;
   logger: Logger;
@@ -123,7 +126,7 @@ export function createApp(d: AppDeps): express.Express {
   const api = express.Router();
   api.use(limiter(d.rateLimits.api, (_req, _res, next) => next(new DomainError("rate_limited", "too many requests: wait a minute"))));
   api.use(bearerOrSession(bearerAuth(d.users), d.publicUrl));
-  api.use("/audiences", audienceRoutes({ audiences: d.audiences }));
+  api.use("/audiences", audienceRoutes({ audiences: d.audiences, ...(d.directoryAudiences ? { directoryAudiences: d.directoryAudiences } : {}) }));
   api.use(express.json({ limit: JSON_LIMIT, strict: true, verify: strictUtf8 }));
   api.use("/messages", messageRoutes({ service: d.service, store: d.store, renderer: d.renderer }));
   api.get(

@@ -22,6 +22,15 @@ export const STATUS: Record<ErrorCode, number> = {
   rate_limited: 429,
   // The SMTP server, not the request, failed: a gateway error, never a 500.
   mail_refused: 502,
+  // A setting of this service, not the request, is missing; a group that is not there; a resolution
+  // that needs an admin's confirmation: the request cannot be carried out as it is.
+  directory_not_configured: 422,
+  directory_group_not_found: 422,
+  directory_empty: 422,
+  directory_change_refused: 409,
+  // The directory, not the request, failed: retry later (503) or fix the directory (502); never a 500.
+  directory_unavailable: 503,
+  directory_failed: 502,
 };
 
 /** zod issues as the field paths that failed. */

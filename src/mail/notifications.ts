@@ -151,7 +151,7 @@ export function summaryView(m: MessageSummary): MessageSummary & { authorLabel: 
     author,
     authorName,
     authorLabel: authorName === author ? author : `${authorName} <${author}>`,
-    audiences: m.audiences.map((a) => ({ name: oneLine(a.name), count: a.count })),
+    audiences: m.audiences.map((a) => ({ name: oneLine(a.name), count: a.count, resolution: a.resolution ? oneLine(a.resolution) : null })),
     html: nonEmpty(m.html),
   };
 }

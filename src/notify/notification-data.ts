@@ -19,7 +19,8 @@ export interface MessageSummary {
   authorName: string;
   recipientCount: number;
   /** Each named audience with its size as frozen at submission (lists may overlap; the total is deduplicated). */
-  audiences: Array<{ name: string; count: number }>;
+  /** `resolution`: a directory audience's "resolved from <group> at <time>: N recipients (+a, −r since the last resolution)". */
+  audiences: Array<{ name: string; count: number; resolution?: string | null }>;
   /** Explicit addresses named in the message. */
   explicitCount: number;
   /** Plain-text body, and the author's HTML (untrusted: render only through `sanitizeHtml`). */

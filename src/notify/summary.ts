@@ -3,6 +3,7 @@ import type { UserDirectory } from "../auth/users.js";
 import type { Message } from "../domain/message.js";
 import type { MessageStore } from "../store/message-store.js";
 import type { MessageSummary } from "./notification-data.js";
+import { resolutionLine } from "./resolution.js";
 
 export function dashboardUrl(publicUrl: string, id: string): string {
   return `${publicUrl}/messages/${encodeURIComponent(id)}`;
@@ -14,12 +15,14 @@ export function reviewUrl(publicUrl: string, id: string, of: "original" | "corre
 }
 
 /** Each named audience with its size frozen at submission (from the revision snapshot), and the explicit addresses' count. */
-export async function frozenAudiences(store: MessageStore, m: Message): Promise<{ audiences: Array<{ name: string; count: number }>; explicitCount: number }> {
+export async function frozenAudiences(store: MessageStore, m: Message): Promise<{ audiences: MessageSummary["audiences"]; explicitCount: number }> {
   const snap = (await store.revisionSnapshot(m.id, m.revision)) ?? {};
   // Lua's cjson writes an empty list as {}: anything but an array means "no lists".
-  const counts = Array.isArray(snap.audienceCounts) ? (snap.audienceCounts as Array<{ name: string; count: number }>) : [];
+  const counts = Array.isArray(snap.audienceCounts) ? (snap.audienceCounts as Array<{ name: string; count: number; directory?: unknown }>) : [];
   return {
-    audiences: counts.length ? counts.map((c) => ({ name: String(c.name), count: Number(c.count) })) : m.audience.lists.map((name) => ({ name, count: 0 })),
+    audiences: counts.length
+      ? counts.map((c) => ({ name: String(c.name), count: Number(c.count), resolution: resolutionLine(c.directory, Number(c.count)) }))
+      : m.audience.lists.map((name) => ({ name, count: 0, resolution: null })),
     explicitCount: typeof snap.explicitCount === "number" ? snap.explicitCount : m.audience.addresses.length,
   };
 }

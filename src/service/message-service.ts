@@ -25,6 +25,7 @@ import type { MessageStore } from "../store/message-store.js";
 import { AudienceChangedError, type Frozen } from "../store/recipient-freeze.js";
 import type { Answer } from "../store/script-answers.js";
 import type { FollowUp, Refusal } from "../store/script-answers.js";
+import type { DirectoryAudiences } from "./directory-audiences.js";
 import type { FollowUps } from "./follow-ups.js";
 import { MemoryTestSendLimit, TEST_SEND_WINDOW_MS, TEST_SENDS_PER_WINDOW, type TestMail, type TestSendLimit } from "./test-sends.js";
 
@@ -57,6 +58,8 @@ export interface MessageServiceDeps {
   testMail?: TestMail;
   /** Test sends per author and window; default: counted in this process's memory. */
   testSendLimit?: TestSendLimit;
+  /** Resolves the directory audiences a submit or edit names, just before it freezes them (service/directory-audiences.ts). */
+  directoryAudiences?: Pick<DirectoryAudiences, "resolveForSubmit">;
 }
 
 /** States whose message has content to test-send: before release, and rejected (it may be edited). */
@@ -230,6 +233,9 @@ export class MessageService {
       sendAt,
       expiresAt,
     };
+    // Last before the freeze, once everything cheaper has passed: each directory audience becomes a
+    // new version now (a failure changes neither the message nor the audience).
+    await this.d.directoryAudiences?.resolveForSubmit(lists, user);
     const keep = mode === "edit" && current !== undefined && (await this.keepsItsRecipients(current, lists, addresses));
     const answer = await this.withFrozenRecipients(id, lists, addresses, keep, (frozen) =>
       this.d.store.submit(mode, id, user.email, fields, this.ladder, now, { seenRevision: current?.revision, maxRevisions: this.d.config.MAX_REVISIONS, frozen }),

@@ -83,14 +83,15 @@ export const keys = {
    */
   audienceDomains: (name: string) => `${PREFIX}:aud:${name}:domains`,
   /**
-   * Hash name -> JSON {name, size, updatedAt, by, owner, version}: the audience catalogue. `owner`
-   * (its creator) and `version` are missing from entries written before they were kept: the
-   * uploader and 1. submit.lua reads `version` to record which version each list froze.
+   * Hash name -> JSON {name, size, updatedAt, by, owner, version, directory?}: the audience catalogue.
+   * `owner` (its creator) and `version` are missing from entries written before they were kept: the
+   * uploader and 1. submit.lua reads `version` to record which version each list froze, and
+   * `directory` (a directory audience's group and last resolution) to record what it resolved.
    */
   audiences: () => `${PREFIX}:audiences`,
   /**
-   * List, newest first: one JSON {version, by, at, size, added, removed, deleted?} per version of an
-   * audience (every commit of an upload, and a delete). Kept when the audience is deleted, so a
+   * List, newest first: one JSON {version, by, at, size, added, removed, deleted?, directory?} per
+   * version of an audience (every commit of an upload or a directory resolution, and a delete). Kept when the audience is deleted, so a
    * later upload under the name continues the numbering (audiences/audience-scripts.ts).
    */
   audienceVersions: (name: string) => `${PREFIX}:aud:${name}:versions`,

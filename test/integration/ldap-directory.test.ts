@@ -87,6 +87,17 @@ describe("LdapDirectory.resolveGroup", () => {
     expect(Date.parse(summary.resolvedAt)).toBeGreaterThan(Date.now() - 60_000);
   });
 
+  it("with distinctAddresses: false keeps no address set: an address two entries share comes twice, counted as handed over", async () => {
+    const batches: string[][] = [];
+    const summary = await directory().resolveGroup(fixture.groups.A, (b) => void batches.push(b), { distinctAddresses: false });
+    const all = batches.flat().sort();
+    // team1 and team2 both have team@example.org (one of them spelt Team@Example.org).
+    expect(all).toEqual(["alice@example.org", "bob@example.org", "carol@example.org", "frank@example.org", "grace@example.org", "team@example.org", "team@example.org"]);
+    expect(summary.recipients).toBe(7);
+    expect(summary.disabled).toBe(1);
+    expect(summary.withoutMail.count).toBe(1);
+  });
+
   it("resolves a nested group on its own (only its own subtree)", async () => {
     const { summary, all } = await resolve(fixture.groups.B);
     expect(all.sort()).toEqual(["bob@example.org", "carol@example.org", "frank@example.org", "grace@example.org", "team@example.org"]);

@@ -22,6 +22,7 @@ import { releaseAt, sameIdentity } from "../../domain/policies.js";
 import { asSent, audienceDomains } from "../../notify/as-sent.js";
 import { diffRevisions, type RevisionSnapshot } from "../../notify/diff.js";
 import { formatDateTime, formatDuration, STATE_LABELS } from "../../notify/format.js";
+import { resolutionLine } from "../../notify/resolution.js";
 import type { SentMail } from "../../notify/notification-data.js";
 import type { DecisionStanding } from "../../service/message-service.js";
 import { sessionOf } from "./guards.js";
@@ -215,6 +216,7 @@ export function reviewRoutes(d: DashboardDeps, k: PageKit): Router {
           name: a.name,
           count: a.count,
           version: a.version,
+          resolution: a.resolution,
           // The list since: deleted, or uploaded again (its domains below are of the version it is now).
           since: nowVersion === undefined ? "deleted since" : a.version !== null && nowVersion !== a.version ? `now at version ${nowVersion}` : null,
           domains: domains?.domains ?? [],
@@ -336,11 +338,16 @@ function whyNoButtons(standing: DecisionStanding, m: Message, of: Of, user: User
 }
 
 /** Each list with its size and version as the revision froze them (a snapshot from before versions: null). */
-function frozenLists(snap: Record<string, unknown> | null, m: Message): Array<{ name: string; count: number; version: number | null }> {
+function frozenLists(snap: Record<string, unknown> | null, m: Message): Array<{ name: string; count: number; version: number | null; resolution: string | null }> {
   // Lua's cjson writes an empty list as {}: anything but an array means "no lists".
-  const counts = Array.isArray(snap?.audienceCounts) ? (snap.audienceCounts as Array<{ name?: unknown; count?: unknown; version?: unknown }>) : [];
-  if (counts.length === 0) return m.audience.lists.map((name) => ({ name, count: 0, version: null }));
-  return counts.map((c) => ({ name: String(c.name), count: Number(c.count) || 0, version: typeof c.version === "number" ? c.version : null }));
+  const counts = Array.isArray(snap?.audienceCounts) ? (snap.audienceCounts as Array<{ name?: unknown; count?: unknown; version?: unknown; directory?: unknown }>) : [];
+  if (counts.length === 0) return m.audience.lists.map((name) => ({ name, count: 0, version: null, resolution: null }));
+  return counts.map((c) => ({
+    name: String(c.name),
+    count: Number(c.count) || 0,
+    version: typeof c.version === "number" ? c.version : null,
+    resolution: resolutionLine(c.directory, Number(c.count) || 0),
+  }));
 }
 
 /** The explicit addresses, counted by domain, most first. */

@@ -8,7 +8,7 @@
  * too, duplicates included (413, like too many distinct recipients).
  */
 import { parse as parseContentType } from "content-type";
-import { Router, type Request } from "express";
+import express, { Router, type Request } from "express";
 import { z } from "zod";
 import { AUDIENCE_NAME, type AudienceStore, type AudienceUpload } from "../../audiences/audience-store.js";
 import { parseCsv } from "../../audiences/csv.js";
@@ -16,7 +16,8 @@ import { readJsonAudience } from "../../audiences/json-upload.js";
 import { DomainError } from "../../domain/errors.js";
 import type { User } from "../../auth/users.js";
 import { currentUser } from "../auth.js";
-import { validate } from "../errors.js";
+import { requireJson, validate } from "../errors.js";
+import type { DirectoryAudiences } from "../../service/directory-audiences.js";
 
 const name = z.string().regex(AUDIENCE_NAME, { error: "lower-case letters, digits and '-', at most 63" });
 
@@ -43,7 +44,7 @@ function audienceEditor(req: Request): { user: User; anyOwner: boolean } {
   return { user, anyOwner: user.roles.includes("admin") };
 }
 
-export function audienceRoutes(d: { audiences: AudienceStore }): Router {
+export function audienceRoutes(d: { audiences: AudienceStore; directoryAudiences?: DirectoryAudiences }): Router {
   const r = Router();
 
   r.post("/", async (req, res) => {
@@ -56,9 +57,24 @@ export function audienceRoutes(d: { audiences: AudienceStore }): Router {
     } else {
       if (!req.is("application/json")) throw new DomainError("unsupported_media_type", "send application/json or text/csv");
       assertPlainBody(req);
-      upload = () => {
+      upload = async () => {
         const json = readJsonAudience(req);
-        return d.audiences.replaceFromRecords(json.name, user.email, json.records, { anyOwner });
+        // A directory audience's body holds no recipient: the first record, or the end of the body,
+        // tells the two apart without holding more than one record.
+        const it = json.records[Symbol.asyncIterator]();
+        const first = await it.next();
+        const directory = first.done ? json.directory() : null;
+        if (directory) return defineDirectoryAudience(json.name(), directory, user, anyOwner);
+        async function* rest() {
+          try {
+            if (!first.done) yield first.value;
+            for (let n = await it.next(); !n.done; n = await it.next()) yield n.value;
+          } finally {
+            // Stopped early (a refused row): close the reader as the store's loop would have, which stops reading the body.
+            await it.return?.();
+          }
+        }
+        return d.audiences.replaceFromRecords(json.name, user.email, rest(), { anyOwner });
       };
     }
     // Before a byte of the body is read; given back on every ending (success, refusal, the client
@@ -72,6 +88,26 @@ export function audienceRoutes(d: { audiences: AudienceStore }): Router {
       await slot.release();
     }
     res.status(201).json(info);
+  });
+
+  function defineDirectoryAudience(n: string, directory: { group: string; confirm: boolean }, user: User, anyOwner: boolean): Promise<AudienceUpload> {
+    if (!d.directoryAudiences) throw new DomainError("directory_not_configured", `audience ${n}: no directory is configured (DIRECTORY_URL): nothing was changed`);
+    return d.directoryAudiences.define(n, directory.group, user, { anyOwner, confirm: directory.confirm });
+  }
+
+  // Resolves a directory audience now (its owner or an admin); `confirm: true` (an admin) accepts a
+  // resolution the change limit refuses as the new baseline. Small JSON body, or none.
+  r.post("/:name/resolve", requireJson(true), express.json({ limit: "1kb" }), async (req, res) => {
+    const { user, anyOwner } = audienceEditor(req);
+    const n = validate(z.object({ name }), req.params, "params").name;
+    const body = validate(z.strictObject({ confirm: z.boolean().optional() }), req.body ?? {}, "body");
+    if (!d.directoryAudiences) throw new DomainError("directory_not_configured", `audience ${n}: no directory is configured (DIRECTORY_URL)`);
+    const slot = await d.audiences.startUpload(user.email);
+    try {
+      res.status(200).json(await d.directoryAudiences.resolve(n, user, { anyOwner, confirm: body.confirm === true }));
+    } finally {
+      await slot.release();
+    }
   });
 
   // A message froze its recipients at submit, so deleting a list changes no submitted message

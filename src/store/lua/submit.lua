@@ -53,11 +53,20 @@ for _, name in ipairs({'subject', 'text', 'html', 'markdown', 'template', 'from'
   'holdSeconds', 'sendAt', 'expiresAt', 'messageId', 'digest'}) do
   if type(f[name]) ~= 'string' then error('submit: field ' .. name .. ' is not a string') end
 end
--- Which version of each list is frozen (a catalogue entry without a version predates them: 1).
-local versions = {}
+-- Which version of each list is frozen (a catalogue entry without a version predates them: 1), and
+-- for a directory audience the resolution that version is (for the approval request).
+local versions, resolutions = {}, {}
 for i = FIRST_LIST, #KEYS do
   local entry = redis.call('HGET', K_CATALOGUE, listNames[i - FIRST_LIST + 1])
-  if entry then versions[i] = cjson.decode(entry).version or 1 end
+  if entry then
+    local e = cjson.decode(entry)
+    versions[i] = e.version or 1
+    local d = e.directory
+    if type(d) == 'table' then
+      resolutions[i] = {group = d.group, resolvedAt = d.resolvedAt, first = d.first, added = d.added, removed = d.removed,
+        disabled = d.disabled, withoutMail = type(d.withoutMail) == 'table' and d.withoutMail.count or 0, confirmedBy = d.confirmedBy}
+    end
+  end
 end
 
 -- Refused: the scratch set goes (UNLINK: freed in the background, however large).
@@ -116,7 +125,7 @@ redis.call('HSET', KEYS[1],
 -- Each list's size and version as frozen now, for the approval request ("recipients per audience").
 local audienceCounts = {}
 for i = FIRST_LIST, #KEYS do
-  audienceCounts[#audienceCounts + 1] = {name = listNames[i - FIRST_LIST + 1], count = redis.call('ZCARD', KEYS[i]), version = versions[i]}
+  audienceCounts[#audienceCounts + 1] = {name = listNames[i - FIRST_LIST + 1], count = redis.call('ZCARD', KEYS[i]), version = versions[i], directory = resolutions[i]}
 end
 redis.call('HSET', K_REVISIONS, tostring(revision), cjson.encode({
   revision = revision, subject = f.subject, text = f.text, html = f.html, markdown = f.markdown, template = f.template,
