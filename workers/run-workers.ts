@@ -78,6 +78,11 @@ export function runWorkers(opts: {
       const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? FANOUT_ATTEMPTS);
       const batch = parse("batch", job);
       const outcome = await opts.fanout.process(batch, lastAttempt);
+      if (typeof outcome === "object") {
+        // Waiting for purge answers before a correction (workers/fanout.ts): not an attempt either.
+        await job.moveToDelayed(Date.now() + outcome.laterMs, token);
+        throw new DelayedError();
+      }
       if (outcome === "paused") {
         // Out of the worker's hands until the resume wakes it (or PAUSE_RECHECK_MS passed); not an attempt.
         await job.moveToDelayed(Date.now() + PAUSE_RECHECK_MS, token);

@@ -1,5 +1,5 @@
 /**
- * What every purge connector (imap now; graph and gmail later) promises: remove one recalled
+ * What every purge connector (imap, graph, gmail) promises: remove one recalled
  * message, found by its Message-ID, from one recipient's mailbox, and nothing else (SPEC "Recall
  * into the mailboxes", promise 10).
  *

@@ -39,9 +39,10 @@ const schema = z.object({
   /**
    * How long the standard correction to a recipient may wait for the first answer of their purge,
    * so that it can say whether the message was removed from their mailbox (store/lua/claim.lua).
-   * A failed login is an answer and delays nobody. Default 300 (5 minutes).
+   * A failed login is an answer and delays nobody; the correction's jobs wait aside, holding no
+   * worker. At most an hour (the correction is due "at once": this only lets it say more). Default 120.
    */
-  PURGE_CORRECTION_WAIT_SECONDS: int(0, 24 * 3600).default(300),
+  PURGE_CORRECTION_WAIT_SECONDS: int(0, 3600).default(120),
 
   /** imap: the server, `imaps://mail.corp.example` (TLS from the first byte, port 993 by default) or `imap://mail.corp.example` (port 143, STARTTLS). No credentials in it. */
   PURGE_IMAP_URL: z

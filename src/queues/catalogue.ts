@@ -19,7 +19,8 @@ export const QUEUES = {
   notify: "notify",
   /**
    * Purges of a recalled original from its recipients' mailboxes. A queue of its own: a mailbox
-   * server's pace must never hold a fan-out or a correction.
+   * server's pace never holds a fan-out (the standard correction waits for purge answers at most
+   * PURGE_CORRECTION_WAIT_SECONDS, its jobs aside, holding no worker).
    */
   purge: "purge",
 } as const;

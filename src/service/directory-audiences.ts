@@ -8,7 +8,7 @@
  * recipients (a draft save freezes nothing and resolves nothing). The resolution streams into the
  * audience store's scratch keys a page at a time and commits as the audience's next version (audited
  * `audienceResolve`: who, when, how many, added, removed, the group, members without mail, disabled),
- * then the submit freezes it with the usual COPY. A failure (directory unreachable, bind refused, a
+ * then the submit freezes it like any list (in slices: store/recipient-freeze.ts). A failure (directory unreachable, bind refused, a
  * refused change) leaves no scratch key, the audience's current version and the message as they were.
  *
  * The change limit: a resolution of 0 recipients (422 `directory_empty`), or one whose added +

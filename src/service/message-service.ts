@@ -236,7 +236,7 @@ export class MessageService {
     // Last before the freeze, once everything cheaper has passed: each directory audience becomes a
     // new version now (a failure changes neither the message nor the audience).
     await this.d.directoryAudiences?.resolveForSubmit(lists, user);
-    const keep = mode === "edit" && current !== undefined && (await this.keepsItsRecipients(current, lists, addresses));
+    const keep = mode === "edit" && current !== undefined ? await this.keepsItsRecipients(current, lists, addresses) : null;
     const answer = await this.withFrozenRecipients(id, lists, addresses, keep, (frozen) =>
       this.d.store.submit(mode, id, user.email, fields, this.ladder, now, { seenRevision: current?.revision, maxRevisions: this.d.config.MAX_REVISIONS, frozen }),
     );
@@ -248,21 +248,22 @@ export class MessageService {
    * Freezes the recipients (in slices: store/recipient-freeze.ts) and submits with them. A list
    * replaced or deleted while it was copied is copied again from its new version, at most
    * FREEZE_ATTEMPTS times: a list replaced faster than it can be copied is a conflict to retry later.
-   * `keep`: an edit with the same audience, whose lists are the versions frozen before, keeps its
-   * recipients (nothing copied); if a list changes meanwhile, it is frozen after all.
+   * `keep`: for an edit with the same audience whose lists are still the versions frozen before,
+   * those versions: its recipients are kept (nothing copied), if the submit finds the lists still at
+   * them; if a list changed meanwhile, it is frozen after all.
    */
   private async withFrozenRecipients(
     id: string,
     lists: string[],
     addresses: string[],
-    keep: boolean,
+    keep: number[] | null,
     submit: (frozen: Frozen | { keep: true; versions: number[] }) => Promise<Answer<"submit">>,
   ): Promise<Answer<"submit">> {
     const freeze = this.d.store.freeze;
     for (let attempt = 1; ; attempt++) {
       let frozen: Frozen | { keep: true; versions: number[] };
       try {
-        frozen = keep ? { keep: true, versions: await freeze.versionsOf(lists) } : await freeze.freeze(id, lists, addresses);
+        frozen = keep ? { keep: true, versions: keep } : await freeze.freeze(id, lists, addresses);
       } catch (e) {
         if (!(e instanceof AudienceChangedError) || attempt >= FREEZE_ATTEMPTS) throw this.changedAudience(e);
         continue;
@@ -275,7 +276,7 @@ export class MessageService {
         if (!("keep" in frozen)) await freeze.discard(frozen.scratch);
       }
       if (answer.ok || answer.err !== "audience_changed" || attempt >= FREEZE_ATTEMPTS) return answer;
-      keep = false;
+      keep = null;
     }
   }
 
@@ -284,17 +285,20 @@ export class MessageService {
     return new DomainError("conflict", `audience ${e.audience} kept changing while the message's recipients were being frozen: submit again`, { audience: e.audience });
   }
 
-  /** An edit keeps its frozen recipients when it names the same lists and addresses, and every list is still the version frozen then. */
-  private async keepsItsRecipients(current: Message, lists: string[], addresses: string[]): Promise<boolean> {
+  /**
+   * An edit keeps its frozen recipients when it names the same lists and addresses, and every list is
+   * still the version frozen then: those versions (which submit.lua checks again), else null.
+   */
+  private async keepsItsRecipients(current: Message, lists: string[], addresses: string[]): Promise<number[] | null> {
     const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && new Set([...a, ...b]).size === a.length;
-    if (!same(current.audience.lists, lists) || !same(current.audience.addresses, addresses)) return false;
+    if (!same(current.audience.lists, lists) || !same(current.audience.addresses, addresses)) return null;
     const snapshot = await this.d.store.revisionSnapshot(current.id, current.revision);
     // Lua's cjson writes an empty list as {}.
     const counts = snapshot?.audienceCounts;
     const frozenCounts = (Array.isArray(counts) ? counts : []) as Array<{ name: string; version?: number }>;
     const frozenVersion = new Map(frozenCounts.map((c) => [c.name, c.version ?? 1]));
     const now = await this.d.store.freeze.versionsOf(lists);
-    return lists.every((name, i) => frozenVersion.get(name) === now[i]);
+    return lists.every((name, i) => frozenVersion.get(name) === now[i]) ? lists.map((name) => frozenVersion.get(name)!) : null;
   }
 
   /**

@@ -91,6 +91,8 @@ export const ANSWERS = {
     z.object({ paused: z.literal(true) }),
     /** The shared send-rate bucket is empty: try again in this many ms. */
     z.object({ wait: z.number().positive() }),
+    /** The standard correction waits for purge answers (store/lua/claim.lua): the job looks again this many ms later. */
+    z.object({ purgeWait: z.number().positive() }),
   ]),
   settle: z.object({ ok: z.literal(true), state, followUps }),
   purge: z.union([

@@ -68,6 +68,8 @@ describe("the freeze in slices", () => {
       { name: "union-b", count: b.length, version: 1 },
     ]);
     expect(await ctx.redis.keys(`${keys.recipients("101")}:next:*`)).toEqual([]); // no scratch set left
+    // The scratch set's expiry (for a freeze abandoned mid-way) did not come along with the rename.
+    expect(await ctx.redis.pttl(keys.recipients("101"))).toBe(-1);
   });
 
   it("a list replaced between two slices: the freeze stops, leaves nothing, and a submit with the old copy is refused", async () => {
@@ -102,6 +104,7 @@ describe("submits and edits through the service", () => {
       expect(m.body.recipientCount).toBe(FREEZE_SLICE + 7);
       const frozen = await a.rt.redis.zrange(keys.recipients(m.body.id), "0", "-1");
       expect(frozen.every((e) => e.startsWith("new"))).toBe(true);
+      expect(await a.rt.redis.pttl(keys.recipients(m.body.id))).toBe(-1);
 
       // An edit of the text only: the same recipients, not copied again.
       const freeze = vi.spyOn(a.rt.store.freeze, "freeze");
@@ -113,6 +116,7 @@ describe("submits and edits through the service", () => {
       // An edit adding an address freezes again.
       const again = await a.call("author", "PUT", `/api/messages/${m.body.id}`, { subject: "Frozen, edited", text: "y", audience: { lists: ["staff"], addresses: ["extra@corp.example"] } });
       expect(again.body).toMatchObject({ revision: 3, recipientCount: FREEZE_SLICE + 8 });
+      expect(await a.rt.redis.pttl(keys.recipients(m.body.id))).toBe(-1);
       expect(freeze).toHaveBeenCalledTimes(1);
     } finally {
       await a.stop();

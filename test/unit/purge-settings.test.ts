@@ -50,7 +50,7 @@ describe("purge settings", () => {
   it("means no purge when PURGE_CONNECTOR is unset (or empty), with the documented defaults, frozen", () => {
     for (const env of [{}, { PURGE_CONNECTOR: "" }, { PATH: "/usr/bin", OTHER_SECRET: "x" }] as Array<Record<string, string>>) {
       const s = ok(env);
-      expect(s).toEqual({ connector: null, concurrency: 4, ratePerSecond: 20, notFoundRetryMinutes: 30, notFoundRetryEverySeconds: 60, correctionWaitSeconds: 300 });
+      expect(s).toEqual({ connector: null, concurrency: 4, ratePerSecond: 20, notFoundRetryMinutes: 30, notFoundRetryEverySeconds: 60, correctionWaitSeconds: 120 });
       expect(Object.isFrozen(s)).toBe(true);
     }
     expect(createPurgeConnector(ok({}))).toBeNull();

@@ -68,6 +68,8 @@ const RECHECK_LOCK_MS = 20_000;
 const RECHECK_POLL_MS = 100;
 
 /** KEYS: 1 session. ARGV: field, value, … Writes only if the session still exists (a sign-out may have come first). */
+/** Deletes the re-check lock only while it is still this holder's (a re-check slower than the lock must not free another's). */
+const RELEASE_IF_MINE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 const UPDATE_IF_EXISTS = `if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], unpack(ARGV)) return 1 end return 0`;
 
 const hash = (id: string) => createHash("sha256").update(id).digest("hex");
@@ -170,7 +172,8 @@ export class SessionStore {
 
   private async recheck(id: string, key: string, h: Record<string, string>): Promise<Record<string, string> | null> {
     const lock = keys.sessionRecheck(hash(id));
-    if ((await this.redis.set(lock, "1", "PX", RECHECK_LOCK_MS, "NX")) !== "OK") return this.awaitOtherRecheck(key, Number(h.checkAt));
+    const holder = randomBytes(16).toString("hex");
+    if ((await this.redis.set(lock, holder, "PX", RECHECK_LOCK_MS, "NX")) !== "OK") return this.awaitOtherRecheck(key, Number(h.checkAt));
     try {
       const rt = h.rt ? unsealForSession(id, h.rt) : null;
       const result = await this.opts.oidc!.recheck(personOf(h), rt);
@@ -183,7 +186,7 @@ export class SessionStore {
       const kept = await this.redis.eval(UPDATE_IF_EXISTS, 1, key, ...Object.entries(update).flat());
       return kept === 1 ? { ...h, ...update } : null;
     } finally {
-      await this.redis.del(lock);
+      await this.redis.eval(RELEASE_IF_MINE, 1, lock, holder);
     }
   }
 

@@ -71,8 +71,9 @@ else
         local st = purges[p]
         if st == 'p' then variants[j] = 'r'
         elseif st == false or st == 'i' then
-          -- Not answered yet: the whole transaction waits (claims go in index order, like the purge).
-          if not late then return answer({wait = math.min(1000, num(KEYS[1], 'purgeCorrectionDeadline') - NOW)}) end
+          -- Not answered yet: the whole transaction waits (claims go in index order, like the purge),
+          -- its job put aside meanwhile so that it holds no worker slot (workers/run-workers.ts).
+          if not late then return answer({purgeWait = math.min(2000, num(KEYS[1], 'purgeCorrectionDeadline') - NOW)}) end
           variants[j] = 'k'
         else variants[j] = 'k' end
       end

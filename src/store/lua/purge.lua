@@ -56,23 +56,32 @@ end
 if MODE ~= 'settle' then error('purge.lua: unknown mode ' .. tostring(MODE)) end
 local final = ARGV[6] == '1'
 local purged, notFound, failed = 0, 0, 0
-local reasons = {}
+local reasons, cleared = {}, {}
 for i = 7, #ARGV, 4 do
   local index, outcome, address, reason = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local cur = states(K_PURGE, index, 1)[1]
-  -- Purged, or over for good, stays so: a repeated purge after a crash answers not found for a
-  -- message an earlier attempt removed, and must not undo what it recorded.
-  if cur ~= 'p' and cur ~= 'N' and cur ~= 'F' then
-    local to = outcome
+  local to = nil
+  if outcome == 'p' then
+    -- Removed: whatever was recorded before (an overlapping attempt that found nothing, because this
+    -- one had removed it meanwhile) gives way, and its count with it.
+    if cur ~= 'p' then
+      to = 'p'
+      purged = purged + 1
+      if cur == 'N' then notFound = notFound - 1 elseif cur == 'F' then failed = failed - 1 end
+      cleared[#cleared + 1] = address
+    end
+  elseif cur ~= 'p' and cur ~= 'N' and cur ~= 'F' then
+    -- Not found or failed never overwrites a purge, nor an outcome already final: a repeated purge
+    -- after a crash answers not found for a message an earlier attempt removed.
+    to = outcome
     if outcome == 'n' and final then to = 'N' end
     if outcome == 'f' and final then to = 'F' end
-    if to == 'p' then purged = purged + 1
-    elseif to == 'N' then notFound = notFound + 1
-    elseif to == 'F' then failed = failed + 1 end
+    if to == 'N' then notFound = notFound + 1 elseif to == 'F' then failed = failed + 1 end
     if to == 'f' or to == 'F' then reasons[#reasons + 1] = address; reasons[#reasons + 1] = reason end
-    redis.call('SETRANGE', K_PURGE, index, to)
   end
+  if to then redis.call('SETRANGE', K_PURGE, index, to) end
 end
+if #cleared > 0 then redis.call('HDEL', K_PURGE_FAILURES, unpack(cleared)) end
 hsetMany(K_PURGE_FAILURES, reasons)
 incr('purged', purged); incr('purgeNotFound', notFound); incr('purgeFailed', failed)
 redis.call('HSET', KEYS[1], 'purgeActivityAt', tostring(NOW))
