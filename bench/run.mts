@@ -197,7 +197,7 @@ try {
     redis,
     redisPid,
     recipients: LOAD_N,
-    scheduledMessages: args.quick ? 30 : 60,
+    scheduledMessages: args.quick ? 30 : 150,
     sseRepeats: args.quick ? 1 : 2,
     log,
   });
