@@ -16,6 +16,8 @@ import { api, importAudience, runBaseline, runFanout, runRecallRace, type Fanout
 import { cpuSeconds, startService, type ServiceOptions } from "./service.js";
 import { startSink } from "./sink.js";
 import { runDirectoryPhase, type DirectoryResult } from "./directory.js";
+import { runCappedPair } from "./capped-workers.js";
+import { runRecallUnderLoad } from "./recall-under-load.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -26,11 +28,13 @@ const { values: args } = parseArgs({
     baseline: { type: "string" },
     "per-recipient": { type: "string" },
     "skip-two-workers": { type: "boolean", default: false },
-    /** Comma list of phases to run (baseline is always run): per-recipient, two-workers-per-recipient, batched, two-workers, recall, directory. */
+    /** Comma list of phases to run (baseline is always run): per-recipient, two-workers-per-recipient, batched, two-workers, recall, directory, two-workers-capped, recall-under-load. */
     only: { type: "string" },
     profile: { type: "boolean", default: false },
     /** Cap each service process at this many CPUs (cgroup CFS quota; see bench/cpu-cap.ts). */
     "service-cpus": { type: "string" },
+    /** Each large audience of recall-under-load (default 1,000,000; with --quick, the recipients). */
+    "load-recipients": { type: "string" },
     out: { type: "string", default: new URL("./results/latest.json", import.meta.url).pathname },
   },
 });
@@ -41,12 +45,13 @@ const POOL = Number(args.pool);
 const BASELINE_N = Number(args.baseline ?? Math.min(N, 20_000));
 // Likewise per-recipient transactions: 100,000 is plenty for a rate; a million would take minutes.
 const PER_RCPT_N = Number(args["per-recipient"] ?? Math.min(N, 100_000));
+const LOAD_N = Number(args["load-recipients"] ?? (args.quick ? N : 1_000_000));
 const SERVICE_CPUS = args["service-cpus"] === undefined ? undefined : Number(args["service-cpus"]);
 if (SERVICE_CPUS !== undefined && !(SERVICE_CPUS >= 0.1 && SERVICE_CPUS <= 64)) {
   process.stderr.write("--service-cpus: a number of CPUs between 0.1 and 64\n");
   process.exit(2);
 }
-if (![N, POOL, BASELINE_N, PER_RCPT_N].every((n) => Number.isInteger(n) && n > 0) || !["auto", "postfix", "node"].includes(args.sink!)) {
+if (![N, POOL, BASELINE_N, PER_RCPT_N, LOAD_N].every((n) => Number.isInteger(n) && n > 0) || !["auto", "postfix", "node"].includes(args.sink!)) {
   process.stderr.write("usage: npm run bench -- [--recipients N | --quick] [--pool N] [--sink auto|postfix|node] [--baseline N] [--per-recipient N] [--skip-two-workers] [--only phases] [--profile] [--service-cpus F] [--out file]\n");
   process.exit(2);
 }
@@ -101,13 +106,14 @@ try {
   const service = async (name: string, o: Partial<ServiceOptions> & { recipientsPerTransaction: number }, smtpUrl = sink.url) =>
     startService({ dir: join(work, name), redisUrl: redisProc.url, smtpUrl, poolSize: POOL, profileDir: profileDir && join(profileDir, name), cpus: SERVICE_CPUS, ...o });
 
-  const only = new Set((args.only ?? "per-recipient,two-workers-per-recipient,batched,two-workers,recall,directory").split(","));
+  const only = new Set((args.only ?? "per-recipient,two-workers-per-recipient,batched,two-workers,recall,directory,two-workers-capped,recall-under-load").split(","));
   if (args["skip-two-workers"]) ["two-workers", "two-workers-per-recipient"].forEach((k) => only.delete(k));
   // The audiences are imported first, through a service process of their own, so that each fan-out
   // phase's peak RSS is the fan-out's (the import's is reported apart).
   const sampleAudience = PER_RCPT_N === N ? "bench-all" : "bench-sample";
   const audiences = new Map<string, number>([["bench-all", N]]);
   if (only.has("per-recipient") || only.has("two-workers-per-recipient")) audiences.set(sampleAudience, PER_RCPT_N);
+  if (only.has("two-workers-capped")) audiences.set("bench-warm", Math.min(N, 20_000));
   const importer = await service("import", { recipientsPerTransaction: 50 });
   let importPeak: number;
   const importMs: Record<string, number> = {};
@@ -205,6 +211,31 @@ try {
     rows.push({ phase: "correction fan-out after the recall (node sink)", recipients: recall.corrected, seconds: recall.corrected / recall.correctionRcptPerSec, rcptPerSec: recall.correctionRcptPerSec, ratio: null, peakRssMb: recallPeak.map(mb) });
   }
 
+  // Issue 18: two processes against one, each capped at half a core; then recall under load.
+  const capped = !only.has("two-workers-capped") ? null : await runCappedPair({
+    cpus: 0.5,
+    start: (name, extraWorkers) => service(name, { recipientsPerTransaction: 50, extraWorkers, cpus: 0.5 }),
+    warmUp: (svc) => runFanout({ api: api(svc.url), redis, sink, audience: "bench-warm", recipients: audiences.get("bench-warm")! }),
+    fanout: (svc) => runFanout({ api: api(svc.url), redis, sink, audience: "bench-all", recipients: N }),
+    log,
+  });
+  if (capped) for (const [n, r] of [[1, capped.oneRcptPerSec], [2, capped.twoRcptPerSec]] as const) rows.push({ phase: `airlock: 50 per transaction, ${n} process${n > 1 ? "es" : ""} capped at 0.5 CPU each`, recipients: capped.recipients, seconds: capped.recipients / r, rcptPerSec: r, ratio: r / baseline.rcptPerSec, peakRssMb: null });
+  const underLoad = !only.has("recall-under-load") ? null : await runRecallUnderLoad({
+    startService: (smtpUrl) => service("recall-under-load", { recipientsPerTransaction: 50 }, smtpUrl),
+    redis,
+    redisPid,
+    recipients: LOAD_N,
+    scheduledMessages: args.quick ? 30 : 150,
+    sseRepeats: args.quick ? 1 : 2,
+    log,
+  });
+  if (underLoad) {
+    const f = underLoad.fanout;
+    log(`recall under load: p50 ${underLoad.p50Ms} ms, p99 ${underLoad.p99Ms} ms, max ${underLoad.maxMs} ms, stop ${underLoad.stopMsMax} ms, sentAfterAck ${underLoad.sentAfterAck}, slowest Redis ${underLoad.slowestRedisMs} ms (${underLoad.slowestRedisCommands.map((c) => `${c.command} ${c.ms}`).join(", ")})`);
+    rows.push({ phase: "recall-under-load: the fan-out alone (mean)", recipients: LOAD_N, seconds: LOAD_N / (f.aloneRcptPerSec.reduce((a, b) => a + b, 0) / f.aloneRcptPerSec.length), rcptPerSec: f.aloneRcptPerSec.reduce((a, b) => a + b, 0) / f.aloneRcptPerSec.length, ratio: null, peakRssMb: null });
+    rows.push({ phase: "recall-under-load: the fan-out under load", recipients: LOAD_N, seconds: f.underLoadSeconds, rcptPerSec: f.underLoadRcptPerSec, ratio: null, peakRssMb: [underLoad.servicePeakRssMb] });
+  }
+
   const rate = (x: { r: FanoutResult } | null) => (x ? Math.round(x.r.rcptPerSec) : null);
   const ratio = (x: { r: FanoutResult } | null, to: number | undefined) => (x && to ? round2(x.r.rcptPerSec / to) : null);
   const singlePeaks = [importPeak, perRecipient?.peak[0], batched?.peak[0], recallPeak[0]].filter((x): x is number => x !== undefined);
@@ -230,6 +261,11 @@ try {
     peakRssMb: singlePeaks.length ? mb(Math.max(...singlePeaks)) : null,
     peakRssMbByPhase: { import: mb(importPeak), directory: directory && mb(directory.peakRss), perRecipient: perRecipient && mb(perRecipient.peak[0]!), batched: batched && mb(batched.peak[0]!), twoWorkersPerRecipient: twoPerRecipient && twoPerRecipient.peak.map(mb), twoWorkers: two && two.peak.map(mb), recall: recallPeak.length ? mb(recallPeak[0]!) : null },
     redisBytesPerRecipient: batched?.r.redisBytesPerRecipient ?? null,
+    /** Two worker processes against one, each capped at half a core (null: not run, or no cgroup cap here). */
+    ratioTwoWorkersCapped: capped?.ratio ?? null,
+    twoWorkersCapped: capped,
+    recallUnderLoad: underLoad,
+    sseCostPercent: underLoad?.sseCostPercent ?? null,
     /** CPU seconds per process from submit to the last recipient sent (the fan-out's wall seconds for scale). */
     cpuSecondsByPhase: cpuByPhase,
     loadavgAtEnd: loadavg().map((l) => Math.round(l * 100) / 100),

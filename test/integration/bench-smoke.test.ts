@@ -9,7 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cgroupCapUnavailable, runCappedPair } from "../../bench/capped-workers.js";
 import { api, importAudience, runBaseline, runFanout, runRecallRace } from "../../bench/phases.js";
+import { runRecallUnderLoad } from "../../bench/recall-under-load.js";
 import { cpuSeconds, startService, type RunningService } from "../../bench/service.js";
 import { startSink, type Sink } from "../../bench/sink.js";
 import { startTestRedis, type TestRedis } from "../support/redis.js";
@@ -79,4 +81,52 @@ describe("bench smoke", () => {
     expect(s.distinctOriginals).toBe(r.delivered);
     expect(s.correction?.recipients).toBe(r.delivered);
   });
+
+  it("recall under load: every recall answered, nothing handed over after an answer, the figures the JSON reports", async () => {
+    const pid = Number(/^process_id:(\d+)/m.exec(await redis.info("server"))?.[1]);
+    const r = await runRecallUnderLoad({
+      startService: (smtpUrl) => startService({ dir: join(dir, "under-load"), redisUrl: redisProc.url, smtpUrl, recipientsPerTransaction: 50, poolSize: 3 }),
+      redis,
+      redisPid: pid,
+      recipients: N,
+      sseClients: 10,
+      edits: 3,
+      minRecalls: 6,
+      scheduledMessages: 6,
+      slowRecipients: 300,
+      sseRepeats: 1,
+    });
+    expect(r.recalls.errors).toBe(0);
+    expect(r.recalls.total).toBeGreaterThanOrEqual(6);
+    expect(r.recalls.scheduled).toBeGreaterThan(0);
+    // Promise 3 under load: no recipient of a recalled message reached the sink beyond what its recall answered.
+    expect(r.sentAfterAck).toBe(0);
+    expect(r.duplicates).toBe(0);
+    for (const k of ["p50Ms", "p99Ms", "maxMs", "slowestRedisMs", "fanoutRateRatio", "sseCostPercent", "sseCostCpuPercent"] as const) expect(r[k], k).toEqual(expect.any(Number));
+    expect(r.p50Ms!).toBeLessThanOrEqual(r.p99Ms!);
+    expect(r.p99Ms!).toBeLessThanOrEqual(r.maxMs!);
+    // Null only when no sending message was recalled; a sending one's fan-out stops at once (nothing handed over after the recall).
+    if (r.recalls.sending > 0) expect(r.stopMsMax).toEqual(expect.any(Number));
+    // The edits re-freeze the audience: Redis's slow log names the submit script.
+    expect(r.redis.entries).toBeGreaterThan(0);
+    expect(r.slowestRedisCommands[0]!.command).toMatch(/^[A-Z]+/);
+    expect(r.load).toMatchObject({ edits: 3, dashboards: 10, dashboardsOpenAtEnd: 10 });
+    expect(r.load.dashboardFramesMin).toBeGreaterThan(0);
+    // The client that never reads is dropped, not buffered for.
+    expect(r.slowClient?.dropped).toBe(true);
+    expect(r.slowClient!.receivedKb).toBeLessThan(r.slowClient!.publishedKb / 2);
+  }, 180_000);
+
+  it("two worker processes capped at half a core each against one: a ratio, or null where no cgroup cap is possible", async () => {
+    const why = await cgroupCapUnavailable();
+    const r = await runCappedPair({
+      cpus: 0.5,
+      start: (name, extraWorkers) => startService({ dir: join(dir, name), redisUrl: redisProc.url, smtpUrl: sink.url, recipientsPerTransaction: 50, poolSize: 3, extraWorkers, cpus: 0.5 }),
+      warmUp: async () => {},
+      fanout: (svc) => runFanout({ api: api(svc.url), redis, sink, audience: "smoke", recipients: N }),
+      log: () => {},
+    });
+    if (why) expect(r).toBeNull();
+    else expect(r).toMatchObject({ ratio: expect.any(Number), recipients: N, cpusPerProcess: 0.5 });
+  }, 120_000);
 });
