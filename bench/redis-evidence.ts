@@ -10,6 +10,7 @@ import type { Redis } from "ioredis";
 import { CHUNK_SCRIPT, COMMIT_SCRIPT, COMMON_SLICE_SCRIPT, CURRENT_SCRIPT, DELETE_SCRIPT } from "../src/audiences/audience-scripts.js";
 import { ANSWERS } from "../src/store/script-answers.js";
 import { scriptSource, type ScriptName } from "../src/store/scripts.js";
+import { FREEZE_SLICE_LUA } from "../src/store/recipient-freeze.js";
 
 export interface SlowCommand {
   ms: number;
@@ -34,7 +35,10 @@ export interface RedisEvidence {
 }
 
 const sha1 = (s: string) => createHash("sha1").update(s).digest("hex");
-const SHAS = new Map<string, string>((Object.keys(ANSWERS) as ScriptName[]).map((n) => [sha1(scriptSource(n)), n]));
+const SHAS = new Map<string, string>([
+  ...(Object.keys(ANSWERS) as ScriptName[]).map((n): [string, string] => [sha1(scriptSource(n)), n]),
+  [sha1(FREEZE_SLICE_LUA), "freeze-slice"],
+]);
 const EVALS: Array<[string, string]> = [
   ["audience-chunk", CHUNK_SCRIPT],
   ["audience-commit", COMMIT_SCRIPT],
