@@ -73,7 +73,9 @@ export async function watchRedis(redis: Redis, thresholdUs = 1000) {
     },
     async collect(): Promise<RedisEvidence> {
       const raw = (await redis.slowlog("GET", -1)) as Array<[number, number, number, string[]]>;
-      const all = raw.map(([, at, us, args]) => ({ ms: Math.round(us / 100) / 10, at, ...name(args.map(String)) }));
+      // The bench's own bookkeeping (the SLOWLOG RESET that opens the window, LATENCY, CONFIG) is not the service's.
+      const own = new Set(["SLOWLOG", "LATENCY", "CONFIG"]);
+      const all = raw.map(([, at, us, args]) => ({ ms: Math.round(us / 100) / 10, at, ...name(args.map(String)) })).filter((c) => !own.has(c.command));
       const byCommand: RedisEvidence["byCommand"] = {};
       for (const c of all) {
         const b = (byCommand[c.command] ??= { count: 0, maxMs: 0, totalMs: 0 });
