@@ -21,6 +21,7 @@
  *   is refused by Google rather than used.
  * In mode `trash`, a copy already in Trash is left as it is (a second purge answers `not_found`).
  */
+import { PurgeSlots, purgeInSlot } from "./slots.js";
 import { createPrivateKey, sign, type KeyObject } from "node:crypto";
 import { isValidMessageId, sameMessageId, type PurgeConnector, type PurgeResult } from "./connector.js";
 import {
@@ -28,9 +29,7 @@ import {
   DEFAULT_HTTP_TIMEOUTS,
   exchange,
   isPlainAddress,
-  logResult,
   PurgeFailure,
-  PurgeSlots,
   realSleep,
   tokenUsableUntil,
   untilAborted,
@@ -115,15 +114,7 @@ export class GmailPurgeConnector implements PurgeConnector {
   async purge(mailbox: string, messageId: string): Promise<PurgeResult> {
     const refused = this.checkInput(mailbox, messageId);
     if (refused) return refused;
-    // purgeOne turns every failure it foresees into a result; the catch is for the rest (a bug),
-    // so that purge() keeps its promise never to reject.
-    const result = (await this.slots.run(() => this.purgeOne(mailbox, messageId).catch((err: unknown): PurgeResult => ({ outcome: "failed", reason: `unexpected: ${String(err)}`.slice(0, 500), retry: true })))) ?? {
-      outcome: "failed",
-      reason: "the Gmail purge connector was closed",
-      retry: true,
-    };
-    logResult(this.settings.log, "gmail", mailbox, messageId, result);
-    return result;
+    return purgeInSlot(this.slots, "gmail", this.settings.log, mailbox, messageId, () => this.purgeOne(mailbox, messageId));
   }
 
   close(): Promise<void> {

@@ -19,15 +19,14 @@
  * The permission the app needs is `Mail.ReadWrite` (application, admin-consented); an Exchange
  * application access policy may narrow it to the mailboxes Airlock mails (README, "Purge connectors").
  */
+import { PurgeSlots, purgeInSlot } from "./slots.js";
 import { isValidMessageId, type PurgeConnector, type PurgeResult } from "./connector.js";
 import {
   DEFAULT_HTTP_RETRY,
   DEFAULT_HTTP_TIMEOUTS,
   exchange,
   isPlainAddress,
-  logResult,
   PurgeFailure,
-  PurgeSlots,
   realSleep,
   tokenUsableUntil,
   type HttpAnswer,
@@ -96,15 +95,7 @@ export class GraphPurgeConnector implements PurgeConnector {
   async purge(mailbox: string, messageId: string): Promise<PurgeResult> {
     const refused = checkInput(mailbox, messageId);
     if (refused) return refused;
-    // purgeOne turns every failure it foresees into a result; the catch is for the rest (a bug),
-    // so that purge() keeps its promise never to reject.
-    const result = (await this.slots.run(() => this.purgeOne(mailbox, messageId).catch((err: unknown): PurgeResult => ({ outcome: "failed", reason: `unexpected: ${String(err)}`.slice(0, 500), retry: true })))) ?? {
-      outcome: "failed",
-      reason: "the Graph purge connector was closed",
-      retry: true,
-    };
-    logResult(this.settings.log, "graph", mailbox, messageId, result);
-    return result;
+    return purgeInSlot(this.slots, "graph", this.settings.log, mailbox, messageId, () => this.purgeOne(mailbox, messageId));
   }
 
   close(): Promise<void> {

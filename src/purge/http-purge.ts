@@ -142,48 +142,6 @@ export function retryAfterMs(value: string | null, now = Date.now()): number | u
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
-/** At most `limit` purges at once; `close()` refuses the waiting ones and waits for the running ones. */
-export class PurgeSlots {
-  private running = 0;
-  private readonly waiting: Array<(go: boolean) => void> = [];
-  private readonly active = new Set<Promise<unknown>>();
-  closed = false;
-
-  constructor(private readonly limit: number) {}
-
-  /** Runs `work` in a slot; `null` when the slots were closed before one came free. */
-  async run(work: () => Promise<PurgeResult>): Promise<PurgeResult | null> {
-    if (this.closed || !(await this.acquire())) return null;
-    const running = work();
-    this.active.add(running);
-    try {
-      return await running;
-    } finally {
-      this.active.delete(running);
-      this.release();
-    }
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    for (const wake of this.waiting.splice(0)) wake(false);
-    await Promise.allSettled([...this.active]);
-  }
-
-  private acquire(): Promise<boolean> {
-    if (this.running < this.limit) {
-      this.running++;
-      return Promise.resolve(true);
-    }
-    return new Promise((resolve) => this.waiting.push(resolve));
-  }
-
-  private release(): void {
-    const next = this.waiting.shift();
-    if (next) next(true); // the slot passes on: `running` is unchanged
-    else this.running--;
-  }
-}
 
 /**
  * A cached access token and when to stop using it: `margin` before it expires (5 minutes, or
@@ -195,13 +153,6 @@ export function tokenUsableUntil(now: number, expiresInSeconds: number): number 
   return now + life - Math.min(300_000, life / 2);
 }
 
-/** The log lines both HTTP connectors write. */
-export function logResult(log: { info(msg: string): void; warn(msg: string): void } | undefined, name: string, mailbox: string, messageId: string, r: PurgeResult): void {
-  if (!log) return;
-  if (r.outcome === "purged") log.info(`${name} purge ${messageId} in ${mailbox}: removed ${r.removed} from ${r.folders.join(", ")}`);
-  else if (r.outcome === "not_found") log.info(`${name} purge ${messageId} in ${mailbox}: not found`);
-  else log.warn(`${name} purge ${messageId} in ${mailbox}: failed${r.retry ? " (will retry)" : ""}: ${r.reason}`);
-}
 
 /**
  * An address the connectors put into a URL path: one `local@domain` without spaces, control

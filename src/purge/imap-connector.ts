@@ -25,6 +25,7 @@
  * messageDelete() falls back to plain EXPUNGE without UIDPLUS, which is why UIDPLUS is checked
  * here first; a newer release must be re-read for that before the pin moves.
  */
+import { PurgeSlots, purgeInSlot } from "./slots.js";
 import { ImapFlow, type ImapFlowError, type ListResponse, type Logger } from "imapflow";
 import { isValidMessageId, sameMessageId, type PurgeConnector, type PurgeResult } from "./connector.js";
 
@@ -96,43 +97,25 @@ class PurgeFailure extends Error {
 
 export class ImapPurgeConnector implements PurgeConnector {
   private readonly timeouts: ImapPurgeTimeouts;
-  private readonly limit: number;
-  private running = 0;
-  private readonly waiting: Array<(go: boolean) => void> = [];
-  private readonly active = new Set<Promise<unknown>>();
-  private closed = false;
+  private readonly slots: PurgeSlots;
 
   constructor(private readonly settings: ImapPurgeSettings) {
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...settings.timeouts };
-    this.limit = Math.max(1, settings.connections ?? 4);
+    this.slots = new PurgeSlots(Math.max(1, settings.connections ?? 4));
   }
 
   async purge(mailbox: string, messageId: string): Promise<PurgeResult> {
     const refused = this.checkInput(mailbox, messageId);
     if (refused) return refused;
-    if (!(await this.acquire())) return { outcome: "failed", reason: "the IMAP purge connector was closed", retry: true };
-    // purgeOne turns every failure it foresees into a result; this catches the rest (a bug, an
-    // option imapflow rejects), so that purge() keeps its promise never to reject.
-    const run = this.purgeOne(mailbox, messageId).catch((err: unknown): PurgeResult => ({ outcome: "failed", reason: `unexpected: ${String(err)}`.slice(0, 500), retry: true }));
-    this.active.add(run);
-    try {
-      const result = await run;
-      this.logResult(mailbox, messageId, result);
-      return result;
-    } finally {
-      this.active.delete(run);
-      this.release();
-    }
+    return purgeInSlot(this.slots, "imap", this.settings.log, mailbox, messageId, () => this.purgeOne(mailbox, messageId));
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
-    for (const wake of this.waiting.splice(0)) wake(false);
-    await Promise.allSettled([...this.active]);
+  close(): Promise<void> {
+    return this.slots.close();
   }
 
   private checkInput(mailbox: string, messageId: string): PurgeResult | null {
-    if (this.closed) return { outcome: "failed", reason: "the IMAP purge connector was closed", retry: true };
+    if (this.slots.closed) return { outcome: "failed", reason: "the imap purge connector was closed", retry: true };
     if (!isValidMessageId(messageId)) return { outcome: "failed", reason: `not a Message-ID: ${JSON.stringify(messageId.slice(0, 200))}`, retry: false };
     const separator = this.settings.masterSeparator ?? "*";
     // A separator inside the address would make the server split the login elsewhere: a
@@ -275,27 +258,6 @@ export class ImapPurgeConnector implements PurgeConnector {
     client.close();
   }
 
-  private acquire(): Promise<boolean> {
-    if (this.running < this.limit) {
-      this.running++;
-      return Promise.resolve(true);
-    }
-    return new Promise((resolve) => this.waiting.push(resolve));
-  }
-
-  private release(): void {
-    const next = this.waiting.shift();
-    if (next) next(true); // the slot passes on: `running` is unchanged
-    else this.running--;
-  }
-
-  private logResult(mailbox: string, messageId: string, r: PurgeResult): void {
-    const log = this.settings.log;
-    if (!log) return;
-    if (r.outcome === "purged") log.info(`imap purge ${messageId} in ${mailbox}: removed ${r.removed} from ${r.folders.join(", ")}`);
-    else if (r.outcome === "not_found") log.info(`imap purge ${messageId} in ${mailbox}: not found`);
-    else log.warn(`imap purge ${messageId} in ${mailbox}: failed${r.retry ? " (will retry)" : ""}: ${r.reason}`);
-  }
 }
 
 /** The last command error imapflow logged in a session (see capturingLogger). */
