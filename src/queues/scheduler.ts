@@ -5,6 +5,17 @@ import { createHash } from "node:crypto";
 import { BATCH_SIZE, BULL_PREFIX, FANOUT_ATTEMPTS, JOBS, NOTIFY_ATTEMPTS, NOTIFY_BACKOFF, PURGE_BATCH_SIZE, QUEUES, SWEEP_EVERY_MS, type JobData } from "./catalogue.js";
 import type { Clock } from "../domain/clock.js";
 
+/**
+ * The order fan-out jobs are taken in (BullMQ: 0, no priority, first; then 1, 2, … each in FIFO).
+ * A correction (0) is never queued behind another message's fan-out: it is what a recall is for.
+ * An original goes by the size of its audience (1 + ⌈log2 n⌉: 1 for one recipient, 21 for a
+ * million), so that a 900-recipient message released during a million's fan-out is not sent after
+ * the million's 1,000 queued batches; equally large messages keep their order.
+ */
+export function fanoutPriority(kind: "original" | "correction", recipientCount: number): number {
+  return kind === "correction" ? 0 : 1 + Math.ceil(Math.log2(Math.max(1, recipientCount)));
+}
+
 /** A fan-out batch's job id: one per message, kind and range, so that adding it twice does nothing. */
 const batchJobId = (kind: "original" | "correction", id: string, n: number) => `${kind}-${id}-${n}`;
 
@@ -85,8 +96,12 @@ export class BullScheduler implements Scheduler {
     });
   }
 
-  /** One job per BATCH_SIZE recipients, by index range in the frozen set. */
+  /**
+   * One job per BATCH_SIZE recipients, by index range in the frozen set, in the order fanoutPriority
+   * gives: a correction before any original, a smaller original before a larger one.
+   */
   async startFanout(id: string, kind: "original" | "correction", recipientCount: number): Promise<void> {
+    const priority = fanoutPriority(kind, recipientCount);
     const jobs = [];
     for (let first = 0, n = 0; first < recipientCount; first += BATCH_SIZE, n++) {
       const data: JobData<"batch"> = JOBS.batch.schema.parse({ id, kind, first, last: Math.min(recipientCount, first + BATCH_SIZE) - 1 });
@@ -95,6 +110,7 @@ export class BullScheduler implements Scheduler {
         data,
         opts: {
           jobId: batchJobId(kind, id, n),
+          ...(priority > 0 ? { priority } : {}),
           attempts: FANOUT_ATTEMPTS,
           backoff: { type: "airlock" },
           // Kept a day so that a sweep re-adding the same id is a no-op instead of a re-run.
