@@ -21,7 +21,17 @@ export interface Metrics {
 }
 
 /** Message hash fields summed into airlock_recipients{outcome}. */
-const OUTCOMES = { sent: "sent", failed: "failed", skipped: "skipped", corrected: "corrected", correction_failed: "correctionFailed" } as const;
+const OUTCOMES = {
+  sent: "sent",
+  failed: "failed",
+  skipped: "skipped",
+  corrected: "corrected",
+  correction_failed: "correctionFailed",
+  // The purge from the mailboxes after a recall (store/lua/purge.lua), each recipient once it ended.
+  purged: "purged",
+  purge_not_found: "purgeNotFound",
+  purge_failed: "purgeFailed",
+} as const;
 
 export function createMetrics(d: { redis: Redis; queues: Queue[] }): Metrics {
   const registry = new Registry();
@@ -63,6 +73,14 @@ export function createMetrics(d: { redis: Redis; queues: Queue[] }): Metrics {
       Object.keys(OUTCOMES).forEach((outcome, j) => this.set({ outcome }, totals[j]!));
       duplicates?.set(totals[fields.length - 1]!);
       scraped?.set(ids.length);
+    },
+  });
+  new Gauge({
+    name: "airlock_purges_running",
+    help: "Recalled messages whose removal from the mailboxes has started and not ended",
+    registers: [registry],
+    async collect() {
+      this.set(await d.redis.zcard(keys.purgesRunning()));
     },
   });
   duplicates = new Gauge({ name: "airlock_possible_duplicates", help: "Recipients whose transaction was cut off at an unknown point and retried", registers: [registry] });

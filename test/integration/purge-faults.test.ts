@@ -111,6 +111,10 @@ describe("purge faults", () => {
     const detail = settings[settings.indexOf("detail") + 1]!;
     expect(JSON.parse(detail).settings.purge).toMatchObject({ connector: "imap", host: dovecot.host, port: dovecot.port, adminUser: dovecot.adminUser, ratePerSecond: 1000 });
     expect(detail).not.toContain(dovecot.adminPassword);
+    // And on /metrics: every recipient purged, no purge running.
+    const metrics = await (await fetch(`${t.url}/metrics`)).text();
+    expect(metrics).toMatch(new RegExp(`^airlock_recipients\\{outcome="purged"\\} ${N}$`, "m"));
+    expect(metrics).toMatch(/^airlock_purges_running 0$/m);
   }, 90_000);
 
   it("workers killed mid-purge lose no recipient: the purges in hand at the crash are done again by another worker, each recorded once", async () => {
