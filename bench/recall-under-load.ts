@@ -4,7 +4,9 @@
  *
  * - a large audience upload (streamed CSV),
  * - the submit of another message to a large audience (its freeze),
- * - `edits` edits of a pending message to a large audience (each a new revision, frozen again),
+ * - `edits` edits of a pending message to a large audience (each a new revision; every one adds or
+ *   drops an explicit address, so that each freezes the million again: an edit of the text alone
+ *   keeps its recipients and would copy nothing),
  * - a batched fan-out of a third message to a large audience (its rate against the same fan-out
  *   alone, measured before in the same run),
  * - `sseClients` dashboards on `GET /api/stream` (bench/sse-clients.mts, a process of their own,
@@ -226,7 +228,9 @@ export async function runRecallUnderLoad(o: RecallUnderLoadOptions): Promise<Rec
       timed(async () => {
         for (let k = 1; k <= EDITS; k++) {
           const s = performance.now();
-          const r = await a.call("author", "PUT", `/api/messages/${pending}`, { subject: `Edited ${k}`, text: MAIL.text, html: MAIL.html, audience: { lists: ["rul-big"] } });
+          // Every other edit names an extra address: the audience changes each time, so each edit freezes again.
+          const audience = { lists: ["rul-big"], ...(k % 2 === 1 ? { addresses: ["edit-extra@corp.example"] } : {}) };
+          const r = await a.call("author", "PUT", `/api/messages/${pending}`, { subject: `Edited ${k}`, text: MAIL.text, html: MAIL.html, audience });
           expect(`edit ${k}`, r, 200);
           editTimes.push((performance.now() - s) / 1000);
         }

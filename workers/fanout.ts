@@ -50,7 +50,7 @@ export class FanoutProcessor {
    * `lastAttempt`: temporary failures are then recorded as failed instead of retried. Answers
    * `paused` when ops hold the fan-out: the caller puts the job aside to look again later.
    */
-  async process(job: JobData<"batch">, lastAttempt: boolean): Promise<"done" | "paused" | { laterMs: number }> {
+  async process(job: JobData<"batch">, lastAttempt: boolean): Promise<"done" | "paused" | { laterMs: number; first: number }> {
     const { id, kind } = job;
     const size = this.d.config.RECIPIENTS_PER_TRANSACTION;
     const rate = this.d.config.SEND_RATE_PER_SECOND;
@@ -82,8 +82,8 @@ export class FanoutProcessor {
         // index again: whoever is done is skipped by the claims).
         if ("paused" in claim) return "paused";
         // The standard correction waits for purge answers: the job is put aside (no worker slot held)
-        // and carries on from its first index later, like after a pause.
-        if ("purgeWait" in claim) return { laterMs: claim.purgeWait };
+        // and carries on later from the transaction that waited (those before it are done).
+        if ("purgeWait" in claim) return { laterMs: claim.purgeWait, first };
         if (claim.addresses.length > 0) {
           // Not buildable and not running any more (the claim proves otherwise): never send a stale build.
           if (!mail) throw new Error(`message ${id} ${kind}: claimed recipients without an approved build`);

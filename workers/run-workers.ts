@@ -80,6 +80,8 @@ export function runWorkers(opts: {
       const outcome = await opts.fanout.process(batch, lastAttempt);
       if (typeof outcome === "object") {
         // Waiting for purge answers before a correction (workers/fanout.ts): not an attempt either.
+        // It resumes at the transaction that waited, not at the batch's start again.
+        await job.updateData({ ...batch, first: outcome.first });
         await job.moveToDelayed(Date.now() + outcome.laterMs, token);
         throw new DelayedError();
       }

@@ -86,15 +86,18 @@ export class TimerProcessor {
   /**
    * A running purge with no activity for longer than two retry intervals (and at least
    * STALE_FANOUT_MS) lost a job (a crash between a pass and the enqueue of the next): a new pass over
-   * every range takes again whoever is not done. Its job ids name the last activity, so a purge gets
-   * one such pass per standstill, however many sweeps see it (a purge only waiting its turn behind
-   * another message's is not flooded with passes).
+   * every range takes again whoever is not done. Its job ids name the last activity and how long the
+   * standstill has lasted in tens of thresholds: one pass per ten thresholds of standstill, however
+   * many sweeps see it (a purge only waiting its turn behind another message's is not flooded with
+   * passes), and a pass that failed for good (BullMQ keeps it, so its id adds nothing) is followed
+   * by another.
    */
   private async sweepPurges(now: number, retryEveryMs: number): Promise<void> {
+    const threshold = Math.max(STALE_FANOUT_MS, 2 * retryEveryMs);
     for (const { id, activityAt, recipients } of await this.d.reads.runningPurges()) {
-      if (now - activityAt < Math.max(STALE_FANOUT_MS, 2 * retryEveryMs)) continue;
+      if (now - activityAt < threshold) continue;
       this.d.logger.warn({ message: id }, `message ${id}: purge without progress for ${now - activityAt} ms, re-driving it`);
-      await this.d.followUps.carryOut(id, [{ do: "startPurge", recipients, pass: `sweep${activityAt}` }]);
+      await this.d.followUps.carryOut(id, [{ do: "startPurge", recipients, pass: `sweep${activityAt}x${Math.floor((now - activityAt) / (10 * threshold))}` }]);
     }
   }
 }

@@ -10,7 +10,8 @@ import type { Clock } from "../domain/clock.js";
  * A correction (0) is never queued behind another message's fan-out: it is what a recall is for.
  * An original goes by the size of its audience (1 + ⌈log2 n⌉: 1 for one recipient, 21 for a
  * million), so that a 900-recipient message released during a million's fan-out is not sent after
- * the million's 1,000 queued batches; equally large messages keep their order.
+ * the million's 1,000 queued batches; equally large messages keep their order. The other way round,
+ * a small original released during a million-recipient correction waits for the correction's batches.
  */
 export function fanoutPriority(kind: "original" | "correction", recipientCount: number): number {
   return kind === "correction" ? 0 : 1 + Math.ceil(Math.log2(Math.max(1, recipientCount)));

@@ -73,7 +73,7 @@ else
         elseif st == false or st == 'i' then
           -- Not answered yet: the whole transaction waits (claims go in index order, like the purge),
           -- its job put aside meanwhile so that it holds no worker slot (workers/run-workers.ts).
-          if not late then return answer({purgeWait = math.min(2000, num(KEYS[1], 'purgeCorrectionDeadline') - NOW)}) end
+          if not late then return answer({purgeWait = math.min(5000, num(KEYS[1], 'purgeCorrectionDeadline') - NOW)}) end
           variants[j] = 'k'
         else variants[j] = 'k' end
       end

@@ -99,10 +99,8 @@ if count == 0 then return refuseAndDrop('no_recipients') end
 if count > tonumber(ARGV[8]) then return refuseAndDrop('too_many_recipients', {count = count}) end
 -- RENAME drops the previous set (an edit's): freed in the background with lazyfree-lazy-server-del.
 -- The scratch set's expiry (a freeze abandoned mid-way) goes with a RENAME: the frozen set must never expire.
-if not KEEP then
-  redis.call('RENAME', K_SCRATCH, K_RECIPIENTS)
-  redis.call('PERSIST', K_RECIPIENTS)
-end
+if not KEEP then redis.call('RENAME', K_SCRATCH, K_RECIPIENTS) end
+redis.call('PERSIST', K_RECIPIENTS)
 
 -- The policy's ladder (domain/policies.ts approvalLadder): the last rung the count reaches.
 local required = 0
