@@ -1,8 +1,8 @@
 /**
  * Test harness: Redis under Sentinel, for failover tests. One primary and two replicas
  * (redis-server, AOF on, each in its own temporary dir, on free ports, all with a password) and
- * three sentinels (`redis-server <conf> --sentinel`: Debian's redis-server runs as a sentinel
- * without the redis-sentinel package) monitoring them with quorum 2 and short timeouts, so that
+ * three sentinels (`redis-sentinel <conf>`, Debian's package `redis-sentinel`, which .ci/run
+ * installs; only its binary is used, as a plain process) monitoring them with quorum 2 and short timeouts, so that
  * a failover completes in a few seconds. Everything is polled with a deadline, never slept on.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -76,14 +76,14 @@ export async function startSentinelRedis(opts: SentinelOptions = {}): Promise<Se
   const procs: Proc[] = [];
   const sentinels: Proc[] = [];
 
-  const launch = (p: Proc, args: string[]) => {
-    const child = spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
+  const launch = (p: Proc, binary: "redis-server" | "redis-sentinel", args: string[]) => {
+    const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"] });
     p.child = child;
     p.stopped = false;
     const keep = (d: Buffer) => (p.output = (p.output + d.toString()).slice(-20_000));
     child.stdout!.on("data", keep);
     child.stderr!.on("data", keep);
-    child.once("error", (e) => keep(Buffer.from(`cannot start redis-server: ${e.message}`)));
+    child.once("error", (e) => keep(Buffer.from(`cannot start ${binary}: ${e.message}`)));
   };
   const dataArgs = (p: Proc, replicaOf: number | null) => [
     "--port", String(p.port),
@@ -106,7 +106,7 @@ export async function startSentinelRedis(opts: SentinelOptions = {}): Promise<Se
     const port = await freePort();
     const p: Proc = { port, dir: join(root, `redis-${port}`), child: null, output: "", stopped: false };
     mkdirSync(p.dir);
-    launch(p, dataArgs(p, replicaOf));
+    launch(p, "redis-server", dataArgs(p, replicaOf));
     procs.push(p);
     return p;
   };
@@ -182,7 +182,7 @@ export async function startSentinelRedis(opts: SentinelOptions = {}): Promise<Se
         "",
       ].join("\n"),
     );
-    launch(s, [conf, "--sentinel"]);
+    launch(s, "redis-sentinel", [conf]);
     sentinels.push(s);
   }
   // Ready for a failover once every sentinel knows both replicas and the two other sentinels
@@ -255,7 +255,7 @@ export async function startSentinelRedis(opts: SentinelOptions = {}): Promise<Se
     async restartAsReplica(port) {
       const p = procAt(port);
       await kill(p, "SIGKILL");
-      launch(p, dataArgs(p, await primaryPort()));
+      launch(p, "redis-server", dataArgs(p, await primaryPort()));
       await until(`${port} to answer`, async () => (await info(port)) !== null, 20_000);
     },
     async waitForReplicas(n, deadlineMs = 30_000) {
