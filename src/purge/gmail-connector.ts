@@ -34,6 +34,7 @@ import {
   tokenUsableUntil,
   untilAborted,
   type HttpAnswer,
+  type HttpConnectorOptions,
   type HttpPurgeTimeouts,
   type HttpRetry,
   type Sleep,
@@ -50,23 +51,15 @@ export interface GoogleServiceAccount {
   client_id?: string;
 }
 
-export interface GmailPurgeSettings {
+export interface GmailPurgeSettings extends HttpConnectorOptions {
   serviceAccount: GoogleServiceAccount;
   /** `trash` (recoverable for 30 days; scope gmail.modify) or `delete` (permanent; scope https://mail.google.com/). */
   mode: "trash" | "delete";
   /** The Gmail API; default `https://gmail.googleapis.com`. */
   apiUrl?: string;
-  /** Purges running at once, default 4. */
-  concurrency?: number;
   /** Users whose tokens are kept, default 10,000 (the oldest goes first): a recall of a million recipients must not hold a million tokens. */
   tokenCacheSize?: number;
-  timeouts?: Partial<HttpPurgeTimeouts>;
-  retry?: Partial<HttpRetry>;
-  /** Tests only: waits without sleeping, and a clock for the tokens' expiry and the JWT's times. */
-  sleep?: Sleep;
-  now?: () => number;
-  /** The connector's own log lines (pino-compatible); default none. */
-  log?: { info(msg: string): void; warn(msg: string): void };
+  // concurrency, timeouts, retry, sleep, now (also the JWT's times), log: HttpConnectorOptions.
 }
 
 export const GMAIL_SCOPES = { trash: "https://www.googleapis.com/auth/gmail.modify", delete: "https://mail.google.com/" } as const;

@@ -30,13 +30,14 @@ import {
   realSleep,
   tokenUsableUntil,
   type HttpAnswer,
+  type HttpConnectorOptions,
   type HttpPurgeTimeouts,
   type HttpRetry,
   type Sleep,
   untilAborted,
 } from "./http-purge.js";
 
-export interface GraphPurgeSettings {
+export interface GraphPurgeSettings extends HttpConnectorOptions {
   /** The Microsoft Entra tenant: its id (a GUID) or a verified domain (`corp.example`). */
   tenantId: string;
   /** The app registration's application (client) id. */
@@ -47,15 +48,8 @@ export interface GraphPurgeSettings {
   loginUrl?: string;
   /** Microsoft Graph with its version; default `https://graph.microsoft.com/v1.0`. */
   apiUrl?: string;
-  /** Purges running at once, default 4 (Exchange allows 4 concurrent requests per app and mailbox; these are different mailboxes). */
-  concurrency?: number;
-  timeouts?: Partial<HttpPurgeTimeouts>;
-  retry?: Partial<HttpRetry>;
-  /** Tests only: waits without sleeping, and a clock for the token's expiry. */
-  sleep?: Sleep;
-  now?: () => number;
-  /** The connector's own log lines (pino-compatible); default none. */
-  log?: { info(msg: string): void; warn(msg: string): void };
+  // concurrency (Exchange allows 4 concurrent requests per app and mailbox; these are different
+  // mailboxes), timeouts, retry, sleep, now, log: HttpConnectorOptions.
 }
 
 const DEFAULT_LOGIN_URL = "https://login.microsoftonline.com";

@@ -5,6 +5,7 @@
  */
 import { setTimeout as delay } from "node:timers/promises";
 import type { PurgeResult } from "./connector.js";
+import type { PurgeLog } from "./slots.js";
 
 /** A purge that failed: the result, ready to return. */
 export class PurgeFailure extends Error {
@@ -49,6 +50,19 @@ export const DEFAULT_HTTP_RETRY: HttpRetry = { maxAttempts: 4, maxWaitMs: 30_000
 
 /** Waits `ms`, or rejects when `signal` aborts (the purge's deadline). Injectable so that tests need not sleep. */
 export type Sleep = (ms: number, signal: AbortSignal) => Promise<void>;
+
+/** What both HTTP connectors (Graph, Gmail) take besides their service's own settings. */
+export interface HttpConnectorOptions {
+  /** Purges running at once, default 4. */
+  concurrency?: number;
+  timeouts?: Partial<HttpPurgeTimeouts>;
+  retry?: Partial<HttpRetry>;
+  /** Tests only: waits without sleeping, and a clock for the tokens' expiry. */
+  sleep?: Sleep;
+  now?: () => number;
+  /** The connector's own log lines; default none. */
+  log?: PurgeLog;
+}
 export const realSleep: Sleep = (ms, signal) => delay(ms, undefined, { signal });
 
 export interface HttpAnswer {

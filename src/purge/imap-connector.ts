@@ -25,7 +25,7 @@
  * messageDelete() falls back to plain EXPUNGE without UIDPLUS, which is why UIDPLUS is checked
  * here first; a newer release must be re-read for that before the pin moves.
  */
-import { PurgeSlots, purgeInSlot } from "./slots.js";
+import { PurgeSlots, purgeInSlot, type PurgeLog } from "./slots.js";
 import { ImapFlow, type ImapFlowError, type ListResponse, type Logger } from "imapflow";
 import { isValidMessageId, sameMessageId, type PurgeConnector, type PurgeResult } from "./connector.js";
 
@@ -54,7 +54,7 @@ export interface ImapPurgeSettings {
   connections?: number;
   timeouts?: Partial<ImapPurgeTimeouts>;
   /** The connector's own log lines (pino-compatible); default none. */
-  log?: { info(msg: string): void; warn(msg: string): void };
+  log?: PurgeLog;
 }
 
 export interface ImapPurgeTimeouts {

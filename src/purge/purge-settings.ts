@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import { createPrivateKey } from "node:crypto";
 import { z } from "zod";
 import type { PurgeConnector } from "./connector.js";
+import type { PurgeLog } from "./slots.js";
 import { GmailPurgeConnector, type GmailPurgeSettings, type GoogleServiceAccount } from "./gmail-connector.js";
 import { GraphPurgeConnector, type GraphPurgeSettings } from "./graph-connector.js";
 import { ImapPurgeConnector, type ImapPurgeSettings } from "./imap-connector.js";
@@ -181,7 +182,7 @@ export function parsePurgeSettings(env: NodeJS.ProcessEnv = process.env): Parsed
  * The connector the settings name, or null when no purge is configured. `log` gets the
  * connector's own lines (a pino logger will do).
  */
-export function createPurgeConnector(settings: PurgeSettings, log?: { info(msg: string): void; warn(msg: string): void }): PurgeConnector | null {
+export function createPurgeConnector(settings: PurgeSettings, log?: PurgeLog): PurgeConnector | null {
   switch (settings.connector) {
     case null:
       return null;

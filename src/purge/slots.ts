@@ -4,6 +4,12 @@
  */
 import type { PurgeResult } from "./connector.js";
 
+/** Where a connector writes its own lines (a pino logger will do). */
+export interface PurgeLog {
+  info(msg: string): void;
+  warn(msg: string): void;
+}
+
 /** At most `limit` purges at once; `close()` refuses the waiting ones and waits for the running ones. */
 export class PurgeSlots {
   private running = 0;
@@ -55,7 +61,7 @@ export class PurgeSlots {
 export async function purgeInSlot(
   slots: PurgeSlots,
   name: string,
-  log: { info(msg: string): void; warn(msg: string): void } | undefined,
+  log: PurgeLog | undefined,
   mailbox: string,
   messageId: string,
   work: () => Promise<PurgeResult>,
@@ -70,7 +76,7 @@ export async function purgeInSlot(
 }
 
 /** One log line per purge, whichever the connector. */
-export function logResult(log: { info(msg: string): void; warn(msg: string): void } | undefined, name: string, mailbox: string, messageId: string, r: PurgeResult): void {
+export function logResult(log: PurgeLog | undefined, name: string, mailbox: string, messageId: string, r: PurgeResult): void {
   if (!log) return;
   if (r.outcome === "purged") log.info(`${name} purge ${messageId} in ${mailbox}: removed ${r.removed} from ${r.folders.join(", ")}`);
   else if (r.outcome === "not_found") log.info(`${name} purge ${messageId} in ${mailbox}: not found`);
