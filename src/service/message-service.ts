@@ -292,11 +292,8 @@ export class MessageService {
   private async keepsItsRecipients(current: Message, lists: string[], addresses: string[]): Promise<number[] | null> {
     const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && new Set([...a, ...b]).size === a.length;
     if (!same(current.audience.lists, lists) || !same(current.audience.addresses, addresses)) return null;
-    const snapshot = await this.d.store.revisionSnapshot(current.id, current.revision);
-    // Lua's cjson writes an empty list as {}.
-    const counts = snapshot?.audienceCounts;
-    const frozenCounts = (Array.isArray(counts) ? counts : []) as Array<{ name: string; version?: number }>;
-    const frozenVersion = new Map(frozenCounts.map((c) => [c.name, c.version ?? 1]));
+    const frozenVersion = await this.d.store.frozenVersions(current.id);
+    if (!frozenVersion) return null;
     const now = await this.d.store.freeze.versionsOf(lists);
     return lists.every((name, i) => frozenVersion.get(name) === now[i]) ? lists.map((name) => frozenVersion.get(name)!) : null;
   }

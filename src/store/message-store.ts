@@ -279,6 +279,15 @@ export class MessageStore {
     return this.run("purge", this.fanoutKeys(id), "worker", args);
   }
 
+  /**
+   * The version of each list the message's recipients were frozen from (submit.lua), or null for a
+   * message submitted before it was recorded (its next edit then freezes again).
+   */
+  async frozenVersions(id: string): Promise<Map<string, number> | null> {
+    const raw = await this.redis.hget(keys.message(id), "frozenVersions");
+    return raw === null ? null : new Map(Object.entries(JSON.parse(raw) as Record<string, number>));
+  }
+
   /** The original's Message-ID header value (with its angle brackets), or null for an unknown message. */
   async messageIdOf(id: string): Promise<string | null> {
     return this.redis.hget(keys.message(id), "messageId");

@@ -126,9 +126,14 @@ redis.call('HSET', KEYS[1],
   'createdAt', createdAt, 'updatedAt', tostring(NOW), 'messageId', f.messageId, 'rejection', '', 'digest', f.digest)
 -- Each list's size and version as frozen now, for the approval request ("recipients per audience").
 local audienceCounts = {}
+-- And on the message: the version of each list its recipients are (an edit keeping its audience
+-- compares them with the lists' versions now, without reading the revision's snapshot and bodies).
+local frozenVersions = {}
 for i = FIRST_LIST, #KEYS do
   audienceCounts[#audienceCounts + 1] = {name = listNames[i - FIRST_LIST + 1], count = redis.call('ZCARD', KEYS[i]), version = versions[i], directory = resolutions[i]}
+  frozenVersions[listNames[i - FIRST_LIST + 1]] = versions[i] or 1
 end
+redis.call('HSET', KEYS[1], 'frozenVersions', cjson.encode(frozenVersions))
 redis.call('HSET', K_REVISIONS, tostring(revision), cjson.encode({
   revision = revision, subject = f.subject, text = f.text, html = f.html, markdown = f.markdown, template = f.template,
   from = f.from, digest = f.digest,
