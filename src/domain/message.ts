@@ -60,6 +60,32 @@ export interface Message {
   correction: Correction | null;
   /** After a recall of a delivered message, with a purge connector configured: its removal from the mailboxes. */
   purge: PurgeProgress | null;
+  /** A staged send (SPEC "Staged sends"): its waves and the signals seen so far; null when it goes all at once. */
+  waves: WaveProgress | null;
+}
+
+/** Which wave a staged send is in: its plan being made at release, one of its waves going, or the wait after the canary. */
+export type WavePhase = "approval" | "planning" | "seed" | "canary" | "wait" | "rest";
+
+export interface WaveProgress {
+  /** "approval": not released yet (the plan is made at release). */
+  phase: WavePhase;
+  /** Wave sizes, known once planned (0 before). */
+  seed: number;
+  canary: number;
+  rest: number;
+  /** The canary sample's recorded seed (null before the plan): the sample is reproducible from it. */
+  canarySeed: string | null;
+  /** When each wave started (ISO), once it did. */
+  startedAt: { seed: string | null; canary: string | null; rest: string | null };
+  /** The end of the wait after the canary (ISO), while phase is "wait". */
+  waitUntil: string | null;
+  /** Recipients of the waves before the rest handed to SMTP so far (sent or failed): the base of the percentages. */
+  handed: number;
+  signals: { failures: number; bounces: number; replies: number; autoReplies: number; reports: number };
+  thresholds: { replies: number; reports: number; bouncePercent: number; failurePercent: number };
+  /** Set when a signal over its threshold halted the send (the halt itself is `paused`). */
+  haltedBy: { kind: "failure" | "bounce" | "reply" | "report"; at: string; count: number } | null;
 }
 
 /**
