@@ -521,6 +521,7 @@ function toMessage(h: Record<string, string>): Message {
           pending: Math.max(0, int(h.purgeTotal) - int(h.purged) - int(h.purgeNotFound) - int(h.purgeFailed)),
         }
       : null,
+    waves: null,
   };
 }
 

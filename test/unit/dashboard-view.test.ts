@@ -24,6 +24,7 @@ function message(over: Partial<Message> = {}): Message {
     digest: "0".repeat(64),
     correction: null,
     purge: null,
+    waves: null,
     requiredApprovals: 2,
     holdSeconds: 900,
     sendAt: null,
