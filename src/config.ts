@@ -61,6 +61,41 @@ const schema = z.object({
   LARGE_AUDIENCE_THRESHOLD: int(1, 100_000_000).default(1000),
   /** Approvals required for a large audience. Default 2. */
   LARGE_AUDIENCE_APPROVALS: int(1, 10).default(2),
+  /**
+   * Staged sends (SPEC "Staged sends"): a message of at least this many recipients goes out in waves
+   * (seed cohort, canary, a wait, the rest). Unset: LARGE_AUDIENCE_THRESHOLD. 0: no message is staged
+   * unless its author asks (`waves: true`). A message may opt out with `waves: false` (admins only).
+   */
+  WAVES_THRESHOLD: int(0, 100_000_000).optional(),
+  /** Share of the audience in the canary wave, percent. Default 1. */
+  CANARY_PERCENT: z.coerce.number().gt(0).max(100).default(1),
+  /** The smallest canary (when the audience has that many beyond the seed cohort). Default 50. */
+  CANARY_MIN_RECIPIENTS: int(1, 1_000_000).default(50),
+  /** Minutes between the end of the canary and the start of the rest, while signals are watched. Default 10; decimals allowed (tests, demos). */
+  CANARY_WAIT_MINUTES: z.coerce.number().min(0).max(7 * 24 * 60).default(10),
+  /** Human replies to an early wave that halt the send. Default 3. */
+  SIGNAL_REPLIES: int(1, 1_000_000).default(3),
+  /** "Report a problem" clicks that halt the send. Default 1. */
+  SIGNAL_REPORTS: int(1, 1_000_000).default(1),
+  /** Bounces over this percentage of the early waves' recipients handed to SMTP halt the send. Default 2. */
+  SIGNAL_BOUNCE_PERCENT: z.coerce.number().min(0).max(100).default(2),
+  /** Permanent SMTP failures over this percentage of the early waves' recipients handed to SMTP halt the send. Default 2. */
+  SIGNAL_FAILURE_PERCENT: z.coerce.number().min(0).max(100).default(2),
+  /**
+   * The domain Airlock's inbound SMTP listener receives bounces and replies for (its MX points at
+   * Airlock): early waves go with a VERP return path and a Reply-To at it. Unset: no listener, no
+   * VERP, no Reply-To; failures and reports are still watched.
+   */
+  RETURN_PATH_DOMAIN: z
+    .string()
+    .trim()
+    .toLowerCase()
+    .regex(/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$/, { error: "must be a domain name (bounces.corp.example)" })
+    .optional(),
+  /** Port of the inbound SMTP listener (with RETURN_PATH_DOMAIN). Default 2525; 0 picks a free one. */
+  INBOUND_SMTP_PORT: int(0, 65535).default(2525),
+  /** Address the inbound listener binds. Default all interfaces. */
+  INBOUND_SMTP_HOST: z.string().min(1).optional(),
   /** Hours an approval request stays open before the message expires. Default 72. */
   APPROVAL_TTL_HOURS: z.coerce.number().positive().max(24 * 365).default(72),
   /** Recipients handed to SMTP per second, across all workers. Default 500. */

@@ -16,6 +16,7 @@ import { SmtpSendError, type MailTransport } from "../src/mail/transport.js";
 import { recipientOutcome, transactionOutcome, type SmtpOutcome } from "../src/mail/smtp-outcome.js";
 import type { Metrics } from "../src/metrics/metrics.js";
 import { UnapprovedMail, type BuiltMail, type MimeCache } from "./mime-cache.js";
+import type { Verp } from "../src/inbound/verp.js";
 
 export interface FanoutDeps {
   store: MessageStore;
@@ -26,6 +27,8 @@ export interface FanoutDeps {
   logger: Logger;
   sleep?: (ms: number) => Promise<void>;
   metrics?: Pick<Metrics, "smtpTransaction">;
+  /** VERP return paths for a staged send's early waves (RETURN_PATH_DOMAIN), or absent. */
+  verp?: Verp | null;
 }
 
 export class TemporaryBatchFailure extends Error {
@@ -73,6 +76,8 @@ export class FanoutProcessor {
           await this.sleep(Math.min(claim.wait, 1000));
           continue;
         }
+        // A staged send released but not planned yet: its waves' own jobs come with the plan.
+        if ("held" in claim) return "done";
         if ("stopped" in claim) {
           // This refused claim may have been the last to see the original stop: it then names the correction.
           await this.d.followUps.carryOut(id, claim.followUps);
@@ -89,7 +94,9 @@ export class FanoutProcessor {
           if (!mail) throw new Error(`message ${id} ${kind}: claimed recipients without an approved build`);
           const outcomes = claim.variants
             ? await this.deliverVariants(id, claim.addresses, claim.indexes, claim.variants, lastAttempt)
-            : await this.deliverInside(kind, mail, claim.addresses, claim.indexes, lastAttempt);
+            : claim.early
+              ? await this.deliverEarly(id, claim.addresses, claim.indexes, lastAttempt)
+              : await this.deliverInside(kind, mail, claim.addresses, claim.indexes, lastAttempt);
           const temporary = outcomes.find((o) => o.outcome === "t" || o.outcome === "a");
           if (temporary) {
             await this.settle(id, kind, outcomes);
@@ -101,7 +108,8 @@ export class FanoutProcessor {
           settling = this.settle(id, kind, outcomes);
           settling.catch(() => {}); // awaited below; until then a rejection must not count as unhandled
         }
-        first = last + 1;
+        // A scan of a staged send's early waves looked further than one transaction's range.
+        first = Math.max(last + 1, claim.next);
       }
       return "done";
     } finally {
@@ -144,6 +152,24 @@ export class FanoutProcessor {
       if (picked.length === 0) continue;
       const mail = await this.d.mime.get(id, "correction", removal);
       outcomes.push(...(await this.deliverInside("correction", mail, picked.map((j) => to[j]!), picked.map((j) => indexes[j]!), lastAttempt)));
+    }
+    return outcomes;
+  }
+
+  /**
+   * A staged send's early waves (seed cohort, canary): their own mail (the report footer, replies to
+   * Airlock), and with a return path domain each recipient in a transaction of its own whose return
+   * path names it (VERP), so that a bounce says exactly who bounced. The envelope is not part of the
+   * digest; the mail is the one approved (MimeCache checks the staged digest).
+   */
+  private async deliverEarly(id: string, to: string[], indexes: number[], lastAttempt: boolean): Promise<FanoutOutcome[]> {
+    const mail = await this.d.mime.get(id, "original", null, "early");
+    const verp = this.d.verp;
+    if (!verp) return this.deliverInside("original", mail, to, indexes, lastAttempt);
+    const outcomes: FanoutOutcome[] = [];
+    for (let j = 0; j < to.length; j++) {
+      const own = { ...mail, envelopeFrom: verp.bounceAddress(id, indexes[j]!) };
+      outcomes.push(...(await this.deliverInside("original", own, [to[j]!], [indexes[j]!], lastAttempt)));
     }
     return outcomes;
   }

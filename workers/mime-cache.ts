@@ -5,7 +5,7 @@
  * is handed to SMTP its digest must be the one every approval named (four eyes on every byte).
  */
 import type { Message } from "../src/domain/message.js";
-import { composeCorrection, composeOriginal, type ComposedMail } from "../src/mail/compose.js";
+import { composeCorrection, composeOriginal, composeStaged, type ComposedMail } from "../src/mail/compose.js";
 import type { Renderer } from "../src/mail/render.js";
 import type { MessageStore } from "../src/store/message-store.js";
 
@@ -35,13 +35,13 @@ export class MimeCache {
    * correction), so a build is never reused for anything else (an id reused after Redis lost data
    * included); the whole message is read only to build.
    */
-  async get(id: string, kind: "original" | "correction", removal: Removal = null): Promise<BuiltMail> {
+  async get(id: string, kind: "original" | "correction", removal: Removal = null, wave: "rest" | "early" = "rest"): Promise<BuiltMail> {
     const stamp = await this.store.buildStamp(id);
     if (!stamp) throw new Error(`message ${id} vanished`);
-    const key = `${id}:${kind}:${removal ?? ""}:${stamp}`;
+    const key = `${id}:${kind}:${removal ?? ""}:${wave}:${stamp}`;
     let entry = this.entries.get(key);
     if (!entry) {
-      entry = this.build(id, kind, removal);
+      entry = this.build(id, kind, removal, wave);
       entry.catch(() => this.entries.delete(key)); // a failed build is retried by the next job
       this.entries.set(key, entry);
       if (this.entries.size > MAX_ENTRIES) this.entries.delete(this.entries.keys().next().value!);
@@ -49,23 +49,38 @@ export class MimeCache {
     return entry;
   }
 
-  private async build(id: string, kind: "original" | "correction", removal: Removal): Promise<BuiltMail> {
+  private async build(id: string, kind: "original" | "correction", removal: Removal, wave: "rest" | "early"): Promise<BuiltMail> {
     const m = await this.store.get(id);
     if (!m) throw new Error(`message ${id} vanished`);
-    return kind === "original" ? this.original(m) : this.correction(m, removal);
+    return kind === "original" ? this.original(m, wave) : this.correction(m, removal);
   }
 
-  private async original(m: Message): Promise<BuiltMail> {
+  /**
+   * The original; a staged send's in the variant its wave gets, both built and their joint digest
+   * (compose.ts composeStaged) compared with the approvals: every byte of either was approved.
+   */
+  private async original(m: Message, wave: "rest" | "early"): Promise<BuiltMail> {
     let built: BuiltMail;
+    let digest: string;
     try {
-      built = await composeOriginal(this.renderer, m, new Date(m.releaseAt ?? m.updatedAt));
+      const date = new Date(m.releaseAt ?? m.updatedAt);
+      if (m.waves) {
+        const marks = this.renderer.earlyWaveMarks;
+        if (!marks) throw new Error("a staged send needs the early waves' marks (report link, reply address): this worker has none");
+        const staged = await composeStaged(this.renderer, m, date, marks(m.id));
+        built = wave === "early" ? staged.early : staged.rest;
+        digest = staged.digest;
+      } else {
+        built = await composeOriginal(this.renderer, m, date);
+        digest = built.digest;
+      }
     } catch (e) {
       throw new UnapprovedMail(`message ${m.id} revision ${m.revision} cannot be built: ${(e as Error).message}`);
     }
-    const unapproved = m.approvals.filter((a) => a.digest !== built.digest);
+    const unapproved = m.approvals.filter((a) => a.digest !== digest);
     if (m.approvals.length === 0 || unapproved.length > 0) {
       throw new UnapprovedMail(
-        `message ${m.id} revision ${m.revision} builds with digest ${built.digest}, but ${unapproved.map((a) => `${a.by} approved ${a.digest ?? "no digest"}`).join(", ") || "nobody approved it"}`,
+        `message ${m.id} revision ${m.revision} builds with digest ${digest}, but ${unapproved.map((a) => `${a.by} approved ${a.digest ?? "no digest"}`).join(", ") || "nobody approved it"}`,
       );
     }
     return built;

@@ -45,6 +45,8 @@ export const ACTIONS = [
   "finishCorrection",
   "pause",
   "resume",
+  "openWave",
+  "continue",
 ] as const;
 export type Action = (typeof ACTIONS)[number];
 
@@ -87,6 +89,10 @@ export const TRANSITIONS = {
   // Ops hold a running fan-out (original or correction) and let it go on: a flag, the state stays.
   pause: { sending: ["sending"], correcting: ["correcting"] },
   resume: { sending: ["sending"], correcting: ["correcting"] },
+  // A staged send (store/lua/waves.lua): Airlock opens its next wave (the canary after the seed
+  // cohort, the rest after the wait); ops continue a halted or waiting one (the rest goes now).
+  openWave: { sending: ["sending"] },
+  continue: { sending: ["sending"] },
 } as const satisfies Record<Action, Partial<Record<FromState, readonly FromState[]>>>;
 
 /** Who takes each action: a person (API, dashboard, link) or Airlock itself (timers, the fan-out). */
@@ -109,6 +115,8 @@ export const TAKEN_BY = {
   finishCorrection: "system",
   pause: "person",
   resume: "person",
+  openWave: "system",
+  continue: "person",
 } as const satisfies Record<Action, "person" | "system">;
 
 const table: Record<Action, Partial<Record<FromState, readonly FromState[]>>> = TRANSITIONS;

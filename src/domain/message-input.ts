@@ -80,8 +80,21 @@ export const messageInput = z
     audience: audienceShape.refine((a) => (a.lists?.length ?? 0) + (a.addresses?.length ?? 0) > 0, { error: "name at least one list or address" }),
     /** Save as a draft instead of submitting. */
     draft: z.boolean().optional(),
+    /**
+     * Staged send (SPEC "Staged sends"): true stages it whatever its size; false sends it all at
+     * once (admins only); absent: staged from WAVES_THRESHOLD recipients.
+     */
+    waves: z.boolean().optional(),
+    /** An audience whose members (those among the recipients) go first, with the author and the approvers. */
+    seedAudience: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { error: "not an audience name" }).optional(),
   })
-  .superRefine(oneBodySource(true));
+  .superRefine(oneBodySource(true))
+  .superRefine((v, ctx) => {
+    if (v.draft && (v.waves !== undefined || v.seedAudience !== undefined)) {
+      ctx.addIssue({ code: "custom", path: ["waves"], message: "waves and seedAudience are chosen when the message is submitted, not on a draft" });
+    }
+    if (v.waves === false && v.seedAudience !== undefined) ctx.addIssue({ code: "custom", path: ["seedAudience"], message: "a seed audience is for a staged send (waves: false sends all at once)" });
+  });
 
 /** A draft may be incomplete: every field optional, each one valid when given. */
 export const draftInput = z

@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import type { Message } from "../domain/message.js";
 import { addressOf } from "../domain/sender.js";
 import { buildMime } from "./mime.js";
+import { stagedFooter } from "./staged-footer.js";
 import type { Rendered, Renderer } from "./render.js";
 
 /**
@@ -63,6 +64,47 @@ async function finish(parts: Rendered, mime: Parameters<typeof buildMime>[0]): P
 export function composeOriginal(renderer: Renderer, m: OriginalFields, date: Date): Promise<ComposedMail> {
   const parts = renderer.renderMessage({ subject: m.subject, text: m.text, html: m.html ?? undefined, markdown: m.markdown || undefined, template: m.template || undefined, from: m.from });
   return finish(parts, { from: m.from, toHeader: m.toHeader, subject: parts.subject, html: parts.html, text: parts.text, messageId: m.messageId, date });
+}
+
+/** What a staged send's early waves (seed cohort and canary) carry that the rest does not. */
+export interface EarlyWaveMarks {
+  /** The "Report a problem with this message" link (waves/report-link.ts). */
+  reportUrl: string;
+  /** Airlock's inbound listener for this message's replies (inbound/verp.ts), or null without RETURN_PATH_DOMAIN. */
+  replyTo: string | null;
+}
+
+/**
+ * A staged send is two mails: the early waves' (the report footer, and replies to Airlock's
+ * listener) and the rest's (the plain original). Its digest covers both, each with its volatile
+ * headers aside: one approval names every byte of either (promise 7).
+ */
+export interface StagedMail {
+  early: ComposedMail;
+  rest: ComposedMail;
+  digest: string;
+}
+
+export async function composeStaged(renderer: Renderer, m: OriginalFields, date: Date, marks: EarlyWaveMarks): Promise<StagedMail> {
+  const rest = await composeOriginal(renderer, m, date);
+  const footed = stagedFooter(rest.parts, marks.reportUrl);
+  const parts = { ...rest.parts, ...footed };
+  const early = await finish(parts, {
+    from: m.from,
+    toHeader: m.toHeader,
+    subject: parts.subject,
+    html: parts.html,
+    text: parts.text,
+    messageId: m.messageId,
+    date,
+    ...(marks.replyTo ? { replyTo: marks.replyTo } : {}),
+  });
+  return { early, rest, digest: stagedDigest(early.digest, rest.digest) };
+}
+
+/** The digest of a staged send: both mails' digests, in a labelled order. */
+export function stagedDigest(early: string, rest: string): string {
+  return createHash("sha256").update(`airlock-staged-v1\nearly ${early}\nrest ${rest}\n`).digest("hex");
 }
 
 /** The correction's own Message-ID, derived from the original's. */

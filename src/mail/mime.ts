@@ -17,6 +17,8 @@ export interface MimeInput {
   messageId: string;
   /** For a correction: the original's Message-ID. */
   inReplyTo?: string;
+  /** Where replies go (a staged send's early waves: Airlock's inbound listener); absent: to From. */
+  replyTo?: string;
   /** The thread's Message-IDs, oldest first; defaults to `inReplyTo`. */
   references?: string | string[];
   date: Date;
@@ -58,6 +60,7 @@ export async function buildMime(input: MimeInput): Promise<Buffer> {
     html: input.html,
     headers,
     ...(input.inReplyTo ? { inReplyTo: input.inReplyTo } : {}),
+    ...(input.replyTo ? { replyTo: input.replyTo } : {}),
     ...(references.length ? { references } : {}),
     // CRLF everywhere: the bytes built here are exactly the bytes every transaction sends.
     newline: "windows",

@@ -49,6 +49,8 @@ export interface CorrectionInput {
   removal?: "removed" | "kept" | null;
 }
 
+import type { EarlyWaveMarks } from "./compose.js";
+
 export interface Rendered {
   subject: string;
   html: string;
@@ -60,6 +62,12 @@ export interface Renderer {
   renderCorrection(input: CorrectionInput): Rendered;
   /** The house templates a Markdown body may name (templates/messages/), sorted. */
   templates(): readonly string[];
+  /**
+   * A staged send's early-wave marks for a message (its report link, its reply address): set where
+   * staged sends are configured (runtime.ts), so that every build of a staged send — submit, review
+   * page, approval request, fan-out — is the same two mails (mail/compose.ts composeStaged).
+   */
+  earlyWaveMarks?: (id: string) => EarlyWaveMarks;
 }
 
 /** What the house templates say about the company (COMPANY_NAME, COMPANY_LOGO_URL, COMPANY_FOOTER). */

@@ -4,7 +4,7 @@
  * rendering of their own. The build date does not matter: the digest leaves `Date:` aside.
  */
 import type { Message } from "../domain/message.js";
-import { composeCorrection, composeOriginal, type ComposedMail } from "../mail/compose.js";
+import { composeCorrection, composeOriginal, composeStaged, type ComposedMail } from "../mail/compose.js";
 import type { Renderer } from "../mail/render.js";
 import type { AudienceDomains, SentMail } from "./notification-data.js";
 
@@ -12,8 +12,16 @@ function sentMail(of: SentMail["of"], m: Message, built: ComposedMail): SentMail
   return { of, revision: m.revision, subject: built.parts.subject, from: m.from, text: built.parts.text, html: built.parts.html, digest: built.digest };
 }
 
-/** The message as it will go out. Throws when it cannot be built (the fan-out would halt on it too). */
+/**
+ * The message as it will go out. Throws when it cannot be built (the fan-out would halt on it too).
+ * A staged send: its early waves' mail (with the report footer), and the digest of both mails —
+ * the rest get the same without the footer and the Reply-To (mail/compose.ts composeStaged).
+ */
 export async function originalAsSent(renderer: Renderer, m: Message, date: Date): Promise<SentMail> {
+  if (m.waves && renderer.earlyWaveMarks) {
+    const staged = await composeStaged(renderer, m, date, renderer.earlyWaveMarks(m.id));
+    return { ...sentMail("original", m, staged.early), digest: staged.digest };
+  }
   return sentMail("original", m, await composeOriginal(renderer, m, date));
 }
 

@@ -16,12 +16,13 @@ import { approvalLadder, approvalOutcome, approvalRefusal, effectiveHoldSeconds,
 import { domainOf, isAllowedDomain, nameSome, OUTSIDE_LISTED, outsideDomains } from "../domain/recipient-domains.js";
 import { addressOf, chooseSender, formatMailbox, type Mailbox } from "../domain/sender.js";
 import { correctionAsSent } from "../notify/as-sent.js";
-import { composeCorrection, composeOriginal, type OriginalFields } from "../mail/compose.js";
+import { composeCorrection, composeOriginal, composeStaged, type OriginalFields } from "../mail/compose.js";
+import type { SignalEvidence } from "../waves/signals.js";
 import { audienceToHeader, newMessageId } from "../mail/mime.js";
 import type { Renderer } from "../mail/render.js";
 import type { Logger } from "pino";
 import type { Metrics } from "../metrics/metrics.js";
-import type { MessageStore } from "../store/message-store.js";
+import type { MessageStore, StagingChoice } from "../store/message-store.js";
 import { AudienceChangedError, type Frozen } from "../store/recipient-freeze.js";
 import type { Answer } from "../store/script-answers.js";
 import type { FollowUp, Refusal } from "../store/script-answers.js";
@@ -60,6 +61,12 @@ export interface MessageServiceDeps {
   testSendLimit?: TestSendLimit;
   /** Resolves the directory audiences a submit or edit names, just before it freezes them (service/directory-audiences.ts). */
   directoryAudiences?: Pick<DirectoryAudiences, "resolveForSubmit">;
+  /**
+   * Staged sends: the size from which a send is staged (WAVES_THRESHOLD, 0: only when asked); the
+   * early waves' marks come with the renderer (Renderer.earlyWaveMarks). Without it nothing is
+   * staged and `waves: true` is refused.
+   */
+  staging?: { from: number } | null;
 }
 
 /** States whose message has content to test-send: before release, and rejected (it may be edited). */
@@ -224,9 +231,11 @@ export class MessageService {
       messageId: current?.messageId ?? newMessageId(this.mailDomain(), id),
     };
     const digest = await this.buildable(mail, now);
+    const waves = await this.stagingChoice(user, id, input, mail, now);
     const fields = {
       ...mail,
       digest,
+      seedAudience: input.seedAudience ?? "",
       audience: { lists, addresses },
       author: current?.author ?? user.email,
       holdSeconds: effectiveHoldSeconds(input.holdMinutes, this.d.config.HOLD_MIN_SECONDS),
@@ -238,10 +247,34 @@ export class MessageService {
     await this.d.directoryAudiences?.resolveForSubmit(lists, user);
     const keep = mode === "edit" && current !== undefined ? await this.keepsItsRecipients(current, lists, addresses) : null;
     const answer = await this.withFrozenRecipients(id, lists, addresses, keep, (frozen) =>
-      this.d.store.submit(mode, id, user.email, fields, this.ladder, now, { seenRevision: current?.revision, maxRevisions: this.d.config.MAX_REVISIONS, frozen }),
+      this.d.store.submit(mode, id, user.email, fields, this.ladder, now, { seenRevision: current?.revision, maxRevisions: this.d.config.MAX_REVISIONS, frozen, waves }),
     );
     const ok = this.committed(mode === "edit" ? "edit" : "submit", user, id, answer);
     await this.d.followUps.carryOut(id, ok.followUps);
+  }
+
+  /**
+   * Whether the send may be staged and its digest if it is (the count decides, in the submit
+   * script): `waves: false` is for admins, `waves: true` needs staging configured, a seed audience
+   * must exist. Both digests are built, so approvers see the one that matches what will go out.
+   */
+  private async stagingChoice(user: User, id: string, input: MessageInput, mail: OriginalFields, now: number): Promise<StagingChoice> {
+    if (input.waves === false && !has(user, "admin")) {
+      throw new DomainError("forbidden", "only admins may send a message all at once (waves: false): a large audience goes in waves");
+    }
+    const staging = this.d.staging;
+    const marks = this.d.renderer.earlyWaveMarks;
+    if (!staging || !marks) {
+      if (input.waves === true || input.seedAudience !== undefined) {
+        throw new DomainError("invalid_input", "staged sends are not configured here", [{ path: ["body", "waves"], message: "staged sends are not configured" }]);
+      }
+      return { wanted: "", from: 0, stagedDigest: "" };
+    }
+    if (input.seedAudience !== undefined && (await this.d.store.freeze.versionsOf([input.seedAudience]))[0] === 0) {
+      throw new DomainError("invalid_input", `seedAudience: audience ${input.seedAudience} does not exist`, [{ path: ["body", "seedAudience"], message: `unknown audience ${input.seedAudience}` }]);
+    }
+    const staged = await composeStaged(this.d.renderer, mail, new Date(now), marks(id));
+    return { wanted: input.waves === true ? "on" : input.waves === false ? "off" : "", from: staging.from, stagedDigest: staged.digest };
   }
 
   /**
@@ -561,6 +594,34 @@ export class MessageService {
     return (await this.d.store.get(id))!;
   }
 
+  /**
+   * Halts a send (ops, admin): the ops pause, named for what it is in a staged send. Nothing more
+   * is claimed once this answers; ops then continue it or someone recalls it.
+   */
+  async halt(user: User, id: string, opts: { reason: string }): Promise<Message> {
+    if (!this.mayPause(user)) throw new DomainError("forbidden", "only ops and admins may halt a send");
+    return this.pause(user, id, { reason: `halted: ${opts.reason}` });
+  }
+
+  /**
+   * Continues a staged send (ops, admin): lifts a halt (its jobs wake) and starts the next wave now —
+   * the rest, whatever is left of the seed cohort and canary going with it. Answered once the
+   * replicas have it (REDIS_MIN_REPLICAS_ACK), like a recall.
+   */
+  async continueWaves(user: User, id: string): Promise<Message> {
+    if (!this.mayPause(user)) throw new DomainError("forbidden", "only ops and admins may continue a staged send");
+    const current = await this.get(user, id);
+    const ok = this.committed("continue", user, id, await this.followingLag(id, this.d.store.wavesRest(id, user.email, "continue")), current.revision);
+    await this.d.followUps.carryOut(id, ok.followUps);
+    return (await this.d.store.get(id))!;
+  }
+
+  /** What a staged send's early recipients showed (replies, reports, bounces, failures), newest first. */
+  async signals(user: User, id: string): Promise<SignalEvidence[]> {
+    await this.get(user, id);
+    return this.d.store.signalEvidence(id);
+  }
+
   mayPause(user: User): boolean {
     return has(user, "ops", "admin");
   }
@@ -698,6 +759,14 @@ export class MessageService {
         throw new DomainError("too_large", `the message has ${String(r.count)} recipients, more than allowed`);
       case "not_pending":
         throw new DomainError("conflict", `message ${id} has no correction text awaiting approval`, { state: r.state });
+      case "not_staged":
+        throw new DomainError("conflict", `message ${id} is not a staged send: it has no waves to continue`, { state: r.state });
+      case "planning":
+        throw new DomainError("conflict", `message ${id}'s waves are being planned: continue in a moment`, { state: r.state });
+      case "not_halted":
+        throw new DomainError("conflict", `message ${id}: every wave is going and nothing is halted`, { state: r.state });
+      case "not_sent":
+      case "halted":
       case "not_due":
       case "already":
         throw new DomainError("conflict", `message ${id}: ${r.err}`, { state: r.state });

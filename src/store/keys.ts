@@ -46,6 +46,12 @@ export const keys = {
   /** Hash address -> the reason of the recipient's last failed purge. */
   purgeFailures: (id: string) => `${PREFIX}:msg:${id}:purge-failures`,
   /** Hash: the purge-rate token bucket shared by every worker (PURGE_RATE_PER_SECOND). */
+  /** A staged send's wave of each recipient, one byte per index of the frozen set: 1 seed cohort, 2 canary, 0 or absent the rest. */
+  waves: (id: string) => `${PREFIX}:msg:${id}:waves`,
+  /** A staged send's signal evidence (JSON entries, newest first, capped: waves/signals.ts MAX_EVIDENCE). */
+  signals: (id: string) => `${PREFIX}:msg:${id}:signals`,
+  /** The dedupe keys of the signals counted (a re-delivered DSN, a reply's Message-ID, a reporter). */
+  signalKeys: (id: string) => `${PREFIX}:msg:${id}:signal-keys`,
   purgeRate: () => `${PREFIX}:purge-rate`,
   /** Sorted set startedAt -> id: the messages whose purge has started and not ended (the sweep re-drives them). */
   purgesRunning: () => `${PREFIX}:purges-running`,

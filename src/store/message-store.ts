@@ -6,7 +6,8 @@
 import type { Redis } from "ioredis";
 import type { Clock } from "../domain/clock.js";
 import { NEW, STATES, type Action, type FromState, type State } from "../domain/lifecycle.js";
-import type { CorrectionStatus, DeliveryStatus, Message, ListedMessage, PurgeStatus, RecipientState } from "../domain/message.js";
+import { AIRLOCK_ACTOR, type CorrectionStatus, type DeliveryStatus, type Message, type ListedMessage, type PurgeStatus, type RecipientState, type WavePhase, type WaveProgress } from "../domain/message.js";
+import { MAX_EVIDENCE, type SignalAnswer, type SignalEvidence, type SignalKind, type SignalSink, type SignalThresholds } from "../waves/signals.js";
 import type { ApprovalLadder } from "../domain/policies.js";
 import type { OriginalFields } from "../mail/compose.js";
 import { CORRECTION_DUPLICATE_PREFIX, keys } from "./keys.js";
@@ -31,6 +32,8 @@ export interface DraftFields extends OriginalFields {
 export interface NewMessageFields extends DraftFields {
   digest: string;
   expiresAt: number;
+  /** A staged send's seed audience ("" for none): its members among the recipients go first. */
+  seedAudience?: string;
 }
 
 export interface FanoutOutcome {
@@ -77,7 +80,24 @@ interface StoredCorrection {
 const iso = (ms: string | undefined) => (ms ? new Date(Number(ms)).toISOString() : null);
 const int = (v: string | undefined) => (v ? Number(v) : 0);
 
-export class MessageStore {
+/** Whether a submit stages the send (store/lua/submit.lua decides with the count it freezes). */
+export interface StagingChoice {
+  /** The author's choice: "on", "off" (admins only: the service checks), or "" for the policy. */
+  wanted: "on" | "off" | "";
+  /** WAVES_THRESHOLD: the audience size from which the policy stages a send (0: never). */
+  from: number;
+  /** The digest of the message as a staged send (mail/compose.ts composeStaged). */
+  stagedDigest: string;
+}
+
+/** The answer of a wave change (waves.lua begin and rest): a state and follow-ups, or a refusal. */
+export type WaveAnswer = Exclude<Answer<"waves">, { counted: boolean }>;
+function waveAnswer(a: Answer<"waves">): WaveAnswer {
+  if ("counted" in a) throw new Error("waves.lua answered a signal's answer to a wave change");
+  return a;
+}
+
+export class MessageStore implements SignalSink {
   private readonly scripts: ScriptRunner;
 
   constructor(
@@ -110,6 +130,9 @@ export class MessageStore {
       keys.purgeStates(id),
       keys.purgeFailures(id),
       keys.purgeRate(),
+      keys.waves(id),
+      keys.signals(id),
+      keys.signalKeys(id),
     ];
   }
 
@@ -136,7 +159,7 @@ export class MessageStore {
     f: NewMessageFields,
     ladder: ApprovalLadder,
     now: number,
-    opts: { seenRevision?: number; maxRevisions: number; frozen?: Frozen | { keep: true; versions: number[] } },
+    opts: { seenRevision?: number; maxRevisions: number; frozen?: Frozen | { keep: true; versions: number[] }; waves?: StagingChoice },
   ): Promise<Answer<"submit">> {
     const { seenRevision } = opts;
     if (!opts.frozen) {
@@ -174,6 +197,9 @@ export class MessageStore {
         JSON.stringify(frozen.versions),
         keep ? f.audience.addresses.length : frozen.explicit,
         keep ? "keep" : "",
+        opts.waves?.wanted ?? "",
+        opts.waves?.from ?? 0,
+        opts.waves?.stagedDigest ?? "",
       ],
       now,
     );
@@ -277,6 +303,86 @@ export class MessageStore {
     const args: Array<string | number> = ["purge", "settle", final ? "1" : "0"];
     for (const o of outcomes) args.push(o.index, o.outcome, o.address, o.reason);
     return this.run("purge", this.fanoutKeys(id), "worker", args);
+  }
+
+  /** A staged send's plan is written (writeWavePlan): its first wave opens (store/lua/waves.lua). */
+  async wavesBegin(id: string, plan: { seed: number; canary: number; canarySeed: string; waitMs: number; thresholds: SignalThresholds }): Promise<WaveAnswer> {
+    return waveAnswer(await this.run("waves", this.fanoutKeys(id), AIRLOCK_ACTOR, ["original", "begin", plan.seed, plan.canary, plan.canarySeed, Math.round(plan.waitMs), JSON.stringify(plan.thresholds)]));
+  }
+
+  /** The rest of a staged send goes: after the wait (`timer`), or now because ops continue it. */
+  async wavesRest(id: string, actor: string, how: "timer" | "continue"): Promise<WaveAnswer> {
+    return waveAnswer(await this.run("waves", this.fanoutKeys(id), actor, ["original", "rest", how]));
+  }
+
+  /** SignalSink: one bounce, reply or report of a staged send (store/lua/waves.lua signal). */
+  async record(id: string, kind: Exclude<SignalKind, "failure">, evidence: Omit<SignalEvidence, "kind" | "at">, dedupe: string): Promise<SignalAnswer> {
+    const a = await this.run("waves", this.fanoutKeys(id), AIRLOCK_ACTOR, ["original", "signal", kind, JSON.stringify(evidence), dedupe]);
+    if (!a.ok) return { ok: false, err: a.err === "not_found" ? "not_found" : "not_sent" };
+    if (!("counted" in a)) throw new Error(`signal of message ${id}: unexpected answer`);
+    return { ok: true, counted: a.counted, halted: a.halted };
+  }
+
+  /** A staged send's signal evidence, newest first (at most MAX_EVIDENCE). */
+  async signalEvidence(id: string): Promise<SignalEvidence[]> {
+    const raw = await this.redis.lrange(keys.signals(id), 0, MAX_EVIDENCE - 1);
+    return raw.map((r) => {
+      const e = JSON.parse(r) as Omit<SignalEvidence, "at"> & { at: number; index?: number };
+      return { ...e, at: new Date(e.at).toISOString() };
+    });
+  }
+
+  /**
+   * Writes a staged send's plan: the wave byte of each early recipient (1 seed cohort, 2 canary),
+   * 64 kB of the string per SETRANGE (a short command each), after dropping any earlier attempt's.
+   * Only while the plan is not begun (the caller checked `waveOpen` is 0; waves.lua begin checks again).
+   */
+  async writeWavePlan(id: string, seed: Uint32Array, canary: Uint32Array): Promise<void> {
+    const key = keys.waves(id);
+    await this.redis.unlink(key);
+    const WINDOW = 65_536;
+    const marks = new Map<number, Buffer>();
+    const mark = (indexes: Uint32Array, wave: number) => {
+      for (const i of indexes) {
+        const w = Math.floor(i / WINDOW);
+        let b = marks.get(w);
+        if (!b) marks.set(w, (b = Buffer.alloc(WINDOW)));
+        b[i % WINDOW] = wave;
+      }
+    };
+    mark(canary, 2);
+    mark(seed, 1);
+    const pipeline = this.redis.pipeline();
+    for (const [w, b] of [...marks].sort((a, b) => a[0] - b[0])) {
+      // Trimmed of its trailing zero bytes: the string is as long as its last early recipient.
+      let end = b.length;
+      while (end > 0 && b[end - 1] === 0) end--;
+      pipeline.setrange(key, w * WINDOW, b.subarray(0, end));
+    }
+    await pipeline.exec();
+  }
+
+  /** What the wave planner reads of a released staged send. */
+  async wavePlanInputs(id: string): Promise<{ waveOpen: number | null; state: string | null; releasedAt: number; revision: number; recipientCount: number } | null> {
+    const [waveOpen, state, releasedAt, revision, recipientCount] = await this.redis.hmget(keys.message(id), "waveOpen", "state", "releasedAt", "revision", "recipientCount");
+    if (state === null || state === undefined) return null;
+    return { waveOpen: waveOpen == null ? null : Number(waveOpen), state, releasedAt: Number(releasedAt ?? 0), revision: Number(revision ?? 0), recipientCount: Number(recipientCount ?? 0) };
+  }
+
+  /** The indexes of `addresses` in the frozen set (those in it), for the seed cohort. */
+  async indexesOf(id: string, addresses: readonly string[]): Promise<number[]> {
+    const out: number[] = [];
+    for (let i = 0; i < addresses.length; i += 1000) {
+      const pipeline = this.redis.pipeline();
+      for (const a of addresses.slice(i, i + 1000)) pipeline.zrank(keys.recipients(id), a);
+      for (const [err, rank] of (await pipeline.exec()) ?? []) if (!err && typeof rank === "number") out.push(rank);
+    }
+    return out;
+  }
+
+  /** Frozen recipients from index `from`, `count` of them (a slice of the frozen set, in index order). */
+  recipientSlice(id: string, from: number, count: number): Promise<string[]> {
+    return this.redis.zrange(keys.recipients(id), String(from), String(from + count - 1));
   }
 
   /**
@@ -448,6 +554,8 @@ const SUMMARY_FIELDS = [
   "releasedAt", "queued", "inflight", "sent", "failed", "skipped", "corrected", "correctionFailed", "possibleDuplicates",
   "recall", "rejection", "paused", "correction",
   "purgeStartedAt", "purgeEndedAt", "purgeTotal", "purged", "purgeNotFound", "purgeFailed",
+  "staged", "seedAudience", "waveOpen", "wave1Size", "wave2Size", "wave3Size", "canarySeed", "wave1At", "wave2At", "wave3At", "waveWaitUntil",
+  "waveHanded", "signalFailures", "signalBounces", "signalReplies", "signalAutoReplies", "signalReports", "signalThresholds", "haltedBy",
 ] as const;
 
 function toMessage(h: Record<string, string>): Message {
@@ -521,7 +629,29 @@ function toMessage(h: Record<string, string>): Message {
           pending: Math.max(0, int(h.purgeTotal) - int(h.purged) - int(h.purgeNotFound) - int(h.purgeFailed)),
         }
       : null,
-    waves: null,
+    waves: h.staged === "1" ? waveProgress(h) : null,
+  };
+}
+
+/** A staged send's waves and signals as the API shows them (store/lua/fanout-prologue.lua keeps the fields). */
+function waveProgress(h: Record<string, string>): WaveProgress {
+  const open = h.waveOpen === undefined ? null : Number(h.waveOpen);
+  const phase: WavePhase =
+    open === null ? "approval" : open === 0 ? "planning" : open === 1 ? "seed" : open === 2 ? (h.waveWaitUntil ? "wait" : "canary") : "rest";
+  const thresholds = h.signalThresholds ? (JSON.parse(h.signalThresholds) as SignalThresholds) : null;
+  const halted = h.haltedBy ? (JSON.parse(h.haltedBy) as { kind: "failure" | "bounce" | "reply" | "report"; at: number; count: number }) : null;
+  return {
+    phase,
+    seed: int(h.wave1Size),
+    canary: int(h.wave2Size),
+    rest: int(h.wave3Size),
+    canarySeed: h.canarySeed ?? null,
+    startedAt: { seed: iso(h.wave1At), canary: iso(h.wave2At), rest: iso(h.wave3At) },
+    waitUntil: phase === "wait" ? iso(h.waveWaitUntil) : null,
+    handed: int(h.waveHanded),
+    signals: { failures: int(h.signalFailures), bounces: int(h.signalBounces), replies: int(h.signalReplies), autoReplies: int(h.signalAutoReplies), reports: int(h.signalReports) },
+    thresholds: thresholds ?? { replies: 0, reports: 0, bouncePercent: 0, failurePercent: 0 },
+    haltedBy: halted && { kind: halted.kind, at: new Date(halted.at).toISOString(), count: halted.count },
   };
 }
 

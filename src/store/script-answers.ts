@@ -14,6 +14,8 @@ const luaList = <T extends z.ZodType>(item: T) =>
 const state = z.enum(STATES);
 const count = z.number().int().nonnegative();
 const kind = z.enum(["original", "correction"]);
+/** A staged send's wave (store/lua/fanout-prologue.lua): 1 seed cohort, 2 canary, 3 the rest. */
+const wave = z.number().int().min(1).max(3);
 
 export const followUpSchema = z.discriminatedUnion("do", [
   /** A delayed release job at `at` (epoch ms) for that revision. */
@@ -21,9 +23,13 @@ export const followUpSchema = z.discriminatedUnion("do", [
   /** A delayed expiry job at `at` for that revision. */
   z.object({ do: z.literal("scheduleExpiry"), revision: count, at: count }),
   /** The batch jobs of a fan-out. `sinceRecallMs`: the correction starts this long after the recall (the recall-to-stop time). */
-  z.object({ do: z.literal("startFanout"), kind, recipients: count, sinceRecallMs: count.optional(), revision: count.optional() }),
-  /** Wake the fan-out's batch jobs that wait out a pause. */
-  z.object({ do: z.literal("wakeFanout"), kind, recipients: count }),
+  z.object({ do: z.literal("startFanout"), kind, recipients: count, sinceRecallMs: count.optional(), revision: count.optional(), wave: wave.optional() }),
+  /** Wake the fan-out's batch jobs that wait out a pause (of that wave, in a staged send). */
+  z.object({ do: z.literal("wakeFanout"), kind, recipients: count, wave: wave.optional() }),
+  /** A staged send was released: make its plan of waves (workers/wave-planner.ts), then begin. */
+  z.object({ do: z.literal("planWaves"), recipients: count }),
+  /** The end of a staged send's wait after the canary: a timer job at `at` opens the rest. */
+  z.object({ do: z.literal("scheduleWave"), at: count }),
   /**
    * The purge jobs of a recalled original (store/lua/purge.lua), over the frozen set's `recipients`
    * indexes. `pass`: unset for the first (once per message); the sweep names a later one, which
@@ -53,6 +59,16 @@ export const REFUSALS = [
   "too_many_recipients",
   /** An edit past MAX_REVISIONS (count: the limit). */
   "revision_limit",
+  /** A signal for a message that was never released. */
+  "not_sent",
+  /** A wave action on a message that is not a staged send. */
+  "not_staged",
+  /** The rest's timer while the send is halted: only ops' continue lets it go. */
+  "halted",
+  /** Continue while the plan of waves is being made. */
+  "planning",
+  /** Continue when every wave is open and nothing is halted. */
+  "not_halted",
 ] as const;
 export type RefusalCode = (typeof REFUSALS)[number];
 
@@ -85,7 +101,20 @@ export const ANSWERS = {
      * `variants`, one letter per address, when the standard correction says whether the original
      * was removed from the mailbox: r (removed) or k (kept).
      */
-    z.object({ claimed: z.literal(true), addresses: luaList(z.string()), indexes: luaList(count), variants: z.string().regex(/^[rk]*$/).optional() }),
+    /**
+     * `next`: the index the next claim of the batch starts from. `early`: a staged send's early
+     * wave (its own mail, one recipient per transaction with a VERP return path).
+     */
+    z.object({
+      claimed: z.literal(true),
+      addresses: luaList(z.string()),
+      indexes: luaList(count),
+      next: count,
+      variants: z.string().regex(/^[rk]*$/).optional(),
+      early: z.literal(true).optional(),
+    }),
+    /** A staged send whose plan of waves is not made yet: nothing may go (its waves' jobs come with the plan). */
+    z.object({ held: z.literal(true) }),
     z.object({ stopped: z.literal(true), state, followUps }),
     /** Ops paused the fan-out: the batch waits (workers/run-workers.ts) and looks again later. */
     z.object({ paused: z.literal(true) }),
@@ -95,6 +124,11 @@ export const ANSWERS = {
     z.object({ purgeWait: z.number().positive() }),
   ]),
   settle: z.object({ ok: z.literal(true), state, followUps }),
+  waves: z.union([
+    z.object({ ok: z.literal(true), state, followUps }),
+    z.object({ ok: z.literal(true), counted: z.boolean(), halted: z.boolean() }),
+    refusalSchema,
+  ]),
   purge: z.union([
     /** `next`: the index the job's next claim starts from; `startedAt`: when the purge started (epoch ms). */
     z.object({ ok: z.literal(true), claimed: z.literal(true), addresses: luaList(z.string()), indexes: luaList(count), next: count, startedAt: count }),

@@ -17,13 +17,16 @@ import { ReplicationLagError } from "../domain/errors.js";
 import { AIRLOCK_ACTOR } from "../domain/message.js";
 import { CORRECTION_DUPLICATE_PREFIX } from "./keys.js";
 import { luaLifecycle } from "./lua-lifecycle.js";
+import { MAX_EVIDENCE } from "../waves/signals.js";
 import { ANSWERS, type Answer } from "./script-answers.js";
 
 const dir = new URL("./lua/", import.meta.url);
 const read = (name: string) => readFileSync(new URL(name, dir), "utf8");
 
 const prologue = luaLifecycle() + read("prologue.lua");
-const fanout = `local CORRECTION_DUPLICATE = ${JSON.stringify(CORRECTION_DUPLICATE_PREFIX)}\n` + read("fanout-prologue.lua");
+const fanout =
+  `local CORRECTION_DUPLICATE = ${JSON.stringify(CORRECTION_DUPLICATE_PREFIX)}\nlocal AIRLOCK = ${JSON.stringify(AIRLOCK_ACTOR)}\nlocal MAX_EVIDENCE = ${MAX_EVIDENCE}\n` +
+  read("fanout-prologue.lua");
 
 const SOURCES = {
   submit: prologue + read("submit.lua"),
@@ -38,6 +41,7 @@ const SOURCES = {
   claim: prologue + fanout + read("claim.lua"),
   settle: prologue + fanout + read("settle.lua"),
   purge: prologue + fanout + read("purge.lua"),
+  waves: prologue + fanout + read("waves.lua"),
 } as const satisfies Record<keyof typeof ANSWERS, string>;
 
 export type ScriptName = keyof typeof SOURCES;
@@ -88,6 +92,8 @@ const ACKNOWLEDGED: Partial<Record<ScriptName, (args: ReadonlyArray<string | num
   correction: () => true,
   correctionDigest: () => true,
   move: (args) => args[3] === "reject" || args[3] === "withdraw",
+  // Ops continuing a staged send (a halt is an ops pause, above).
+  waves: (args) => args[4] === "continue",
 };
 
 /** Connection "generations": a reconnect (to a new primary, after a failover) starts a new one. */

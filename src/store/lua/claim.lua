@@ -8,13 +8,33 @@
 -- batch this transaction belongs to (a stopped original looks for leftovers up to there).
 -- Answers the claimed recipients' addresses and their indexes (settle.lua is given the indexes).
 local first = tonumber(ARGV[5])
-local members = redis.call('ZRANGE', K_RECIPIENTS, ARGV[5], ARGV[6])
-local n = #members
+local size = tonumber(ARGV[6]) - first + 1
 local state = field(KEYS[1], 'state')
+-- A staged send while later waves are held back (fanout-prologue.lua): the early waves are a few
+-- recipients spread over the whole audience, so the claim looks through the rest of the batch for
+-- up to `size` of them (one GETRANGE of each string, at most a batch long) instead of one fixed
+-- range, and answers where the next claim starts. Its correction after a recall then, too (only
+-- the early waves were sent).
+local open = gatedWave()
+local scanning = open ~= nil
+local n = size
+if scanning then n = tonumber(ARGV[9]) - first + 1 end
+if n < 1 then n = 1 end
+local count = redis.call('ZCARD', K_RECIPIENTS)
+if first + n > count then n = math.max(0, count - first) end
 local target = K_ORIGINAL
 local sts
-local claimed, retried = {}, {} -- positions in `members`
+local claimed, retried = {}, {} -- positions from `first` (1-based)
 local variants = nil -- the correction's variant of each claimed recipient, when a purge decides it
+local waves = nil
+if scanning then waves = redis.call('GETRANGE', K_WAVES, first, first + n - 1) end
+-- Whether position p may be claimed in this wave (always, unless scanning).
+local function inOpenWave(p)
+  if not scanning then return true end
+  return waveOf(string.byte(waves, p)) <= open
+end
+-- The position after which nothing more is looked at (a scan stops once it has `size`).
+local looked = n
 
 if KIND == 'original' then
   sts = states(K_ORIGINAL, first, n)
@@ -36,10 +56,15 @@ if KIND == 'original' then
     return answer({stopped = true, state = state, followUps = withFollowUps({}, startCorrectionIfQuiet())})
   end
   if field(KEYS[1], 'paused') then return answer({paused = true}) end
+  -- Released, its waves not planned yet (store/lua/waves.lua begin): nothing may go.
+  if open == 0 then return answer({held = true}) end
   for p = 1, n do
     local st = sts[p]
-    if st == false then claimed[#claimed + 1] = p
-    elseif st == 'i' then claimed[#claimed + 1] = p; retried[#retried + 1] = p end
+    if inOpenWave(p) then
+      if st == false then claimed[#claimed + 1] = p
+      elseif st == 'i' then claimed[#claimed + 1] = p; retried[#retried + 1] = p end
+    end
+    if #claimed >= size then looked = p; break end
   end
 else
   if not running('correction', state) or field(KEYS[1], 'correctionStarted') ~= '1' then
@@ -56,6 +81,7 @@ else
       if st == false then claimed[#claimed + 1] = p
       elseif st == 'i' then claimed[#claimed + 1] = p; retried[#retried + 1] = p end
     end
+    if #claimed >= size then looked = p; break end
   end
   -- The standard correction says whether the original was removed from the recipient's mailbox
   -- (a purge is running): each recipient's waits for the first answer of its purge, at most until
@@ -80,19 +106,25 @@ else
     end
   end
 end
-if #claimed == 0 then return answer({claimed = true, addresses = {}, indexes = {}}) end
+local nextFirst = first + looked
+if #claimed == 0 then return answer({claimed = true, addresses = {}, indexes = {}, next = nextFirst}) end
 
 -- Token bucket shared by every worker.
 local wait = takeTokens(K_RATE, tonumber(ARGV[7]), tonumber(ARGV[8]), #claimed)
 if wait > 0 then return answer({wait = wait}) end
 
+-- The addresses of the claimed positions only (a scan's are a few spread over a batch).
+local members = redis.call('ZRANGE', K_RECIPIENTS, first, first + claimed[#claimed] - 1)
 local addresses, indexes = {}, {}
 for j, p in ipairs(claimed) do
   sts[p] = 'i'
   addresses[j] = members[p]
   indexes[j] = first + p - 1
 end
-writeStates(target, first, sts)
+-- Only as far as looked: a scan that stopped early leaves the states after it as they are.
+local written = {}
+for p = 1, claimed[#claimed] do written[p] = sts[p] end
+writeStates(target, first, written)
 for _, p in ipairs(retried) do markDuplicate(members[p]) end
 local fresh = #claimed - #retried
 if KIND == 'original' then
@@ -100,6 +132,9 @@ if KIND == 'original' then
 else
   incr('correctionInflight', fresh)
 end
-local reply = {claimed = true, addresses = addresses, indexes = indexes}
+local reply = {claimed = true, addresses = addresses, indexes = indexes, next = nextFirst}
+-- Early waves (seed cohort, canary) go in their own mail (compose.ts composeStaged), one recipient
+-- per transaction with a return path naming it (VERP) when a listener receives the bounces.
+if scanning and KIND == 'original' then reply.early = true end
 if variants then reply.variants = table.concat(variants) end
 return answer(reply)

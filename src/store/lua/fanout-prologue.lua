@@ -1,7 +1,7 @@
 -- Shared by claim.lua and settle.lua (prepended after prologue.lua).
 -- KEYS after the common ones: recipients zset, delivery states of the original, of the correction,
 -- possible-duplicates set, failures hash, rate bucket, purge states, purge failures, purge-rate
--- bucket. ARGV[4] kind: "original" or "correction" (purge.lua: "purge").
+-- bucket, wave of each index, signal evidence list, signal dedupe set. ARGV[4] kind: "original" or "correction" (purge.lua: "purge").
 -- Delivery states are one byte per recipient in a string, at the recipient's index in the frozen
 -- set (one GETRANGE and one SETRANGE per transaction, one byte of memory per recipient).
 -- Original: zero byte or past the end = queued (or skipped once recalled), i = in an SMTP
@@ -16,6 +16,9 @@ local K_RATE = KEYS[COMMON_KEYS + 6]
 local K_PURGE = KEYS[COMMON_KEYS + 7]
 local K_PURGE_FAILURES = KEYS[COMMON_KEYS + 8]
 local K_PURGE_RATE = KEYS[COMMON_KEYS + 9]
+local K_WAVES = KEYS[COMMON_KEYS + 10]
+local K_SIGNALS = KEYS[COMMON_KEYS + 11]
+local K_SIGNAL_KEYS = KEYS[COMMON_KEYS + 12]
 local KIND = ARGV[4]
 -- CORRECTION_DUPLICATE: the prefix of the correction's members of the possible-duplicates set
 -- (store/keys.ts CORRECTION_DUPLICATE_PREFIX, defined before this file by store/scripts.ts).
@@ -84,4 +87,110 @@ local function progress()
     redis.call('HSET', KEYS[1], 'progressPublishedAt', tostring(NOW))
     publish('progress')
   end
+end
+
+-- Staged sends (SPEC "Staged sends"; store/lua/waves.lua). `waveOpen` on the message: absent for a
+-- message sent all at once, 0 while its plan is made (nothing is claimed), 1 seed cohort, 2 canary,
+-- 3 the rest (everyone). Each recipient's wave is a byte of K_WAVES at its index: 1, 2, or 0 for the
+-- rest. A claim takes a recipient only if its wave is open, so nothing of a later wave reaches SMTP
+-- before it starts (promise 9); a halt is the ops pause and a recall ends the fan-out, as always.
+local WAVE_NAMES = {'seed', 'canary', 'rest'}
+
+-- The open wave while a staged send still holds later waves back (0, 1 or 2), else nil.
+local function gatedWave()
+  local open = field(KEYS[1], 'waveOpen')
+  if open == nil then return nil end
+  open = tonumber(open)
+  if open >= 3 then return nil end
+  return open
+end
+
+-- The wave of a byte of K_WAVES (string.byte's answer, nil past the end).
+local function waveOf(b)
+  if b == nil or b == 0 then return 3 end
+  return b
+end
+
+-- The early waves' size: the base of the bounce and failure percentages.
+local function earlySize()
+  return num(KEYS[1], 'wave1Size') + num(KEYS[1], 'wave2Size')
+end
+
+-- Halts a staged send for a signal over its threshold: the ops pause, by Airlock, with the reason
+-- (mailed to ops, the approvers and the author by the notification dispatcher, like any halt by Airlock).
+local function haltForSignal(kind, count, text)
+  local state = field(KEYS[1], 'state')
+  if field(KEYS[1], 'paused') or not canStart('pause', state) then return false end
+  local reason = 'signal: ' .. text
+  redis.call('HSET', KEYS[1], 'paused', cjson.encode({by = AIRLOCK, at = NOW, reason = reason}),
+    'haltedBy', cjson.encode({kind = kind, at = NOW, count = count}))
+  local actor = ACTOR
+  ACTOR = AIRLOCK
+  transition('pause', state, state, cjson.encode({reason = reason, signal = kind, count = count,
+    progress = {sent = num(KEYS[1], 'sent'), queued = num(KEYS[1], 'queued'), inFlight = num(KEYS[1], 'inflight')}}))
+  ACTOR = actor
+  return true
+end
+
+-- Whether the count of signal `kind` is over its threshold now (the thresholds were recorded when the
+-- plan was made): halts the send if so, while a wave before the rest is going or waiting.
+local function haltIfOver(kind)
+  if gatedWave() == nil or field(KEYS[1], 'state') ~= 'sending' then return false end
+  local t = cjson.decode(field(KEYS[1], 'signalThresholds') or '{}')
+  local early = earlySize()
+  if kind == 'reply' then
+    local c = num(KEYS[1], 'signalReplies')
+    if t.replies and c >= t.replies then return haltForSignal(kind, c, c .. ' human repl' .. (c == 1 and 'y' or 'ies') .. ' to the early waves') end
+  elseif kind == 'report' then
+    local c = num(KEYS[1], 'signalReports')
+    if t.reports and c >= t.reports then return haltForSignal(kind, c, c .. ' problem report' .. (c == 1 and '' or 's') .. ' from the early waves') end
+  elseif kind == 'bounce' then
+    local c = num(KEYS[1], 'signalBounces')
+    if t.bouncePercent and c > 0 and c * 100 > t.bouncePercent * early then
+      return haltForSignal(kind, c, c .. ' bounce' .. (c == 1 and '' or 's') .. ' of ' .. early .. ' early recipients (over ' .. t.bouncePercent .. '%)')
+    end
+  elseif kind == 'failure' then
+    local c = num(KEYS[1], 'signalFailures')
+    if t.failurePercent and c > 0 and c * 100 > t.failurePercent * early then
+      return haltForSignal(kind, c, c .. ' permanent SMTP failure' .. (c == 1 and '' or 's') .. ' of ' .. early .. ' early recipients (over ' .. t.failurePercent .. '%)')
+    end
+  end
+  return false
+end
+
+-- Keeps one signal's evidence (newest first, capped).
+local function keepEvidence(entry)
+  redis.call('LPUSH', K_SIGNALS, cjson.encode(entry))
+  redis.call('LTRIM', K_SIGNALS, 0, MAX_EVIDENCE - 1)
+end
+
+-- The early waves still going: opens the next one when the open one is done (all its recipients
+-- sent or failed for good). An empty wave is skipped; after the canary comes the wait, whose end is
+-- a timer (store/lua/waves.lua "rest"). Answers the follow-ups.
+local function openNextWave(state)
+  local due = {}
+  local open = num(KEYS[1], 'waveOpen')
+  while open < 2 do
+    open = open + 1
+    local size = num(KEYS[1], 'wave' .. open .. 'Size')
+    redis.call('HSET', KEYS[1], 'waveOpen', open, 'waveLeft', size, 'wave' .. open .. 'At', tostring(NOW))
+    transition('openWave', state, state, cjson.encode({wave = WAVE_NAMES[open], recipients = size}))
+    if size > 0 then
+      due[1] = {['do'] = 'startFanout', kind = 'original', recipients = num(KEYS[1], 'recipientCount'), wave = open}
+      return due
+    end
+  end
+  local untilMs = NOW + num(KEYS[1], 'waveWaitMs')
+  redis.call('HSET', KEYS[1], 'waveWaitUntil', tostring(untilMs))
+  audit('canaryWait', state, state, cjson.encode({['until'] = untilMs, handed = num(KEYS[1], 'waveHanded')}))
+  publish('progress')
+  due[1] = {['do'] = 'scheduleWave', at = untilMs}
+  return due
+end
+
+-- Opens the rest (everyone left): after the wait, or when ops continue. Answers the follow-ups.
+local function openRest(state, action, detail)
+  redis.call('HSET', KEYS[1], 'waveOpen', 3, 'wave3At', tostring(NOW))
+  transition(action, state, state, cjson.encode(detail))
+  return {{['do'] = 'startFanout', kind = 'original', recipients = num(KEYS[1], 'recipientCount'), wave = 3}}
 end

@@ -24,7 +24,13 @@ if action == 'release' then
   end
   redis.call('HSET', KEYS[1], 'queued', num(KEYS[1], 'recipientCount'), 'inflight', 0, 'sent', 0, 'failed', 0,
     'skipped', 0, 'possibleDuplicates', 0, 'releasedAt', tostring(NOW), 'releaseAt', tostring(NOW))
-  followUps[1] = {['do'] = 'startFanout', kind = 'original', recipients = num(KEYS[1], 'recipientCount')}
+  if field(KEYS[1], 'staged') == '1' then
+    -- A staged send: nothing is claimed until its plan of waves is made (waves.lua begin).
+    redis.call('HSET', KEYS[1], 'waveOpen', 0)
+    followUps[1] = {['do'] = 'planWaves', recipients = num(KEYS[1], 'recipientCount')}
+  else
+    followUps[1] = {['do'] = 'startFanout', kind = 'original', recipients = num(KEYS[1], 'recipientCount')}
+  end
 end
 if action == 'reject' then
   redis.call('HSET', KEYS[1], 'rejection', cjson.encode({by = ACTOR, at = NOW, reason = cjson.decode(ARGV[6]).reason}))

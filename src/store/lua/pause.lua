@@ -33,5 +33,8 @@ else
   local kind = 'correction'
   if original then kind = 'original' end
   followUps[1] = {['do'] = 'wakeFanout', kind = kind, recipients = num(KEYS[1], 'recipientCount')}
+  -- A staged send's original: the jobs of the wave that was going (store/lua/waves.lua).
+  local open = field(KEYS[1], 'waveOpen')
+  if original and open ~= nil and tonumber(open) > 0 then followUps[1].wave = math.min(3, tonumber(open)) end
 end
 return answer({state = state, followUps = followUps})

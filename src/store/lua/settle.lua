@@ -21,6 +21,7 @@ end
 local current = states(target, base, #codes)
 
 local n = {s = 0, f = 0, back = 0, k = 0}
+local finals = {} -- position -> 's' or 'f': settled for good by this call
 local replies = {}
 local changed = false
 for p = 1, #codes do
@@ -30,9 +31,9 @@ for p = 1, #codes do
       markDuplicate(addressAt[p])
       if not stillSending then outcome = 's' end -- maybe delivered, and nothing more will be sent: correct it
     end
-    if outcome == 's' then current[p] = 's'; n.s = n.s + 1; changed = true
+    if outcome == 's' then current[p] = 's'; n.s = n.s + 1; changed = true; finals[p] = 's'
     elseif outcome == 'f' then
-      current[p] = 'f'; n.f = n.f + 1; changed = true
+      current[p] = 'f'; n.f = n.f + 1; changed = true; finals[p] = 'f'
       local k = addressAt[p]
       if KIND == 'correction' then k = 'correction:' .. k end
       replies[#replies + 1] = k; replies[#replies + 1] = replyAt[p]
@@ -51,7 +52,30 @@ local followUps = {}
 if KIND == 'original' then
   incr('inflight', -(n.s + n.f + n.back + n.k)); incr('sent', n.s); incr('failed', n.f)
   incr('queued', n.back); incr('skipped', n.k)
+  -- A staged send's early waves: how many of the open wave are done (sent or failed for good), and
+  -- the permanent failures among them (a signal).
+  local open = gatedWave()
+  local doneInWave, failedEarly = 0, 0
+  if open ~= nil and open > 0 and (n.s + n.f) > 0 then
+    local waves = redis.call('GETRANGE', K_WAVES, base, base + #codes - 1)
+    for p = 1, #codes do
+      if finals[p] and waveOf(string.byte(waves, p)) == open then
+        doneInWave = doneInWave + 1
+        if finals[p] == 'f' then
+          failedEarly = failedEarly + 1
+          keepEvidence({kind = 'failure', at = NOW, index = base + p - 1, from = addressAt[p], status = string.sub(replyAt[p] or '', 1, 300)})
+        end
+      end
+    end
+    incr('waveHanded', doneInWave)
+    incr('signalFailures', failedEarly)
+  end
   withFollowUps(followUps, startCorrectionIfQuiet())
+  if doneInWave > 0 and field(KEYS[1], 'state') == 'sending' then
+    if failedEarly > 0 then haltIfOver('failure') end
+    incr('waveLeft', -doneInWave)
+    if num(KEYS[1], 'waveLeft') <= 0 then withFollowUps(followUps, openNextWave('sending')) end
+  end
 else
   incr('correctionInflight', -(n.s + n.f + n.back + n.k)); incr('corrected', n.s); incr('correctionFailed', n.f + n.k)
   finishCorrectionIfDone()

@@ -16,7 +16,9 @@
 -- ARGV[11] most revisions kept (MAX_REVISIONS: an edit past it is refused), ARGV[12] JSON list of
 -- the version of each list the freeze copied, ARGV[13] how many explicit addresses it added,
 -- ARGV[14] "keep" to keep the recipients frozen by the current revision (the scratch set is then
--- not used).
+-- not used), ARGV[15] the author's choice of waves ("on", "off" or "" for the policy), ARGV[16] the
+-- audience size from which the policy stages a send (0: never), ARGV[17] the digest of the message
+-- as a staged send (mail/compose.ts composeStaged): the digest approvers see when it is staged.
 local K_RECIPIENTS = KEYS[COMMON_KEYS + 1]
 local K_SCRATCH = KEYS[COMMON_KEYS + 2]
 local K_REVISIONS = KEYS[COMMON_KEYS + 3]
@@ -108,6 +110,13 @@ for _, rung in ipairs(cjson.decode(ARGV[7])) do
   if count >= rung[1] then required = rung[2] end
 end
 
+-- Staged (SPEC "Staged sends"): as the author chose, else from the policy's size; decided here
+-- because only here is the count known. Its digest covers both mails (early waves and the rest).
+local wavesWanted, wavesFrom = ARGV[15] or '', tonumber(ARGV[16] or '0')
+local staged = wavesWanted == 'on' or (wavesWanted == '' and wavesFrom > 0 and count >= wavesFrom)
+local digest = f.digest
+if staged then digest = ARGV[17] end
+
 local revision = 1
 local createdAt = tostring(NOW)
 if mode ~= 'create' then
@@ -123,7 +132,8 @@ redis.call('HSET', KEYS[1],
   'from', f.from, 'audience', f.audience, 'toHeader', f.toHeader, 'recipientCount', count,
   'author', f.author, 'approvals', '[]', 'requiredApprovals', required, 'holdSeconds', f.holdSeconds,
   'sendAt', f.sendAt, 'releaseAt', '', 'expiresAt', f.expiresAt, 'submittedAt', tostring(NOW),
-  'createdAt', createdAt, 'updatedAt', tostring(NOW), 'messageId', f.messageId, 'rejection', '', 'digest', f.digest)
+  'createdAt', createdAt, 'updatedAt', tostring(NOW), 'messageId', f.messageId, 'rejection', '', 'digest', digest,
+  'staged', staged and '1' or '0', 'wavesWanted', wavesWanted, 'seedAudience', (type(f.seedAudience) == 'string' and f.seedAudience) or '')
 -- Each list's size and version as frozen now, for the approval request ("recipients per audience").
 local audienceCounts = {}
 -- And on the message: the version of each list its recipients are (an edit keeping its audience
@@ -136,12 +146,12 @@ end
 redis.call('HSET', KEYS[1], 'frozenVersions', cjson.encode(frozenVersions))
 redis.call('HSET', K_REVISIONS, tostring(revision), cjson.encode({
   revision = revision, subject = f.subject, text = f.text, html = f.html, markdown = f.markdown, template = f.template,
-  from = f.from, digest = f.digest,
+  from = f.from, digest = digest, staged = staged,
   audience = f.audience, recipientCount = count, audienceCounts = audienceCounts, explicitCount = tonumber(ARGV[13]),
   at = NOW, by = ACTOR }))
 
 -- A draft joins the all-messages index when submitted (drafts are their author's).
 if mode ~= 'edit' then redis.call('ZADD', K_BY_TIME, createdAt, id) end
-transition(action, from, to, cjson.encode({recipientCount = count, requiredApprovals = required}))
+transition(action, from, to, cjson.encode({recipientCount = count, requiredApprovals = required, staged = staged}))
 return answer({id = id, revision = revision, state = to, recipientCount = count, requiredApprovals = required,
   followUps = {{['do'] = 'scheduleExpiry', revision = revision, at = tonumber(f.expiresAt)}}})
