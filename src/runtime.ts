@@ -54,6 +54,21 @@ import { TimerProcessor } from "../workers/timers.js";
 import { PurgeProcessor, type PurgeTiming } from "../workers/purge.js";
 import type { PurgeConnector } from "./purge/connector.js";
 import { createPurgeConnector } from "./purge/purge-settings.js";
+import { ReportLinks } from "./waves/report-link.js";
+import { waveSettings } from "./waves/settings.js";
+import { Verp } from "./inbound/verp.js";
+import { startInboundListener } from "./inbound/listener.js";
+import { inboundSignals } from "./inbound/signal-handler.js";
+import { WavePlanner } from "../workers/wave-planner.js";
+import { createHmac } from "node:crypto";
+
+/** The token of a staged send's Reply-To address (inbound/verp.ts): one reply address per message. */
+const REPLY_TOKEN = "r";
+
+/** A secret of its own for one use, derived from LINK_SECRET (a report link or a VERP tag is never an approver link). */
+function derivedSecret(secret: string, label: string): string {
+  return createHmac("sha256", secret).update(`airlock-derived-v1\n${label}`).digest("hex");
+}
 
 export interface RuntimeOptions {
   config: Config;
@@ -65,6 +80,8 @@ export interface RuntimeOptions {
   transport?: MailTransport;
   /** The purge of recalled messages from mailboxes, instead of the one the PURGE_* settings name. */
   purge?: PurgeSetup | null;
+  /** The inbound SMTP listener's port instead of INBOUND_SMTP_PORT (tests: 0, a free one). */
+  inboundPort?: number;
 }
 
 /** A purge connector and how it is paced (PURGE_* settings). */
@@ -91,6 +108,11 @@ export interface Runtime {
   auditSecret: string;
   tokens: LinkTokens;
   outboxDir: string | null;
+  /** A staged send's report links and VERP addresses (null without RETURN_PATH_DOMAIN). */
+  reportLinks: ReportLinks;
+  verp: Verp | null;
+  /** The inbound SMTP listener's port once startWorkers started it (RETURN_PATH_DOMAIN), else null. */
+  inboundPort: number | null;
   startApi(port?: number): Promise<{ server: Server; url: string }>;
   startWorkers(): Promise<RunningWorkers>;
   /** GET /metrics and /healthz alone, for a worker-only process (its histograms live only there). */
@@ -156,6 +178,11 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const metrics = createMetrics({ redis, queues: [scheduler.timers, scheduler.fanout, scheduler.notifications, scheduler.purge] });
   const followUps = new FollowUps({ scheduler, logger, metrics });
   const renderer = createRenderer(templatesDir(), { companyName: config.COMPANY_NAME, logoUrl: config.COMPANY_LOGO_URL ?? null, footer: config.COMPANY_FOOTER });
+  // Staged sends: the early waves' report link and reply address, part of the mail every build makes.
+  const waves = waveSettings(config);
+  const reportLinks = new ReportLinks(derivedSecret(linkSecret, "report-link"), config.PUBLIC_URL);
+  const verp = config.RETURN_PATH_DOMAIN ? new Verp({ domain: config.RETURN_PATH_DOMAIN, secret: derivedSecret(linkSecret, "verp") }) : null;
+  renderer.earlyWaveMarks = (id) => ({ reportUrl: reportLinks.url(id), replyTo: verp ? verp.replyAddress(id, REPLY_TOKEN) : null });
   const testSends = { testMail: testMailThrough(transport), testSendLimit: new RedisTestSendLimit(redis, clock) };
   const purge = opts.purge !== undefined ? opts.purge : purgeSetup(config, logger);
   if (purge) stops.push(() => purge.connector.close());
@@ -172,6 +199,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     recipientDomains: audiences,
     directoryAudiences,
     purge: purge && { correctionWaitMs: purge.correctionWaitMs },
+    staging: { from: waves.from },
     ...testSends,
   });
   const tokens = new LinkTokens(redis, linkSecret, clock);
@@ -200,6 +228,9 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     auditSecret,
     tokens,
     outboxDir,
+    reportLinks,
+    verp,
+    inboundPort: null,
     async startApi(port = config.PORT) {
       const stream = new EventStream(connect("events"));
       const app = createApp({
@@ -226,6 +257,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         outboxDir,
         clock,
         auditSecret,
+        reportLinks,
       });
       const server = await new Promise<Server>((res, rej) => {
         const s = app.listen(port, (err?: Error) => (err ? rej(err) : res(s)));
@@ -259,8 +291,9 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     },
     async startWorkers() {
       const workerConn = connect("workers", true);
-      const fanout = new FanoutProcessor({ store, followUps, transport, mime: new MimeCache(store, renderer), config, logger, metrics });
-      const timers = new TimerProcessor({ store, reads: new SweepReads(redis), followUps, clock, logger, purgeRetryEveryMs: purge?.timing.retryEveryMs ?? null });
+      const fanout = new FanoutProcessor({ store, followUps, transport, mime: new MimeCache(store, renderer), config, logger, metrics, verp });
+      const planner = new WavePlanner({ store, redis, followUps, settings: waves, logger });
+      const timers = new TimerProcessor({ store, reads: new SweepReads(redis), followUps, clock, logger, planner, purgeRetryEveryMs: purge?.timing.retryEveryMs ?? null });
       const purging = purge && new PurgeProcessor({ store, connector: purge.connector, scheduler, timing: purge.timing, clock, logger });
       const notify = new NotifyProcessor({
         store,
@@ -287,6 +320,19 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       });
       dispatcher.start();
       stops.unshift(() => running.close(), () => dispatcher.stop());
+      // Bounces and replies of staged sends, with RETURN_PATH_DOMAIN: one listener per worker process.
+      if (verp) {
+        const inbound = await startInboundListener({
+          verp,
+          handler: inboundSignals(store, logger),
+          port: opts.inboundPort ?? config.INBOUND_SMTP_PORT,
+          ...(config.INBOUND_SMTP_HOST ? { host: config.INBOUND_SMTP_HOST } : {}),
+          logger: { info: (m) => logger.info(m), warn: (m) => logger.warn(m) },
+        });
+        runtime.inboundPort = inbound.port;
+        logger.info(`inbound SMTP for ${verp.domain} (bounces and replies of staged sends) on port ${inbound.port}`);
+        stops.unshift(() => inbound.close());
+      }
       return running;
     },
     async stop() {

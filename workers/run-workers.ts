@@ -65,6 +65,10 @@ export function runWorkers(opts: {
           return opts.timers.expire(parse("expire", job));
         case "sweep":
           return opts.timers.sweep();
+        case "planWaves":
+          return opts.timers.planWaves(parse("planWaves", job));
+        case "nextWave":
+          return opts.timers.nextWave(parse("nextWave", job));
         default:
           throw new UnrecoverableError(`unknown timer job ${job.name}`);
       }

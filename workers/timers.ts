@@ -9,6 +9,7 @@ import { allowedFrom, FANOUT_STATES } from "../src/domain/lifecycle.js";
 import type { JobData } from "../src/queues/catalogue.js";
 import type { FollowUps } from "../src/service/follow-ups.js";
 import type { MessageStore, SweepReads } from "../src/store/message-store.js";
+import type { WavePlanner } from "./wave-planner.js";
 
 export interface TimerDeps {
   store: MessageStore;
@@ -16,6 +17,8 @@ export interface TimerDeps {
   followUps: FollowUps;
   clock: Clock;
   logger: Logger;
+  /** Makes a released staged send's plan of waves. */
+  planner?: WavePlanner | null;
   /** PURGE_NOT_FOUND_RETRY_EVERY_SECONDS in ms, or null without a purge connector (running purges are then left to a worker that has one). */
   purgeRetryEveryMs?: number | null;
 }
@@ -39,6 +42,20 @@ export class TimerProcessor {
     // names a release at the stored releaseAt. Any other refusal (recalled, withdrawn, newer
     // revision) names nothing: there is nothing to release.
     await this.d.followUps.carryOut(id, a.followUps);
+  }
+
+  async planWaves(job: JobData<"planWaves">): Promise<void> {
+    if (!this.d.planner) throw new Error(`message ${job.id} is a staged send, but this worker has no wave planner`);
+    await this.d.planner.plan(job.id);
+  }
+
+  /** The end of a staged send's wait: the rest goes, unless it was halted (ops continue it then). */
+  async nextWave(job: JobData<"nextWave">): Promise<void> {
+    const a = await this.d.store.wavesRest(job.id, "scheduler", "timer");
+    if (a.ok) this.d.logger.info({ message: job.id }, `message ${job.id}: the wait after the canary is over, the rest goes`);
+    else if (a.err === "halted") this.d.logger.info({ message: job.id }, `message ${job.id}: the wait is over but the send is halted: ops continue it or someone recalls it`);
+    // Fired early (clock skew): the refusal names the timer again at the stored time.
+    await this.d.followUps.carryOut(job.id, a.followUps);
   }
 
   async expire(job: JobData<"expire">): Promise<void> {
@@ -71,11 +88,24 @@ export class TimerProcessor {
         // Held by ops: no progress is expected; its jobs wait in the delayed set. A custom correction
         // awaiting approval: nothing is due until someone decides (correction.lua starts it then).
         if (!m || m.paused || (m.correction?.status === "pending" && !correctionStarted)) continue;
+        // A staged send: its plan (lost job), or the wait after its canary (its timer re-checked: a
+        // lost one is added again, one that fired early waits again); its waves' own jobs otherwise.
+        const waves = state === "sending" ? m.waves : null;
+        if (waves?.phase === "planning") {
+          await this.d.followUps.carryOut(id, [{ do: "planWaves", recipients: m.recipientCount }]);
+          continue;
+        }
+        if (waves?.phase === "wait") {
+          if (waves.waitUntil && Date.parse(waves.waitUntil) <= now) await this.nextWave({ id });
+          else if (waves.waitUntil) await this.d.followUps.carryOut(id, [{ do: "scheduleWave", at: Date.parse(waves.waitUntil) }]);
+          continue;
+        }
+        const wave = waves ? { wave: ({ seed: 1, canary: 2, rest: 3 } as const)[waves.phase as "seed" | "canary" | "rest"] } : {};
         this.d.logger.warn({ message: id, revision: m.revision }, `message ${id} ${state}: no progress for ${now - lastActivity} ms, re-driving its batches`);
         // What a crash between a commit and its follow-up could have lost: the same follow-ups again
         // (batch job ids are deterministic, so live jobs are not duplicated).
         await this.d.followUps.carryOut(id, [
-          { do: "startFanout", kind: "original", recipients: m.recipientCount },
+          { do: "startFanout", kind: "original", recipients: m.recipientCount, ...wave },
           ...(correctionStarted ? [{ do: "startFanout" as const, kind: "correction" as const, recipients: m.recipientCount }] : []),
         ]);
       }

@@ -29,6 +29,9 @@ import { errorHandler, notFound } from "./errors.js";
 import { audienceRoutes } from "./routes/audiences.js";
 import { linkRoutes, type PageRenderer } from "./routes/links.js";
 import { messageRoutes } from "./routes/messages.js";
+import { reportRateLimited, reportRoutes } from "./routes/report.js";
+import { createReportPages } from "./report-pages.js";
+import type { ReportLinks } from "../waves/report-link.js";
 import type { EventStream } from "./stream.js";
 
 export interface AppDeps {
@@ -61,6 +64,8 @@ export interface AppDeps {
   auditSecret: string;
   /** OpenID Connect sign-in (/auth/login, /auth/callback), when configured. */
   signOn: OidcSignIn | null;
+  /** A staged send's "report a problem" links (waves/report-link.ts): /report/:token. */
+  reportLinks: ReportLinks;
 }
 
 /** JSON bodies of messages are small. Audiences (JSON or CSV) are streamed by their route, unbounded in bytes. */
@@ -121,6 +126,24 @@ export function createApp(d: AppDeps): express.Express {
       res.send(d.pages.result({ tone: "warning", heading: "Too many requests", detail: "Wait a minute and open the link again. Nothing was changed.", message: null, dashboardUrl: d.publicUrl + "/" }));
     }),
     linkRoutes({ links: d.links, pages: d.pages, users: d.users, publicUrl: d.publicUrl, summary: d.summary, domains: (name) => d.audiences.domains(name) }),
+  );
+
+  // A staged send's "Report a problem" link (SPEC "Staged sends"): a recipient's page, rate-limited like the approver links.
+  const reportPages = createReportPages();
+  app.use(
+    "/report",
+    limiter(d.rateLimits.links, reportRateLimited(reportPages)),
+    reportRoutes({
+      links: d.reportLinks,
+      sink: d.store,
+      pages: reportPages,
+      publicUrl: d.publicUrl,
+      logger: { info: (m) => d.logger.info(m), warn: (m) => d.logger.warn(m) },
+      subject: async (id) => {
+        const m = await d.store.get(id);
+        return m ? { subject: m.subject } : null;
+      },
+    }),
   );
 
   const api = express.Router();

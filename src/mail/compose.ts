@@ -88,7 +88,7 @@ export interface StagedMail {
 export async function composeStaged(renderer: Renderer, m: OriginalFields, date: Date, marks: EarlyWaveMarks): Promise<StagedMail> {
   const rest = await composeOriginal(renderer, m, date);
   const footed = stagedFooter(rest.parts, marks.reportUrl);
-  const parts = { ...rest.parts, ...footed };
+  const parts = { subject: rest.parts.subject, text: footed.text, html: footed.html ?? rest.parts.html };
   const early = await finish(parts, {
     from: m.from,
     toHeader: m.toHeader,

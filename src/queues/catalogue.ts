@@ -33,6 +33,10 @@ export const JOBS = {
   release: { queue: QUEUES.timers, schema: z.object({ id, revision: z.number().int().positive() }) },
   expire: { queue: QUEUES.timers, schema: z.object({ id, revision: z.number().int().positive() }) },
   sweep: { queue: QUEUES.timers, schema: z.object({}) },
+  /** A staged send was released: make its plan of waves (workers/wave-planner.ts). */
+  planWaves: { queue: QUEUES.timers, schema: z.object({ id }) },
+  /** The end of a staged send's wait after the canary: the rest goes (unless halted). */
+  nextWave: { queue: QUEUES.timers, schema: z.object({ id }) },
   batch: {
     queue: QUEUES.fanout,
     schema: z.object({

@@ -13,19 +13,28 @@ import type { Clock } from "../domain/clock.js";
  * the million's 1,000 queued batches; equally large messages keep their order. The other way round,
  * a small original released during a million-recipient correction waits for the correction's batches.
  */
-export function fanoutPriority(kind: "original" | "correction", recipientCount: number): number {
+export function fanoutPriority(kind: "original" | "correction", recipientCount: number, wave?: number): number {
+  // A staged send's early waves are a few recipients each: they go like a small message.
+  if (kind === "original" && wave !== undefined && wave < 3) return 1;
   return kind === "correction" ? 0 : 1 + Math.ceil(Math.log2(Math.max(1, recipientCount)));
 }
 
-/** A fan-out batch's job id: one per message, kind and range, so that adding it twice does nothing. */
-const batchJobId = (kind: "original" | "correction", id: string, n: number) => `${kind}-${id}-${n}`;
+/**
+ * A fan-out batch's job id: one per message, kind and range (and wave of a staged send, whose
+ * every wave goes through the whole range again), so that adding it twice does nothing.
+ */
+const batchJobId = (kind: "original" | "correction", id: string, n: number, wave?: number) => `${kind}-${id}-${n}${wave === undefined ? "" : `-w${wave}`}`;
 
 export interface Scheduler {
   scheduleRelease(id: string, revision: number, releaseAtMs: number): Promise<void>;
   scheduleExpiry(id: string, revision: number, expiresAtMs: number): Promise<void>;
-  startFanout(id: string, kind: "original" | "correction", recipientCount: number): Promise<void>;
+  startFanout(id: string, kind: "original" | "correction", recipientCount: number, wave?: number): Promise<void>;
   /** After a resume: the fan-out's batch jobs that wait out a pause (delayed) run now. */
-  wakeFanout(id: string, kind: "original" | "correction", recipientCount: number): Promise<void>;
+  wakeFanout(id: string, kind: "original" | "correction", recipientCount: number, wave?: number): Promise<void>;
+  /** A staged send was released: its plan of waves is made by a timer worker. */
+  planWaves(id: string): Promise<void>;
+  /** The rest of a staged send goes at `atMs` (the end of the wait after its canary). */
+  scheduleWave(id: string, atMs: number): Promise<void>;
   /**
    * The purge jobs of a recalled original, one per PURGE_BATCH_SIZE indexes. `pass` names the
    * round: "0" the first (once per message), a later one takes again those not found or failed.
@@ -101,8 +110,8 @@ export class BullScheduler implements Scheduler {
    * One job per BATCH_SIZE recipients, by index range in the frozen set, in the order fanoutPriority
    * gives: a correction before any original, a smaller original before a larger one.
    */
-  async startFanout(id: string, kind: "original" | "correction", recipientCount: number): Promise<void> {
-    const priority = fanoutPriority(kind, recipientCount);
+  async startFanout(id: string, kind: "original" | "correction", recipientCount: number, wave?: number): Promise<void> {
+    const priority = fanoutPriority(kind, recipientCount, wave);
     const jobs = [];
     for (let first = 0, n = 0; first < recipientCount; first += BATCH_SIZE, n++) {
       const data: JobData<"batch"> = JOBS.batch.schema.parse({ id, kind, first, last: Math.min(recipientCount, first + BATCH_SIZE) - 1 });
@@ -110,7 +119,7 @@ export class BullScheduler implements Scheduler {
         name: "batch",
         data,
         opts: {
-          jobId: batchJobId(kind, id, n),
+          jobId: batchJobId(kind, id, n, wave),
           ...(priority > 0 ? { priority } : {}),
           attempts: FANOUT_ATTEMPTS,
           backoff: { type: "airlock" },
@@ -123,9 +132,20 @@ export class BullScheduler implements Scheduler {
     for (let i = 0; i < jobs.length; i += 500) await this.fanout.addBulk(jobs.slice(i, i + 500));
   }
 
-  async wakeFanout(id: string, kind: "original" | "correction", recipientCount: number): Promise<void> {
+  async planWaves(id: string): Promise<void> {
+    const data: JobData<"planWaves"> = JOBS.planWaves.schema.parse({ id });
+    // Removed once done: a sweep re-adding it after a lost enqueue plans (the planner checks the plan is still to make).
+    await this.timers.add("planWaves", data, { jobId: `plan-${id}`, attempts: 5, backoff: { type: "exponential", delay: 2000 }, removeOnComplete: true, removeOnFail: 1000 });
+  }
+
+  async scheduleWave(id: string, atMs: number): Promise<void> {
+    const data: JobData<"nextWave"> = JOBS.nextWave.schema.parse({ id });
+    await this.timers.add("nextWave", data, { jobId: `wave-${id}-${atMs}`, delay: Math.max(0, atMs - this.clock.now()), removeOnComplete: true, removeOnFail: 1000 });
+  }
+
+  async wakeFanout(id: string, kind: "original" | "correction", recipientCount: number, wave?: number): Promise<void> {
     const ids = [];
-    for (let first = 0, n = 0; first < recipientCount; first += BATCH_SIZE, n++) ids.push(batchJobId(kind, id, n));
+    for (let first = 0, n = 0; first < recipientCount; first += BATCH_SIZE, n++) ids.push(batchJobId(kind, id, n, wave));
     // In slices, so a million recipients (1,000 jobs) is not 1,000 requests at once.
     for (let i = 0; i < ids.length; i += 100) {
       await Promise.all(

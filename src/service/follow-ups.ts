@@ -36,9 +36,14 @@ export class FollowUps {
           if (f.sinceRecallMs !== undefined) this.d.metrics?.recallToStop.observe(f.sinceRecallMs / 1000);
           this.d.logger?.info({ message: id, revision: f.revision }, `message ${id} correcting: correction fan-out started`);
         }
-        return this.d.scheduler.startFanout(id, f.kind, f.recipients);
+        if (f.wave !== undefined) this.d.logger?.info({ message: id }, `message ${id}: wave ${["", "seed cohort", "canary", "rest"][f.wave]} started`);
+        return this.d.scheduler.startFanout(id, f.kind, f.recipients, f.wave);
       case "wakeFanout":
-        return this.d.scheduler.wakeFanout(id, f.kind, f.recipients);
+        return this.d.scheduler.wakeFanout(id, f.kind, f.recipients, f.wave);
+      case "planWaves":
+        return this.d.scheduler.planWaves(id);
+      case "scheduleWave":
+        return this.d.scheduler.scheduleWave(id, f.at);
       case "startPurge":
         if (!f.pass) this.d.logger?.info({ message: id }, `message ${id}: purge from the recipients' mailboxes started`);
         return this.d.scheduler.startPurge(id, f.recipients, f.pass ?? "0");

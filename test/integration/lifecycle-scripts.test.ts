@@ -193,6 +193,11 @@ async function take(action: Action, id: string, customCorrection = false): Promi
     case "pause":
     case "resume":
       return store.pauseOrResume(action, id, OPS, "checking");
+    // A staged send's waves (none of these recipes is staged: the script refuses them, not_staged).
+    case "openWave":
+      return store.wavesRest(id, "scheduler", "timer");
+    case "continue":
+      return store.wavesRest(id, OPS, "continue");
     case "approveCorrection":
     case "rejectCorrection":
     case "standardCorrection": {

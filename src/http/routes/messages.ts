@@ -136,6 +136,22 @@ export function messageRoutes(d: { service: MessageService; store: MessageStore;
     res.json(await d.service.resume(currentUser(req), messageId));
   });
 
+  // A staged send (SPEC "Staged sends"): ops halt it (the ops pause) or continue it (the rest goes now).
+  r.post("/:id/halt", requireJson(), async (req, res) => {
+    const messageId = id(req.params);
+    res.json(await d.service.halt(currentUser(req), messageId, validate(pauseInput, req.body, "body")));
+  });
+
+  r.post("/:id/continue", requireJson(true), async (req, res) => {
+    const messageId = id(req.params);
+    validate(z.strictObject({}), req.body, "body");
+    res.json(await d.service.continueWaves(currentUser(req), messageId));
+  });
+
+  r.get("/:id/signals", async (req, res) => {
+    res.json({ items: await d.service.signals(currentUser(req), id(req.params)) });
+  });
+
   r.get("/:id/recipients", async (req, res) => {
     const m = await d.service.get(currentUser(req), id(req.params));
     const q = validate(recipientsQuery, req.query, "query");
