@@ -83,6 +83,8 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
     USERS_FILE: usersFile,
     LINK_SECRET: "bench-link-secret-0123456789abcdef0123456789",
     HOLD_MIN_SECONDS: "1",
+    // Large audiences go all at once here (staged sends have their own tests and bench phase).
+    WAVES_THRESHOLD: "0",
     // The bucket still runs on every claim.
     SEND_RATE_PER_SECOND: String(o.sendRatePerSecond ?? 10_000_000),
     SMTP_POOL_SIZE: String(o.poolSize),

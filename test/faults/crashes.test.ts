@@ -262,6 +262,8 @@ beforeAll(async () => {
     LINK_SECRET: "fault-link-secret-0123456789abcdef0123456789",
     AUDIT_SECRET,
     HOLD_MIN_SECONDS: "1",
+    // Large audiences go all at once here (staged sends have their own tests and bench phase).
+    WAVES_THRESHOLD: "0",
     // ~5 s for 20,000: long enough to crash it several times.
     SEND_RATE_PER_SECOND: "4000",
     RECIPIENTS_PER_TRANSACTION: String(PER_TRANSACTION),

@@ -108,6 +108,8 @@ beforeAll(async () => {
     USERS_FILE: writeUsers(dir),
     LINK_SECRET: "failover-link-secret-0123456789abcdef0123456789",
     HOLD_MIN_SECONDS: "1",
+    // Large audiences go all at once here (staged sends have their own tests and bench phase).
+    WAVES_THRESHOLD: "0",
     // 10,000 in ~2.5 s: long enough to kill the primary in the middle.
     SEND_RATE_PER_SECOND: "4000",
     RECIPIENTS_PER_TRANSACTION: "50",

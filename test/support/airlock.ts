@@ -80,11 +80,14 @@ export async function startAirlock(
     // Tests call the API far faster than a person; the limits have their own test.
     API_RATE_LIMIT_PER_MINUTE: "1000000",
     LINK_RATE_LIMIT_PER_MINUTE: "1000000",
+    // Large audiences go all at once unless a test stages them: staged sends have their own tests
+    // (test/integration/staged-sends.test.ts), the rest test the fan-out itself.
+    WAVES_THRESHOLD: "0",
     ...env,
   });
   const clock = new TestClock();
   const transport = opts.wrapTransport?.(createSmtpTransport({ url: config.SMTP_URL!, poolSize: config.SMTP_POOL_SIZE }));
-  const rt = await createRuntime({ config, clock, dataDir: dir, logger: opts.logger ?? pino({ level: "silent" }), ...(transport ? { transport } : {}), ...(opts.purge ? { purge: opts.purge } : {}) });
+  const rt = await createRuntime({ config, clock, dataDir: dir, logger: opts.logger ?? pino({ level: "silent" }), ...(transport ? { transport } : {}), ...(opts.purge ? { purge: opts.purge } : {}), inboundPort: 0 });
   const { url } = await rt.startApi(opts.port ?? 0);
   let workers = await rt.startWorkers();
 

@@ -51,6 +51,9 @@ const EXPECTED: Array<[Action, FromState, FromState]> = [
   ["pause", "correcting", "correcting"],
   ["resume", "sending", "sending"],
   ["resume", "correcting", "correcting"],
+  // A staged send: Airlock opens its next wave, ops continue it (the roles table: "halt or continue a staged send").
+  ["openWave", "sending", "sending"],
+  ["continue", "sending", "sending"],
 ];
 
 describe("lifecycle table", () => {

@@ -135,7 +135,8 @@ end
 -- Whether the count of signal `kind` is over its threshold now (the thresholds were recorded when the
 -- plan was made): halts the send if so, while a wave before the rest is going or waiting.
 local function haltIfOver(kind)
-  if gatedWave() == nil or field(KEYS[1], 'state') ~= 'sending' then return false end
+  -- Only while the original's waves go (openWave's state): not once recalled.
+  if gatedWave() == nil or not canStart('openWave', field(KEYS[1], 'state')) then return false end
   local t = cjson.decode(field(KEYS[1], 'signalThresholds') or '{}')
   local early = earlySize()
   if kind == 'reply' then

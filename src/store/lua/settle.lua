@@ -71,10 +71,11 @@ if KIND == 'original' then
     incr('signalFailures', failedEarly)
   end
   withFollowUps(followUps, startCorrectionIfQuiet())
-  if doneInWave > 0 and field(KEYS[1], 'state') == 'sending' then
+  local after = field(KEYS[1], 'state')
+  if doneInWave > 0 and canStart('openWave', after) then
     if failedEarly > 0 then haltIfOver('failure') end
     incr('waveLeft', -doneInWave)
-    if num(KEYS[1], 'waveLeft') <= 0 then withFollowUps(followUps, openNextWave('sending')) end
+    if num(KEYS[1], 'waveLeft') <= 0 then withFollowUps(followUps, openNextWave(after)) end
   end
 else
   incr('correctionInflight', -(n.s + n.f + n.back + n.k)); incr('corrected', n.s); incr('correctionFailed', n.f + n.k)
