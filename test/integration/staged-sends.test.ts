@@ -1,0 +1,236 @@
+/**
+ * Staged sends (SPEC "Staged sends", promise 9), end to end: real Redis, a real SMTP sink for what
+ * goes out, real SMTP clients talking to Airlock's inbound listener, the report link over HTTP.
+ * Two instances: one whose wait after the canary is 3 s (the waves run through), one whose wait is
+ * 10 minutes (nothing of the rest goes unless ops continue it).
+ */
+import nodemailer from "nodemailer";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { chooseCanary } from "../../src/waves/canary.js";
+import { domainOf } from "../../src/domain/recipient-domains.js";
+import { startAirlock, type TestAirlock } from "../support/airlock.js";
+import { dsnFixture } from "../support/dsn-fixtures.js";
+import type { Received } from "../support/smtp-sink.js";
+
+const N = 400;
+const DOMAINS = ["corp.example", "eu.corp.example", "us.corp.example"];
+/** The author and an approver are among the recipients: with the approver, the seed cohort. */
+const PEOPLE = ["author@corp.example", "approver1@corp.example", ...Array.from({ length: N - 2 }, (_, i) => `person${i}@${DOMAINS[i % 3]}`)];
+const SETTINGS = {
+  WAVES_THRESHOLD: "100",
+  CANARY_PERCENT: "5",
+  CANARY_MIN_RECIPIENTS: "10",
+  RETURN_PATH_DOMAIN: "bounces.corp.example",
+  RECIPIENTS_PER_TRANSACTION: "20",
+  // One bounce of the 22 early recipients is 4.5%: over the default 2%. The reply test needs two.
+  SIGNAL_BOUNCE_PERCENT: "10",
+};
+/** 5% of 400, over the minimum of 10. */
+const CANARY = 20;
+const SEED = 2;
+
+let quick: TestAirlock;
+let slow: TestAirlock;
+
+beforeAll(async () => {
+  [quick, slow] = await Promise.all([startAirlock({ ...SETTINGS, CANARY_WAIT_MINUTES: "0.05" }), startAirlock({ ...SETTINGS, CANARY_WAIT_MINUTES: "10" })]);
+  for (const a of [quick, slow]) {
+    const up = await a.call("author", "POST", "/api/audiences?name=staff", "email\n" + PEOPLE.join("\n"), { "content-type": "text/csv" });
+    expect(up.status).toBe(201);
+  }
+}, 60_000);
+afterAll(async () => Promise.all([quick?.stop(), slow?.stop()]));
+
+const get = async (a: TestAirlock, id: string) => (await a.call("ops", "GET", `/api/messages/${id}`)).body;
+const originalsOf = (a: TestAirlock, messageId: string): Received[] => a.sink.received.filter((r) => r.mail.messageId === messageId);
+const recipientsOf = (rs: Received[]) => rs.flatMap((r) => r.to);
+
+/** A staged message to the whole staff list, approved, waited for until its canary's wait. */
+async function stagedInWait(a: TestAirlock, subject: string) {
+  const created = await a.call("author", "POST", "/api/messages", { subject, text: "Please read.", audience: { lists: ["staff"] } });
+  expect(created.status).toBe(201);
+  const m = created.body;
+  expect(m.waves).toMatchObject({ phase: "approval" });
+  // The approval names the digest of both mails (early waves and the rest).
+  expect((await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, { revision: 1, digest: m.digest })).status).toBe(200);
+  const waiting = await a.until(`${subject}: the wait after the canary`, async () => {
+    const cur = await get(a, m.id);
+    return cur.waves?.phase === "wait" && cur;
+  });
+  return { m, waiting };
+}
+
+/** Sends raw mail to the inbound listener of `a`, as a remote MTA would. */
+async function toInbound(a: TestAirlock, from: string, to: string, raw: Buffer): Promise<void> {
+  const t = nodemailer.createTransport({ host: "127.0.0.1", port: a.rt.inboundPort!, secure: false, ignoreTLS: true });
+  try {
+    const info = await t.sendMail({ envelope: { from, to }, raw });
+    expect(info.accepted).toEqual([to]);
+  } finally {
+    t.close();
+  }
+}
+
+const reply = (to: string, from: string, id: string, extra: string[] = [], body = "Is this right? We were told the opposite yesterday.") =>
+  Buffer.from([`From: ${from}`, `To: ${to}`, "Subject: Re: the message", `Message-ID: <${id}@corp.example>`, ...extra, "Content-Type: text/plain; charset=utf-8", "", body].join("\r\n"));
+
+describe("a staged send", () => {
+  it("goes in waves: the seed cohort and a reproducible canary spread over domains, each early copy with its own return path, then the rest after the wait", async () => {
+    const a = quick;
+    const { m, waiting } = await stagedInWait(a, "Waves");
+    expect(waiting.waves).toMatchObject({ seed: SEED, canary: CANARY, rest: N - SEED - CANARY, handed: SEED + CANARY });
+    const early = originalsOf(a, m.messageId);
+    // Before the rest: exactly the early waves, each recipient once, in a transaction of its own
+    // whose return path names it (VERP); the early mail has the report link and replies to Airlock.
+    expect(recipientsOf(early)).toHaveLength(SEED + CANARY);
+    expect(new Set(recipientsOf(early)).size).toBe(SEED + CANARY);
+    expect(recipientsOf(early)).toEqual(expect.arrayContaining(["author@corp.example", "approver1@corp.example"]));
+    const indexOf = new Map<string, number>();
+    (await a.rt.store.recipientSlice(m.id, 0, N)).forEach((e, i) => indexOf.set(e, i));
+    for (const r of early) {
+      expect(r.to).toHaveLength(1);
+      expect(r.from).toBe(a.rt.verp!.bounceAddress(m.id, indexOf.get(r.to[0]!)!));
+      expect(r.mail.text).toContain(`/report/${m.id}.`);
+      expect(r.mail.replyTo?.value[0]?.address).toBe(a.rt.verp!.replyAddress(m.id, "r"));
+    }
+    const canaryPeople = recipientsOf(early).filter((e) => e.startsWith("person"));
+    expect(new Set(canaryPeople.map(domainOf))).toEqual(new Set(DOMAINS));
+
+    // The canary is the sample its recorded seed gives (the seed cohort excluded).
+    const seedIndexes = ["author@corp.example", "approver1@corp.example"].map((e) => indexOf.get(e)!);
+    const again = await chooseCanary({
+      n: N,
+      seed: waiting.waves.canarySeed,
+      percent: 5,
+      minimum: 10,
+      exclude: seedIndexes,
+      facts: async function* () {
+        for (const [e, i] of indexOf) yield { index: i, domain: domainOf(e) };
+      },
+    });
+    expect([...again].map((i) => [...indexOf].find(([, j]) => j === i)![0]).sort()).toEqual(canaryPeople.slice().sort());
+
+    const done = await a.until("sent", async () => {
+      const cur = await get(a, m.id);
+      return cur.state === "sent" && cur;
+    });
+    const all = originalsOf(a, m.messageId);
+    expect(recipientsOf(all).slice().sort()).toEqual(PEOPLE.slice().sort());
+    // The rest went after the wait, in the plain mail: no report link, replies to the sender.
+    expect(Date.parse(done.waves.startedAt.rest)).toBeGreaterThanOrEqual(Date.parse(waiting.waves.waitUntil));
+    for (const r of all.filter((x) => !early.includes(x))) {
+      expect(r.mail.text).not.toContain("/report/");
+      expect(r.mail.replyTo).toBeUndefined();
+    }
+    const actions = (await a.call("ops", "GET", `/api/messages/${m.id}/events`)).body.items.map((e: { action: string }) => e.action);
+    expect(actions).toEqual(expect.arrayContaining(["wavesPlanned", "openWave", "canaryWait", "finish"]));
+  });
+
+  it("counts bounces and human replies, not auto-replies; three human replies halt it, nothing of the rest goes, ops continue it", async () => {
+    const a = slow;
+    const { m } = await stagedInWait(a, "Replies");
+    const early = originalsOf(a, m.messageId);
+    const replyTo = early[0]!.mail.replyTo!.value[0]!.address!;
+
+    await toInbound(a, "bob@corp.example", replyTo, reply(replyTo, "Bob <bob@corp.example>", "auto-1", ["Auto-Submitted: auto-replied"], "I am out of the office."));
+    const bounced = early.find((r) => r.to[0]!.startsWith("person"))!;
+    await toInbound(a, "", bounced.from, dsnFixture("postfix-failed.eml", bounced.from));
+    let cur = await get(a, m.id);
+    expect(cur.waves.signals).toMatchObject({ autoReplies: 1, replies: 0, bounces: 1 });
+    expect(cur.paused).toBeNull();
+
+    for (const [i, who] of ["carol", "dan", "erin"].entries()) {
+      await toInbound(a, `${who}@corp.example`, replyTo, reply(replyTo, `${who}@corp.example`, `human-${i}`));
+      // The same reply delivered twice counts once.
+      if (i === 0) await toInbound(a, `${who}@corp.example`, replyTo, reply(replyTo, `${who}@corp.example`, `human-${i}`));
+    }
+    cur = await get(a, m.id);
+    expect(cur.paused).toMatchObject({ by: "airlock", reason: expect.stringMatching(/^signal: 3 human replies/) });
+    expect(cur.waves).toMatchObject({ phase: "wait", haltedBy: { kind: "reply", count: 3 }, signals: { replies: 3, autoReplies: 1, bounces: 1 } });
+    const evidence = (await a.call("ops", "GET", `/api/messages/${m.id}/signals`)).body.items;
+    expect(evidence.filter((e: { kind: string }) => e.kind === "reply").map((e: { from: string }) => e.from).sort()).toEqual(["carol@corp.example", "dan@corp.example", "erin@corp.example"]);
+    expect(evidence.find((e: { kind: string }) => e.kind === "bounce")).toMatchObject({ index: expect.any(Number), status: "5.1.1" });
+    // Ops are told.
+    await a.until("the halt mailed to ops", () => a.sink.received.some((r) => r.to.includes("ops@corp.example") && /Halted/.test(r.mail.subject ?? "")));
+    expect(recipientsOf(originalsOf(a, m.messageId))).toHaveLength(SEED + CANARY);
+
+    expect((await a.call("author", "POST", `/api/messages/${m.id}/continue`, {})).status).toBe(403);
+    const continued = await a.call("ops", "POST", `/api/messages/${m.id}/continue`, {});
+    expect(continued.status).toBe(200);
+    expect(continued.body.paused).toBeNull();
+    await a.until("sent", async () => (await get(a, m.id)).state === "sent");
+    const all = recipientsOf(originalsOf(a, m.messageId));
+    expect(all.slice().sort()).toEqual(PEOPLE.slice().sort());
+    const actions = (await a.call("ops", "GET", `/api/messages/${m.id}/events`)).body.items.map((e: { action: string }) => e.action);
+    expect(actions.filter((x: string) => x === "signal")).toHaveLength(5);
+    expect(actions).toEqual(expect.arrayContaining(["pause", "continue"]));
+  });
+
+  it("a report from the footer halts it; a recall then corrects only the early waves, and the rest never gets anything (promise 9)", async () => {
+    const a = slow;
+    const { m } = await stagedInWait(a, "Report");
+    const early = originalsOf(a, m.messageId);
+    // PUBLIC_URL is not this test server's address: the path is what the link is.
+    const link = a.url + /\/report\/\S+/.exec(early[0]!.mail.text ?? "")![0];
+    const page = await fetch(link);
+    expect(page.status).toBe(200);
+    expect((await get(a, m.id)).waves.signals.reports).toBe(0); // GET changes nothing (mail scanners open links)
+    const posted = await fetch(link, { method: "POST", body: new URLSearchParams({ note: "This is the wrong policy." }) });
+    expect(posted.status).toBe(200);
+    const halted = await get(a, m.id);
+    expect(halted.paused?.reason).toMatch(/^signal: 1 problem report/);
+
+    const recall = await a.call("ops", "POST", `/api/messages/${m.id}/recall`, { reason: "wrong policy" });
+    expect(recall.body).toMatchObject({ state: "correcting", delivered: SEED + CANARY });
+    await a.until("corrected", async () => (await get(a, m.id)).state === "corrected");
+    const originals = recipientsOf(originalsOf(a, m.messageId));
+    const corrected = recipientsOf(a.sink.received.filter((r) => r.mail.inReplyTo === m.messageId));
+    expect(originals).toHaveLength(SEED + CANARY);
+    expect(corrected.slice().sort()).toEqual(originals.slice().sort());
+    expect((await get(a, m.id)).counts).toMatchObject({ sent: SEED + CANARY, skipped: N - SEED - CANARY, corrected: SEED + CANARY });
+  });
+
+  it("permanent SMTP failures in the early waves halt it at once; a recall during the canary keeps every later recipient from SMTP", async () => {
+    const a = slow;
+    a.sink.behaviour = { rcpt: (addr) => (addr.endsWith("@us.corp.example") ? { code: 550, message: "5.1.1 no such user" } : null) };
+    try {
+      const created = (await a.call("author", "POST", "/api/messages", { subject: "Failures", text: "Hi", audience: { lists: ["staff"] } })).body;
+      await a.call("approver1", "POST", `/api/messages/${created.id}/approve`, { revision: 1, digest: created.digest });
+      const halted = await a.until("halted by failures", async () => {
+        const cur = await get(a, created.id);
+        return cur.paused ? cur : undefined;
+      });
+      expect(halted.paused.reason).toMatch(/^signal: \d+ permanent SMTP failures? of 22 early recipients/);
+      expect(halted.waves.haltedBy.kind).toBe("failure");
+      const recall = await a.call("ops", "POST", `/api/messages/${created.id}/recall`, { reason: "addresses wrong" });
+      expect(recall.status).toBe(200);
+      await a.until("done", async () => ["corrected", "recalled"].includes((await get(a, created.id)).state));
+      const got = recipientsOf(originalsOf(a, created.messageId));
+      const final = await get(a, created.id);
+      // Nobody outside the early waves was handed the original; the failures are recorded.
+      expect(got.length).toBeLessThanOrEqual(SEED + CANARY);
+      expect(final.counts.sent + final.counts.failed).toBeLessThanOrEqual(SEED + CANARY);
+      expect(final.counts.skipped).toBeGreaterThanOrEqual(N - SEED - CANARY);
+      expect(final.waves.signals.failures).toBeGreaterThanOrEqual(1);
+    } finally {
+      a.sink.behaviour = {};
+    }
+  });
+
+  it("is chosen per message: waves: false needs an admin, waves: true stages even a small one", async () => {
+    const a = slow;
+    const off = { subject: "All at once", text: "Hi", audience: { lists: ["staff"] }, waves: false };
+    const refused = await a.call("author", "POST", "/api/messages", off);
+    expect(refused.status).toBe(403);
+    expect(refused.body.error.message).toMatch(/only admins/);
+    const byAdmin = await a.call("admin", "POST", "/api/messages", off);
+    expect(byAdmin.status).toBe(201);
+    expect(byAdmin.body.waves).toBeNull();
+    const small = await a.call("author", "POST", "/api/messages", { subject: "Small", text: "Hi", audience: { addresses: ["x@corp.example"] }, waves: true });
+    expect(small.status).toBe(201);
+    expect(small.body.waves).toMatchObject({ phase: "approval" });
+    const unknownSeed = await a.call("author", "POST", "/api/messages", { subject: "Seed", text: "Hi", audience: { lists: ["staff"] }, seedAudience: "nobody" });
+    expect(unknownSeed.status).toBe(400);
+    expect(unknownSeed.body.error.message).toMatch(/seedAudience: audience nobody does not exist/);
+  });
+});
