@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../../src/config.js";
+import { waveSettings } from "../../src/waves/settings.js";
 import { lockTiming } from "../../workers/run-workers.js";
 
 describe("config", () => {
@@ -20,6 +21,24 @@ describe("config", () => {
       const text = (e as ConfigError).message;
       for (const name of ["PORT", "SEND_RATE_PER_SECOND", "REDIS_URL"]) expect(text).toContain(name);
     }
+  });
+
+  it("stages sends from LARGE_AUDIENCE_THRESHOLD by default, with the spec's canary and wait, and names bad staged-send settings", () => {
+    const w = waveSettings(loadConfig({}));
+    expect(w).toMatchObject({ from: 1000, canaryPercent: 1, canaryMinimum: 50, waitMs: 600_000, thresholds: { replies: 3, reports: 1, bouncePercent: 2, failurePercent: 2 } });
+    expect(waveSettings(loadConfig({ WAVES_THRESHOLD: "0", LARGE_AUDIENCE_THRESHOLD: "50" })).from).toBe(0);
+    expect(waveSettings(loadConfig({ LARGE_AUDIENCE_THRESHOLD: "50", CANARY_WAIT_MINUTES: "0.5" }))).toMatchObject({ from: 50, waitMs: 30_000 });
+    expect(loadConfig({ RETURN_PATH_DOMAIN: "Bounces.Corp.Example" }).RETURN_PATH_DOMAIN).toBe("bounces.corp.example");
+    const bad = { CANARY_PERCENT: "0", CANARY_WAIT_MINUTES: "-1", RETURN_PATH_DOMAIN: "not a domain", SIGNAL_REPLIES: "0" };
+    const text = (() => {
+      try {
+        loadConfig(bad);
+      } catch (e) {
+        return (e as ConfigError).message;
+      }
+      return "";
+    })();
+    for (const name of Object.keys(bad)) expect(text).toContain(name);
   });
 
   it("requires the secrets and peers in production", () => {
