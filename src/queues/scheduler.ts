@@ -134,8 +134,9 @@ export class BullScheduler implements Scheduler {
 
   async planWaves(id: string): Promise<void> {
     const data: JobData<"planWaves"> = JOBS.planWaves.schema.parse({ id });
-    // Removed once done: a sweep re-adding it after a lost enqueue plans (the planner checks the plan is still to make).
-    await this.timers.add("planWaves", data, { jobId: `plan-${id}`, attempts: 5, backoff: { type: "exponential", delay: 2000 }, removeOnComplete: true, removeOnFail: 1000 });
+    // Removed once done or failed for good (its error is logged): the sweep adds it again while the
+    // plan is still to make (the planner checks that), so a lost or failed plan is made later.
+    await this.timers.add("planWaves", data, { jobId: `plan-${id}`, attempts: 5, backoff: { type: "exponential", delay: 2000 }, removeOnComplete: true, removeOnFail: true });
   }
 
   async scheduleWave(id: string, atMs: number): Promise<void> {
