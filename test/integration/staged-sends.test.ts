@@ -1,8 +1,8 @@
 /**
  * Staged sends (SPEC "Staged sends", promise 9), end to end: real Redis, a real SMTP sink for what
  * goes out, real SMTP clients talking to Airlock's inbound listener, the report link over HTTP.
- * Two instances: one whose wait after the canary is 3 s (the waves run through), one whose wait is
- * 10 minutes (nothing of the rest goes unless ops continue it).
+ * The wait after the canary is 10 minutes: nothing of the rest goes unless ops continue it, or the
+ * test moves Airlock's clock past the wait (the sweep then opens the rest, as the timer would).
  */
 import nodemailer from "nodemailer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -22,24 +22,22 @@ const SETTINGS = {
   CANARY_MIN_RECIPIENTS: "10",
   RETURN_PATH_DOMAIN: "bounces.corp.example",
   RECIPIENTS_PER_TRANSACTION: "20",
-  // One bounce of the 22 early recipients is 4.5%: over the default 2%. The reply test needs two.
-  SIGNAL_BOUNCE_PERCENT: "10",
+  // One bounce of the 22 early recipients is 4.5%: over the default 2%. The reply test sends three
+  // (13.6%) and one delayed DSN, which is not a bounce.
+  SIGNAL_BOUNCE_PERCENT: "20",
 };
 /** 5% of 400, over the minimum of 10. */
 const CANARY = 20;
 const SEED = 2;
 
-let quick: TestAirlock;
 let slow: TestAirlock;
 
 beforeAll(async () => {
-  [quick, slow] = await Promise.all([startAirlock({ ...SETTINGS, CANARY_WAIT_MINUTES: "0.05" }), startAirlock({ ...SETTINGS, CANARY_WAIT_MINUTES: "10" })]);
-  for (const a of [quick, slow]) {
-    const up = await a.call("author", "POST", "/api/audiences?name=staff", "email\n" + PEOPLE.join("\n"), { "content-type": "text/csv" });
-    expect(up.status).toBe(201);
-  }
+  slow = await startAirlock({ ...SETTINGS, CANARY_WAIT_MINUTES: "10" });
+  const up = await slow.call("author", "POST", "/api/audiences?name=staff", "email\n" + PEOPLE.join("\n"), { "content-type": "text/csv" });
+  expect(up.status).toBe(201);
 }, 60_000);
-afterAll(async () => Promise.all([quick?.stop(), slow?.stop()]));
+afterAll(async () => slow?.stop());
 
 const get = async (a: TestAirlock, id: string) => (await a.call("ops", "GET", `/api/messages/${id}`)).body;
 const originalsOf = (a: TestAirlock, messageId: string): Received[] => a.sink.received.filter((r) => r.mail.messageId === messageId);
@@ -76,7 +74,7 @@ const reply = (to: string, from: string, id: string, extra: string[] = [], body 
 
 describe("a staged send", () => {
   it("goes in waves: the seed cohort and a reproducible canary spread over domains, each early copy with its own return path, then the rest after the wait", async () => {
-    const a = quick;
+    const a = slow;
     const { m, waiting } = await stagedInWait(a, "Waves");
     expect(waiting.waves).toMatchObject({ seed: SEED, canary: CANARY, rest: N - SEED - CANARY, handed: SEED + CANARY });
     const early = originalsOf(a, m.messageId);
@@ -110,6 +108,8 @@ describe("a staged send", () => {
     });
     expect([...again].map((i) => [...indexOf].find(([, j]) => j === i)![0]).sort()).toEqual(canaryPeople.slice().sort());
 
+    // The wait is over (Airlock's clock moved past it): the sweep opens the rest, as the timer would.
+    a.clock.advance(10 * 60_000);
     const done = await a.until("sent", async () => {
       const cur = await get(a, m.id);
       return cur.state === "sent" && cur;
@@ -133,11 +133,18 @@ describe("a staged send", () => {
     const replyTo = early[0]!.mail.replyTo!.value[0]!.address!;
 
     await toInbound(a, "bob@corp.example", replyTo, reply(replyTo, "Bob <bob@corp.example>", "auto-1", ["Auto-Submitted: auto-replied"], "I am out of the office."));
-    const bounced = early.find((r) => r.to[0]!.startsWith("person"))!;
-    await toInbound(a, "", bounced.from, dsnFixture("postfix-failed.eml", bounced.from));
+    // DSNs of three MTAs' shapes, each to the return path of another early recipient, and a delayed one.
+    const people = early.filter((r) => r.to[0]!.startsWith("person"));
+    const fixtures = ["postfix-failed.eml", "office365.eml", "gmail.eml", "postfix-delayed.eml"] as const;
+    for (const [i, name] of fixtures.entries()) await toInbound(a, "", people[i]!.from, dsnFixture(name, people[i]!.from));
     let cur = await get(a, m.id);
-    expect(cur.waves.signals).toMatchObject({ autoReplies: 1, replies: 0, bounces: 1 });
+    expect(cur.waves.signals).toMatchObject({ autoReplies: 1, replies: 0, bounces: 3 });
     expect(cur.paused).toBeNull();
+    const indexOf = new Map<string, number>();
+    (await a.rt.store.recipientSlice(m.id, 0, N)).forEach((e, i) => indexOf.set(e, i));
+    const bounces = (await a.call("ops", "GET", `/api/messages/${m.id}/signals`)).body.items.filter((e: { kind: string }) => e.kind === "bounce");
+    // The VERP address names who bounced, whatever the DSN's body says.
+    expect(bounces.map((e: { index: number }) => e.index).sort()).toEqual(people.slice(0, 3).map((r) => indexOf.get(r.to[0]!)).sort());
 
     for (const [i, who] of ["carol", "dan", "erin"].entries()) {
       await toInbound(a, `${who}@corp.example`, replyTo, reply(replyTo, `${who}@corp.example`, `human-${i}`));
@@ -146,10 +153,10 @@ describe("a staged send", () => {
     }
     cur = await get(a, m.id);
     expect(cur.paused).toMatchObject({ by: "airlock", reason: expect.stringMatching(/^signal: 3 human replies/) });
-    expect(cur.waves).toMatchObject({ phase: "wait", haltedBy: { kind: "reply", count: 3 }, signals: { replies: 3, autoReplies: 1, bounces: 1 } });
+    expect(cur.waves).toMatchObject({ phase: "wait", haltedBy: { kind: "reply", count: 3 }, signals: { replies: 3, autoReplies: 1, bounces: 3 } });
     const evidence = (await a.call("ops", "GET", `/api/messages/${m.id}/signals`)).body.items;
     expect(evidence.filter((e: { kind: string }) => e.kind === "reply").map((e: { from: string }) => e.from).sort()).toEqual(["carol@corp.example", "dan@corp.example", "erin@corp.example"]);
-    expect(evidence.find((e: { kind: string }) => e.kind === "bounce")).toMatchObject({ index: expect.any(Number), status: "5.1.1" });
+    expect(evidence.find((e: { kind: string }) => e.kind === "bounce")).toMatchObject({ index: expect.any(Number), status: expect.stringMatching(/^5\./) });
     // Ops are told.
     await a.until("the halt mailed to ops", () => a.sink.received.some((r) => r.to.includes("ops@corp.example") && /Halted/.test(r.mail.subject ?? "")));
     expect(recipientsOf(originalsOf(a, m.messageId))).toHaveLength(SEED + CANARY);
@@ -162,8 +169,22 @@ describe("a staged send", () => {
     const all = recipientsOf(originalsOf(a, m.messageId));
     expect(all.slice().sort()).toEqual(PEOPLE.slice().sort());
     const actions = (await a.call("ops", "GET", `/api/messages/${m.id}/events`)).body.items.map((e: { action: string }) => e.action);
-    expect(actions.filter((x: string) => x === "signal")).toHaveLength(5);
+    // 1 auto-reply, 3 bounces, 3 human replies (the repeated one is not counted).
+    expect(actions.filter((x: string) => x === "signal")).toHaveLength(7);
     expect(actions).toEqual(expect.arrayContaining(["pause", "continue"]));
+  });
+
+  it("bounces over their share of the early waves halt it", async () => {
+    const a = slow;
+    const { m } = await stagedInWait(a, "Bounces");
+    const people = originalsOf(a, m.messageId).filter((r) => r.to[0]!.startsWith("person"));
+    for (const r of people.slice(0, 4)) await toInbound(a, "", r.from, dsnFixture("postfix-failed.eml", r.from));
+    expect((await get(a, m.id)).paused).toBeNull(); // 4 of 22: 18%, not over 20%
+    await toInbound(a, "", people[4]!.from, dsnFixture("postfix-failed.eml", people[4]!.from));
+    const halted = await get(a, m.id);
+    expect(halted.paused?.reason).toBe("signal: 5 bounces of 22 early recipients (over 20%)");
+    expect(halted.waves.haltedBy).toMatchObject({ kind: "bounce", count: 5 });
+    await a.call("ops", "POST", `/api/messages/${m.id}/recall`, { reason: "bad addresses" });
   });
 
   it("a report from the footer halts it; a recall then corrects only the early waves, and the rest never gets anything (promise 9)", async () => {
