@@ -22,7 +22,7 @@ import { audienceToHeader, newMessageId } from "../mail/mime.js";
 import type { Renderer } from "../mail/render.js";
 import type { Logger } from "pino";
 import type { Metrics } from "../metrics/metrics.js";
-import type { MessageStore, StagingChoice } from "../store/message-store.js";
+import type { KeptRecipients, MessageStore, StagingChoice } from "../store/message-store.js";
 import { AudienceChangedError, type Frozen } from "../store/recipient-freeze.js";
 import type { Answer } from "../store/script-answers.js";
 import type { FollowUp, Refusal } from "../store/script-answers.js";
@@ -281,22 +281,22 @@ export class MessageService {
    * Freezes the recipients (in slices: store/recipient-freeze.ts) and submits with them. A list
    * replaced or deleted while it was copied is copied again from its new version, at most
    * FREEZE_ATTEMPTS times: a list replaced faster than it can be copied is a conflict to retry later.
-   * `keep`: for an edit with the same audience whose lists are still the versions frozen before,
-   * those versions: its recipients are kept (nothing copied), if the submit finds the lists still at
-   * them; if a list changed meanwhile, it is frozen after all.
+   * `keep`: for an edit with the same lists, each still the version frozen before: its recipients
+   * are kept (nothing copied; the explicit addresses it adds or drops are applied to them), if the
+   * submit finds the lists still at those versions; if a list changed meanwhile, it is frozen after all.
    */
   private async withFrozenRecipients(
     id: string,
     lists: string[],
     addresses: string[],
-    keep: number[] | null,
-    submit: (frozen: Frozen | { keep: true; versions: number[] }) => Promise<Answer<"submit">>,
+    keep: KeptRecipients | null,
+    submit: (frozen: Frozen | KeptRecipients) => Promise<Answer<"submit">>,
   ): Promise<Answer<"submit">> {
     const freeze = this.d.store.freeze;
     for (let attempt = 1; ; attempt++) {
-      let frozen: Frozen | { keep: true; versions: number[] };
+      let frozen: Frozen | KeptRecipients;
       try {
-        frozen = keep ? { keep: true, versions: keep } : await freeze.freeze(id, lists, addresses);
+        frozen = keep ?? (await freeze.freeze(id, lists, addresses));
       } catch (e) {
         if (!(e instanceof AudienceChangedError) || attempt >= FREEZE_ATTEMPTS) throw this.changedAudience(e);
         continue;
@@ -322,13 +322,22 @@ export class MessageService {
    * An edit keeps its frozen recipients when it names the same lists and addresses, and every list is
    * still the version frozen then: those versions (which submit.lua checks again), else null.
    */
-  private async keepsItsRecipients(current: Message, lists: string[], addresses: string[]): Promise<number[] | null> {
+  private async keepsItsRecipients(current: Message, lists: string[], addresses: string[]): Promise<KeptRecipients | null> {
     const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && new Set([...a, ...b]).size === a.length;
-    if (!same(current.audience.lists, lists) || !same(current.audience.addresses, addresses)) return null;
+    if (!same(current.audience.lists, lists)) return null;
     const frozenVersion = await this.d.store.frozenVersions(current.id);
     if (!frozenVersion) return null;
     const now = await this.d.store.freeze.versionsOf(lists);
-    return lists.every((name, i) => frozenVersion.get(name) === now[i]) ? lists.map((name) => frozenVersion.get(name)!) : null;
+    if (!lists.every((name, i) => frozenVersion.get(name) === now[i])) return null;
+    // The explicit addresses it adds and drops are applied to the kept set by the submit script.
+    const before = new Set(current.audience.addresses);
+    const after = new Set(addresses);
+    return {
+      keep: true,
+      versions: lists.map((name) => frozenVersion.get(name)!),
+      added: addresses.filter((a) => !before.has(a)),
+      removed: current.audience.addresses.filter((a) => !after.has(a)),
+    };
   }
 
   /**

@@ -80,6 +80,19 @@ interface StoredCorrection {
 const iso = (ms: string | undefined) => (ms ? new Date(Number(ms)).toISOString() : null);
 const int = (v: string | undefined) => (v ? Number(v) : 0);
 
+/**
+ * An edit that keeps its lists (each still the version frozen before): its recipients are kept, and
+ * only the explicit addresses it adds or drops are applied to them, in the submit script (issue 18:
+ * an edit of a million-recipient message that changes one address copies nothing).
+ */
+export interface KeptRecipients {
+  keep: true;
+  versions: number[];
+  /** Explicit addresses the edit adds, and those it no longer names (kept when a list has them). */
+  added?: string[];
+  removed?: string[];
+}
+
 /** Whether a submit stages the send (store/lua/submit.lua decides with the count it freezes). */
 export interface StagingChoice {
   /** The author's choice: "on", "off" (admins only: the service checks), or "" for the policy. */
@@ -159,7 +172,7 @@ export class MessageStore implements SignalSink {
     f: NewMessageFields,
     ladder: ApprovalLadder,
     now: number,
-    opts: { seenRevision?: number; maxRevisions: number; frozen?: Frozen | { keep: true; versions: number[] }; waves?: StagingChoice },
+    opts: { seenRevision?: number; maxRevisions: number; frozen?: Frozen | KeptRecipients; waves?: StagingChoice },
   ): Promise<Answer<"submit">> {
     const { seenRevision } = opts;
     if (!opts.frozen) {
@@ -200,6 +213,8 @@ export class MessageStore implements SignalSink {
         opts.waves?.wanted ?? "",
         opts.waves?.from ?? 0,
         opts.waves?.stagedDigest ?? "",
+        keep ? JSON.stringify(frozen.added ?? []) : "[]",
+        keep ? JSON.stringify(frozen.removed ?? []) : "[]",
       ],
       now,
     );

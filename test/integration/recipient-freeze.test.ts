@@ -113,11 +113,30 @@ describe("submits and edits through the service", () => {
       expect(edited.body).toMatchObject({ revision: 2, recipientCount: FREEZE_SLICE + 7 });
       expect(freeze).not.toHaveBeenCalled();
       expect(await a.rt.redis.zrange(keys.recipients(m.body.id), "0", "-1")).toEqual(frozen);
-      // An edit adding an address freezes again.
-      const again = await a.call("author", "PUT", `/api/messages/${m.body.id}`, { subject: "Frozen, edited", text: "y", audience: { lists: ["staff"], addresses: ["extra@corp.example"] } });
-      expect(again.body).toMatchObject({ revision: 3, recipientCount: FREEZE_SLICE + 8 });
+      // An edit of the explicit addresses only: applied to the kept set, nothing copied (issue 18).
+      const listed = person("new", 3);
+      const again = await a.call("author", "PUT", `/api/messages/${m.body.id}`, {
+        subject: "Frozen, edited",
+        text: "y",
+        audience: { lists: ["staff"], addresses: ["extra@corp.example", "other@corp.example", listed] },
+      });
+      expect(again.body).toMatchObject({ revision: 3, recipientCount: FREEZE_SLICE + 9 });
+      expect(freeze).not.toHaveBeenCalled();
+      // Dropping an address the list has keeps it; dropping one only named explicitly removes it.
+      const dropped = await a.call("author", "PUT", `/api/messages/${m.body.id}`, { subject: "Frozen, edited", text: "y", audience: { lists: ["staff"], addresses: ["other@corp.example"] } });
+      expect(dropped.body).toMatchObject({ revision: 4, recipientCount: FREEZE_SLICE + 8 });
+      const after = await a.rt.redis.zrange(keys.recipients(m.body.id), "0", "-1");
+      expect(after).toEqual([...frozen, "other@corp.example"].sort());
       expect(await a.rt.redis.pttl(keys.recipients(m.body.id))).toBe(-1);
-      expect(freeze).toHaveBeenCalledTimes(1);
+      expect(freeze).not.toHaveBeenCalled();
+      // The same recipients a fresh freeze gives (what the edit's new revision names).
+      const fresh = await a.call("author", "POST", "/api/messages", { subject: "Fresh", text: "x", audience: { lists: ["staff"], addresses: ["other@corp.example"] } });
+      expect(await a.rt.redis.zrange(keys.recipients(fresh.body.id), "0", "-1")).toEqual(after);
+      // An edit naming another list freezes again.
+      expect((await a.call("author", "POST", "/api/audiences?name=more", csv("more", 3), { "content-type": "text/csv" })).status).toBe(201);
+      const relisted = await a.call("author", "PUT", `/api/messages/${m.body.id}`, { subject: "Frozen, edited", text: "y", audience: { lists: ["staff", "more"] } });
+      expect(relisted.body).toMatchObject({ revision: 5, recipientCount: FREEZE_SLICE + 10 });
+      expect(freeze).toHaveBeenCalledTimes(2); // the fresh message's and this one's
     } finally {
       await a.stop();
     }

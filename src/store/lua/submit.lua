@@ -18,7 +18,9 @@
 -- ARGV[14] "keep" to keep the recipients frozen by the current revision (the scratch set is then
 -- not used), ARGV[15] the author's choice of waves ("on", "off" or "" for the policy), ARGV[16] the
 -- audience size from which the policy stages a send (0: never), ARGV[17] the digest of the message
--- as a staged send (mail/compose.ts composeStaged): the digest approvers see when it is staged.
+-- as a staged send (mail/compose.ts composeStaged): the digest approvers see when it is staged,
+-- ARGV[18], ARGV[19] with "keep": JSON lists of the explicit addresses the edit adds and drops (a
+-- dropped one stays if one of the lists has it).
 local K_RECIPIENTS = KEYS[COMMON_KEYS + 1]
 local K_SCRATCH = KEYS[COMMON_KEYS + 2]
 local K_REVISIONS = KEYS[COMMON_KEYS + 3]
@@ -91,9 +93,22 @@ for i = FIRST_LIST, #KEYS do
 end
 
 local count
+-- An edit of the explicit addresses only (with "keep"): which of them change the kept set — an added
+-- address not in it yet, a dropped one that no list has — found before any write, so the count is exact.
+local toAdd, toDrop = {}, {}
 if KEEP then
   if mode ~= 'edit' then error('submit: keep is for an edit') end
-  count = redis.call('ZCARD', K_RECIPIENTS)
+  for _, a in ipairs(cjson.decode(ARGV[18] or '[]')) do
+    if not redis.call('ZSCORE', K_RECIPIENTS, a) then toAdd[#toAdd + 1] = a end
+  end
+  for _, a in ipairs(cjson.decode(ARGV[19] or '[]')) do
+    local listed = false
+    for i = FIRST_LIST, #KEYS do
+      if redis.call('ZSCORE', KEYS[i], a) then listed = true; break end
+    end
+    if not listed and redis.call('ZSCORE', K_RECIPIENTS, a) then toDrop[#toDrop + 1] = a end
+  end
+  count = redis.call('ZCARD', K_RECIPIENTS) + #toAdd - #toDrop
 else
   count = redis.call('ZCARD', K_SCRATCH)
 end
@@ -103,6 +118,13 @@ if count > tonumber(ARGV[8]) then return refuseAndDrop('too_many_recipients', {c
 -- The scratch set's expiry (a freeze abandoned mid-way) goes with a RENAME: the frozen set must never expire.
 if not KEEP then redis.call('RENAME', K_SCRATCH, K_RECIPIENTS) end
 redis.call('PERSIST', K_RECIPIENTS)
+-- The explicit addresses' changes, on the kept set (MAX_EXPLICIT_ADDRESSES each way at most).
+for _, a in ipairs(toDrop) do redis.call('ZREM', K_RECIPIENTS, a) end
+for i = 1, #toAdd, 1000 do
+  local args = {}
+  for j = i, math.min(#toAdd, i + 999) do args[#args + 1] = 0; args[#args + 1] = toAdd[j] end
+  redis.call('ZADD', K_RECIPIENTS, unpack(args))
+end
 
 -- The policy's ladder (domain/policies.ts approvalLadder): the last rung the count reaches.
 local required = 0
