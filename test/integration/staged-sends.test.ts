@@ -187,6 +187,21 @@ describe("a staged send", () => {
     await a.call("ops", "POST", `/api/messages/${m.id}/recall`, { reason: "bad addresses" });
   });
 
+  it("ops halt it by hand; a resume lets the plan go on: the rest goes at the wait's end, not before", async () => {
+    const a = slow;
+    const { m } = await stagedInWait(a, "By hand");
+    expect((await a.call("author", "POST", `/api/messages/${m.id}/halt`, { reason: "checking" })).status).toBe(403);
+    const halted = await a.call("ops", "POST", `/api/messages/${m.id}/halt`, { reason: "checking the figures" });
+    expect(halted.body.paused).toMatchObject({ by: "ops@corp.example", reason: "halted: checking the figures" });
+    expect((await a.call("ops", "POST", `/api/messages/${m.id}/resume`, {})).status).toBe(200);
+    const resumed = await get(a, m.id);
+    expect(resumed).toMatchObject({ state: "sending", paused: null, waves: { phase: "wait" } });
+    expect(recipientsOf(originalsOf(a, m.messageId))).toHaveLength(SEED + CANARY);
+    a.clock.advance(10 * 60_000);
+    await a.until("sent", async () => (await get(a, m.id)).state === "sent");
+    expect(recipientsOf(originalsOf(a, m.messageId))).toHaveLength(N);
+  });
+
   it("a report from the footer halts it; a recall then corrects only the early waves, and the rest never gets anything (promise 9)", async () => {
     const a = slow;
     const { m } = await stagedInWait(a, "Report");

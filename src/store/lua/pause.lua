@@ -36,5 +36,10 @@ else
   -- A staged send's original: the jobs of the wave that was going (store/lua/waves.lua).
   local open = field(KEYS[1], 'waveOpen')
   if original and open ~= nil and tonumber(open) > 0 then followUps[1].wave = math.min(3, tonumber(open)) end
+  -- Resumed during (or after) the wait after the canary: its timer, refused while halted, comes again.
+  local untilMs = field(KEYS[1], 'waveWaitUntil')
+  if original and open == '2' and untilMs ~= nil then
+    followUps[2] = {['do'] = 'scheduleWave', at = math.max(NOW, tonumber(untilMs))}
+  end
 end
 return answer({state = state, followUps = followUps})
