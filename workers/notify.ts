@@ -6,24 +6,25 @@
  */
 import type { Logger } from "pino";
 import type { UserDirectory } from "../src/auth/users.js";
-import { AIRLOCK_ACTOR, type Message } from "../src/domain/message.js";
+import { AIRLOCK_ACTOR, type Message, type WavePhase } from "../src/domain/message.js";
 import { releaseAt } from "../src/domain/policies.js";
 import { addressOf } from "../src/domain/sender.js";
 import { domainOf } from "../src/domain/recipient-domains.js";
 import type { LinkTokens } from "../src/links/link-tokens.js";
 import { buildMime, newMessageId } from "../src/mail/mime.js";
-import type { NotificationRenderer } from "../src/mail/notifications.js";
+import { oneLine, type NotificationRenderer } from "../src/mail/notifications.js";
 import type { Renderer } from "../src/mail/render.js";
 import { correctionAsSent, originalAsSent } from "../src/notify/as-sent.js";
 import { recipientOutcome, transactionOutcome } from "../src/mail/smtp-outcome.js";
 import { SmtpSendError, type MailTransport } from "../src/mail/transport.js";
 import { diffRevisions, type RevisionSnapshot } from "../src/notify/diff.js";
 import { formatDateTime, formatDuration, formatTime } from "../src/notify/format.js";
-import type { LinkAction, NotificationDataByKind, NotificationKind } from "../src/notify/notification-data.js";
+import type { HaltingSignal, HaltSignals, LinkAction, NotificationDataByKind, NotificationKind } from "../src/notify/notification-data.js";
 import { messageSummary, reviewUrl } from "../src/notify/summary.js";
 import type { JobData } from "../src/queues/catalogue.js";
 import type { Clock } from "../src/domain/clock.js";
 import type { MessageStore } from "../src/store/message-store.js";
+import type { SignalEvidence, SignalKind } from "../src/waves/signals.js";
 
 export interface NotifyDeps {
   store: MessageStore;
@@ -111,21 +112,33 @@ export class NotifyProcessor {
     return null;
   }
 
-  /** The latest halt by Airlock: the pause while it holds, else its audit entry (a resume may have come first). */
-  private async lastHalt(m: Message): Promise<{ reason: string; at: number; of: "original" | "correction" } | null> {
+  /**
+   * The latest halt by Airlock: the pause while it holds, else its audit entry (a resume may have
+   * come first). `signal`: the staged send's signal that halted it, null for any other halt.
+   */
+  private async lastHalt(m: Message): Promise<{ reason: string; at: number; of: "original" | "correction"; signal: HaltingSignal | null } | null> {
     // A fan-out that runs while the message is correcting is the correction's.
     const ofState = (state: string) => (state === "correcting" ? "correction" : "original");
-    if (m.paused?.by === AIRLOCK_ACTOR) return { reason: m.paused.reason, at: Date.parse(m.paused.at), of: ofState(m.state) };
+    if (m.paused?.by === AIRLOCK_ACTOR) {
+      const at = Date.parse(m.paused.at);
+      // A signal halt writes `haltedBy` with the pause, at the same time (store/lua/fanout-prologue.lua
+      // haltForSignal); `haltedBy` outlives a continue, so an older one belongs to an earlier halt.
+      const by = m.waves?.haltedBy;
+      return { reason: m.paused.reason, at, of: ofState(m.state), signal: by && Date.parse(by.at) === at ? by.kind : null };
+    }
     const halts = (await this.d.store.events(m.id)).filter((e) => e.action === "pause" && e.actor === AIRLOCK_ACTOR);
     const last = halts.at(-1);
     if (!last) return null;
     let reason = "";
+    let signal: HaltingSignal | null = null;
     try {
-      reason = String((JSON.parse(last.detail ?? "{}") as { reason?: unknown }).reason ?? "");
+      const detail = JSON.parse(last.detail ?? "{}") as { reason?: unknown; signal?: unknown };
+      reason = String(detail.reason ?? "");
+      signal = HALTING_SIGNALS.find((k) => k === detail.signal) ?? null;
     } catch {
       // an unreadable detail: the mail still says it halted
     }
-    return { reason, at: Number(last.at), of: ofState(last.from ?? "") };
+    return { reason, at: Number(last.at), of: ofState(last.from ?? ""), signal };
   }
 
   private async data(kind: NotificationKind, m: Message, to: string, recipientName: string): Promise<{ data: NotificationDataByKind[NotificationKind]; links: Record<string, string> }> {
@@ -233,6 +246,7 @@ export class NotifyProcessor {
       }
       case "halted": {
         const halt = await this.lastHalt(m);
+        const signal = halt?.signal && halt.of === "original" && m.waves ? haltSignals(m, halt.signal, await d.store.signalEvidence(m.id)) : null;
         return {
           links,
           data: {
@@ -241,6 +255,7 @@ export class NotifyProcessor {
             reason: halt?.reason ?? "",
             haltedAt: formatDateTime(halt?.at ?? now),
             sent: halt?.of === "correction" ? m.counts.corrected : m.counts.sent,
+            signal,
           },
         };
       }
@@ -257,4 +272,58 @@ function displayAddress(name: string, address: string): string {
 /** Who recalled a message and why, as the recall notifications say it. */
 function recallOf(m: Message): { recalledBy: string; reason: string } {
   return { recalledBy: m.recall?.by ?? "", reason: m.recall?.reason ?? "" };
+}
+
+const HALTING_SIGNALS: readonly HaltingSignal[] = ["failure", "bounce", "reply", "report"];
+
+/** Evidence of each kind a halt mail lists, the earliest kept first; the dashboard shows all that is kept. */
+export const HALT_EVIDENCE_SHOWN = 5;
+
+const WAVE_WORDS: Record<WavePhase, string> = {
+  approval: "no wave yet",
+  planning: "no wave yet (its plan is being made)",
+  seed: "the seed wave",
+  canary: "the canary wave",
+  wait: "the wait after the canary",
+  rest: "the rest, continued since the halt",
+};
+
+/**
+ * What a staged send's signal halt mails (`kind`: the signal that halted it): the waves, the counts
+ * against their thresholds and the evidence (newest first from the store), as of now. Null for a
+ * message that is not staged.
+ */
+export function haltSignals(m: Pick<Message, "waves" | "counts">, kind: HaltingSignal, evidence: SignalEvidence[]): HaltSignals | null {
+  const w = m.waves;
+  if (!w) return null;
+  const oldestFirst = [...evidence].reverse();
+  const listOf = <T>(k: SignalKind, count: number, view: (e: SignalEvidence) => T) => {
+    const list = oldestFirst.filter((e) => e.kind === k).slice(0, HALT_EVIDENCE_SHOWN).map(view);
+    return { list, more: Math.max(0, count - list.length) };
+  };
+  const at = (e: SignalEvidence) => formatDateTime(Date.parse(e.at));
+  // One-line values stay on one line, so none can forge a line (a link) in the text part.
+  const line = (s: string | undefined) => oneLine(s ?? "");
+  const recipient = (e: SignalEvidence) => line(e.from) || (e.index !== undefined ? `recipient #${e.index}` : "unknown recipient");
+  const text = (s: string | undefined) => (s ?? "").replace(/\r\n?/g, "\n").trim();
+  const { signals: c, thresholds: t } = w;
+  return {
+    kind,
+    wave: WAVE_WORDS[w.phase],
+    seed: w.seed,
+    canary: w.canary,
+    rest: w.rest,
+    restStarted: w.phase === "rest",
+    early: w.seed + w.canary, // as the halt measures it (fanout-prologue.lua earlySize)
+    replies: { count: c.replies, threshold: t.replies, halted: kind === "reply" },
+    reports: { count: c.reports, threshold: t.reports, halted: kind === "report" },
+    bounces: { count: c.bounces, percent: t.bouncePercent, halted: kind === "bounce" },
+    failures: { count: c.failures, percent: t.failurePercent, halted: kind === "failure" },
+    autoReplies: c.autoReplies,
+    replyEvidence: listOf("reply", c.replies, (e) => ({ at: at(e), from: line(e.from) || "(no sender)", excerpt: text(e.excerpt) })),
+    reportEvidence: listOf("report", c.reports, (e) => ({ at: at(e), note: text(e.excerpt) })),
+    bounceEvidence: listOf("bounce", c.bounces, (e) => ({ at: at(e), recipient: recipient(e), status: line(e.status), diagnostic: line(e.diagnostic) })),
+    failureEvidence: listOf("failure", c.failures, (e) => ({ at: at(e), recipient: recipient(e), reply: line(e.status) })),
+    delivered: m.counts.sent + m.counts.inFlight,
+  };
 }

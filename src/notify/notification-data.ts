@@ -112,7 +112,10 @@ export interface CorrectionRequestData extends Base {
   reviewUrl: string;
 }
 
-/** Airlock stopped a fan-out itself: what it was about to send is not what was approved (or cannot be built). */
+/**
+ * Airlock stopped a fan-out itself: what it was about to send is not what was approved (or cannot
+ * be built), or a staged send's signal crossed its threshold (`signal`).
+ */
 export interface HaltedData extends Base {
   /** Whose fan-out: the message's, or its correction's. */
   of: "original" | "correction";
@@ -122,6 +125,46 @@ export interface HaltedData extends Base {
   haltedAt: string;
   /** Recipients who had it when it halted (0 when the build itself was refused). */
   sent: number;
+  /** What a staged send's early waves showed, when a signal halted it; null for any other halt. */
+  signal: HaltSignals | null;
+}
+
+/** The kinds of signal that halt a staged send (an automatic reply never does). */
+export type HaltingSignal = "failure" | "bounce" | "reply" | "report";
+
+/**
+ * A signal halt as its mail tells it: the waves, each count against its threshold and the
+ * evidence (the earliest kept of each kind, at most a few). The worker keeps every one-line
+ * value (addresses, statuses, SMTP replies) on one line; excerpts and notes keep their lines
+ * (the store bounded them) and are quoted in the text part.
+ */
+export interface HaltSignals {
+  /** The signal that crossed its threshold. */
+  kind: HaltingSignal;
+  /** The wave the send is in, worded: "the seed wave", "the canary wave", "the wait after the canary", "the rest, continued since the halt". */
+  wave: string;
+  /** Wave sizes (recipients). */
+  seed: number;
+  canary: number;
+  rest: number;
+  /** Whether the rest has started (a continue came before this mail). */
+  restStarted: boolean;
+  /** The seed cohort and the canary: the base of the bounce and failure percentages. */
+  early: number;
+  /** Each count against its threshold; `halted`: the one that halted the send. */
+  replies: { count: number; threshold: number; halted: boolean };
+  reports: { count: number; threshold: number; halted: boolean };
+  bounces: { count: number; percent: number; halted: boolean };
+  failures: { count: number; percent: number; halted: boolean };
+  /** Automatic replies (out of office…): kept, never counted. */
+  autoReplies: number;
+  /** Evidence, oldest first, at most HALT_EVIDENCE_SHOWN (workers/notify.ts) of each kind; `more`: how many of that kind are not listed. */
+  replyEvidence: { list: Array<{ at: string; from: string; excerpt: string }>; more: number };
+  reportEvidence: { list: Array<{ at: string; note: string }>; more: number };
+  bounceEvidence: { list: Array<{ at: string; recipient: string; status: string; diagnostic: string }>; more: number };
+  failureEvidence: { list: Array<{ at: string; recipient: string; reply: string }>; more: number };
+  /** Recipients who received it (or were being handed it): a recall's correction goes to them, and only to them. */
+  delivered: number;
 }
 
 export interface ScheduledData extends Base {

@@ -3,6 +3,9 @@ import { composeCorrection, composeOriginal } from "../../src/mail/compose.js";
 import { createNotificationRenderer } from "../../src/mail/notifications.js";
 import { createRenderer, templatesDir } from "../../src/mail/render.js";
 import type { ApprovalRequestData, CorrectionRequestData, HaltedData, MessageSummary, NotificationKind, SentMail } from "../../src/notify/notification-data.js";
+import type { Message, WaveProgress } from "../../src/domain/message.js";
+import type { SignalEvidence } from "../../src/waves/signals.js";
+import { HALT_EVIDENCE_SHOWN, haltSignals } from "../../workers/notify.js";
 
 const renderer = createNotificationRenderer();
 const mailRenderer = createRenderer(templatesDir());
@@ -306,6 +309,38 @@ const halted: HaltedData = {
   reason: "not sent: message 42 revision 1 builds with digest abc, but bob approved def",
   haltedAt: "22 November 2026, 14:05 UTC",
   sent: 0,
+  signal: null,
+};
+
+/** A staged send halted in the wait after the canary by its third human reply. */
+const waves: WaveProgress = {
+  phase: "wait",
+  seed: 4,
+  canary: 18,
+  rest: 839_978,
+  canarySeed: "c0ffee",
+  startedAt: { seed: "2026-11-22T13:50:00.000Z", canary: "2026-11-22T13:51:00.000Z", rest: null },
+  waitUntil: "2026-11-22T14:01:00.000Z",
+  handed: 22,
+  signals: { failures: 1, bounces: 1, replies: 7, autoReplies: 2, reports: 1 },
+  thresholds: { replies: 3, reports: 1, bouncePercent: 2, failurePercent: 2 },
+  haltedBy: { kind: "reply", at: "2026-11-22T14:05:00.000Z", count: 3 },
+};
+const at = (minute: number) => new Date(Date.UTC(2026, 10, 22, 14, minute)).toISOString();
+/** As the store answers it: newest first. */
+const evidence: SignalEvidence[] = [
+  { kind: "autoReply", at: at(9), from: "away@corp.example", excerpt: "I am out of the office." },
+  { kind: "failure", at: at(8), index: 6, from: "full@corp.example", status: "552 5.2.2 mailbox\r\nfull" },
+  { kind: "bounce", at: at(7), index: 5, from: "gone@corp.example", status: "5.1.1", diagnostic: "smtp; 550 5.1.1 user unknown" },
+  { kind: "bounce", at: at(7), index: 9, status: "5.0.0" },
+  { kind: "report", at: at(6), excerpt: "Wrong list & the wrong date" },
+  ...[6, 5, 4, 3, 2, 1, 0].map((i): SignalEvidence => ({ kind: "reply", at: at(i), from: `person${i}@corp.example`, ...(i === 1 ? {} : { excerpt: `Is this meant for me?\nReply ${i}` }) })),
+];
+const signalHalt: HaltedData = {
+  ...halted,
+  reason: "signal: 3 human replies to the early waves",
+  sent: 22,
+  signal: haltSignals({ waves, counts: { sent: 21, inFlight: 1 } } as Pick<Message, "waves" | "counts">, "reply", evidence),
 };
 
 describe("correction request", () => {
@@ -344,6 +379,171 @@ describe("halted", () => {
     }
     expect(renderer.render("halted", { ...halted, of: "correction", sent: 3 }).text).toContain("halted the correction notice");
   });
+
+  it("a halt that is not a signal reads exactly as it always did", () => {
+    const r = renderer.render("halted", halted);
+    expect(r.text).toBe(
+      [
+        "[Airlock] Halted: Delete TikTok from your phone",
+        "",
+        "Hello Drew Oncall,",
+        "",
+        "Airlock halted the sending of this message on 22 November 2026, 14:05 UTC: what was about to go out is not exactly what was approved, or could not be built. Nothing more of it goes out until ops resume it (it is checked again) or someone recalls it.",
+        "",
+        "0 recipients had it when it halted.",
+        "",
+        "What Airlock saw:",
+        "",
+        "> not sent: message 42 revision 1 builds with digest abc, but bob approved def",
+        "",
+        "Subject:    Delete TikTok from your phone",
+        "Sender:     Internal Communications <comms@corp.example>",
+        "Author:     Alice Martin <alice@corp.example>",
+        "Recipients: 840,000 recipients in total",
+        "            all-staff: 812,345",
+        "            contractors: 45,210",
+        "            explicit addresses: 12",
+        "",
+        "Open it on the dashboard to recall it, or to resume it once the cause is found:",
+        "https://airlock.corp.example/messages/42",
+        "",
+      ].join("\n"),
+    );
+    for (const part of [r.html, r.text]) expect(part).not.toMatch(/Signals so far|What to do|early waves|threshold/);
+  });
+
+  describe("by a signal of a staged send", () => {
+    const r = renderer.render("halted", signalHalt);
+
+    it("says the wave the send is in and the sizes of the waves", () => {
+      expect(r.subject).toBe("[Airlock] Halted: Delete TikTok from your phone");
+      for (const part of [r.html, r.text]) {
+        expect(part).toContain("Airlock halted the sending of this message on 22 November 2026, 14:05 UTC");
+        expect(part).toContain("its early waves showed a problem");
+        expect(part).toContain("signal: 3 human replies to the early waves");
+        expect(part).toMatch(/The send is in (<strong>)?the wait after the canary/);
+        expect(part).toContain("seed cohort 4 recipients, canary 18 recipients, the rest 839,978 recipients (not started)");
+        expect(part).not.toContain("not exactly what was approved");
+      }
+    });
+
+    it("sets each count against its threshold and marks the one that halted the send", () => {
+      expect(r.text).toContain(
+        [
+          "- Human replies: 7 (threshold 3) <- halted the send",
+          "- Problem reports: 1 (threshold 1)",
+          "- Bounces: 1 of 22 early recipients (threshold 2%)",
+          "- Permanent SMTP failures: 1 of 22 early recipients (threshold 2%)",
+          "- Automatic replies (out of office and the like): 2, not counted",
+        ].join("\n"),
+      );
+      expect(r.html).toMatch(/Human replies<\/td><td[^>]*><strong[^>]*>7<\/strong> \(threshold 3\): <strong[^>]*>halted the send<\/strong>/);
+      expect(r.html).toMatch(/Problem reports<\/td><td[^>]*>1 \(threshold 1\)<\/td>/);
+      expect(r.html).toContain("1 of 22 early recipients (threshold 2%)");
+      expect(r.html.match(/halted the send\b/g)).toHaveLength(1);
+    });
+
+    it("lists the evidence: the first replies with sender and excerpt, the reports' notes, the bounces, the failures", () => {
+      expect(r.text).toContain(
+        [
+          "Human replies:",
+          "- person0@corp.example, 22 November 2026, 14:00 UTC:",
+          "> Is this meant for me?",
+          "> Reply 0",
+          "",
+          "- person1@corp.example, 22 November 2026, 14:01 UTC (no text)",
+          "",
+          "- person2@corp.example, 22 November 2026, 14:02 UTC:",
+        ].join("\n"),
+      );
+      expect(r.text).toContain("> Reply 4\n\nand 2 more: see the dashboard.");
+      expect(r.text).not.toContain("person5@");
+      expect(r.text).toContain("Problem reports:\n- 22 November 2026, 14:06 UTC:\n> Wrong list & the wrong date");
+      expect(r.text).toContain("Bounces:\n- recipient #9, 22 November 2026, 14:07 UTC: 5.0.0\n- gone@corp.example, 22 November 2026, 14:07 UTC: 5.1.1 (smtp; 550 5.1.1 user unknown)");
+      expect(r.text).toContain("Permanent SMTP failures:\n- full@corp.example, 22 November 2026, 14:08 UTC: 552 5.2.2 mailbox full");
+      expect(r.text).not.toContain("I am out of the office"); // an automatic reply is counted apart, not evidence
+      expect(r.html).toMatch(/person0@corp\.example, 22 November 2026, 14:00 UTC:<blockquote[^>]*>Is this meant for me\?\nReply 0<\/blockquote>/);
+      expect(r.html).toContain("person1@corp.example, 22 November 2026, 14:01 UTC (no text)");
+      expect(r.html).toContain("and 2 more: see the dashboard.");
+      expect(r.html).toContain("Wrong list &amp; the wrong date");
+      expect(r.html).toContain("gone@corp.example, 22 November 2026, 14:07 UTC: <strong>5.1.1</strong> (smtp; 550 5.1.1 user unknown)");
+      expect(r.html).toContain("full@corp.example, 22 November 2026, 14:08 UTC: 552 5.2.2 mailbox full");
+    });
+
+    it("tells the reader what to do, with the dashboard link", () => {
+      expect(r.text).toContain(
+        "What to do: Continue (ops) sends the rest now; or recall it: the correction goes only to the 22 people who received it. Both are on the dashboard:\nhttps://airlock.corp.example/messages/42\n",
+      );
+      expect(ownLines(r.text, message.dashboardUrl)).toBe(1);
+      expect(r.html).toContain("<strong>What to do:</strong> <strong>Continue</strong> (ops) sends the rest now; or <strong>recall</strong> it: the correction goes only to the 22 people who received it.");
+      expect(r.html).toContain(`<a href="${message.dashboardUrl}" style="color:#1d4ed8;">Open it on the dashboard</a> to do either.`);
+      const none = renderer.render("halted", { ...signalHalt, signal: { ...signalHalt.signal!, delivered: 0 } });
+      for (const part of [none.html, none.text]) expect(part).toContain("it: nobody has received it, so nobody gets a correction.");
+    });
+
+    it("escapes what recipients wrote in HTML and quotes it in the text part, so nothing can pass for the notice", () => {
+      const evil = "https://evil.example/continue";
+      const hostile = haltSignals({ waves, counts: { sent: 22, inFlight: 0 } } as Pick<Message, "waves" | "counts">, "report", [
+        { kind: "failure", at: at(5), from: `x@corp.example\n${evil}`, status: `550 ${XSS}\r\n${evil}` },
+        { kind: "bounce", at: at(4), index: 1, from: `b@corp.example\u2028${evil}`, status: XSS, diagnostic: `${XSS}\n${evil}` },
+        { kind: "report", at: at(3), excerpt: `${XSS}\n${evil}` },
+        { kind: "reply", at: at(2), from: `Mallory ${XSS}\n${evil} <m@corp.example>`, excerpt: `Continue:\n${evil}\n${XSS} & more` },
+      ]);
+      const r = renderer.render("halted", { ...signalHalt, signal: hostile });
+      expect(r.html).not.toMatch(/<script|<img/i);
+      expect(r.html).toContain("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; more");
+      expect(r.html).not.toContain(`href="${evil}"`);
+      expect(ownLines(r.text, evil)).toBe(0);
+      expect(r.text).toContain(`> Continue:\n> ${evil}\n> ${XSS} & more`);
+      expect(r.text).toContain(`- Mallory ${XSS} ${evil} <m@corp.example>, 22 November 2026, 14:02 UTC:`);
+      expect(r.text).toContain(`- x@corp.example ${evil}, 22 November 2026, 14:05 UTC: 550 ${XSS} ${evil}`);
+      expect(r.text).not.toContain("&lt;");
+      expect(r.text).toContain("- Problem reports: 1 (threshold 1) <- halted the send");
+    });
+  });
+});
+
+describe("haltSignals (what the worker gives the halted mail)", () => {
+  const data = haltSignals({ waves, counts: { sent: 21, inFlight: 1 } } as Pick<Message, "waves" | "counts">, "bounce", evidence)!;
+
+  it("takes the counts, thresholds and wave sizes from the message, the early recipients as the halt counts them", () => {
+    expect(data).toMatchObject({
+      kind: "bounce",
+      wave: "the wait after the canary",
+      seed: 4,
+      canary: 18,
+      rest: 839_978,
+      restStarted: false,
+      early: 22,
+      replies: { count: 7, threshold: 3, halted: false },
+      reports: { count: 1, threshold: 1, halted: false },
+      bounces: { count: 1, percent: 2, halted: true },
+      failures: { count: 1, percent: 2, halted: false },
+      autoReplies: 2,
+      delivered: 22, // sent and in flight: a recall corrects both
+    });
+  });
+
+  it("lists the earliest evidence of each kind first, a few at most, and counts the rest", () => {
+    expect(data.replyEvidence.list.map((e) => e.from)).toEqual([0, 1, 2, 3, 4].map((i) => `person${i}@corp.example`));
+    expect(data.replyEvidence.list).toHaveLength(HALT_EVIDENCE_SHOWN);
+    expect(data.replyEvidence.more).toBe(2);
+    expect(data.replyEvidence.list[1]).toEqual({ at: "22 November 2026, 14:01 UTC", from: "person1@corp.example", excerpt: "" });
+    expect(data.reportEvidence).toEqual({ list: [{ at: "22 November 2026, 14:06 UTC", note: "Wrong list & the wrong date" }], more: 0 });
+    // Two kept, one counted (the message is read before the evidence: a signal in between is kept, not yet counted): never a negative "more".
+    expect(data.bounceEvidence.list.map((e) => e.recipient)).toEqual(["recipient #9", "gone@corp.example"]);
+    expect(data.bounceEvidence.more).toBe(0);
+    expect(data.failureEvidence.list).toEqual([{ at: "22 November 2026, 14:08 UTC", recipient: "full@corp.example", reply: "552 5.2.2 mailbox full" }]);
+  });
+
+  it("names each wave, and has nothing to say of a message that is not staged", () => {
+    const phase = (p: WaveProgress["phase"]) => haltSignals({ waves: { ...waves, phase: p }, counts: { sent: 0, inFlight: 0 } } as Pick<Message, "waves" | "counts">, "reply", [])!;
+    expect(phase("seed").wave).toBe("the seed wave");
+    expect(phase("canary").wave).toBe("the canary wave");
+    expect(phase("rest")).toMatchObject({ wave: "the rest, continued since the halt", restStarted: true });
+    expect(phase("canary").replyEvidence).toEqual({ list: [], more: 7 });
+    expect(haltSignals({ waves: null, counts: { sent: 0, inFlight: 0 } } as unknown as Pick<Message, "waves" | "counts">, "reply", evidence)).toBeNull();
+  });
 });
 
 describe("escaping", () => {
@@ -358,6 +558,7 @@ describe("escaping", () => {
     ["expired", { recipientName: "A", expiredAt: "x", approvalsRequired: 1, approvalsGiven: 0 }],
     ["correction_request", { ...correctionRequest, recalledBy: XSS, reason: XSS }],
     ["halted", { ...halted, reason: XSS }],
+    ["halted", { ...signalHalt, reason: XSS }],
   ];
   for (const [kind, data] of kinds) {
     it(`${kind}: escapes subject, names and sender in HTML and keeps them literal in the text and subject`, () => {
