@@ -98,9 +98,9 @@ describe("a staged send, phase by phase", () => {
     expect(card.waves!.signals!.map((s) => [s.label, s.value, s.reached])).toEqual([
       ["Human replies", "0 / 3", false],
       ["Problem reports", "0 / 1", false],
-      ["Bounces", "0% / 2% (0 of 80 handed to SMTP)", false],
-      ["Permanent SMTP failures", "0% / 2% (0 of 80 handed to SMTP)", false],
-      ["Automatic replies", "0 (not counted: out-of-office and the like)", false],
+      ["Bounces", "0% / 2% (0 of 80)", false],
+      ["Permanent failures", "0% / 2% (0 of 80)", false],
+      ["Auto-replies", "0 (not counted)", false],
     ]);
     // Halt and Continue (start the rest now) for ops; Pause and Resume are not offered for a staged send.
     expect(card).toMatchObject({ haltable: true, continuable: true, pausable: false, resumable: false });
@@ -178,10 +178,10 @@ describe("signals against thresholds", () => {
     expect(at({ replies: 2 })[0]).toMatchObject({ value: "2 / 3", reached: false });
     expect(at({ replies: 3 })[0]).toMatchObject({ value: "3 / 3", reached: true });
     expect(at({ reports: 1 })[1]).toMatchObject({ value: "1 / 1", reached: true });
-    expect(at({ bounces: 2 })[2]).toMatchObject({ value: "2% / 2% (2 of 100 handed to SMTP)", reached: false });
+    expect(at({ bounces: 2 })[2]).toMatchObject({ value: "2% / 2% (2 of 100)", reached: false });
     expect(at({ bounces: 3 })[2]).toMatchObject({ reached: true });
-    expect(at({ failures: 1 }, 3)[3]).toMatchObject({ value: "33.33% / 2% (1 of 3 handed to SMTP)", reached: true });
-    expect(at({ failures: 0 }, 0)[3]).toMatchObject({ value: "0% / 2% (0 of 0 handed to SMTP)", reached: false });
+    expect(at({ failures: 1 }, 3)[3]).toMatchObject({ value: "33.33% / 2% (1 of 3)", reached: true });
+    expect(at({ failures: 0 }, 0)[3]).toMatchObject({ value: "0% / 2% (0 of 0)", reached: false });
   });
 });
 

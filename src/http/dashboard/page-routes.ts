@@ -41,7 +41,16 @@ export function pageRoutes(d: DashboardDeps, k: PageKit): Router {
     // The banner at the top: what goes out now or within minutes (its countdowns tick client-side).
     const imminent = cards
       .filter((c) => (c.urgency === "imminent" || c.urgency === "live") && c.state !== "correcting")
-      .map((c) => ({ subject: c.subject, live: c.urgency === "live", releaseAt: c.releaseAt, countdown: c.headlineCountdown, people: c.recipientCount }));
+      .map((c) => ({
+        subject: c.subject,
+        live: c.urgency === "live",
+        // A staged send: halted (its rest waits for a person), or in the wait before its rest (counting down to it).
+        halted: c.waves !== null && c.paused !== null,
+        restAt: c.waves !== null && c.countdownAt !== null && c.state === "sending" ? c.countdownAt : null,
+        releaseAt: c.releaseAt,
+        countdown: c.headlineCountdown,
+        people: c.recipientCount,
+      }));
     const queues = await queueHealth(d.queues);
     k.page(res, 200, "pending", k.frame(req, "Pending sends", "pending"), { cards, imminent, truncated, perState: PENDING_PER_STATE, queues: queues.rows, queuesError: queues.error });
   });

@@ -66,7 +66,7 @@ export interface WaveStep {
 export interface SignalRow {
   kind: SignalKind;
   label: string;
-  /** The count against its threshold: "2 / 3", "1.5% / 2% (3 of 200 handed)". */
+  /** The count against its threshold: "2 / 3", "1.5% / 2% (3 of 200)" (of those handed to SMTP in the early waves). */
   value: string;
   /** At or over the threshold (replies, reports) or over it (percentages): the send halts. */
   reached: boolean;
@@ -91,10 +91,10 @@ export interface WavesView {
 }
 
 export const SIGNAL_LABELS: Record<SignalKind, string> = {
-  failure: "Permanent SMTP failures",
+  failure: "Permanent failures",
   bounce: "Bounces",
   reply: "Human replies",
-  autoReply: "Automatic replies",
+  autoReply: "Auto-replies",
   report: "Problem reports",
 };
 
@@ -176,7 +176,7 @@ export function signalRows(w: WaveProgress): SignalRow[] {
     return {
       kind,
       label: SIGNAL_LABELS[kind],
-      value: `${percentFormat.format(pct)}% / ${percentFormat.format(limit)}% (${n(count)} of ${n(w.handed)} handed to SMTP)`,
+      value: `${percentFormat.format(pct)}% / ${percentFormat.format(limit)}% (${n(count)} of ${n(w.handed)})`,
       // Exact: count / handed > limit / 100, without rounding the percentage first.
       reached: w.handed > 0 && count * 100 > limit * w.handed,
       halted: halted === kind,
@@ -187,7 +187,7 @@ export function signalRows(w: WaveProgress): SignalRow[] {
     { kind: "report", label: SIGNAL_LABELS.report, value: `${n(s.reports)} / ${n(t.reports)}`, reached: s.reports >= t.reports, halted: halted === "report" },
     share(s.bounces, t.bouncePercent, "bounce"),
     share(s.failures, t.failurePercent, "failure"),
-    { kind: "autoReply", label: SIGNAL_LABELS.autoReply, value: `${n(s.autoReplies)} (not counted: out-of-office and the like)`, reached: false, halted: false },
+    { kind: "autoReply", label: SIGNAL_LABELS.autoReply, value: `${n(s.autoReplies)} (not counted)`, reached: false, halted: false },
   ];
 }
 
