@@ -2,12 +2,9 @@
  * A staged send on the dashboard (issue 16), in a real headless Chromium: the on-call operator
  * sees a large message in the wait after its canary (which wave, the sizes, the countdown to the
  * rest, the signals against their thresholds), halts it from the dashboard (nothing more reaches
- * SMTP, even after the wait's end), then continues it and the rest goes out, once each. The pages
- * involved pass axe.
- *
- * Needs the staged-sends engine (the lead's "Staged sends core"). Until it is on the branch a new
- * message has `waves: null`, and the test skips itself saying so (TODO: remove that guard once
- * the core is merged; it then never fires).
+ * SMTP, even after the wait's end), then continues it and the rest goes out, once each. Reports
+ * from the canary's recipients halt another one by themselves: the card says so and the message
+ * page lists what they wrote. The pages involved pass axe.
  */
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -58,22 +55,23 @@ async function signedInPage(user: UserKey, opts: { bypassCSP?: boolean } = {}): 
 /** Every recipient of the original (not a notification) handed to SMTP so far. */
 const originalRecipients = (messageId: string) => a.sink.received.filter((r) => r.mail.messageId === messageId.replace(/^<|>$/g, "") || r.mail.messageId === messageId).flatMap((r) => r.to);
 
-it("shows the wait with its countdown and sizes; ops halt it, then continue it, and the rest goes out once", async (ctx) => {
-  const created = await a.call("author", "POST", "/api/messages", { subject: SUBJECT, text: "From Monday, expenses go through the new tool.", audience: { lists: ["staff"] } });
+/** Submits and approves a staged message to the staff; answers it once in the wait after its canary. */
+async function inTheWait(subject: string): Promise<any> {
+  const created = await a.call("author", "POST", "/api/messages", { subject, text: "From Monday, expenses go through the new tool.", audience: { lists: ["staff"] } });
   expect(created.status).toBe(201);
+  expect(created.body.waves).toMatchObject({ phase: "approval" }); // staged: over WAVES_THRESHOLD
   const id = created.body.id as string;
-  if (created.body.waves == null) {
-    // TODO(issue 16): remove once the lead's "Staged sends core" is merged; from then on this never fires.
-    ctx.skip("the staged-sends engine is not on this branch yet (a message's waves are null)");
-    return;
-  }
   expect((await a.call("approver1", "POST", `/api/messages/${id}/approve`, { revision: 1 })).status).toBe(200);
-
-  // The engine reaches the wait after the canary; the server renders it (no script needed for the text).
-  const waiting = await a.until("the wait after the canary", async () => {
+  return a.until("the wait after the canary", async () => {
     const m = (await a.call("ops", "GET", `/api/messages/${id}`)).body;
     return m.waves?.phase === "wait" && m.waves.waitUntil ? m : undefined;
   });
+}
+
+it("shows the wait with its countdown and sizes; ops halt it, then continue it, and the rest goes out once", async () => {
+  // The engine reaches the wait after the canary; the server renders it (no script needed for the text).
+  const waiting = await inTheWait(SUBJECT);
+  const id = waiting.id as string;
   const w = waiting.waves;
   expect(w.seed + w.canary + w.rest).toBeGreaterThanOrEqual(RECIPIENTS);
   expect(w.canary).toBe(20);
@@ -109,7 +107,7 @@ it("shows the wait with its countdown and sizes; ops halt it, then continue it, 
   const banner = page.locator(`[data-message="${id}"] [data-field="paused"]`);
   expect(await banner.textContent()).toMatch(/^Halted: A manager says the amounts are wrong <b>check<\/b> \(by ops@corp\.example at .+\)$/);
   const halted = (await a.call("ops", "GET", `/api/messages/${id}`)).body;
-  expect(halted.paused).toMatchObject({ by: USERS.ops.email, reason: "A manager says the amounts are wrong <b>check</b>" });
+  expect(halted.paused).toMatchObject({ by: USERS.ops.email, reason: "halted: A manager says the amounts are wrong <b>check</b>" }); // MessageService.halt names it
   expect(await page.locator("#signals-title").textContent()).toBe("Signals from the early waves");
   expect(await page.locator("#no-signals").textContent()).toBe("No signal so far.");
 
@@ -156,13 +154,9 @@ it("shows the wait with its countdown and sizes; ops halt it, then continue it, 
   await axePage.context().close();
 });
 
-it("offers an author neither Halt nor Continue, and refuses the pages", async (ctx) => {
+it("offers an author neither Halt nor Continue, and refuses the pages", async () => {
   const created = await a.call("author", "POST", "/api/messages", { subject: "Staged, not yours to halt", text: "x", audience: { lists: ["staff"] } });
-  if (created.body.waves == null) {
-    // TODO(issue 16): as above.
-    ctx.skip("the staged-sends engine is not on this branch yet (a message's waves are null)");
-    return;
-  }
+  expect(created.body.waves).toMatchObject({ phase: "approval" });
   const id = created.body.id as string;
   const { page, problems } = await signedInPage("author");
   await page.goto(`${a.url}/messages/${id}`);
@@ -173,4 +167,44 @@ it("offers an author neither Halt nor Continue, and refuses the pages", async (c
   expect(problems).toEqual([]);
   await page.context().close();
   expect((await a.call("author", "POST", `/api/messages/${id}/withdraw`)).status).toBe(200);
+});
+
+it("shows a halt by the canary's reports, and what the reporters wrote", async () => {
+  const waiting = await inTheWait("Canteen menu");
+  const id = waiting.id as string;
+  // Three recipients of the canary click "Report a problem" in the mail (each its own browser: one report per browser).
+  const notes = ["The prices are wrong", "Wrong <script>alert(1)</script> menu", ""];
+  for (const note of notes) {
+    const context = await browser.newContext();
+    const reporter = await context.newPage();
+    await reporter.goto(`${a.url}/report/${a.rt.reportLinks.token(id)}`);
+    if (note) await reporter.getByLabel(/What is wrong/).fill(note);
+    await reporter.getByRole("button", { name: "Report the problem" }).click();
+    await reporter.waitForLoadState();
+    await context.close();
+  }
+  const halted = await a.until("the halt by the reports", async () => {
+    const m = (await a.call("ops", "GET", `/api/messages/${id}`)).body;
+    return m.paused && m.waves.haltedBy ? m : undefined;
+  });
+  expect(halted).toMatchObject({ state: "sending", paused: { by: "airlock" }, waves: { haltedBy: { kind: "report", count: 3 }, signals: { reports: 3 } } });
+
+  const { page, problems } = await signedInPage("ops");
+  await page.goto(`${a.url}/messages/${id}`);
+  const card = page.locator(`[data-message="${id}"]`);
+  expect(await card.locator(".headline").textContent()).toMatch(new RegExp(`^Halted by Airlock during the wait: \\d+ of ${RECIPIENTS} people have it, the rest wait$`));
+  expect(await card.locator('[data-field="paused"]').textContent()).toMatch(/^Halted: signal: .+ \(by Airlock at .+, on 3 problem reports at .+\)$/);
+  expect(await card.locator('[data-signal="report"]').textContent()).toBe("3 / 3 — halted the send");
+  expect(await card.locator('[data-step="wait"]').textContent()).toContain("Wait (halted)");
+  expect(await card.getByRole("link", { name: "Halt…" }).count()).toBe(0);
+  expect(await card.getByRole("link", { name: "Continue…" }).count()).toBe(1);
+  // The evidence, newest first, the notes as written (escaped: text, never markup).
+  const rows = page.locator(".evidence tbody tr");
+  expect(await rows.count()).toBe(3);
+  expect(await rows.locator("td:nth-child(2)").allTextContents()).toEqual(["Problem report", "Problem report", "Problem report"]);
+  expect(await page.locator(".evidence blockquote").allTextContents()).toEqual(["Wrong <script>alert(1)</script> menu", "The prices are wrong"]);
+  expect(await page.locator(".evidence script").count()).toBe(0);
+  expect(problems).toEqual([]);
+  await page.context().close();
+  expect((await a.call("ops", "POST", `/api/messages/${id}/recall`, { reason: "The menu was wrong" })).status).toBe(200);
 });

@@ -7,6 +7,9 @@ import { evidenceView, signalRows } from "../../src/http/dashboard/waves-view.js
 
 const NOW = Date.parse("2026-11-22T14:00:00Z");
 const iso = (ms: number) => new Date(ms).toISOString();
+const views = createDashboardViews();
+/** A rendered fragment's text, as a reader gets it (tags dropped, spaces collapsed). */
+const text = (html: string) => html.replace(/<[^>]+>/g, "").replace(/\s+/g, " ");
 
 function waves(over: Partial<WaveProgress> = {}): WaveProgress {
   return {
@@ -155,6 +158,10 @@ describe("a staged send, phase by phase", () => {
     const m = staged({ phase: "rest" }, { paused: { by: "ops@corp.example", at: iso(NOW), reason: "relay overloaded" } });
     expect(headline(m, NOW)).toBe("Halted during the rest: 80 of 10,000 people have it, the rest wait");
     expect(cardView(m, NOW, true, true)).toMatchObject({ haltable: false, continuable: true, waves: { phaseLabel: "halted during the rest" } });
+    // MessageService.halt records a person's words as "halted: <words>"; the banner says "Halted: <words>".
+    const byHalt = staged({ phase: "wait" }, { paused: { by: "ops@corp.example", at: iso(NOW), reason: "halted: amounts wrong" } });
+    expect(cardView(byHalt, NOW, true, true).paused).toMatchObject({ reason: "halted: amounts wrong", haltReason: "amounts wrong" });
+    expect(text(views.card(cardView(byHalt, NOW, true, true)))).toContain("Halted: amounts wrong (by ops@corp.example at 22 November 2026, 14:00 UTC)");
   });
 
   it("sent, or recalled during the canary: every wave done, or the later ones never started", () => {
@@ -201,9 +208,7 @@ describe("evidence", () => {
 });
 
 describe("the card and the halt page as rendered (no script)", () => {
-  const views = createDashboardViews();
   const frame: Frame = { title: "t", user: { name: "Ops", email: "ops@corp.example", roles: ["ops"] }, csrf: "tok", nav: "none", canSeeQueues: true, hasOutbox: false, serverNow: NOW };
-  const text = (html: string) => html.replace(/<[^>]+>/g, "").replace(/\s+/g, " ");
 
   it("shows the wave, the sizes, the countdown and the signals in words, with Halt and Continue", () => {
     const m = staged({ phase: "wait", handed: 103, waitUntil: iso(NOW + 250_000), signals: { failures: 0, bounces: 0, replies: 2, autoReplies: 0, reports: 0 } });

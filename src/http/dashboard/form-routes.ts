@@ -85,7 +85,7 @@ export function formRoutes(d: DashboardDeps, k: PageKit): Router {
         : `The reason may have at most ${PAUSE_REASON_MAX} characters.`;
       return k.page(res, 400, "halt", k.frame(req, `Halt ${m.subject}`, "none"), haltData(req, m, "halt", reason, why));
     }
-    await d.service.halt(sessionOf(req)!.user, m.id, input.data.reason);
+    await d.service.halt(sessionOf(req)!.user, m.id, input.data);
     res.redirect(303, `/messages/${m.id}`);
   });
 

@@ -62,7 +62,7 @@ export interface CardView {
   purge: { total: number; purged: number; notFound: number; failed: number; pending: number; done: number; percent: number; ended: boolean } | null;
   recallable: boolean;
   /** Held by ops, or halted by Airlock itself (`byAirlock`: what was about to go out was not what was approved): who, when, why. */
-  paused: { by: string; byAirlock: boolean; atLabel: string; reason: string } | null;
+  paused: { by: string; byAirlock: boolean; atLabel: string; reason: string; haltReason: string } | null;
   /** The viewer may pause this fan-out now (ops/admin, running, not paused; a staged send is halted instead). */
   pausable: boolean;
   /** The viewer may resume it (ops/admin, paused; a staged send is continued instead). */
@@ -231,7 +231,7 @@ export function cardView(m: ListedMessage, now: number, recallable: boolean, may
         : null,
     purge: m.purge && purgeView(m.purge),
     recallable: recallable && RECALLABLE_STATES.includes(m.state),
-    paused: m.paused && { by: m.paused.by, byAirlock: m.paused.by === AIRLOCK_ACTOR, atLabel: formatDateTime(Date.parse(m.paused.at)), reason: m.paused.reason },
+    paused: m.paused && { by: m.paused.by, byAirlock: m.paused.by === AIRLOCK_ACTOR, atLabel: formatDateTime(Date.parse(m.paused.at)), reason: m.paused.reason, haltReason: haltReason(m.paused.reason) },
     pausable: mayPause && running && !staged && !m.paused,
     resumable: mayPause && running && !staged && m.paused !== null,
     waves: m.waves && wavesView(m.waves, now, { halted: m.paused !== null, ended: m.state === "sent" ? "sent" : m.recall ? "recalled" : null }, countdown),
@@ -240,6 +240,11 @@ export function cardView(m: ListedMessage, now: number, recallable: boolean, may
     possibleDuplicates: m.possibleDuplicates,
     review: awaiting === null ? null : { href: reviewPath(m.id, awaiting), label: awaiting === "original" ? "Review and approve…" : "Review the correction text…" },
   };
+}
+
+/** A halt's reason after "Halted: " (MessageService.halt records a person's as "halted: <their words>"). */
+export function haltReason(reason: string): string {
+  return reason.replace(/^halted: /i, "");
 }
 
 /** Purge progress as the card and the message page show it. */
