@@ -21,11 +21,11 @@ beforeAll(async () => {
   [a, browser] = await Promise.all([
     startAirlock({
       HOLD_MIN_SECONDS: "1",
-      // Waves from 100 recipients: a seed cohort, a canary of 10% (20), then 24 s of wait: long enough to watch and halt.
+      // Waves from 100 recipients: a seed cohort, a canary of 10% (20), then 36 s of wait: long enough to watch and halt on a busy machine.
       WAVES_THRESHOLD: "100",
       CANARY_PERCENT: "10",
       CANARY_MIN_RECIPIENTS: "5",
-      CANARY_WAIT_MINUTES: "0.4",
+      CANARY_WAIT_MINUTES: "0.6",
       SIGNAL_REPORTS: "3",
       SEND_RATE_PER_SECOND: "400",
       RECIPIENTS_PER_TRANSACTION: "5",
@@ -152,7 +152,7 @@ it("shows the wait with its countdown and sizes; ops halt it, then continue it, 
     expect(await axeViolations(axePage), path).toEqual([]);
   }
   await axePage.context().close();
-});
+}, 150_000); // the wait after the canary is watched to its end: ~40 s of the test
 
 it("offers an author neither Halt nor Continue, and refuses the pages", async () => {
   const created = await a.call("author", "POST", "/api/messages", { subject: "Staged, not yours to halt", text: "x", audience: { lists: ["staff"] } });
@@ -207,4 +207,4 @@ it("shows a halt by the canary's reports, and what the reporters wrote", async (
   expect(problems).toEqual([]);
   await page.context().close();
   expect((await a.call("ops", "POST", `/api/messages/${id}/recall`, { reason: "The menu was wrong" })).status).toBe(200);
-});
+}, 120_000);
