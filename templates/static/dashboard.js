@@ -3,7 +3,9 @@
  * - Server-Sent Events (/api/stream) name a message that changed; its card is re-fetched as
  *   HTML (/fragments/card/:id) and swapped in, so every rule stays on the server.
  * - EventSource reconnects by itself (the server asks for 2 s); after a reconnect the list is
- *   re-read, since events sent meanwhile are lost.
+ *   re-read, since events sent meanwhile are lost. On the first connection the cards going out now
+ *   are re-read once: an event between the page's rendering and the stream's opening is lost too
+ *   (a staged send's last wave can finish in that moment).
  * Without this script every page still works: it is just not live.
  */
 (function () {
@@ -131,6 +133,12 @@
       .catch(function () {});
   }
 
+  /* The cards whose numbers move by themselves (a fan-out or a correction going out). */
+  function refreshLive() {
+    var cards = list.querySelectorAll('[data-message][data-state="sending"], [data-message][data-state="correcting"]');
+    for (var i = 0; i < cards.length; i++) refresh(cards[i].getAttribute("data-message"));
+  }
+
   function onEvent(e) {
     var data;
     try { data = JSON.parse(e.data); } catch (_) { return; }
@@ -145,6 +153,7 @@
   source.addEventListener("open", function () {
     if (status) { status.textContent = "● Live"; status.classList.remove("offline"); }
     if (lostOnce) refreshAll();
+    else refreshLive();
   });
   source.addEventListener("error", function () {
     lostOnce = true;

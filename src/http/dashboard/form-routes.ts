@@ -1,6 +1,6 @@
 /**
  * The forms that change a message: recall (a confirmation step: reason, optional correction text,
- * who would get it), pause and resume. Each form is read with the API's own schema, so the rules
+ * who would get it), pause and resume, and halt and continue of a staged send. Each form is read with the API's own schema, so the rules
  * are the same whichever way a person acts; its errors are shown on the form.
  */
 import { Router, type Request } from "express";
@@ -69,7 +69,50 @@ export function formRoutes(d: DashboardDeps, k: PageKit): Router {
     res.redirect(303, `/messages/${m.id}`);
   });
 
+  // ---- halt / continue a staged send (ops, admin): a confirmation page each, then the POST
+  r.get("/messages/:id/halt", k.signedIn, async (req, res) => {
+    const m = await k.messageOr404(req);
+    k.page(res, 200, "halt", k.frame(req, `Halt ${m.subject}`, "none"), haltData(req, m, "halt", "", null));
+  });
+
+  r.post("/messages/:id/halt", form, k.signedIn, k.csrf, async (req, res) => {
+    const m = await k.messageOr404(req);
+    const reason = one(((req.body ?? {}) as Record<string, unknown>).reason) ?? "";
+    const input = pauseInput.safeParse({ reason });
+    if (!input.success) {
+      const why = blankReason(input.error)
+        ? "Say why you are halting it: the reason is shown on the dashboard, sent to those told of the halt and kept in the audit trail."
+        : `The reason may have at most ${PAUSE_REASON_MAX} characters.`;
+      return k.page(res, 400, "halt", k.frame(req, `Halt ${m.subject}`, "none"), haltData(req, m, "halt", reason, why));
+    }
+    await d.service.halt(sessionOf(req)!.user, m.id, input.data);
+    res.redirect(303, `/messages/${m.id}`);
+  });
+
+  r.get("/messages/:id/continue", k.signedIn, async (req, res) => {
+    const m = await k.messageOr404(req);
+    k.page(res, 200, "halt", k.frame(req, `Continue ${m.subject}`, "none"), haltData(req, m, "continue", "", null));
+  });
+
+  r.post("/messages/:id/continue", form, k.signedIn, k.csrf, async (req, res) => {
+    const m = await k.messageOr404(req);
+    await d.service.continueWaves(sessionOf(req)!.user, m.id);
+    res.redirect(303, `/messages/${m.id}`);
+  });
+
   return r;
+
+  function haltData(req: Request, m: Message, mode: "halt" | "continue", reason: string, error: string | null) {
+    const settled = m.counts.sent + m.counts.failed + m.counts.skipped + m.counts.inFlight;
+    return {
+      mode,
+      card: k.card(req, m),
+      notAllowed: d.service.mayPause(sessionOf(req)!.user) ? null : "Halting and continuing a staged send is for the ops and admin roles. Ask the on-call operator, or recall the message.",
+      remaining: Math.max(0, m.recipientCount - settled),
+      reason,
+      error,
+    };
+  }
 
   function pauseData(req: Request, m: Message, reason: string, error: string | null) {
     const mayPause = d.service.mayPause(sessionOf(req)!.user);

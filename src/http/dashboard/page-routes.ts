@@ -15,6 +15,8 @@ import { sessionOf } from "./guards.js";
 import { DASHBOARD_CSP, one, type DashboardDeps, type PageKit } from "./page-kit.js";
 import { DECISIONS_DONE, decisionNotice } from "./review-routes.js";
 import { cardView, pendingOrder, purgeView, reviewPath } from "./view-model.js";
+import { evidenceView } from "./waves-view.js";
+import { MAX_EVIDENCE } from "../../waves/signals.js";
 
 const PAGE_SIZE = 50;
 /** Revisions shown with their diffs on the message page; older ones are in the API (GET /api/messages/:id/revisions). */
@@ -39,7 +41,16 @@ export function pageRoutes(d: DashboardDeps, k: PageKit): Router {
     // The banner at the top: what goes out now or within minutes (its countdowns tick client-side).
     const imminent = cards
       .filter((c) => (c.urgency === "imminent" || c.urgency === "live") && c.state !== "correcting")
-      .map((c) => ({ subject: c.subject, live: c.urgency === "live", releaseAt: c.releaseAt, countdown: c.headlineCountdown, people: c.recipientCount }));
+      .map((c) => ({
+        subject: c.subject,
+        live: c.urgency === "live",
+        // A staged send: halted (its rest waits for a person), or in the wait before its rest (counting down to it).
+        halted: c.waves !== null && c.paused !== null,
+        restAt: c.waves !== null && c.countdownAt !== null && c.state === "sending" ? c.countdownAt : null,
+        releaseAt: c.releaseAt,
+        countdown: c.headlineCountdown,
+        people: c.recipientCount,
+      }));
     const queues = await queueHealth(d.queues);
     k.page(res, 200, "pending", k.frame(req, "Pending sends", "pending"), { cards, imminent, truncated, perState: PENDING_PER_STATE, queues: queues.rows, queuesError: queues.error });
   });
@@ -60,19 +71,24 @@ export function pageRoutes(d: DashboardDeps, k: PageKit): Router {
         done: z.enum(DECISIONS_DONE).optional().catch(undefined),
       })
       .parse({ status: one(req.query.status) || undefined, cursor: one(req.query.cursor) ?? "0", done: one(req.query.done) || undefined });
-    const awaiting = d.service.awaitingDecisionOf(sessionOf(req)!.user, m);
-    const [recipients, events, revisions, sent, domains] = await Promise.all([
+    const user = sessionOf(req)!.user;
+    const awaiting = d.service.awaitingDecisionOf(user, m);
+    const [recipients, events, revisions, sent, domains, evidence] = await Promise.all([
       d.store.recipients(m, { status: q.status, cursor: q.cursor, limit: PAGE_SIZE }),
       d.store.events(m.id),
       revisionHistory(d.store, m),
       asSent(d, m),
       frozenAudiences(d.store, m).then((f) => audienceDomains((name) => d.audiences.domains(name), f.audiences)),
+      // A staged send's signals, newest first: what the early waves' recipients showed.
+      m.waves ? d.service.signals(user, m.id) : Promise.resolve([]),
     ]);
     const base = `/messages/${m.id}${q.status ? `?status=${q.status}&` : "?"}`;
     k.page(res, 200, "message", k.frame(req, m.subject || `Message ${m.id}`, "none"), {
       m,
       card: k.card(req, m),
       purge: m.purge && purgeView(m.purge),
+      evidence: evidence.map(evidenceView),
+      evidenceKept: MAX_EVIDENCE,
       // After a decision on the review page (a redirect here); and what waits for this viewer's approval.
       notice: q.done ? decisionNotice(q.done, m) : null,
       review: awaiting === null ? null : { href: reviewPath(m.id, awaiting), isCorrection: awaiting === "correction" },

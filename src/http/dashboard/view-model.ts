@@ -6,6 +6,7 @@
 import { PAUSABLE_STATES, RECALLABLE_STATES, type State } from "../../domain/lifecycle.js";
 import { AIRLOCK_ACTOR, type ListedMessage } from "../../domain/message.js";
 import { formatDateTime, STATE_LABELS } from "../../notify/format.js";
+import { EARLY_PHASES, WAVE_NAMES, wavesView, type WavesView } from "./waves-view.js";
 
 /** Below this, a scheduled release is "imminent": red, at the top, impossible to miss. */
 export const IMMINENT_MS = 10 * 60_000;
@@ -35,8 +36,13 @@ export interface CardView {
   urgency: Urgency;
   /** The sentence in large type: "Going out in 2 minutes to 840,000 people". */
   headline: string;
-  /** For a scheduled message, the headline around its ticking countdown: before + "in 2 minutes" + after. */
+  /**
+   * The headline around its ticking countdown, before + "in 2 minutes" + after: for a scheduled
+   * message (to its release), and for a staged send in the wait after its canary (to the rest).
+   */
   countdownHeadline: { before: string; after: string } | null;
+  /** What the headline counts down to (ISO): `releaseAt`, or the end of a staged send's wait. */
+  countdownAt: string | null;
   /** The countdown as rendered by the server ("in 2 minutes 5 seconds"); the client ticks it. */
   headlineCountdown: string | null;
   /** Sort key of `pendingOrder`, for the client script to place a card that arrives live. */
@@ -56,11 +62,17 @@ export interface CardView {
   purge: { total: number; purged: number; notFound: number; failed: number; pending: number; done: number; percent: number; ended: boolean } | null;
   recallable: boolean;
   /** Held by ops, or halted by Airlock itself (`byAirlock`: what was about to go out was not what was approved): who, when, why. */
-  paused: { by: string; byAirlock: boolean; atLabel: string; reason: string } | null;
-  /** The viewer may pause this fan-out now (ops/admin, running, not paused). */
+  paused: { by: string; byAirlock: boolean; atLabel: string; reason: string; haltReason: string } | null;
+  /** The viewer may pause this fan-out now (ops/admin, running, not paused; a staged send is halted instead). */
   pausable: boolean;
-  /** The viewer may resume it (ops/admin, paused). */
+  /** The viewer may resume it (ops/admin, paused; a staged send is continued instead). */
   resumable: boolean;
+  /** A staged send (SPEC "Staged sends"): its waves, the signals so far; null when it goes all at once. */
+  waves: WavesView | null;
+  /** The viewer may halt this staged send now (ops/admin, sending, not halted). */
+  haltable: boolean;
+  /** The viewer may continue it: lift a halt, or start the rest before the wait ends (ops/admin, sending, halted or in an early wave). */
+  continuable: boolean;
   possibleDuplicates: number;
   /** The message (or its correction text) waits for the viewer's approval: the review page's link. */
   review: { href: string; label: string } | null;
@@ -126,6 +138,7 @@ export function headline(m: ListedMessage, now: number): string {
     }
     case "sending": {
       const p = progressOf(m);
+      if (m.waves) return stagedHeadline(m, m.waves, now).join("");
       if (m.paused) return `${halted(m) ? "Halted by Airlock" : "Paused"}: ${formatNumber(p.sent)} of ${to} have it, the rest wait`;
       return `Going out now: ${formatNumber(p.sent)} of ${to} so far`;
     }
@@ -143,6 +156,28 @@ export function headline(m: ListedMessage, now: number): string {
   }
 }
 
+/**
+ * A staged send going out, as [before, countdown, after] (the countdown only in the wait after the
+ * canary, else ""): "Canary going out: 53 of 840,000 people so far".
+ */
+function stagedHeadline(m: ListedMessage, w: NonNullable<ListedMessage["waves"]>, now: number): [string, string, string] {
+  const sent = formatNumber(m.counts.sent);
+  const to = people(m.recipientCount);
+  if (m.paused) return [`Halted${halted(m) ? " by Airlock" : ""} during the ${WAVE_NAMES[w.phase]}: ${sent} of ${to} have it, the rest wait`, "", ""];
+  switch (w.phase) {
+    case "approval":
+    case "planning":
+      return [`Planning the waves for ${to}`, "", ""];
+    case "wait":
+      if (w.waitUntil) return [`Waiting for signals: ${sent} of ${to} have it; the rest goes out `, countdown(Date.parse(w.waitUntil) - now), ""];
+      return [`Waiting for signals: ${sent} of ${to} have it`, "", ""];
+    case "rest":
+      return [`Going out now to the rest: ${sent} of ${to} so far`, "", ""];
+    default:
+      return [`${capitalise(WAVE_NAMES[w.phase])} going out: ${sent} of ${to} so far`, "", ""];
+  }
+}
+
 /** Airlock itself stopped the fan-out (not a person's pause). */
 const halted = (m: ListedMessage) => m.paused?.by === AIRLOCK_ACTOR;
 
@@ -157,6 +192,11 @@ export function averageRate(m: ListedMessage, now: number): number | null {
 /** `recallable`, `mayPause` and `awaiting` (what waits for the viewer's approval): MessageService decides. */
 export function cardView(m: ListedMessage, now: number, recallable: boolean, mayPause = false, awaiting: "original" | "correction" | null = null): CardView {
   const running = PAUSABLE_STATES.includes(m.state);
+  // A staged send that is going out is halted and continued, not paused and resumed (the same ops
+  // pause underneath; Continue also starts the rest). Its correction after a recall pauses as any.
+  const staged = m.waves !== null && m.state === "sending";
+  const waitingForRest = staged && !m.paused && m.waves!.phase === "wait" && m.waves!.waitUntil !== null;
+  const countdownAt = m.state === "scheduled" ? m.releaseAt : waitingForRest ? m.waves!.waitUntil : null;
   const correctionTotal = m.counts.sent;
   const correctionDone = m.counts.corrected + m.counts.correctionFailed;
   return {
@@ -167,8 +207,14 @@ export function cardView(m: ListedMessage, now: number, recallable: boolean, may
     stateLabel: STATE_LABELS[m.state] ?? m.state,
     urgency: urgencyOf(m, now),
     headline: headline(m, now),
-    countdownHeadline: m.state === "scheduled" && m.releaseAt ? { before: "Going out ", after: ` to ${people(m.recipientCount)}` } : null,
-    headlineCountdown: m.releaseAt ? countdown(Date.parse(m.releaseAt) - now) : null,
+    countdownHeadline:
+      m.state === "scheduled" && m.releaseAt
+        ? { before: "Going out ", after: ` to ${people(m.recipientCount)}` }
+        : waitingForRest
+          ? (([before, , after]) => ({ before, after }))(stagedHeadline(m, m.waves!, now))
+          : null,
+    countdownAt,
+    headlineCountdown: countdownAt ? countdown(Date.parse(countdownAt) - now) : m.releaseAt ? countdown(Date.parse(m.releaseAt) - now) : null,
     rank: RANK[urgencyOf(m, now)],
     audience: audienceLabel(m),
     recipientCount: m.recipientCount,
@@ -185,12 +231,20 @@ export function cardView(m: ListedMessage, now: number, recallable: boolean, may
         : null,
     purge: m.purge && purgeView(m.purge),
     recallable: recallable && RECALLABLE_STATES.includes(m.state),
-    paused: m.paused && { by: m.paused.by, byAirlock: m.paused.by === AIRLOCK_ACTOR, atLabel: formatDateTime(Date.parse(m.paused.at)), reason: m.paused.reason },
-    pausable: mayPause && running && !m.paused,
-    resumable: mayPause && running && m.paused !== null,
+    paused: m.paused && { by: m.paused.by, byAirlock: m.paused.by === AIRLOCK_ACTOR, atLabel: formatDateTime(Date.parse(m.paused.at)), reason: m.paused.reason, haltReason: haltReason(m.paused.reason) },
+    pausable: mayPause && running && !staged && !m.paused,
+    resumable: mayPause && running && !staged && m.paused !== null,
+    waves: m.waves && wavesView(m.waves, now, { halted: m.paused !== null, ended: m.state === "sent" ? "sent" : m.recall ? "recalled" : null }, countdown),
+    haltable: mayPause && staged && !m.paused,
+    continuable: mayPause && staged && (m.paused !== null || EARLY_PHASES.includes(m.waves!.phase)),
     possibleDuplicates: m.possibleDuplicates,
     review: awaiting === null ? null : { href: reviewPath(m.id, awaiting), label: awaiting === "original" ? "Review and approve…" : "Review the correction text…" },
   };
+}
+
+/** A halt's reason after "Halted: " (MessageService.halt records a person's as "halted: <their words>"). */
+export function haltReason(reason: string): string {
+  return reason.replace(/^halted: /i, "");
 }
 
 /** Purge progress as the card and the message page show it. */

@@ -11,7 +11,7 @@ import { registerMailHelpers, templatesDir } from "../../mail/render.js";
 import { formatDateTime } from "../../notify/format.js";
 import type { CardView } from "./view-model.js";
 
-export const DASHBOARD_PAGES = ["signin", "pending", "message", "recall", "pause", "history", "outbox", "error", "compose", "mine", "discard", "review"] as const;
+export const DASHBOARD_PAGES = ["signin", "pending", "message", "recall", "pause", "history", "outbox", "error", "compose", "mine", "discard", "review", "halt"] as const;
 export type DashboardPage = (typeof DASHBOARD_PAGES)[number];
 
 /** What every page's frame needs. */
