@@ -77,9 +77,9 @@ const schema = z.object({
   SIGNAL_REPLIES: int(1, 1_000_000).default(3),
   /** "Report a problem" clicks that halt the send. Default 1. */
   SIGNAL_REPORTS: int(1, 1_000_000).default(1),
-  /** Bounces over this percentage of the early waves' recipients handed to SMTP halt the send. Default 2. */
+  /** Bounces over this percentage of the early waves' recipients (seed cohort and canary) halt the send. Default 2. */
   SIGNAL_BOUNCE_PERCENT: z.coerce.number().min(0).max(100).default(2),
-  /** Permanent SMTP failures over this percentage of the early waves' recipients handed to SMTP halt the send. Default 2. */
+  /** Permanent SMTP failures over this percentage of the early waves' recipients (seed cohort and canary) halt the send. Default 2. */
   SIGNAL_FAILURE_PERCENT: z.coerce.number().min(0).max(100).default(2),
   /**
    * The domain Airlock's inbound SMTP listener receives bounces and replies for (its MX points at

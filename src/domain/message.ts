@@ -80,7 +80,7 @@ export interface WaveProgress {
   startedAt: { seed: string | null; canary: string | null; rest: string | null };
   /** The end of the wait after the canary (ISO), while phase is "wait". */
   waitUntil: string | null;
-  /** Recipients of the waves before the rest handed to SMTP so far (sent or failed): the base of the percentages. */
+  /** Recipients of the waves before the rest handed to SMTP so far (sent or failed). The percentages' base is seed + canary. */
   handed: number;
   signals: { failures: number; bounces: number; replies: number; autoReplies: number; reports: number };
   thresholds: { replies: number; reports: number; bouncePercent: number; failurePercent: number };

@@ -34,9 +34,9 @@ export interface SignalThresholds {
   replies: number;
   /** "Report a problem" clicks that halt: at least this many. */
   reports: number;
-  /** Bounces over this percentage of the recipients handed to SMTP in the waves so far. */
+  /** Bounces over this percentage of the early waves' recipients (seed cohort and canary, as planned). */
   bouncePercent: number;
-  /** Permanent SMTP failures over this percentage of the recipients handed to SMTP in the waves so far. */
+  /** Permanent SMTP failures over this percentage of the early waves' recipients (seed cohort and canary). */
   failurePercent: number;
 }
 

@@ -101,8 +101,8 @@ describe("a staged send, phase by phase", () => {
     expect(card.waves!.signals!.map((s) => [s.label, s.value, s.reached])).toEqual([
       ["Human replies", "0 / 3", false],
       ["Problem reports", "0 / 1", false],
-      ["Bounces", "0% / 2% (0 of 80)", false],
-      ["Permanent failures", "0% / 2% (0 of 80)", false],
+      ["Bounces", "0% / 2% (0 of 103)", false],
+      ["Permanent failures", "0% / 2% (0 of 103)", false],
       ["Auto-replies", "0 (not counted)", false],
     ]);
     // Halt and Continue (start the rest now) for ops; Pause and Resume are not offered for a staged send.
@@ -181,7 +181,8 @@ describe("a staged send, phase by phase", () => {
 
 describe("signals against thresholds", () => {
   it("halts replies and reports at the threshold, bounces and failures only over their share", () => {
-    const at = (signals: Partial<WaveProgress["signals"]>, handed = 100) => signalRows(waves({ handed, signals: { ...waves().signals, ...signals } }));
+    // The base is the early waves as planned (seed + canary), not those handed so far: one early bounce is not 100%.
+    const at = (signals: Partial<WaveProgress["signals"]>, early = 100) => signalRows(waves({ seed: 0, canary: early, handed: 1, signals: { ...waves().signals, ...signals } }));
     expect(at({ replies: 2 })[0]).toMatchObject({ value: "2 / 3", reached: false });
     expect(at({ replies: 3 })[0]).toMatchObject({ value: "3 / 3", reached: true });
     expect(at({ reports: 1 })[1]).toMatchObject({ value: "1 / 1", reached: true });

@@ -66,7 +66,7 @@ export interface WaveStep {
 export interface SignalRow {
   kind: SignalKind;
   label: string;
-  /** The count against its threshold: "2 / 3", "1.5% / 2% (3 of 200)" (of those handed to SMTP in the early waves). */
+  /** The count against its threshold: "2 / 3", "1.5% / 2% (3 of 200)" (of the early waves' recipients). */
   value: string;
   /** At or over the threshold (replies, reports) or over it (percentages): the send halts. */
   reached: boolean;
@@ -166,19 +166,24 @@ export function wavesView(w: WaveProgress, now: number, standing: WavesStanding,
   };
 }
 
-/** Each signal against its threshold. Replies and reports halt at the threshold; bounces and failures over their share of those handed so far. */
+/**
+ * Each signal against its threshold. Replies and reports halt at the threshold; bounces and failures
+ * over their share of the early waves (seed cohort and canary: the base store/lua/fanout-prologue.lua
+ * haltIfOver uses, fixed once planned, so one early bounce is not 100%).
+ */
 export function signalRows(w: WaveProgress): SignalRow[] {
   const s = w.signals;
   const t = w.thresholds;
   const halted = w.haltedBy?.kind;
   const share = (count: number, limit: number, kind: "bounce" | "failure"): SignalRow => {
-    const pct = w.handed > 0 ? (count * 100) / w.handed : 0;
+    const early = w.seed + w.canary;
+    const pct = early > 0 ? (count * 100) / early : 0;
     return {
       kind,
       label: SIGNAL_LABELS[kind],
-      value: `${percentFormat.format(pct)}% / ${percentFormat.format(limit)}% (${n(count)} of ${n(w.handed)})`,
-      // Exact: count / handed > limit / 100, without rounding the percentage first.
-      reached: w.handed > 0 && count * 100 > limit * w.handed,
+      value: `${percentFormat.format(pct)}% / ${percentFormat.format(limit)}% (${n(count)} of ${n(early)})`,
+      // Exact: count / early > limit / 100, without rounding the percentage first.
+      reached: early > 0 && count > 0 && count * 100 > limit * early,
       halted: halted === kind,
     };
   };
