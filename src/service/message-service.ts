@@ -231,7 +231,7 @@ export class MessageService {
       messageId: current?.messageId ?? newMessageId(this.mailDomain(), id),
     };
     const digest = await this.buildable(mail, now);
-    const waves = await this.stagingChoice(user, id, input, mail, now);
+    const waves = await this.stagingChoice(user, id, input, mail, now, lists, addresses);
     const fields = {
       ...mail,
       digest,
@@ -258,7 +258,7 @@ export class MessageService {
    * script): `waves: false` is for admins, `waves: true` needs staging configured, a seed audience
    * must exist. Both digests are built, so approvers see the one that matches what will go out.
    */
-  private async stagingChoice(user: User, id: string, input: MessageInput, mail: OriginalFields, now: number): Promise<StagingChoice> {
+  private async stagingChoice(user: User, id: string, input: MessageInput, mail: OriginalFields, now: number, lists: string[], addresses: string[]): Promise<StagingChoice> {
     if (input.waves === false && !has(user, "admin")) {
       throw new DomainError("forbidden", "only admins may send a message all at once (waves: false): a large audience goes in waves");
     }
@@ -273,8 +273,13 @@ export class MessageService {
     if (input.seedAudience !== undefined && (await this.d.store.freeze.versionsOf([input.seedAudience]))[0] === 0) {
       throw new DomainError("invalid_input", `seedAudience: audience ${input.seedAudience} does not exist`, [{ path: ["body", "seedAudience"], message: `unknown audience ${input.seedAudience}` }]);
     }
+    const wanted = input.waves === true ? "on" : input.waves === false ? "off" : "";
+    // The staged mails are built only for a message that may be staged (two more builds of bodies up
+    // to a few MB): asked for, or by the policy when its audience could reach the threshold.
+    const mayBeStaged = wanted === "on" || (wanted === "" && staging.from > 0 && (await this.d.store.freeze.sizeAtMost(lists, addresses)) >= staging.from);
+    if (!mayBeStaged) return { wanted, from: staging.from, stagedDigest: "" };
     const staged = await composeStaged(this.d.renderer, mail, new Date(now), marks(id));
-    return { wanted: input.waves === true ? "on" : input.waves === false ? "off" : "", from: staging.from, stagedDigest: staged.digest };
+    return { wanted, from: staging.from, stagedDigest: staged.digest };
   }
 
   /**

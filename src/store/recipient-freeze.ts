@@ -48,6 +48,12 @@ export class RecipientFreeze {
     if (!("airlockFreezeSlice" in redis)) redis.defineCommand("airlockFreezeSlice", { numberOfKeys: 3, lua: FREEZE_SLICE_LUA });
   }
 
+  /** At most how many recipients these lists and addresses freeze into (their sizes added up; overlaps counted twice). */
+  async sizeAtMost(lists: readonly string[], addresses: readonly string[]): Promise<number> {
+    const sizes = lists.length === 0 ? [] : await Promise.all(lists.map((name) => this.redis.zcard(keys.audience(name))));
+    return sizes.reduce((a, b) => a + b, addresses.length);
+  }
+
   /** The current version of each list (0 for a list that does not exist: the submit refuses it by name). */
   async versionsOf(lists: readonly string[]): Promise<number[]> {
     if (lists.length === 0) return [];

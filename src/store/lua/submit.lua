@@ -114,6 +114,17 @@ else
 end
 if count == 0 then return refuseAndDrop('no_recipients') end
 if count > tonumber(ARGV[8]) then return refuseAndDrop('too_many_recipients', {count = count}) end
+-- Staged (SPEC "Staged sends"): as the author chose, else from the policy's size; decided here
+-- because only here is the count known. Its digest covers both mails (early waves and the rest).
+local wavesWanted, wavesFrom = ARGV[15] or '', tonumber(ARGV[16] or '0')
+local staged = wavesWanted == 'on' or (wavesWanted == '' and wavesFrom > 0 and count >= wavesFrom)
+local digest = f.digest
+if staged then
+  -- Not built by the caller: the lists grew past the threshold after it looked (service stagingChoice).
+  -- Nothing is written; the caller freezes and decides again.
+  if (ARGV[17] or '') == '' then return refuseAndDrop('audience_changed', {audience = listNames[1] or ''}) end
+  digest = ARGV[17]
+end
 -- RENAME drops the previous set (an edit's): freed in the background with lazyfree-lazy-server-del.
 -- The scratch set's expiry (a freeze abandoned mid-way) goes with a RENAME: the frozen set must never expire.
 if not KEEP then redis.call('RENAME', K_SCRATCH, K_RECIPIENTS) end
@@ -132,12 +143,6 @@ for _, rung in ipairs(cjson.decode(ARGV[7])) do
   if count >= rung[1] then required = rung[2] end
 end
 
--- Staged (SPEC "Staged sends"): as the author chose, else from the policy's size; decided here
--- because only here is the count known. Its digest covers both mails (early waves and the rest).
-local wavesWanted, wavesFrom = ARGV[15] or '', tonumber(ARGV[16] or '0')
-local staged = wavesWanted == 'on' or (wavesWanted == '' and wavesFrom > 0 and count >= wavesFrom)
-local digest = f.digest
-if staged then digest = ARGV[17] end
 
 local revision = 1
 local createdAt = tostring(NOW)
