@@ -139,9 +139,9 @@ export async function pollUntil<T>(what: string, deadlineMs: number, intervalMs:
   }
 }
 
-/** Submits to `audience` and approves (as many approvers as required); answers the message. */
-export async function submitAndApprove(a: Api, audience: string, subject = MAIL.subject): Promise<{ id: string; recipientCount: number }> {
-  const m = await a.call("author", "POST", "/api/messages", { subject, text: MAIL.text, html: MAIL.html, audience: { lists: [audience] } });
+/** Submits to `audience` and approves (as many approvers as required); answers the message. `extra`: more of the submit's body (`waves`, `seedAudience`). */
+export async function submitAndApprove(a: Api, audience: string, subject = MAIL.subject, extra: Record<string, unknown> = {}): Promise<{ id: string; recipientCount: number }> {
+  const m = await a.call("author", "POST", "/api/messages", { subject, text: MAIL.text, html: MAIL.html, audience: { lists: [audience] }, ...extra });
   expectStatus("submit", m, 201);
   const approvers: BenchUser[] = ["approver1", "approver2"];
   for (let i = 0; i < m.body.requiredApprovals; i++) expectStatus("approve", await a.call(approvers[i]!, "POST", `/api/messages/${m.body.id}/approve`, { revision: 1 }), 200);

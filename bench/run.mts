@@ -18,6 +18,7 @@ import { startSink } from "./sink.js";
 import { runDirectoryPhase, type DirectoryResult } from "./directory.js";
 import { runCappedPair } from "./capped-workers.js";
 import { runRecallUnderLoad } from "./recall-under-load.js";
+import { runStagedPhase, type StagedResult } from "./staged.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -28,13 +29,15 @@ const { values: args } = parseArgs({
     baseline: { type: "string" },
     "per-recipient": { type: "string" },
     "skip-two-workers": { type: "boolean", default: false },
-    /** Comma list of phases to run (baseline is always run): per-recipient, two-workers-per-recipient, batched, two-workers, recall, directory, two-workers-capped, recall-under-load. */
+    /** Comma list of phases to run (baseline is always run): per-recipient, two-workers-per-recipient, batched, two-workers, recall, directory, two-workers-capped, recall-under-load, staged. */
     only: { type: "string" },
     profile: { type: "boolean", default: false },
     /** Cap each service process at this many CPUs (cgroup CFS quota; see bench/cpu-cap.ts). */
     "service-cpus": { type: "string" },
     /** Each large audience of recall-under-load (default 1,000,000; with --quick, the recipients). */
     "load-recipients": { type: "string" },
+    /** The staged send's audience (default: the recipients; with --quick, 10,000 at most). */
+    "staged-recipients": { type: "string" },
     out: { type: "string", default: new URL("./results/latest.json", import.meta.url).pathname },
   },
 });
@@ -46,13 +49,14 @@ const BASELINE_N = Number(args.baseline ?? Math.min(N, 20_000));
 // Likewise per-recipient transactions: 100,000 is plenty for a rate; a million would take minutes.
 const PER_RCPT_N = Number(args["per-recipient"] ?? Math.min(N, 100_000));
 const LOAD_N = Number(args["load-recipients"] ?? (args.quick ? N : 1_000_000));
+const STAGED_N = Number(args["staged-recipients"] ?? (args.quick ? Math.min(N, 10_000) : N));
 const SERVICE_CPUS = args["service-cpus"] === undefined ? undefined : Number(args["service-cpus"]);
 if (SERVICE_CPUS !== undefined && !(SERVICE_CPUS >= 0.1 && SERVICE_CPUS <= 64)) {
   process.stderr.write("--service-cpus: a number of CPUs between 0.1 and 64\n");
   process.exit(2);
 }
-if (![N, POOL, BASELINE_N, PER_RCPT_N, LOAD_N].every((n) => Number.isInteger(n) && n > 0) || !["auto", "postfix", "node"].includes(args.sink!)) {
-  process.stderr.write("usage: npm run bench -- [--recipients N | --quick] [--pool N] [--sink auto|postfix|node] [--baseline N] [--per-recipient N] [--skip-two-workers] [--only phases] [--profile] [--service-cpus F] [--out file]\n");
+if (![N, POOL, BASELINE_N, PER_RCPT_N, LOAD_N, STAGED_N].every((n) => Number.isInteger(n) && n > 0) || !["auto", "postfix", "node"].includes(args.sink!)) {
+  process.stderr.write("usage: npm run bench -- [--recipients N | --quick] [--pool N] [--sink auto|postfix|node] [--baseline N] [--per-recipient N] [--staged-recipients N] [--skip-two-workers] [--only phases] [--profile] [--service-cpus F] [--out file]\n");
   process.exit(2);
 }
 
@@ -106,7 +110,7 @@ try {
   const service = async (name: string, o: Partial<ServiceOptions> & { recipientsPerTransaction: number }, smtpUrl = sink.url) =>
     startService({ dir: join(work, name), redisUrl: redisProc.url, smtpUrl, poolSize: POOL, profileDir: profileDir && join(profileDir, name), cpus: SERVICE_CPUS, ...o });
 
-  const only = new Set((args.only ?? "per-recipient,two-workers-per-recipient,batched,two-workers,recall,directory,two-workers-capped,recall-under-load").split(","));
+  const only = new Set((args.only ?? "per-recipient,two-workers-per-recipient,batched,two-workers,recall,directory,two-workers-capped,recall-under-load,staged").split(","));
   if (args["skip-two-workers"]) ["two-workers", "two-workers-per-recipient"].forEach((k) => only.delete(k));
   // The audiences are imported first, through a service process of their own, so that each fan-out
   // phase's peak RSS is the fan-out's (the import's is reported apart).
@@ -114,6 +118,8 @@ try {
   const audiences = new Map<string, number>([["bench-all", N]]);
   if (only.has("per-recipient") || only.has("two-workers-per-recipient")) audiences.set(sampleAudience, PER_RCPT_N);
   if (only.has("two-workers-capped")) audiences.set("bench-warm", Math.min(N, 20_000));
+  const stagedAudience = STAGED_N === N ? "bench-all" : "bench-staged";
+  if (only.has("staged")) audiences.set(stagedAudience, STAGED_N);
   const importer = await service("import", { recipientsPerTransaction: 50 });
   let importPeak: number;
   const importMs: Record<string, number> = {};
@@ -236,6 +242,22 @@ try {
     rows.push({ phase: "recall-under-load: the fan-out under load", recipients: LOAD_N, seconds: f.underLoadSeconds, rcptPerSec: f.underLoadRcptPerSec, ratio: null, peakRssMb: [underLoad.servicePeakRssMb] });
   }
 
+  // Issue 16: a staged send halted by replies in the wait after the canary, then continued; a
+  // recording sink of its own (its counts while halted, the early mail's Reply-To).
+  let staged: StagedResult | null = null;
+  if (only.has("staged")) {
+    const recSink = await startSink({ prefer: "node", record: true });
+    try {
+      log(`staged: ${STAGED_N} recipients, halted by 3 human replies during the wait, then continued`);
+      staged = await runStagedPhase({ startService: (env) => service("staged", { recipientsPerTransaction: 50, env }, recSink.url), redis, sink: recSink, audience: stagedAudience, recipients: STAGED_N, log });
+      log(`staged: ${JSON.stringify(staged)}`);
+    } finally {
+      await recSink.close();
+    }
+    rows.push({ phase: "staged: the rest after the continue (node sink)", recipients: STAGED_N - staged.seed - staged.canary, seconds: (STAGED_N - staged.seed - staged.canary) / staged.restRcptPerSec, rcptPerSec: staged.restRcptPerSec, ratio: null, peakRssMb: null });
+    rows.push({ phase: "staged: the same audience all at once (node sink)", recipients: STAGED_N, seconds: STAGED_N / staged.unstagedRcptPerSec, rcptPerSec: staged.unstagedRcptPerSec, ratio: null, peakRssMb: null });
+  }
+
   const rate = (x: { r: FanoutResult } | null) => (x ? Math.round(x.r.rcptPerSec) : null);
   const ratio = (x: { r: FanoutResult } | null, to: number | undefined) => (x && to ? round2(x.r.rcptPerSec / to) : null);
   const singlePeaks = [importPeak, perRecipient?.peak[0], batched?.peak[0], recallPeak[0]].filter((x): x is number => x !== undefined);
@@ -266,6 +288,8 @@ try {
     twoWorkersCapped: capped,
     recallUnderLoad: underLoad,
     sseCostPercent: underLoad?.sseCostPercent ?? null,
+    /** Issue 16: a staged send (bench/staged.ts: what each figure measures). */
+    staged: staged && { recipients: staged.recipients, seed: staged.seed, canary: staged.canary, planMs: staged.planMs, canaryMs: staged.canaryMs, haltMs: staged.haltMs, haltAfterDataMs: staged.haltAfterDataMs, sentWhileHalted: staged.sentWhileHalted, restRateRatio: staged.restRateRatio, restRcptPerSec: staged.restRcptPerSec, unstagedRcptPerSec: staged.unstagedRcptPerSec, unstagedRcptPerSecEach: staged.unstagedRcptPerSecEach, duplicates: staged.duplicates },
     /** CPU seconds per process from submit to the last recipient sent (the fan-out's wall seconds for scale). */
     cpuSecondsByPhase: cpuByPhase,
     loadavgAtEnd: loadavg().map((l) => Math.round(l * 100) / 100),

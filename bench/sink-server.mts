@@ -8,7 +8,9 @@
  *
  * Counts come back over IPC (`{op: "stats"}`), `{op: "reset"}` clears them. With `--record`, the
  * distinct envelope recipients of originals are kept (the recall race compares them with what the
- * recall answered); a recipient received twice is counted in `duplicates`.
+ * recall answered); a recipient received twice is counted in `duplicates`; and the first Reply-To
+ * address an original carried (a staged send's early waves reply to Airlock's inbound listener:
+ * the staged phase answers to it).
  *
  * Usage: node --import tsx bench/sink-server.mts [--record]; prints `{"port": N}` on stdout when listening.
  */
@@ -28,6 +30,7 @@ let correction = fresh();
 let other = fresh();
 let originals = new Set<string>();
 let duplicates = 0;
+let replyTo: string | null = null;
 
 const END = Buffer.from("\r\n.\r\n");
 
@@ -105,6 +108,7 @@ function handle(sock: Socket): void {
         headDone = true;
         const id = /(?:^|\r\n)Message-ID:\s*<([^>]*)>/i.exec(end >= 0 ? head.slice(0, end) : head)?.[1] ?? "";
         kind = /^airlock\.\d+\./.test(id) ? "original" : id.startsWith("airlock-correction.") ? "correction" : "other";
+        if (record && kind === "original" && replyTo === null) replyTo = replyToOf(end >= 0 ? head.slice(0, end) : head);
         head = "";
       }
     }
@@ -125,6 +129,13 @@ function handle(sock: Socket): void {
   sock.on("error", () => {}); // a client that hangs up mid-transaction is not the sink's problem
 }
 
+/** The address of a header section's Reply-To (folded lines joined), or null. */
+function replyToOf(header: string): string | null {
+  const v = /(?:^|\r\n)Reply-To:[ \t]*([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)/i.exec(header)?.[1]?.replace(/\r\n[ \t]+/g, " ");
+  if (!v) return null;
+  return (/<([^>]+)>/.exec(v)?.[1] ?? v).trim().toLowerCase() || null;
+}
+
 const server = createServer(handle);
 server.listen(0, "127.0.0.1", () => {
   const addr = server.address();
@@ -138,7 +149,8 @@ process.on("message", (msg: { op: string; seq: number }) => {
     other = fresh();
     originals = new Set();
     duplicates = 0;
+    replyTo = null;
   }
-  process.send?.({ seq: msg.seq, original, correction, other, distinctOriginals: originals.size, duplicates, recorded: record });
+  process.send?.({ seq: msg.seq, original, correction, other, distinctOriginals: originals.size, duplicates, replyTo, recorded: record });
 });
 process.on("disconnect", () => process.exit(0));

@@ -25,6 +25,8 @@ export interface SinkStats {
   other?: KindStats;
   distinctOriginals?: number;
   duplicates?: number;
+  /** Only from a recording Node sink: the Reply-To address of the first original since the reset (null: none had one). */
+  replyTo?: string | null;
 }
 
 export interface Sink {
@@ -84,7 +86,7 @@ async function startNodeSink(record: boolean): Promise<Sink> {
   });
   const { port } = JSON.parse(line) as { port: number };
   let seq = 0;
-  type Answer = { seq: number; original: KindStats; correction: KindStats; other: KindStats; distinctOriginals: number; duplicates: number };
+  type Answer = { seq: number; original: KindStats; correction: KindStats; other: KindStats; distinctOriginals: number; duplicates: number; replyTo: string | null };
   const ask = (op: "stats" | "reset") =>
     new Promise<Answer>((res) => {
       const mine = ++seq;
@@ -102,7 +104,7 @@ async function startNodeSink(record: boolean): Promise<Sink> {
     pid: child.pid!,
     async stats() {
       const s = await ask("stats");
-      return { messages: s.original.messages + s.correction.messages + s.other.messages, original: s.original, correction: s.correction, other: s.other, distinctOriginals: s.distinctOriginals, duplicates: s.duplicates };
+      return { messages: s.original.messages + s.correction.messages + s.other.messages, original: s.original, correction: s.correction, other: s.other, distinctOriginals: s.distinctOriginals, duplicates: s.duplicates, replyTo: s.replyTo };
     },
     async reset() {
       await ask("reset");
