@@ -55,7 +55,10 @@ export class FanoutProcessor {
    */
   async process(job: JobData<"batch">, lastAttempt: boolean): Promise<"done" | "paused" | { laterMs: number; first: number }> {
     const { id, kind } = job;
-    const size = this.d.config.RECIPIENTS_PER_TRANSACTION;
+    // A staged send's early waves with VERP go one recipient per transaction, each its own claim: a
+    // recall or a halt answered meanwhile stops the next one (promise 3), as for any transaction.
+    const early = kind === "original" && job.wave !== undefined && job.wave < 3;
+    const size = early && this.d.verp ? 1 : this.d.config.RECIPIENTS_PER_TRANSACTION;
     const rate = this.d.config.SEND_RATE_PER_SECOND;
     let first = job.first;
     // The previous transaction's settle, still in flight: it and the next claim travel to Redis
@@ -69,7 +72,7 @@ export class FanoutProcessor {
     try {
       while (first <= job.last) {
         const last = Math.min(job.last, first + size - 1);
-        const [claim] = await Promise.all([this.d.store.claim(id, kind, first, last, rate, rate, job.last), settling]);
+        const [claim] = await Promise.all([this.d.store.claim(id, kind, first, last, rate, rate, job.last, kind === "original" ? job.wave : undefined), settling]);
         settling = null;
         if ("wait" in claim) {
           // The shared send-rate bucket is empty: wait until it has refilled enough for this transaction.

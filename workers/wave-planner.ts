@@ -13,6 +13,7 @@ import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import { domainOf } from "../src/domain/recipient-domains.js";
 import type { FollowUps } from "../src/service/follow-ups.js";
+import { MAX_SEED_AUDIENCE } from "../src/service/message-service.js";
 import type { MessageStore } from "../src/store/message-store.js";
 import { chooseCanary, type RecipientFacts } from "../src/waves/canary.js";
 import { partitionWaves } from "../src/waves/partition.js";
@@ -73,13 +74,10 @@ export class WavePlanner {
   private async seedCohort(id: string, people: string[], seedAudience: string | null): Promise<number[]> {
     const out = await this.d.store.indexesOf(id, people.map((p) => p.toLowerCase()));
     if (!seedAudience) return out;
-    // The seed audience in slices, each looked up among the recipients.
-    for (let from = 0; ; from += SLICE) {
-      const members = await this.d.redis.zrange(keys.audience(seedAudience), String(from), String(from + SLICE - 1));
-      if (members.length === 0) break;
-      out.push(...(await this.d.store.indexesOf(id, members)));
-      if (members.length < SLICE) break;
-    }
+    // Read at release (the audience may have been replaced since the submit checked its size): no
+    // more of it than the submit allows, so that it never becomes a wave of its own.
+    const members = await this.d.redis.zrange(keys.audience(seedAudience), "0", String(MAX_SEED_AUDIENCE - 1));
+    out.push(...(await this.d.store.indexesOf(id, members)));
     return out;
   }
 

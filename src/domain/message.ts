@@ -70,6 +70,8 @@ export type WavePhase = "approval" | "planning" | "seed" | "canary" | "wait" | "
 export interface WaveProgress {
   /** "approval": not released yet (the plan is made at release). */
   phase: WavePhase;
+  /** The audience whose members (those among the recipients, at most 100) go first with the author and the approvers; null for none. */
+  seedAudience: string | null;
   /** Wave sizes, known once planned (0 before). */
   seed: number;
   canary: number;

@@ -44,6 +44,8 @@ export const JOBS = {
       kind: z.enum(["original", "correction"]),
       first: z.number().int().nonnegative(),
       last: z.number().int().nonnegative(),
+      /** A staged send's original: the wave this job sends (1 seed cohort, 2 canary, 3 the rest; store/lua/claim.lua). */
+      wave: z.number().int().min(1).max(3).optional(),
     }),
   },
   purge: {

@@ -114,7 +114,7 @@ export class BullScheduler implements Scheduler {
     const priority = fanoutPriority(kind, recipientCount, wave);
     const jobs = [];
     for (let first = 0, n = 0; first < recipientCount; first += BATCH_SIZE, n++) {
-      const data: JobData<"batch"> = JOBS.batch.schema.parse({ id, kind, first, last: Math.min(recipientCount, first + BATCH_SIZE) - 1 });
+      const data: JobData<"batch"> = JOBS.batch.schema.parse({ id, kind, first, last: Math.min(recipientCount, first + BATCH_SIZE) - 1, ...(wave === undefined ? {} : { wave }) });
       jobs.push({
         name: "batch",
         data,
@@ -146,7 +146,9 @@ export class BullScheduler implements Scheduler {
 
   async wakeFanout(id: string, kind: "original" | "correction", recipientCount: number, wave?: number): Promise<void> {
     const ids = [];
-    for (let first = 0, n = 0; first < recipientCount; first += BATCH_SIZE, n++) ids.push(batchJobId(kind, id, n, wave));
+    // A staged send: the jobs of every wave opened so far (an earlier wave's may still be parked).
+    const waves = wave === undefined ? [undefined] : Array.from({ length: wave }, (_, i) => i + 1);
+    for (const w of waves) for (let first = 0, n = 0; first < recipientCount; first += BATCH_SIZE, n++) ids.push(batchJobId(kind, id, n, w));
     // In slices, so a million recipients (1,000 jobs) is not 1,000 requests at once.
     for (let i = 0; i < ids.length; i += 100) {
       await Promise.all(

@@ -30,6 +30,13 @@ import type { DirectoryAudiences } from "./directory-audiences.js";
 import type { FollowUps } from "./follow-ups.js";
 import { MemoryTestSendLimit, TEST_SEND_WINDOW_MS, TEST_SENDS_PER_WINDOW, type TestMail, type TestSendLimit } from "./test-sends.js";
 
+/**
+ * The largest seed audience: its members (those among the recipients) go first with the author and
+ * the approvers, before the canary — a few dozen people who look at the message, not a wave of its own.
+ * Checked at submit; the planner takes no more than this of it either (its members are read at release).
+ */
+export const MAX_SEED_AUDIENCE = 100;
+
 /** Freezes of one submit: a list replaced during each of them is a conflict to retry later. */
 const FREEZE_ATTEMPTS = 3;
 
@@ -231,7 +238,7 @@ export class MessageService {
       messageId: current?.messageId ?? newMessageId(this.mailDomain(), id),
     };
     const digest = await this.buildable(mail, now);
-    const waves = await this.stagingChoice(user, id, input, mail, now, lists, addresses);
+    await this.checkStagingInput(user, input);
     const fields = {
       ...mail,
       digest,
@@ -245,10 +252,17 @@ export class MessageService {
     // Last before the freeze, once everything cheaper has passed: each directory audience becomes a
     // new version now (a failure changes neither the message nor the audience).
     await this.d.directoryAudiences?.resolveForSubmit(lists, user);
+    // After the directory's resolution: the sizes it looks at are the ones the freeze copies.
+    let waves = await this.stagingChoice(user, id, input, mail, now, lists, addresses);
     const keep = mode === "edit" && current !== undefined ? await this.keepsItsRecipients(current, lists, addresses) : null;
-    const answer = await this.withFrozenRecipients(id, lists, addresses, keep, (frozen) =>
-      this.d.store.submit(mode, id, user.email, fields, this.ladder, now, { seenRevision: current?.revision, maxRevisions: this.d.config.MAX_REVISIONS, frozen, waves }),
-    );
+    const answer = await this.withFrozenRecipients(id, lists, addresses, keep, async (frozen) => {
+      const submit = () => this.d.store.submit(mode, id, user.email, fields, this.ladder, now, { seenRevision: current?.revision, maxRevisions: this.d.config.MAX_REVISIONS, frozen, waves });
+      const first = await submit();
+      if (first.ok || first.err !== "staging_unbuilt") return first;
+      // A list grew past the staged-send threshold after the sizes were looked at: the staged mails now.
+      waves = await this.stagingChoice(user, id, input, mail, now, lists, addresses, { build: true });
+      return submit();
+    });
     const ok = this.committed(mode === "edit" ? "edit" : "submit", user, id, answer);
     await this.d.followUps.carryOut(id, ok.followUps);
   }
@@ -258,25 +272,46 @@ export class MessageService {
    * script): `waves: false` is for admins, `waves: true` needs staging configured, a seed audience
    * must exist. Both digests are built, so approvers see the one that matches what will go out.
    */
-  private async stagingChoice(user: User, id: string, input: MessageInput, mail: OriginalFields, now: number, lists: string[], addresses: string[]): Promise<StagingChoice> {
+  /** The author's staging choices, checked before anything is written: `waves: false` is for admins, a seed audience must exist and be small. */
+  private async checkStagingInput(user: User, input: MessageInput): Promise<void> {
     if (input.waves === false && !has(user, "admin")) {
       throw new DomainError("forbidden", "only admins may send a message all at once (waves: false): a large audience goes in waves");
     }
-    const staging = this.d.staging;
-    const marks = this.d.renderer.earlyWaveMarks;
-    if (!staging || !marks) {
+    if (!this.d.staging || !this.d.renderer.earlyWaveMarks) {
       if (input.waves === true || input.seedAudience !== undefined) {
         throw new DomainError("invalid_input", "staged sends are not configured here", [{ path: ["body", "waves"], message: "staged sends are not configured" }]);
       }
-      return { wanted: "", from: 0, stagedDigest: "" };
+      return;
     }
-    if (input.seedAudience !== undefined && (await this.d.store.freeze.versionsOf([input.seedAudience]))[0] === 0) {
+    if (input.seedAudience === undefined) return;
+    const [version] = await this.d.store.freeze.versionsOf([input.seedAudience]);
+    if (version === 0) {
       throw new DomainError("invalid_input", `seedAudience: audience ${input.seedAudience} does not exist`, [{ path: ["body", "seedAudience"], message: `unknown audience ${input.seedAudience}` }]);
     }
+    const size = await this.d.store.freeze.sizeAtMost([input.seedAudience], []);
+    if (size > MAX_SEED_AUDIENCE) {
+      const message = `a seed audience goes before the canary: at most ${MAX_SEED_AUDIENCE} people (${input.seedAudience} has ${size})`;
+      throw new DomainError("invalid_input", `seedAudience: ${message}`, [{ path: ["body", "seedAudience"], message }]);
+    }
+  }
+
+  private async stagingChoice(
+    user: User,
+    id: string,
+    input: MessageInput,
+    mail: OriginalFields,
+    now: number,
+    lists: string[],
+    addresses: string[],
+    opts: { build?: boolean } = {},
+  ): Promise<StagingChoice> {
+    const staging = this.d.staging;
+    const marks = this.d.renderer.earlyWaveMarks;
+    if (!staging || !marks) return { wanted: "", from: 0, stagedDigest: "" };
     const wanted = input.waves === true ? "on" : input.waves === false ? "off" : "";
     // The staged mails are built only for a message that may be staged (two more builds of bodies up
     // to a few MB): asked for, or by the policy when its audience could reach the threshold.
-    const mayBeStaged = wanted === "on" || (wanted === "" && staging.from > 0 && (await this.d.store.freeze.sizeAtMost(lists, addresses)) >= staging.from);
+    const mayBeStaged = wanted === "on" || (wanted === "" && staging.from > 0 && (opts.build || (await this.d.store.freeze.sizeAtMost(lists, addresses)) >= staging.from));
     if (!mayBeStaged) return { wanted, from: staging.from, stagedDigest: "" };
     const staged = await composeStaged(this.d.renderer, mail, new Date(now), marks(id));
     return { wanted, from: staging.from, stagedDigest: staged.digest };
@@ -779,6 +814,8 @@ export class MessageService {
         throw new DomainError("conflict", `message ${id}'s waves are being planned: continue in a moment`, { state: r.state });
       case "not_halted":
         throw new DomainError("conflict", `message ${id}: every wave is going and nothing is halted`, { state: r.state });
+      case "staging_unbuilt":
+        throw new DomainError("conflict", `message ${id}'s audience kept growing while it was submitted: submit again`, { state: r.state });
       case "not_sent":
       case "halted":
       case "not_due":

@@ -48,6 +48,8 @@ export const keys = {
   /** Hash: the purge-rate token bucket shared by every worker (PURGE_RATE_PER_SECOND). */
   /** A staged send's wave of each recipient, one byte per index of the frozen set: 1 seed cohort, 2 canary, 0 or absent the rest. */
   waves: (id: string) => `${PREFIX}:msg:${id}:waves`,
+  /** A staged send's plan being written (store/message-store.ts writeWavePlan): renamed over `waves` by waves.lua begin. */
+  wavesPlan: (id: string) => `${PREFIX}:msg:${id}:waves-plan`,
   /** A staged send's signal evidence (JSON entries, newest first, capped: waves/signals.ts MAX_EVIDENCE). */
   signals: (id: string) => `${PREFIX}:msg:${id}:signals`,
   /** The dedupe keys of the signals counted (a re-delivered DSN, a reply's Message-ID, a reporter). */

@@ -146,6 +146,7 @@ export class MessageStore implements SignalSink {
       keys.waves(id),
       keys.signals(id),
       keys.signalKeys(id),
+      keys.wavesPlan(id),
     ];
   }
 
@@ -279,9 +280,9 @@ export class MessageStore implements SignalSink {
     return this.run("note", this.messageKeys(id), actor, [action, JSON.stringify(detail), opts.once ? `once:${opts.once}` : "", opts.revision === undefined ? "" : String(opts.revision)]);
   }
 
-  /** Claims indexes first..last (one transaction) of the batch that ends at `batchLast`. */
-  claim(id: string, kind: FanoutKind, first: number, last: number, rate: number, burst: number, batchLast: number): Promise<Answer<"claim">> {
-    return this.run("claim", this.fanoutKeys(id), "worker", [kind, first, last, rate, burst, batchLast]);
+  /** Claims indexes first..last (one transaction) of the batch that ends at `batchLast`; `wave`: a staged send's job's wave. */
+  claim(id: string, kind: FanoutKind, first: number, last: number, rate: number, burst: number, batchLast: number, wave?: number): Promise<Answer<"claim">> {
+    return this.run("claim", this.fanoutKeys(id), "worker", [kind, first, last, rate, burst, batchLast, wave === undefined ? "" : wave]);
   }
 
   /**
@@ -349,11 +350,12 @@ export class MessageStore implements SignalSink {
 
   /**
    * Writes a staged send's plan: the wave byte of each early recipient (1 seed cohort, 2 canary),
-   * 64 kB of the string per SETRANGE (a short command each), after dropping any earlier attempt's.
-   * Only while the plan is not begun (the caller checked `waveOpen` is 0; waves.lua begin checks again).
+   * 64 kB of the string per SETRANGE (a short command each), into a key of its own (after dropping
+   * any earlier attempt's), which waves.lua begin renames over the message's waves only while the
+   * plan is not begun: a planner run twice never rewrites the waves of a send under way.
    */
   async writeWavePlan(id: string, seed: Uint32Array, canary: Uint32Array): Promise<void> {
-    const key = keys.waves(id);
+    const key = keys.wavesPlan(id);
     await this.redis.unlink(key);
     const WINDOW = 65_536;
     const marks = new Map<number, Buffer>();
@@ -374,6 +376,8 @@ export class MessageStore implements SignalSink {
       while (end > 0 && b[end - 1] === 0) end--;
       pipeline.setrange(key, w * WINDOW, b.subarray(0, end));
     }
+    // A planner that dies before begin leaves nothing for long (begin renames it and removes the expiry).
+    pipeline.pexpire(key, 3600_000);
     await pipeline.exec();
   }
 
@@ -657,6 +661,7 @@ function waveProgress(h: Record<string, string>): WaveProgress {
   const halted = h.haltedBy ? (JSON.parse(h.haltedBy) as { kind: "failure" | "bounce" | "reply" | "report"; at: number; count: number }) : null;
   return {
     phase,
+    seedAudience: h.seedAudience || null,
     seed: int(h.wave1Size),
     canary: int(h.wave2Size),
     rest: int(h.wave3Size),

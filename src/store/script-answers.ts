@@ -69,6 +69,8 @@ export const REFUSALS = [
   "planning",
   /** Continue when every wave is open and nothing is halted. */
   "not_halted",
+  /** A submit the count stages, without the staged mails' digest (the lists grew after the caller looked): build them, submit again. */
+  "staging_unbuilt",
 ] as const;
 export type RefusalCode = (typeof REFUSALS)[number];
 

@@ -92,8 +92,11 @@ const ACKNOWLEDGED: Partial<Record<ScriptName, (args: ReadonlyArray<string | num
   correction: () => true,
   correctionDigest: () => true,
   move: (args) => args[3] === "reject" || args[3] === "withdraw",
-  // Ops continuing a staged send (a halt is an ops pause, above).
-  waves: (args) => args[4] === "continue",
+  // Ops continuing a staged send (a halt by hand is an ops pause, above), and every signal: one may
+  // halt the send, and a halt lost with a failed primary would let the rest go at the wait's end
+  // (the listener answers 451 and the report page 503 meanwhile: the signal comes again).
+  // args: events, now, actor, "original", mode, how.
+  waves: (args) => args[4] === "signal" || (args[4] === "rest" && args[5] === "continue"),
 };
 
 /** Connection "generations": a reconnect (to a new primary, after a failover) starts a new one. */

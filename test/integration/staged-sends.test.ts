@@ -226,11 +226,12 @@ describe("a staged send", () => {
     expect((await get(a, m.id)).counts).toMatchObject({ sent: SEED + CANARY, skipped: N - SEED - CANARY, corrected: SEED + CANARY });
   });
 
-  it("permanent SMTP failures in the early waves halt it at once; a recall during the canary keeps every later recipient from SMTP", async () => {
+  it("permanent SMTP failures in the early waves halt it mid-canary; continued then, the canary's and the rest's jobs never send anyone twice", async () => {
     const a = slow;
     a.sink.behaviour = { rcpt: (addr) => (addr.endsWith("@us.corp.example") ? { code: 550, message: "5.1.1 no such user" } : null) };
+    let created: { id: string; messageId: string; digest: string };
     try {
-      const created = (await a.call("author", "POST", "/api/messages", { subject: "Failures", text: "Hi", audience: { lists: ["staff"] } })).body;
+      created = (await a.call("author", "POST", "/api/messages", { subject: "Failures", text: "Hi", audience: { lists: ["staff"] } })).body;
       await a.call("approver1", "POST", `/api/messages/${created.id}/approve`, { revision: 1, digest: created.digest });
       const halted = await a.until("halted by failures", async () => {
         const cur = await get(a, created.id);
@@ -238,17 +239,62 @@ describe("a staged send", () => {
       });
       expect(halted.paused.reason).toMatch(/^signal: \d+ permanent SMTP failures? of 22 early recipients/);
       expect(halted.waves.haltedBy.kind).toBe("failure");
-      const recall = await a.call("ops", "POST", `/api/messages/${created.id}/recall`, { reason: "addresses wrong" });
-      expect(recall.status).toBe(200);
-      await a.until("done", async () => ["corrected", "recalled"].includes((await get(a, created.id)).state));
-      const got = recipientsOf(originalsOf(a, created.messageId));
-      const final = await get(a, created.id);
-      // Nobody outside the early waves was handed the original; the failures are recorded.
-      expect(got.length).toBeLessThanOrEqual(SEED + CANARY);
-      expect(final.counts.sent + final.counts.failed).toBeLessThanOrEqual(SEED + CANARY);
-      expect(final.counts.skipped).toBeGreaterThanOrEqual(N - SEED - CANARY);
-      expect(final.waves.signals.failures).toBeGreaterThanOrEqual(1);
     } finally {
+      a.sink.behaviour = {};
+    }
+    // Continued while canary jobs are parked: they and the rest's jobs run over the same ranges.
+    const continued = await a.call("ops", "POST", `/api/messages/${created.id}/continue`, {});
+    expect(continued.status).toBe(200);
+    const done = await a.until("sent", async () => {
+      const cur = await get(a, created.id);
+      return cur.state === "sent" && cur;
+    });
+    const got = recipientsOf(originalsOf(a, created.messageId));
+    expect(new Set(got).size).toBe(got.length);
+    expect(done.possibleDuplicates).toBe(0);
+    expect(done.counts.sent).toBe(got.length);
+    expect(done.counts.sent + done.counts.failed).toBe(N);
+    // The failed are those at us.corp.example that were tried: the early ones before the halt, and every one after.
+    expect(got.filter((e) => e.endsWith("@us.corp.example"))).toHaveLength(0 + done.counts.sent - got.filter((e) => !e.endsWith("@us.corp.example")).length);
+  });
+
+  it("a recall during the canary: only the transactions in flight at its answer went, and only they are corrected (promises 3 and 9)", async () => {
+    const a = slow;
+    const created = (await a.call("author", "POST", "/api/messages", { subject: "Recall in the canary", text: "Hi", audience: { lists: ["staff"] } })).body;
+    // The early transactions of this message are held open at DATA until the recall is answered.
+    let open = 0;
+    let letGo!: () => void;
+    const gate = new Promise<void>((r) => (letGo = r));
+    a.sink.behaviour = {
+      data: async (_to, raw) => {
+        if (!raw.toString("latin1").includes(created.messageId)) return null;
+        open++;
+        await gate;
+        return null;
+      },
+    };
+    try {
+      await a.call("approver1", "POST", `/api/messages/${created.id}/approve`, { revision: 1, digest: created.digest });
+      // The seed cohort's first transaction is open (one batch here: its early recipients go one by one).
+      await a.until("an early transaction in flight", () => open >= 1);
+      const recall = await a.call("ops", "POST", `/api/messages/${created.id}/recall`, { reason: "wrong" });
+      const answeredAt = Date.now();
+      expect(recall.status).toBe(200);
+      letGo();
+      const delivered: number = recall.body.delivered;
+      expect(delivered).toBeGreaterThanOrEqual(1);
+      expect(delivered).toBeLessThan(SEED + CANARY);
+      await a.until("corrected", async () => (await get(a, created.id)).state === "corrected");
+      const originals = recipientsOf(originalsOf(a, created.messageId));
+      const corrected = recipientsOf(a.sink.received.filter((r) => r.mail.inReplyTo === created.messageId));
+      expect(originals).toHaveLength(delivered);
+      expect(corrected.slice().sort()).toEqual(originals.slice().sort());
+      // No transaction of the original began after the recall was answered (a claim of several early
+      // recipients sent one by one would have gone on handing them over).
+      const late = a.sink.transactions.filter((t) => t.messageId === created.messageId && t.startedAt > answeredAt);
+      expect(late).toEqual([]);
+    } finally {
+      letGo();
       a.sink.behaviour = {};
     }
   });

@@ -14,6 +14,7 @@ const text = (html: string) => html.replace(/<[^>]+>/g, "").replace(/\s+/g, " ")
 function waves(over: Partial<WaveProgress> = {}): WaveProgress {
   return {
     phase: "canary",
+    seedAudience: null,
     seed: 3,
     canary: 100,
     rest: 9_897,

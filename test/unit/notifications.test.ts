@@ -315,6 +315,7 @@ const halted: HaltedData = {
 /** A staged send halted in the wait after the canary by its third human reply. */
 const waves: WaveProgress = {
   phase: "wait",
+  seedAudience: null,
   seed: 4,
   canary: 18,
   rest: 839_978,

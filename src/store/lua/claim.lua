@@ -5,18 +5,26 @@
 -- KEYS as in prologue.lua and fanout-prologue.lua.
 -- ARGV[1..4] as there, ARGV[5] first index, ARGV[6] last index (inclusive),
 -- ARGV[7] send rate per second (all workers), ARGV[8] maximum burst, ARGV[9] the last index of the
--- batch this transaction belongs to (a stopped original looks for leftovers up to there).
+-- batch this transaction belongs to (a stopped original looks for leftovers up to there), ARGV[10]
+-- the wave of the batch job (a staged send's original: 1 seed cohort, 2 canary, 3 the rest; "" else).
 -- Answers the claimed recipients' addresses and their indexes (settle.lua is given the indexes).
 local first = tonumber(ARGV[5])
 local size = tonumber(ARGV[6]) - first + 1
 local state = field(KEYS[1], 'state')
--- A staged send while later waves are held back (fanout-prologue.lua): the early waves are a few
--- recipients spread over the whole audience, so the claim looks through the rest of the batch for
--- up to `size` of them (one GETRANGE of each string, at most a batch long) instead of one fixed
--- range, and answers where the next claim starts. Its correction after a recall then, too (only
--- the early waves were sent).
-local open = gatedWave()
-local scanning = open ~= nil
+-- A staged send (fanout-prologue.lua): each wave has batch jobs of its own over the whole index
+-- range, and a job claims only the recipients of its own wave, so that two live jobs of one range
+-- (a canary job and a rest job after ops continued) never take the same recipient. A job of a wave
+-- not open yet claims nothing. The early waves are a few recipients spread over the audience: their
+-- jobs look through the rest of the batch for up to `size` of them (one GETRANGE of each string, a
+-- batch long at most) and answer where the next claim starts. So does the correction while the
+-- early waves were all that was sent.
+local waveOpen = field(KEYS[1], 'waveOpen')
+local staged = waveOpen ~= nil
+if staged then waveOpen = tonumber(waveOpen) end
+local jobWave = tonumber(ARGV[10] or '')
+local scanning
+if KIND == 'original' then scanning = staged and jobWave ~= nil and jobWave < 3
+else scanning = gatedWave() ~= nil end
 local n = size
 if scanning then n = tonumber(ARGV[9]) - first + 1 end
 if n < 1 then n = 1 end
@@ -26,13 +34,14 @@ local target = K_ORIGINAL
 local sts
 local claimed, retried = {}, {} -- positions from `first` (1-based)
 local variants = nil -- the correction's variant of each claimed recipient, when a purge decides it
-local waves = nil
-if scanning then waves = redis.call('GETRANGE', K_WAVES, first, first + n - 1) end
--- Whether position p may be claimed in this wave (always, unless scanning).
-local function inOpenWave(p)
-  if not scanning then return true end
-  return waveOf(string.byte(waves, p)) <= open
+-- Whether position p of `waves` (a GETRANGE from `first`) is this job's: always, but for a staged
+-- send's original, whose job takes its own wave only.
+local function mine(waves, p)
+  if KIND ~= 'original' or not staged then return true end
+  return waveOf(string.byte(waves, p)) == jobWave
 end
+local waves = ''
+if staged then waves = redis.call('GETRANGE', K_WAVES, first, first + n - 1) end
 -- The position after which nothing more is looked at (a scan stops once it has `size`).
 local looked = n
 
@@ -44,9 +53,13 @@ if KIND == 'original' then
     -- this answer, so its whole rest is looked at, not only this transaction's range: a leftover
     -- further on would otherwise stay in flight, and the correction would never start.
     local rest = states(K_ORIGINAL, first, tonumber(ARGV[9]) - first + 1)
+    -- A staged send: only this job's wave (another wave's live job settles its own); a job without
+    -- a wave (the sweep's re-drive of a fan-out without progress) takes every wave's leftovers.
+    local restWaves = ''
+    if staged then restWaves = redis.call('GETRANGE', K_WAVES, first, tonumber(ARGV[9])) end
     local fixed = 0
     for p = 1, #rest do
-      if rest[p] == 'i' then
+      if rest[p] == 'i' and (jobWave == nil or mine(restWaves, p)) then
         rest[p] = 's'
         markDuplicate(redis.call('ZRANGE', K_RECIPIENTS, first + p - 1, first + p - 1)[1])
         fixed = fixed + 1
@@ -56,11 +69,12 @@ if KIND == 'original' then
     return answer({stopped = true, state = state, followUps = withFollowUps({}, startCorrectionIfQuiet())})
   end
   if field(KEYS[1], 'paused') then return answer({paused = true}) end
-  -- Released, its waves not planned yet (store/lua/waves.lua begin): nothing may go.
-  if open == 0 then return answer({held = true}) end
+  -- Released, its waves not planned yet (store/lua/waves.lua begin), or this job's wave is not
+  -- open yet (a job without a wave: none of a staged send's): nothing may go.
+  if staged and (jobWave == nil or jobWave > waveOpen) then return answer({held = true}) end
   for p = 1, n do
     local st = sts[p]
-    if inOpenWave(p) then
+    if mine(waves, p) then
       if st == false then claimed[#claimed + 1] = p
       elseif st == 'i' then claimed[#claimed + 1] = p; retried[#retried + 1] = p end
     end
@@ -135,6 +149,6 @@ end
 local reply = {claimed = true, addresses = addresses, indexes = indexes, next = nextFirst}
 -- Early waves (seed cohort, canary) go in their own mail (compose.ts composeStaged), one recipient
 -- per transaction with a return path naming it (VERP) when a listener receives the bounces.
-if scanning and KIND == 'original' then reply.early = true end
+if scanning and KIND == 'original' then reply.early = true end -- jobWave 1 or 2
 if variants then reply.variants = table.concat(variants) end
 return answer(reply)

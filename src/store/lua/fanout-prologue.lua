@@ -1,7 +1,8 @@
 -- Shared by claim.lua and settle.lua (prepended after prologue.lua).
 -- KEYS after the common ones: recipients zset, delivery states of the original, of the correction,
 -- possible-duplicates set, failures hash, rate bucket, purge states, purge failures, purge-rate
--- bucket, wave of each index, signal evidence list, signal dedupe set. ARGV[4] kind: "original" or "correction" (purge.lua: "purge").
+-- bucket, wave of each index, signal evidence list, signal dedupe set, the plan of waves being
+-- written. ARGV[4] kind: "original" or "correction" (purge.lua: "purge").
 -- Delivery states are one byte per recipient in a string, at the recipient's index in the frozen
 -- set (one GETRANGE and one SETRANGE per transaction, one byte of memory per recipient).
 -- Original: zero byte or past the end = queued (or skipped once recalled), i = in an SMTP
@@ -19,6 +20,7 @@ local K_PURGE_RATE = KEYS[COMMON_KEYS + 9]
 local K_WAVES = KEYS[COMMON_KEYS + 10]
 local K_SIGNALS = KEYS[COMMON_KEYS + 11]
 local K_SIGNAL_KEYS = KEYS[COMMON_KEYS + 12]
+local K_WAVES_PLAN = KEYS[COMMON_KEYS + 13]
 local KIND = ARGV[4]
 -- CORRECTION_DUPLICATE: the prefix of the correction's members of the possible-duplicates set
 -- (store/keys.ts CORRECTION_DUPLICATE_PREFIX, defined before this file by store/scripts.ts).

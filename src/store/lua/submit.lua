@@ -121,8 +121,8 @@ local staged = wavesWanted == 'on' or (wavesWanted == '' and wavesFrom > 0 and c
 local digest = f.digest
 if staged then
   -- Not built by the caller: the lists grew past the threshold after it looked (service stagingChoice).
-  -- Nothing is written; the caller freezes and decides again.
-  if (ARGV[17] or '') == '' then return refuseAndDrop('audience_changed', {audience = listNames[1] or ''}) end
+  -- Nothing is written and the copy is kept: the caller builds the staged mails and submits it again.
+  if (ARGV[17] or '') == '' then return refuse('staging_unbuilt', {count = count}) end
   digest = ARGV[17]
 end
 -- RENAME drops the previous set (an edit's): freed in the background with lazyfree-lazy-server-del.

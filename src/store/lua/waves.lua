@@ -4,8 +4,8 @@
 -- - "begin": the plan is written (K_WAVES holds each early recipient's wave): ARGV[6] seed cohort
 --   size, ARGV[7] canary size, ARGV[8] the canary's seed, ARGV[9] the wait after the canary (ms),
 --   ARGV[10] the signal thresholds (JSON). Opens the first wave with anybody in it. Once.
--- - "rest": the rest goes now. ARGV[6] "timer" (the wait is over: only then, and not while halted)
---   or "continue" (ops: lifts a halt, and opens the rest if it was not open).
+-- - "rest": ARGV[6] "timer" (the wait is over: the rest goes, unless halted) or "continue" (ops: lifts
+--   a halt, and starts the next wave now: the canary during the seed cohort, else the rest).
 -- - "signal": ARGV[6] kind (bounce, reply, autoReply, report), ARGV[7] evidence (JSON object),
 --   ARGV[8] dedupe key. Counted once per key; halts the send when over its threshold.
 local mode = ARGV[5]
@@ -38,7 +38,17 @@ if open == nil then return refuse('not_staged', {state = state}) end
 open = tonumber(open)
 
 if mode == 'begin' then
-  if open ~= 0 then return answer({state = state, followUps = {}}) end -- planned already
+  -- Planned already (a planner run twice): its plan stays; this one's copy goes.
+  if open ~= 0 then redis.call('UNLINK', K_WAVES_PLAN); return answer({state = state, followUps = {}}) end
+  -- The plan written by the planner becomes the waves (none: nobody is early).
+  -- RENAME carries the plan key's expiry (a planner that died mid-way leaves nothing for long): the
+  -- waves must never expire.
+  if redis.call('EXISTS', K_WAVES_PLAN) == 1 then
+    redis.call('RENAME', K_WAVES_PLAN, K_WAVES)
+    redis.call('PERSIST', K_WAVES)
+  else
+    redis.call('DEL', K_WAVES)
+  end
   local seed, canary = tonumber(ARGV[6]), tonumber(ARGV[7])
   local rest = num(KEYS[1], 'recipientCount') - seed - canary
   redis.call('HSET', KEYS[1], 'wave1Size', seed, 'wave2Size', canary, 'wave3Size', rest, 'canarySeed', ARGV[8],
@@ -59,10 +69,11 @@ if mode == 'rest' then
     end
     return answer({state = state, followUps = openRest(state, 'openWave', {wave = 'rest', recipients = num(KEYS[1], 'wave3Size')})})
   end
-  -- Ops continue: lift the halt (its parked jobs wake), and the rest goes now.
+  -- Ops continue: lift the halt (its parked jobs wake) and start the next wave now: the canary
+  -- during the seed cohort, the rest during the canary or its wait (the wait is skipped).
   if open == 0 then return refuse('planning', {state = state}) end
   if open >= 3 and not paused then return refuse('not_halted', {state = state}) end
-  local detail = {wave = WAVE_NAMES[math.min(open, 3)], recipients = num(KEYS[1], 'wave3Size')}
+  local detail = {wave = WAVE_NAMES[math.min(open, 3)]}
   local followUps = {}
   if paused then
     local was = cjson.decode(paused)
@@ -71,7 +82,13 @@ if mode == 'rest' then
     detail.haltedMs = NOW - was.at
     followUps[#followUps + 1] = {['do'] = 'wakeFanout', kind = 'original', recipients = num(KEYS[1], 'recipientCount'), wave = math.min(open, 3)}
   end
-  if open < 3 then
+  if open == 1 then
+    detail.next = 'canary'
+    transition('continue', state, state, cjson.encode(detail))
+    withFollowUps(followUps, openNextWave(state))
+  elseif open == 2 then
+    detail.next = 'rest'
+    detail.recipients = num(KEYS[1], 'wave3Size')
     withFollowUps(followUps, openRest(state, 'continue', detail))
   else
     transition('continue', state, state, cjson.encode(detail))
