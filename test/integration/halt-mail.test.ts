@@ -92,7 +92,7 @@ describe("a signal halt is mailed with what was seen", () => {
     expect(text).not.toContain("Permanent SMTP failures:\n");
     expect(text).not.toContain("out of the office.");
     expect(text).toContain(
-      `What to do: Continue (ops) sends the rest now; or recall it: the correction goes only to the ${delivered} ${delivered === 1 ? "person" : "people"} who received it. Both are on the dashboard:\n${a.rt.config.PUBLIC_URL}/messages/${id}\n`,
+      `What to do: Continue (ops) starts the next wave now (the rest, or the canary if the seed cohort is still going); or recall it: the correction goes only to the ${delivered} ${delivered === 1 ? "person" : "people"} who received it. Both are on the dashboard:\n${a.rt.config.PUBLIC_URL}/messages/${id}\n`,
     );
     expect(html).not.toMatch(/<script/i);
     expect(html).toContain("Wrong date &amp; &lt;script&gt;");

@@ -473,10 +473,10 @@ describe("halted", () => {
 
     it("tells the reader what to do, with the dashboard link", () => {
       expect(r.text).toContain(
-        "What to do: Continue (ops) sends the rest now; or recall it: the correction goes only to the 22 people who received it. Both are on the dashboard:\nhttps://airlock.corp.example/messages/42\n",
+        "What to do: Continue (ops) starts the next wave now (the rest, or the canary if the seed cohort is still going); or recall it: the correction goes only to the 22 people who received it. Both are on the dashboard:\nhttps://airlock.corp.example/messages/42\n",
       );
       expect(ownLines(r.text, message.dashboardUrl)).toBe(1);
-      expect(r.html).toContain("<strong>What to do:</strong> <strong>Continue</strong> (ops) sends the rest now; or <strong>recall</strong> it: the correction goes only to the 22 people who received it.");
+      expect(r.html).toContain("<strong>What to do:</strong> <strong>Continue</strong> (ops) starts the next wave now (the rest, or the canary if the seed cohort is still going); or <strong>recall</strong> it: the correction goes only to the 22 people who received it.");
       expect(r.html).toContain(`<a href="${message.dashboardUrl}" style="color:#1d4ed8;">Open it on the dashboard</a> to do either.`);
       const none = renderer.render("halted", { ...signalHalt, signal: { ...signalHalt.signal!, delivered: 0 } });
       for (const part of [none.html, none.text]) expect(part).toContain("it: nobody has received it, so nobody gets a correction.");
