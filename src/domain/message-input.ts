@@ -91,7 +91,7 @@ export const messageInput = z
   .superRefine(oneBodySource(true))
   .superRefine((v, ctx) => {
     if (v.draft && (v.waves !== undefined || v.seedAudience !== undefined)) {
-      ctx.addIssue({ code: "custom", path: ["waves"], message: "waves and seedAudience are chosen when the message is submitted, not on a draft" });
+      ctx.addIssue({ code: "custom", path: ["waves"], message: "waves and seedAudience are chosen when the message is submitted (POST /api/messages/:id/submit), not on a draft" });
     }
     if (v.waves === false && v.seedAudience !== undefined) ctx.addIssue({ code: "custom", path: ["seedAudience"], message: "a seed audience is for a staged send (waves: false sends all at once)" });
   });
@@ -103,7 +103,12 @@ export const draftInput = z
 export type DraftInput = z.infer<typeof draftInput>;
 
 /** Submitting a draft names the revision the author saw (409 with the current one when it changed). */
-export const submitDraftInput = z.strictObject({ revision: z.number().int().positive().optional() });
+export const submitDraftInput = z.strictObject({
+  revision: z.number().int().positive().optional(),
+  /** A staged send's choices (see messageInput): made when the draft is submitted. */
+  waves: z.boolean().optional(),
+  seedAudience: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { error: "not an audience name" }).optional(),
+});
 
 export type MessageInput = z.infer<typeof messageInput>;
 

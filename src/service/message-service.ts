@@ -162,14 +162,16 @@ export class MessageService {
    * Submits a draft: it is checked as a complete message, built, frozen and sent for approval, at
    * the revision its author saw (`revision`; a newer one is a 409 naming the current revision).
    */
-  async submitDraft(user: User, id: string, opts: { revision?: number }): Promise<Message> {
+  async submitDraft(user: User, id: string, opts: { revision?: number; waves?: boolean; seedAudience?: string }): Promise<Message> {
     const current = await this.get(user, id);
     if (!sameIdentity(current.author, user.email)) throw new DomainError("forbidden", "only the draft's author may submit it");
     if (!this.isDraft(current)) throw new DomainError("conflict", `message ${id} is ${current.state}, not a draft`, { state: current.state });
     if (opts.revision !== undefined && opts.revision !== current.revision) {
       throw new DomainError("stale_revision", `draft ${id} is at revision ${current.revision}, not ${opts.revision}: it changed meanwhile`, { state: current.state, revision: current.revision });
     }
-    const parsed = messageInput.safeParse(draftAsInput(current));
+    // The staging choice is made when it is submitted (a draft does not keep one).
+    const staging = { ...(opts.waves !== undefined ? { waves: opts.waves } : {}), ...(opts.seedAudience !== undefined ? { seedAudience: opts.seedAudience } : {}) };
+    const parsed = messageInput.safeParse({ ...draftAsInput(current), ...staging });
     if (!parsed.success) {
       throw new DomainError("invalid_input", "the draft is not complete", parsed.error.issues.map((i) => ({ path: ["draft", ...i.path.map(String)], message: i.message })));
     }

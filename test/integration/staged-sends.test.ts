@@ -126,6 +126,25 @@ describe("a staged send", () => {
     expect(actions).toEqual(expect.arrayContaining(["wavesPlanned", "openWave", "canaryWait", "finish"]));
   });
 
+  it("sends the seed audience's members among the recipients first, with the author and the approver; nobody outside the recipients", async () => {
+    const a = slow;
+    const leads = ["person0@corp.example", "person1@eu.corp.example", "person2@us.corp.example", "outsider@corp.example"];
+    expect((await a.call("author", "POST", "/api/audiences?name=leads", "email\n" + leads.join("\n"), { "content-type": "text/csv" })).status).toBe(201);
+    const created = await a.call("author", "POST", "/api/messages", { subject: "Seeded", text: "Hi", audience: { lists: ["staff"] }, seedAudience: "leads" });
+    expect(created.body.waves).toMatchObject({ seedAudience: "leads" });
+    await a.call("approver1", "POST", `/api/messages/${created.body.id}/approve`, { revision: 1, digest: created.body.digest });
+    const waiting = await a.until("the wait", async () => {
+      const cur = await get(a, created.body.id);
+      return cur.waves?.phase === "wait" && cur;
+    });
+    expect(waiting.waves).toMatchObject({ seed: SEED + 3, canary: CANARY });
+    const early = recipientsOf(originalsOf(a, created.body.messageId));
+    expect(early).toHaveLength(SEED + 3 + CANARY);
+    expect(early).toEqual(expect.arrayContaining(leads.slice(0, 3)));
+    expect(early).not.toContain("outsider@corp.example");
+    await a.call("ops", "POST", `/api/messages/${created.body.id}/recall`, { reason: "test over" });
+  });
+
   it("counts bounces and human replies, not auto-replies; three human replies halt it, nothing of the rest goes, ops continue it", async () => {
     const a = slow;
     const { m } = await stagedInWait(a, "Replies");
@@ -254,8 +273,12 @@ describe("a staged send", () => {
     expect(done.possibleDuplicates).toBe(0);
     expect(done.counts.sent).toBe(got.length);
     expect(done.counts.sent + done.counts.failed).toBe(N);
-    // The failed are those at us.corp.example that were tried: the early ones before the halt, and every one after.
-    expect(got.filter((e) => e.endsWith("@us.corp.example"))).toHaveLength(0 + done.counts.sent - got.filter((e) => !e.endsWith("@us.corp.example")).length);
+    // The failed are early recipients at us.corp.example refused before the halt, recorded with the reply, never tried again.
+    const failed = (await a.call("ops", "GET", `/api/messages/${created.id}/recipients?status=failed&limit=100`)).body.items;
+    expect(failed.length).toBe(done.counts.failed);
+    expect(failed.length).toBeGreaterThanOrEqual(1);
+    for (const r of failed) expect(r).toMatchObject({ email: expect.stringMatching(/@us\.corp\.example$/), reply: expect.stringContaining("5.1.1") });
+    expect(got.filter((e) => failed.some((f: { email: string }) => f.email === e))).toEqual([]);
   });
 
   it("a recall during the canary: only the transactions in flight at its answer went, and only they are corrected (promises 3 and 9)", async () => {
@@ -311,8 +334,19 @@ describe("a staged send", () => {
     const small = await a.call("author", "POST", "/api/messages", { subject: "Small", text: "Hi", audience: { addresses: ["x@corp.example"] }, waves: true });
     expect(small.status).toBe(201);
     expect(small.body.waves).toMatchObject({ phase: "approval" });
+    // A draft takes the choice when it is submitted.
+    const draft = await a.call("author", "POST", "/api/messages", { subject: "Draft", text: "Hi", audience: { addresses: ["y@corp.example"] }, draft: true });
+    expect((await a.call("author", "POST", "/api/messages", { subject: "D", text: "Hi", audience: { addresses: ["y@corp.example"] }, draft: true, waves: true })).status).toBe(400);
+    expect((await a.call("author", "POST", `/api/messages/${draft.body.id}/submit`, { waves: false })).status).toBe(403);
+    const submitted = await a.call("author", "POST", `/api/messages/${draft.body.id}/submit`, { waves: true });
+    expect(submitted.status).toBe(200);
+    expect(submitted.body.waves).toMatchObject({ phase: "approval" });
     const unknownSeed = await a.call("author", "POST", "/api/messages", { subject: "Seed", text: "Hi", audience: { lists: ["staff"] }, seedAudience: "nobody" });
     expect(unknownSeed.status).toBe(400);
     expect(unknownSeed.body.error.message).toMatch(/seedAudience: audience nobody does not exist/);
+    // A seed audience goes before the canary: a few people, not a wave of its own.
+    const tooBig = await a.call("author", "POST", "/api/messages", { subject: "Seed", text: "Hi", audience: { lists: ["staff"] }, seedAudience: "staff" });
+    expect(tooBig.status).toBe(400);
+    expect(tooBig.body.error.message).toMatch(/at most 100 people \(staff has 400\)/);
   });
 });
