@@ -109,6 +109,9 @@ describe("a staged send, phase by phase", () => {
     // Halt and Continue (start the rest now) for ops; Pause and Resume are not offered for a staged send.
     expect(card).toMatchObject({ haltable: true, continuable: true, pausable: false, resumable: false });
     expect(cardView(m, NOW, true, false)).toMatchObject({ haltable: false, continuable: false });
+    // A seed audience is named with the seed cohort.
+    const seeded = cardView(staged({ seedAudience: "leads" }), NOW, true, true);
+    expect(seeded.waves!.steps[0]).toMatchObject({ detail: "3 recipients (the author, the approvers and audience leads) · started 22 November 2026, 13:58 UTC" });
   });
 
   it("wait: counts down to the rest, in the headline and in the steps, rendered by the server", () => {

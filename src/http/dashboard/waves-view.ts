@@ -140,7 +140,7 @@ export function wavesView(w: WaveProgress, now: number, standing: WavesStanding,
       ? "over"
       : "signals are watched before the rest starts";
   const steps = [
-    step("seed", "Seed cohort", `${size(w.seed)}${started(w.startedAt.seed)}`),
+    step("seed", "Seed cohort", `${size(w.seed)}${w.seedAudience ? ` (the author, the approvers and audience ${w.seedAudience})` : ""}${started(w.startedAt.seed)}`),
     step("canary", "Canary", `${size(w.canary)}${started(w.startedAt.canary)}`),
     step("wait", "Wait", waitDetail, inWait && !paused ? w.waitUntil : null),
     step("rest", "The rest", `${size(w.rest)}${started(w.startedAt.rest)}`),
