@@ -28,6 +28,8 @@ export interface MessageSummary {
   html: string | null;
   /** Link to the message on the dashboard. */
   dashboardUrl: string;
+  /** A staged send (SPEC "Staged sends"): it goes in waves; its seed audience, if any. Absent or null: all at once. */
+  staged?: { seedAudience: string | null } | null;
 }
 
 /**

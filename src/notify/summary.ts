@@ -42,5 +42,6 @@ export async function messageSummary(d: { store: MessageStore; users: UserDirect
     text: m.text,
     html: m.html,
     dashboardUrl: dashboardUrl(d.publicUrl, m.id),
+    staged: m.waves ? { seedAudience: m.waves.seedAudience } : null,
   };
 }

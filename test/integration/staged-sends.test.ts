@@ -132,6 +132,11 @@ describe("a staged send", () => {
     expect((await a.call("author", "POST", "/api/audiences?name=leads", "email\n" + leads.join("\n"), { "content-type": "text/csv" })).status).toBe(201);
     const created = await a.call("author", "POST", "/api/messages", { subject: "Seeded", text: "Hi", audience: { lists: ["staff"] }, seedAudience: "leads" });
     expect(created.body.waves).toMatchObject({ seedAudience: "leads" });
+    // The approval request says it goes in waves, and who first.
+    const request = await a.until("the approval request", () =>
+      a.sink.received.find((r) => r.to.includes("approver1@corp.example") && (r.mail.text ?? "").includes(`/messages/${created.body.id}`) && /approv/i.test(r.mail.subject ?? "")),
+    );
+    expect(request.mail.text).toMatch(/In waves:\s+first the author and the approvers and audience leads/);
     await a.call("approver1", "POST", `/api/messages/${created.body.id}/approve`, { revision: 1, digest: created.body.digest });
     const waiting = await a.until("the wait", async () => {
       const cur = await get(a, created.body.id);
