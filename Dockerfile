@@ -23,6 +23,8 @@ COPY package.json ./
 COPY templates ./templates
 USER node
 EXPOSE 3000
+# The inbound SMTP listener of staged sends (worker processes, with RETURN_PATH_DOMAIN; INBOUND_SMTP_PORT).
+EXPOSE 2525
 HEALTHCHECK --interval=15s --timeout=3s CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 # `api`, `worker`, or nothing for both in one process. The V8 heap is capped at 512 MB (as in
 # package.json's start scripts): below that, V8 grows the heap cautiously, so a long import or
