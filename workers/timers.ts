@@ -10,6 +10,8 @@ import type { JobData } from "../src/queues/catalogue.js";
 import type { FollowUps } from "../src/service/follow-ups.js";
 import type { MessageStore, SweepReads } from "../src/store/message-store.js";
 import type { WavePlanner } from "./wave-planner.js";
+import type { WavePhase } from "../src/domain/message.js";
+import type { FollowUp } from "../src/store/script-answers.js";
 
 export interface TimerDeps {
   store: MessageStore;
@@ -22,6 +24,9 @@ export interface TimerDeps {
   /** PURGE_NOT_FOUND_RETRY_EVERY_SECONDS in ms, or null without a purge connector (running purges are then left to a worker that has one). */
   purgeRetryEveryMs?: number | null;
 }
+
+/** A staged send's waves opened in each phase (its batch jobs are per wave). */
+const OPENED: Record<WavePhase, number> = { approval: 0, planning: 0, seed: 1, canary: 2, wait: 2, rest: 3 };
 
 /** A fan-out with no progress for this long gets its batch jobs re-added (ids dedupe the live ones). */
 const STALE_FANOUT_MS = 30_000;
@@ -88,24 +93,31 @@ export class TimerProcessor {
         // Held by ops: no progress is expected; its jobs wait in the delayed set. A custom correction
         // awaiting approval: nothing is due until someone decides (correction.lua starts it then).
         if (!m || m.paused || (m.correction?.status === "pending" && !correctionStarted)) continue;
-        // A staged send: its plan (lost job), or the wait after its canary (its timer re-checked: a
-        // lost one is added again, one that fired early waits again); its waves' own jobs otherwise.
-        const waves = state === "sending" ? m.waves : null;
-        if (waves?.phase === "planning") {
+        // A staged send: its plan (a lost job), the wait after its canary (its timer re-checked: a lost
+        // one is added again, one that fired early waits again), and every opened wave's own jobs
+        // (each job takes its own wave's recipients only: store/lua/claim.lua).
+        const waves = m.waves;
+        if (state === "sending" && waves?.phase === "planning") {
           await this.d.followUps.carryOut(id, [{ do: "planWaves", recipients: m.recipientCount }]);
           continue;
         }
-        if (waves?.phase === "wait") {
+        if (state === "sending" && waves?.phase === "wait") {
           if (waves.waitUntil && Date.parse(waves.waitUntil) <= now) await this.nextWave({ id });
           else if (waves.waitUntil) await this.d.followUps.carryOut(id, [{ do: "scheduleWave", at: Date.parse(waves.waitUntil) }]);
-          continue;
+          // Waiting is no standstill, unless early recipients are still to go (a continue opened the
+          // canary before the seed cohort was done, and a job of it was lost).
+          if (m.counts.queued <= waves.rest) continue;
         }
-        const wave = waves ? { wave: ({ seed: 1, canary: 2, rest: 3 } as const)[waves.phase as "seed" | "canary" | "rest"] } : {};
+        const opened = waves ? OPENED[waves.phase] : null;
+        const originals: FollowUp[] =
+          opened === null
+            ? [{ do: "startFanout", kind: "original", recipients: m.recipientCount }]
+            : Array.from({ length: opened }, (_, i) => ({ do: "startFanout", kind: "original", recipients: m.recipientCount, wave: i + 1 }) as const);
         this.d.logger.warn({ message: id, revision: m.revision }, `message ${id} ${state}: no progress for ${now - lastActivity} ms, re-driving its batches`);
         // What a crash between a commit and its follow-up could have lost: the same follow-ups again
         // (batch job ids are deterministic, so live jobs are not duplicated).
         await this.d.followUps.carryOut(id, [
-          { do: "startFanout", kind: "original", recipients: m.recipientCount, ...wave },
+          ...originals,
           ...(correctionStarted ? [{ do: "startFanout" as const, kind: "correction" as const, recipients: m.recipientCount }] : []),
         ]);
       }

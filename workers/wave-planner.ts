@@ -13,11 +13,11 @@ import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import { domainOf } from "../src/domain/recipient-domains.js";
 import type { FollowUps } from "../src/service/follow-ups.js";
-import { MAX_SEED_AUDIENCE } from "../src/service/message-service.js";
+
 import type { MessageStore } from "../src/store/message-store.js";
 import { chooseCanary, type RecipientFacts } from "../src/waves/canary.js";
 import { partitionWaves } from "../src/waves/partition.js";
-import type { WaveSettings } from "../src/waves/settings.js";
+import { MAX_SEED_AUDIENCE, type WaveSettings } from "../src/waves/settings.js";
 import { keys } from "../src/store/keys.js";
 import type { Redis } from "ioredis";
 
@@ -63,6 +63,8 @@ export class WavePlanner {
       thresholds: this.d.settings.thresholds,
     });
     if (!a.ok) {
+      // A second run dropped this run's plan meanwhile: the job fails and is tried again (plans anew).
+      if (a.err === "plan_missing") throw new Error(`message ${id}: the plan of waves went missing before it began; planning again`);
       this.d.logger.info({ message: id }, `message ${id}: waves not begun (${a.err})`);
       return;
     }

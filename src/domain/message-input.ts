@@ -126,6 +126,11 @@ export const approveCorrectionInput = z.strictObject({
 });
 /** Rejecting a correction text sends the standard correction instead; the reason is audited. */
 export const rejectCorrectionInput = z.strictObject({ reason: z.string().trim().min(1).max(2000) });
+/**
+ * Continue a staged send: `from`, the phase the person saw (seed, canary, wait, rest); a continue
+ * from a phase the send has left is refused, so that a retry never moves it on twice.
+ */
+export const continueInput = z.strictObject({ from: z.enum(["seed", "canary", "wait", "rest"]).optional() });
 /** Why ops hold a fan-out: shown on the dashboard and kept in the audit. */
 export const pauseInput = z.strictObject({ reason: z.string().trim().min(1).max(2000) });
 export const recallInput = z.strictObject({ reason: z.string().trim().min(1).max(2000), correctionText: body(0, 50_000).optional() });

@@ -18,11 +18,12 @@ import { addressOf, chooseSender, formatMailbox, type Mailbox } from "../domain/
 import { correctionAsSent } from "../notify/as-sent.js";
 import { composeCorrection, composeOriginal, composeStaged, type OriginalFields } from "../mail/compose.js";
 import type { SignalEvidence } from "../waves/signals.js";
+import { MAX_SEED_AUDIENCE } from "../waves/settings.js";
 import { audienceToHeader, newMessageId } from "../mail/mime.js";
 import type { Renderer } from "../mail/render.js";
 import type { Logger } from "pino";
 import type { Metrics } from "../metrics/metrics.js";
-import type { KeptRecipients, MessageStore, StagingChoice } from "../store/message-store.js";
+import type { ContinuePhase, KeptRecipients, MessageStore, StagingChoice } from "../store/message-store.js";
 import { AudienceChangedError, type Frozen } from "../store/recipient-freeze.js";
 import type { Answer } from "../store/script-answers.js";
 import type { FollowUp, Refusal } from "../store/script-answers.js";
@@ -30,12 +31,6 @@ import type { DirectoryAudiences } from "./directory-audiences.js";
 import type { FollowUps } from "./follow-ups.js";
 import { MemoryTestSendLimit, TEST_SEND_WINDOW_MS, TEST_SENDS_PER_WINDOW, type TestMail, type TestSendLimit } from "./test-sends.js";
 
-/**
- * The largest seed audience: its members (those among the recipients) go first with the author and
- * the approvers, before the canary — a few dozen people who look at the message, not a wave of its own.
- * Checked at submit; the planner takes no more than this of it either (its members are read at release).
- */
-export const MAX_SEED_AUDIENCE = 100;
 
 /** Freezes of one submit: a list replaced during each of them is a conflict to retry later. */
 const FREEZE_ATTEMPTS = 3;
@@ -315,8 +310,12 @@ export class MessageService {
     // to a few MB): asked for, or by the policy when its audience could reach the threshold.
     const mayBeStaged = wanted === "on" || (wanted === "" && staging.from > 0 && (opts.build || (await this.d.store.freeze.sizeAtMost(lists, addresses)) >= staging.from));
     if (!mayBeStaged) return { wanted, from: staging.from, stagedDigest: "" };
-    const staged = await composeStaged(this.d.renderer, mail, new Date(now), marks(id));
-    return { wanted, from: staging.from, stagedDigest: staged.digest };
+    try {
+      const staged = await composeStaged(this.d.renderer, mail, new Date(now), marks(id));
+      return { wanted, from: staging.from, stagedDigest: staged.digest };
+    } catch (e) {
+      throw new DomainError("invalid_input", `the message cannot be built as a staged send: ${(e as Error).message}`, [{ path: ["body"], message: (e as Error).message }]);
+    }
   }
 
   /**
@@ -655,14 +654,15 @@ export class MessageService {
   }
 
   /**
-   * Continues a staged send (ops, admin): lifts a halt (its jobs wake) and starts the next wave now —
-   * the rest, whatever is left of the seed cohort and canary going with it. Answered once the
-   * replicas have it (REDIS_MIN_REPLICAS_ACK), like a recall.
+   * Continues a staged send (ops, admin): lifts a halt (its jobs wake) and starts the next wave now:
+   * the canary during the seed cohort, else the rest. `from`: the phase the person saw; a continue
+   * from a phase the send has left is refused (409), so a retry never moves it on twice. Answered
+   * once the replicas have it (REDIS_MIN_REPLICAS_ACK), like a recall.
    */
-  async continueWaves(user: User, id: string): Promise<Message> {
+  async continueWaves(user: User, id: string, opts: { from?: ContinuePhase } = {}): Promise<Message> {
     if (!this.mayPause(user)) throw new DomainError("forbidden", "only ops and admins may continue a staged send");
     const current = await this.get(user, id);
-    const ok = this.committed("continue", user, id, await this.followingLag(id, this.d.store.wavesRest(id, user.email, "continue")), current.revision);
+    const ok = this.committed("continue", user, id, await this.followingLag(id, this.d.store.wavesRest(id, user.email, "continue", opts.from)), current.revision);
     await this.d.followUps.carryOut(id, ok.followUps);
     return (await this.d.store.get(id))!;
   }
@@ -816,6 +816,10 @@ export class MessageService {
         throw new DomainError("conflict", `message ${id}'s waves are being planned: continue in a moment`, { state: r.state });
       case "not_halted":
         throw new DomainError("conflict", `message ${id}: every wave is going and nothing is halted`, { state: r.state });
+      case "moved_on":
+        throw new DomainError("conflict", `message ${id} has moved on since that phase: look at it again before continuing`, { state: r.state });
+      case "plan_missing":
+        throw new DomainError("conflict", `message ${id}'s plan of waves is being made again`, { state: r.state });
       case "staging_unbuilt":
         throw new DomainError("conflict", `message ${id}'s audience kept growing while it was submitted: submit again`, { state: r.state });
       case "not_sent":

@@ -103,6 +103,9 @@ export interface StagingChoice {
   stagedDigest: string;
 }
 
+/** The phase a continue was issued from (store/lua/waves.lua refuses it from another). */
+export type ContinuePhase = "seed" | "canary" | "wait" | "rest";
+
 /** The answer of a wave change (waves.lua begin and rest): a state and follow-ups, or a refusal. */
 export type WaveAnswer = Exclude<Answer<"waves">, { counted: boolean }>;
 function waveAnswer(a: Answer<"waves">): WaveAnswer {
@@ -327,8 +330,8 @@ export class MessageStore implements SignalSink {
   }
 
   /** The rest of a staged send goes: after the wait (`timer`), or now because ops continue it. */
-  async wavesRest(id: string, actor: string, how: "timer" | "continue"): Promise<WaveAnswer> {
-    return waveAnswer(await this.run("waves", this.fanoutKeys(id), actor, ["original", "rest", how]));
+  async wavesRest(id: string, actor: string, how: "timer" | "continue", from?: ContinuePhase): Promise<WaveAnswer> {
+    return waveAnswer(await this.run("waves", this.fanoutKeys(id), actor, ["original", "rest", how, from ?? ""]));
   }
 
   /** SignalSink: one bounce, reply or report of a staged send (store/lua/waves.lua signal). */

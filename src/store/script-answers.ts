@@ -69,6 +69,10 @@ export const REFUSALS = [
   "planning",
   /** Continue when every wave is open and nothing is halted. */
   "not_halted",
+  /** A continue from a phase the send has left (a retried or doubled continue): nothing changed. */
+  "moved_on",
+  /** waves.lua begin found no plan for early recipients (a planner run twice): plan again. */
+  "plan_missing",
   /** A submit the count stages, without the staged mails' digest (the lists grew after the caller looked): build them, submit again. */
   "staging_unbuilt",
 ] as const;

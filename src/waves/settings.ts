@@ -2,6 +2,13 @@
 import type { Config } from "../config.js";
 import type { SignalThresholds } from "./signals.js";
 
+/**
+ * The largest seed audience: its members (those among the recipients) go first with the author and
+ * the approvers, before the canary — a few dozen people who look at the message, not a wave of its
+ * own. Checked at submit; the planner takes no more than this of it either (read at release).
+ */
+export const MAX_SEED_AUDIENCE = 100;
+
 export interface WaveSettings {
   /** Audience size from which a send is staged by default (0: only when its author asks). */
   from: number;

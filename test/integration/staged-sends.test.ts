@@ -226,6 +226,48 @@ describe("a staged send", () => {
     expect(recipientsOf(originalsOf(a, m.messageId))).toHaveLength(N);
   });
 
+  it("continue during the seed cohort starts the canary; the same continue again is refused, so the rest never skips the canary and its wait", async () => {
+    const a = slow;
+    const created = (await a.call("author", "POST", "/api/messages", { subject: "Continue twice", text: "Hi", audience: { lists: ["staff"] } })).body;
+    let open = 0;
+    let letGo!: () => void;
+    const gate = new Promise<void>((r) => (letGo = r));
+    a.sink.behaviour = {
+      data: async (_to, raw) => {
+        if (!raw.toString("latin1").includes(created.messageId)) return null;
+        open++;
+        await gate;
+        return null;
+      },
+    };
+    try {
+      await a.call("approver1", "POST", `/api/messages/${created.id}/approve`, { revision: 1, digest: created.digest });
+      await a.until("a seed transaction in flight", () => open >= 1);
+      expect((await get(a, created.id)).waves.phase).toBe("seed");
+      expect((await a.call("ops", "POST", `/api/messages/${created.id}/halt`, { reason: "look first" })).status).toBe(200);
+      expect((await a.call("ops", "POST", `/api/messages/${created.id}/continue`, { from: "nonsense" })).status).toBe(400);
+      const first = await a.call("ops", "POST", `/api/messages/${created.id}/continue`, { from: "seed" });
+      expect(first.status).toBe(200);
+      expect(first.body).toMatchObject({ paused: null, waves: { phase: "canary" } });
+      // The same continue again (a retry, a double click): refused, nothing changed.
+      const again = await a.call("ops", "POST", `/api/messages/${created.id}/continue`, { from: "seed" });
+      expect(again.status).toBe(409);
+      expect(again.body.error.message).toMatch(/moved on/);
+      letGo();
+      const waiting = await a.until("the wait", async () => {
+        const cur = await get(a, created.id);
+        return cur.waves.phase === "wait" && cur;
+      });
+      expect(waiting.waves.startedAt.rest).toBeNull();
+      expect(recipientsOf(originalsOf(a, created.messageId)).sort()).toEqual([...new Set(recipientsOf(originalsOf(a, created.messageId)))].sort());
+      expect(recipientsOf(originalsOf(a, created.messageId))).toHaveLength(SEED + CANARY);
+    } finally {
+      letGo();
+      a.sink.behaviour = {};
+    }
+    await a.call("ops", "POST", `/api/messages/${created.id}/recall`, { reason: "test over" });
+  });
+
   it("a report from the footer halts it; a recall then corrects only the early waves, and the rest never gets anything (promise 9)", async () => {
     const a = slow;
     const { m } = await stagedInWait(a, "Report");
@@ -286,7 +328,7 @@ describe("a staged send", () => {
     expect(got.filter((e) => failed.some((f: { email: string }) => f.email === e))).toEqual([]);
   });
 
-  it("a recall during the canary: only the transactions in flight at its answer went, and only they are corrected (promises 3 and 9)", async () => {
+  it("a recall during the early waves: only the transactions in flight at its answer went, and only they are corrected (promises 3 and 9)", async () => {
     const a = slow;
     const created = (await a.call("author", "POST", "/api/messages", { subject: "Recall in the canary", text: "Hi", audience: { lists: ["staff"] } })).body;
     // The early transactions of this message are held open at DATA until the recall is answered.

@@ -6,7 +6,7 @@
 import { Router, type Request } from "express";
 import type { z } from "zod";
 import type { Message } from "../../domain/message.js";
-import { pauseInput, recallInput } from "../../domain/message-input.js";
+import { continueInput, pauseInput, recallInput } from "../../domain/message-input.js";
 import { sessionOf } from "./guards.js";
 import { form, one, type DashboardDeps, type PageKit } from "./page-kit.js";
 import { formatNumber } from "./view-model.js";
@@ -96,7 +96,9 @@ export function formRoutes(d: DashboardDeps, k: PageKit): Router {
 
   r.post("/messages/:id/continue", form, k.signedIn, k.csrf, async (req, res) => {
     const m = await k.messageOr404(req);
-    await d.service.continueWaves(sessionOf(req)!.user, m.id);
+    // The phase the page showed: a doubled or late submit of the form never moves the send on twice.
+    const from = continueInput.safeParse({ from: (req.body as Record<string, unknown>)?.from });
+    await d.service.continueWaves(sessionOf(req)!.user, m.id, from.success ? from.data : {});
     res.redirect(303, `/messages/${m.id}`);
   });
 

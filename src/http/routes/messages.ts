@@ -3,7 +3,7 @@ import { DomainError } from "../../domain/errors.js";
 import { Router } from "express";
 import { z } from "zod";
 import { STATES } from "../../domain/lifecycle.js";
-import { approveCorrectionInput, approveInput, draftInput, messageInput, submitDraftInput, pauseInput, recallInput, rejectCorrectionInput, rejectInput } from "../../domain/message-input.js";
+import { approveCorrectionInput, approveInput, continueInput, draftInput, messageInput, submitDraftInput, pauseInput, recallInput, rejectCorrectionInput, rejectInput } from "../../domain/message-input.js";
 import { asSent } from "../../notify/as-sent.js";
 import type { Renderer } from "../../mail/render.js";
 import type { MessageService } from "../../service/message-service.js";
@@ -144,8 +144,7 @@ export function messageRoutes(d: { service: MessageService; store: MessageStore;
 
   r.post("/:id/continue", requireJson(true), async (req, res) => {
     const messageId = id(req.params);
-    validate(z.strictObject({}), req.body, "body");
-    res.json(await d.service.continueWaves(currentUser(req), messageId));
+    res.json(await d.service.continueWaves(currentUser(req), messageId, validate(continueInput, req.body ?? {}, "body")));
   });
 
   r.get("/:id/signals", async (req, res) => {

@@ -54,28 +54,34 @@ if KIND == 'original' then
   incr('queued', n.back); incr('skipped', n.k)
   -- A staged send's early waves: how many of the open wave are done (sent or failed for good), and
   -- the permanent failures among them (a signal).
+  -- (An early recipient of a wave before the open one: a continue opened the canary before the seed
+  -- cohort was done. It counts as handed and as a failure signal, not towards the open wave.)
   local open = gatedWave()
-  local doneInWave, failedEarly = 0, 0
+  local doneInWave, doneEarly, failedEarly = 0, 0, 0
   if open ~= nil and open > 0 and (n.s + n.f) > 0 then
     local waves = redis.call('GETRANGE', K_WAVES, base, base + #codes - 1)
     for p = 1, #codes do
-      if finals[p] and waveOf(string.byte(waves, p)) == open then
-        doneInWave = doneInWave + 1
+      local w = waveOf(string.byte(waves, p))
+      if finals[p] and w < 3 then
+        doneEarly = doneEarly + 1
+        if w == open then doneInWave = doneInWave + 1 end
         if finals[p] == 'f' then
           failedEarly = failedEarly + 1
           keepEvidence({kind = 'failure', at = NOW, index = base + p - 1, from = addressAt[p], status = string.sub(replyAt[p] or '', 1, 300)})
         end
       end
     end
-    incr('waveHanded', doneInWave)
+    incr('waveHanded', doneEarly)
     incr('signalFailures', failedEarly)
   end
   withFollowUps(followUps, startCorrectionIfQuiet())
   local after = field(KEYS[1], 'state')
-  if doneInWave > 0 and canStart('openWave', after) then
+  if doneEarly > 0 and canStart('openWave', after) then
     if failedEarly > 0 then haltIfOver('failure') end
-    incr('waveLeft', -doneInWave)
-    if num(KEYS[1], 'waveLeft') <= 0 then withFollowUps(followUps, openNextWave(after)) end
+    if doneInWave > 0 then
+      incr('waveLeft', -doneInWave)
+      if num(KEYS[1], 'waveLeft') <= 0 then withFollowUps(followUps, openNextWave(after)) end
+    end
   end
 else
   incr('correctionInflight', -(n.s + n.f + n.back + n.k)); incr('corrected', n.s); incr('correctionFailed', n.f + n.k)

@@ -5,7 +5,8 @@
 --   size, ARGV[7] canary size, ARGV[8] the canary's seed, ARGV[9] the wait after the canary (ms),
 --   ARGV[10] the signal thresholds (JSON). Opens the first wave with anybody in it. Once.
 -- - "rest": ARGV[6] "timer" (the wait is over: the rest goes, unless halted) or "continue" (ops: lifts
---   a halt, and starts the next wave now: the canary during the seed cohort, else the rest).
+--   a halt, and starts the next wave now: the canary during the seed cohort, else the rest), ARGV[7]
+--   the phase continued from (seed, canary, wait, rest; "" for any).
 -- - "signal": ARGV[6] kind (bounce, reply, autoReply, report), ARGV[7] evidence (JSON object),
 --   ARGV[8] dedupe key. Counted once per key; halts the send when over its threshold.
 local mode = ARGV[5]
@@ -43,13 +44,16 @@ if mode == 'begin' then
   -- The plan written by the planner becomes the waves (none: nobody is early).
   -- RENAME carries the plan key's expiry (a planner that died mid-way leaves nothing for long): the
   -- waves must never expire.
+  local seed, canary = tonumber(ARGV[6]), tonumber(ARGV[7])
   if redis.call('EXISTS', K_WAVES_PLAN) == 1 then
     redis.call('RENAME', K_WAVES_PLAN, K_WAVES)
     redis.call('PERSIST', K_WAVES)
+  elseif seed + canary > 0 then
+    -- Early recipients but no plan (a second planner run dropped it meanwhile): plan again.
+    return refuse('plan_missing', {state = state})
   else
     redis.call('DEL', K_WAVES)
   end
-  local seed, canary = tonumber(ARGV[6]), tonumber(ARGV[7])
   local rest = num(KEYS[1], 'recipientCount') - seed - canary
   redis.call('HSET', KEYS[1], 'wave1Size', seed, 'wave2Size', canary, 'wave3Size', rest, 'canarySeed', ARGV[8],
     'waveWaitMs', ARGV[9], 'signalThresholds', ARGV[10], 'waveHanded', 0)
@@ -70,8 +74,13 @@ if mode == 'rest' then
     return answer({state = state, followUps = openRest(state, 'openWave', {wave = 'rest', recipients = num(KEYS[1], 'wave3Size')})})
   end
   -- Ops continue: lift the halt (its parked jobs wake) and start the next wave now: the canary
-  -- during the seed cohort, the rest during the canary or its wait (the wait is skipped).
+  -- during the seed cohort, the rest during the canary or its wait (the wait is skipped). ARGV[7]:
+  -- the phase the person saw ("" for any): a continue from another phase is refused, so that a
+  -- retried or doubled continue never moves the send on twice (seed -> canary -> rest).
   if open == 0 then return refuse('planning', {state = state}) end
+  local phase = ({'seed', 'canary', 'rest'})[math.min(open, 3)]
+  if open == 2 and field(KEYS[1], 'waveWaitUntil') ~= nil then phase = 'wait' end
+  if (ARGV[7] or '') ~= '' and ARGV[7] ~= phase then return refuse('moved_on', {state = state}) end
   if open >= 3 and not paused then return refuse('not_halted', {state = state}) end
   local detail = {wave = WAVE_NAMES[math.min(open, 3)]}
   local followUps = {}
