@@ -69,6 +69,25 @@ async function toInbound(a: TestAirlock, from: string, to: string, raw: Buffer):
   }
 }
 
+/**
+ * Holds every SMTP transaction of the message with this Message-ID open at DATA until `letGo`
+ * (other mail, such as notifications, goes through): transactions in flight, deterministically.
+ */
+function holdTransactionsOf(a: TestAirlock, messageId: string): { held: () => number; letGo: () => void } {
+  let held = 0;
+  let letGo!: () => void;
+  const gate = new Promise<void>((r) => (letGo = r));
+  a.sink.behaviour = {
+    data: async (_to, raw) => {
+      if (!raw.toString("latin1").includes(messageId)) return null;
+      held++;
+      await gate;
+      return null;
+    },
+  };
+  return { held: () => held, letGo };
+}
+
 const reply = (to: string, from: string, id: string, extra: string[] = [], body = "Is this right? We were told the opposite yesterday.") =>
   Buffer.from([`From: ${from}`, `To: ${to}`, "Subject: Re: the message", `Message-ID: <${id}@corp.example>`, ...extra, "Content-Type: text/plain; charset=utf-8", "", body].join("\r\n"));
 
@@ -229,20 +248,10 @@ describe("a staged send", () => {
   it("continue during the seed cohort starts the canary; the same continue again is refused, so the rest never skips the canary and its wait", async () => {
     const a = slow;
     const created = (await a.call("author", "POST", "/api/messages", { subject: "Continue twice", text: "Hi", audience: { lists: ["staff"] } })).body;
-    let open = 0;
-    let letGo!: () => void;
-    const gate = new Promise<void>((r) => (letGo = r));
-    a.sink.behaviour = {
-      data: async (_to, raw) => {
-        if (!raw.toString("latin1").includes(created.messageId)) return null;
-        open++;
-        await gate;
-        return null;
-      },
-    };
+    const { held, letGo } = holdTransactionsOf(a, created.messageId);
     try {
       await a.call("approver1", "POST", `/api/messages/${created.id}/approve`, { revision: 1, digest: created.digest });
-      await a.until("a seed transaction in flight", () => open >= 1);
+      await a.until("a seed transaction in flight", () => held() >= 1);
       expect((await get(a, created.id)).waves.phase).toBe("seed");
       expect((await a.call("ops", "POST", `/api/messages/${created.id}/halt`, { reason: "look first" })).status).toBe(200);
       expect((await a.call("ops", "POST", `/api/messages/${created.id}/continue`, { from: "nonsense" })).status).toBe(400);
@@ -332,21 +341,11 @@ describe("a staged send", () => {
     const a = slow;
     const created = (await a.call("author", "POST", "/api/messages", { subject: "Recall in the canary", text: "Hi", audience: { lists: ["staff"] } })).body;
     // The early transactions of this message are held open at DATA until the recall is answered.
-    let open = 0;
-    let letGo!: () => void;
-    const gate = new Promise<void>((r) => (letGo = r));
-    a.sink.behaviour = {
-      data: async (_to, raw) => {
-        if (!raw.toString("latin1").includes(created.messageId)) return null;
-        open++;
-        await gate;
-        return null;
-      },
-    };
+    const { held, letGo } = holdTransactionsOf(a, created.messageId);
     try {
       await a.call("approver1", "POST", `/api/messages/${created.id}/approve`, { revision: 1, digest: created.digest });
       // The seed cohort's first transaction is open (one batch here: its early recipients go one by one).
-      await a.until("an early transaction in flight", () => open >= 1);
+      await a.until("an early transaction in flight", () => held() >= 1);
       const recall = await a.call("ops", "POST", `/api/messages/${created.id}/recall`, { reason: "wrong" });
       const answeredAt = Date.now();
       expect(recall.status).toBe(200);
