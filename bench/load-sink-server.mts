@@ -25,7 +25,7 @@ const SLOW_MS = Number(args["slow-ms"]);
 /** Distinct recipients are kept per message up to this many (a million-recipient fan-out is only counted). */
 const TRACK_LIMIT = 20_000;
 
-interface MessageStats {
+export interface MessageStats {
   transactions: number;
   recipients: number;
   /** MAIL FROM of its last transaction (the hand-off), and when its last transaction was answered (epoch ms). */

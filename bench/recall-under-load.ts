@@ -30,6 +30,7 @@ import { address, api as apiOf, importAudience, MAIL, pollUntil, type Api } from
 import { watchRedis, type RedisEvidence } from "./redis-evidence.js";
 import { benchToken, cpuSeconds, type RunningService } from "./service.js";
 import { floodSlowClient, type SlowClientResult } from "./sse-flood.js";
+import type { MessageStats } from "./load-sink-server.mjs";
 
 export interface RecallUnderLoadOptions {
   /** Starts the phase's service sending to `smtpUrl` (run.mts's helper: one `all` process, 50 per transaction). */
@@ -97,16 +98,8 @@ export interface RecallUnderLoadResult {
   recallList: RecallRecord[];
 }
 
-interface SinkMessage {
-  transactions: number;
-  recipients: number;
-  lastHandoffAt: number;
-  lastEndAt: number;
-  firstHandoffAt: number;
-  distinct: number | null;
-  duplicates: number;
-}
-type SinkAnswer = { messages: Record<string, SinkMessage> };
+/** What the load sink answers to `stats` (bench/load-sink-server.mts; a type only: the server is a child process). */
+type SinkAnswer = { messages: Record<string, MessageStats> };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms)); // pacing of the recall ticks and of the feeder
 const round1 = (x: number) => Math.round(x * 10) / 10;

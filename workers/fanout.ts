@@ -67,7 +67,8 @@ export class FanoutProcessor {
     let settling: Promise<void> | null = null;
     // Built (and checked against the approvals) before anything is claimed: a message that cannot
     // go out as approved puts nobody in flight, and is halted instead.
-    const mail = await this.mailOrHalt(id, kind);
+    // A staged send's early-wave job sends the early mail (compose.ts composeStaged), built once here.
+    const mail = await this.mailOrHalt(id, kind, early ? "early" : "rest");
     if (mail === "halted") return "paused";
     try {
       while (first <= job.last) {
@@ -97,8 +98,8 @@ export class FanoutProcessor {
           if (!mail) throw new Error(`message ${id} ${kind}: claimed recipients without an approved build`);
           const outcomes = claim.variants
             ? await this.deliverVariants(id, claim.addresses, claim.indexes, claim.variants, lastAttempt)
-            : claim.early
-              ? await this.deliverEarly(id, claim.addresses, claim.indexes, lastAttempt)
+            : early
+              ? await this.deliverEarly(id, mail, claim.addresses, claim.indexes, lastAttempt)
               : await this.deliverInside(kind, mail, claim.addresses, claim.indexes, lastAttempt);
           const temporary = outcomes.find((o) => o.outcome === "t" || o.outcome === "a");
           if (temporary) {
@@ -128,9 +129,9 @@ export class FanoutProcessor {
    * on the dashboard, in the audit trail, mailed to ops) and "halted". A resume builds and checks
    * again. null: not buildable, but the fan-out is not running either (a claim will say stopped).
    */
-  private async mailOrHalt(id: string, kind: "original" | "correction"): Promise<BuiltMail | "halted" | null> {
+  private async mailOrHalt(id: string, kind: "original" | "correction", wave: "rest" | "early"): Promise<BuiltMail | "halted" | null> {
     try {
-      return await this.d.mime.get(id, kind);
+      return await this.d.mime.get(id, kind, null, wave);
     } catch (e) {
       if (!(e instanceof UnapprovedMail)) throw e;
       // Only the fan-out that would send this mail is halted: an original's batch re-driven after a
@@ -165,8 +166,7 @@ export class FanoutProcessor {
    * path names it (VERP), so that a bounce says exactly who bounced. The envelope is not part of the
    * digest; the mail is the one approved (MimeCache checks the staged digest).
    */
-  private async deliverEarly(id: string, to: string[], indexes: number[], lastAttempt: boolean): Promise<FanoutOutcome[]> {
-    const mail = await this.d.mime.get(id, "original", null, "early");
+  private async deliverEarly(id: string, mail: BuiltMail, to: string[], indexes: number[], lastAttempt: boolean): Promise<FanoutOutcome[]> {
     const verp = this.d.verp;
     if (!verp) return this.deliverInside("original", mail, to, indexes, lastAttempt);
     const outcomes: FanoutOutcome[] = [];

@@ -36,15 +36,13 @@ export class WavePlanner {
   constructor(private readonly d: WavePlannerDeps) {}
 
   async plan(id: string): Promise<void> {
-    const inputs = await this.d.store.wavePlanInputs(id);
-    // Recalled before the plan was made, or planned already (a repeated job): nothing to do.
-    if (!inputs || inputs.state !== "sending" || inputs.waveOpen !== 0) return;
     const m = await this.d.store.get(id);
-    if (!m) return;
-    const n = inputs.recipientCount;
-    const seedAudience = (await this.d.redis.hget(keys.message(id), "seedAudience")) || null;
+    // Recalled before the plan was made, or planned already (a repeated job): nothing to do.
+    if (!m || m.state !== "sending" || m.waves?.phase !== "planning" || !m.releaseAt) return;
+    const n = m.recipientCount;
+    const seedAudience = m.waves.seedAudience;
     const seedIndexes = await this.seedCohort(id, [m.author, ...m.approvals.map((a) => a.by)], seedAudience);
-    const canarySeed = createHash("sha256").update(`airlock-canary\n${id}\n${inputs.revision}\n${inputs.releasedAt}`).digest("hex").slice(0, 32);
+    const canarySeed = createHash("sha256").update(`airlock-canary\n${id}\n${m.revision}\n${Date.parse(m.releaseAt)}`).digest("hex").slice(0, 32);
     const canary = await chooseCanary({
       n,
       seed: canarySeed,

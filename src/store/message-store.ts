@@ -384,13 +384,6 @@ export class MessageStore implements SignalSink {
     await pipeline.exec();
   }
 
-  /** What the wave planner reads of a released staged send. */
-  async wavePlanInputs(id: string): Promise<{ waveOpen: number | null; state: string | null; releasedAt: number; revision: number; recipientCount: number } | null> {
-    const [waveOpen, state, releasedAt, revision, recipientCount] = await this.redis.hmget(keys.message(id), "waveOpen", "state", "releasedAt", "revision", "recipientCount");
-    if (state === null || state === undefined) return null;
-    return { waveOpen: waveOpen == null ? null : Number(waveOpen), state, releasedAt: Number(releasedAt ?? 0), revision: Number(revision ?? 0), recipientCount: Number(recipientCount ?? 0) };
-  }
-
   /** The indexes of `addresses` in the frozen set (those in it), for the seed cohort. */
   async indexesOf(id: string, addresses: readonly string[]): Promise<number[]> {
     const out: number[] = [];

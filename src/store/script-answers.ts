@@ -107,17 +107,13 @@ export const ANSWERS = {
      * `variants`, one letter per address, when the standard correction says whether the original
      * was removed from the mailbox: r (removed) or k (kept).
      */
-    /**
-     * `next`: the index the next claim of the batch starts from. `early`: a staged send's early
-     * wave (its own mail, one recipient per transaction with a VERP return path).
-     */
+    /** `next`: the index the next claim of the batch starts from (a staged send's early waves scan ahead). */
     z.object({
       claimed: z.literal(true),
       addresses: luaList(z.string()),
       indexes: luaList(count),
       next: count,
       variants: z.string().regex(/^[rk]*$/).optional(),
-      early: z.literal(true).optional(),
     }),
     /** A staged send whose plan of waves is not made yet: nothing may go (its waves' jobs come with the plan). */
     z.object({ held: z.literal(true) }),

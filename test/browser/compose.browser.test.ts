@@ -7,7 +7,7 @@
  */
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { launchChromium } from "../support/browser.js";
+import { launchChromium, signedInWithToken } from "../support/browser.js";
 import { startAirlock, tokenOf, USERS, type TestAirlock, type UserKey } from "../support/airlock.js";
 
 const TEAM = ["ann@corp.example", "ben@corp.example", "cy@corp.example"];
@@ -23,17 +23,8 @@ afterAll(async () => {
   await a?.stop();
 });
 
-async function signedIn(user: UserKey, opts: { width?: number; bypassCSP?: boolean } = {}): Promise<{ page: Page; problems: string[] }> {
-  const context = await browser.newContext({ viewport: { width: opts.width ?? 1280, height: 900 }, bypassCSP: opts.bypassCSP ?? false });
-  const page = await context.newPage();
-  const problems: string[] = [];
-  page.on("console", (msg) => msg.type() === "error" && problems.push(msg.text())); // CSP violations land here
-  page.on("pageerror", (e) => problems.push(e.message));
-  await page.goto(`${a.url}/signin`);
-  await page.getByLabel("API token").fill(tokenOf(user));
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.waitForURL(`${a.url}/`);
-  return { page, problems };
+function signedIn(user: UserKey, opts: { width?: number; bypassCSP?: boolean } = {}): Promise<{ page: Page; problems: string[] }> {
+  return signedInWithToken(browser, a.url, tokenOf(user), opts);
 }
 
 const lf = (s: string) => s.replace(/\r\n/g, "\n");

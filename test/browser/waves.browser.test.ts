@@ -8,7 +8,7 @@
  */
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { axeViolations, launchChromium } from "../support/browser.js";
+import { axeViolations, launchChromium, signedInWithToken } from "../support/browser.js";
 import { startAirlock, tokenOf, USERS, type TestAirlock, type UserKey } from "../support/airlock.js";
 
 const RECIPIENTS = 200;
@@ -39,17 +39,8 @@ afterAll(async () => {
   await a?.stop();
 });
 
-async function signedInPage(user: UserKey, opts: { bypassCSP?: boolean } = {}): Promise<{ page: Page; problems: string[] }> {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, bypassCSP: opts.bypassCSP ?? false });
-  const page = await context.newPage();
-  const problems: string[] = [];
-  page.on("console", (msg) => msg.type() === "error" && problems.push(msg.text())); // CSP violations land here
-  page.on("pageerror", (e) => problems.push(e.message));
-  await page.goto(`${a.url}/signin`);
-  await page.getByLabel("API token").fill(tokenOf(user));
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.waitForURL(`${a.url}/`);
-  return { page, problems };
+function signedInPage(user: UserKey, opts: { width?: number; bypassCSP?: boolean } = {}): Promise<{ page: Page; problems: string[] }> {
+  return signedInWithToken(browser, a.url, tokenOf(user), opts);
 }
 
 /** Every recipient of the original (not a notification) handed to SMTP so far. */

@@ -29,3 +29,26 @@ export async function axeViolations(page: Page, opts: { seriousOnly?: boolean } 
     .filter((v) => !opts.seriousOnly || v.impact === "serious" || v.impact === "critical")
     .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
 }
+
+/**
+ * A new browser context signed in to the dashboard at `baseUrl` with an API token (the token
+ * sign-in), on the front page; `problems` collects console errors (CSP violations land there) and
+ * page errors.
+ */
+export async function signedInWithToken(
+  browser: Browser,
+  baseUrl: string,
+  token: string,
+  opts: { width?: number; bypassCSP?: boolean } = {},
+): Promise<{ page: Page; problems: string[] }> {
+  const context = await browser.newContext({ viewport: { width: opts.width ?? 1280, height: 900 }, bypassCSP: opts.bypassCSP ?? false });
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on("console", (msg) => msg.type() === "error" && problems.push(msg.text()));
+  page.on("pageerror", (e) => problems.push(e.message));
+  await page.goto(`${baseUrl}/signin`);
+  await page.getByLabel("API token").fill(token);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL(`${baseUrl}/`);
+  return { page, problems };
+}

@@ -147,8 +147,5 @@ else
   incr('correctionInflight', fresh)
 end
 local reply = {claimed = true, addresses = addresses, indexes = indexes, next = nextFirst}
--- Early waves (seed cohort, canary) go in their own mail (compose.ts composeStaged), one recipient
--- per transaction with a return path naming it (VERP) when a listener receives the bounces.
-if scanning and KIND == 'original' then reply.early = true end -- jobWave 1 or 2
 if variants then reply.variants = table.concat(variants) end
 return answer(reply)

@@ -126,11 +126,8 @@ local function haltForSignal(kind, count, text)
   local reason = 'signal: ' .. text
   redis.call('HSET', KEYS[1], 'paused', cjson.encode({by = AIRLOCK, at = NOW, reason = reason}),
     'haltedBy', cjson.encode({kind = kind, at = NOW, count = count}))
-  local actor = ACTOR
-  ACTOR = AIRLOCK
   transition('pause', state, state, cjson.encode({reason = reason, signal = kind, count = count,
-    progress = {sent = num(KEYS[1], 'sent'), queued = num(KEYS[1], 'queued'), inFlight = num(KEYS[1], 'inflight')}}))
-  ACTOR = actor
+    progress = {sent = num(KEYS[1], 'sent'), queued = num(KEYS[1], 'queued'), inFlight = num(KEYS[1], 'inflight')}}), nil, AIRLOCK)
   return true
 end
 

@@ -60,15 +60,17 @@ local function outcome(action, from)
 end
 
 -- Appends one audit entry to the message's stream and the global one. Each entry carries the
--- hash of the previous entry of the global chain, so an edit or a gap is detectable.
-local function audit(action, from, to, detail)
+-- hash of the previous entry of the global chain, so an edit or a gap is detectable. `actor`:
+-- who, when not the script's caller (Airlock itself halting a send in a worker's settle).
+local function audit(action, from, to, detail, actor)
+  actor = actor or ACTOR
   local id = field(KEYS[1], 'id')
   local revision = field(KEYS[1], 'revision') or '0'
   local prev = redis.call('GET', KEYS[4])
   if prev == false then prev = '' end
-  local body = table.concat({id, revision, ACTOR, action, from, to, tostring(NOW), detail}, '\n')
+  local body = table.concat({id, revision, actor, action, from, to, tostring(NOW), detail}, '\n')
   local hash = redis.sha1hex(prev .. '\n' .. body)
-  local fields = {'message', id, 'revision', revision, 'actor', ACTOR, 'action', action, 'from', from,
+  local fields = {'message', id, 'revision', revision, 'actor', actor, 'action', action, 'from', from,
     'to', to, 'at', tostring(NOW), 'detail', detail, 'prev', prev, 'hash', hash}
   redis.call('XADD', KEYS[2], '*', unpack(fields))
   redis.call('XADD', KEYS[3], '*', unpack(fields))
@@ -96,12 +98,12 @@ end
 -- quorum, pause, resume, startCorrection). A pair the table does not allow is a defect of the
 -- calling script: it stops here with an error. Scripts check canStart()/allowed() before their
 -- first write, so a refusal answers 409 and changes nothing; this check is the backstop.
-local function transition(action, from, to, detail, event)
+local function transition(action, from, to, detail, event, actor)
   if not allowed(action, from, to) then
     error('lifecycle: ' .. tostring(action) .. ' ' .. tostring(from) .. ' -> ' .. tostring(to) .. ' is not in the table')
   end
   setState(from, to)
-  audit(action, from, to, detail)
+  audit(action, from, to, detail, actor)
   publish(event or 'state')
 end
 

@@ -160,7 +160,7 @@ redis.call('HSET', KEYS[1],
   'author', f.author, 'approvals', '[]', 'requiredApprovals', required, 'holdSeconds', f.holdSeconds,
   'sendAt', f.sendAt, 'releaseAt', '', 'expiresAt', f.expiresAt, 'submittedAt', tostring(NOW),
   'createdAt', createdAt, 'updatedAt', tostring(NOW), 'messageId', f.messageId, 'rejection', '', 'digest', digest,
-  'staged', staged and '1' or '0', 'wavesWanted', wavesWanted, 'seedAudience', (type(f.seedAudience) == 'string' and f.seedAudience) or '')
+  'staged', staged and '1' or '0', 'seedAudience', (type(f.seedAudience) == 'string' and f.seedAudience) or '')
 -- Each list's size and version as frozen now, for the approval request ("recipients per audience").
 local audienceCounts = {}
 -- And on the message: the version of each list its recipients are (an edit keeping its audience
