@@ -261,6 +261,9 @@ beforeAll(async () => {
     USERS_FILE: writeUsers(dir),
     LINK_SECRET: "fault-link-secret-0123456789abcdef0123456789",
     AUDIT_SECRET,
+    // The same in every process: a staged send's early mail carries a link built from it, and a
+    // worker building other bytes than the API approved halts the send (docs/operations.md).
+    PUBLIC_URL: "http://airlock.test",
     HOLD_MIN_SECONDS: "1",
     // Large audiences go all at once here (staged sends have their own tests and bench phase).
     WAVES_THRESHOLD: "0",
@@ -345,6 +348,39 @@ describe("a worker killed with SIGKILL", () => {
         `all flagged (${originals.flagged} flagged after the original, ${corrections.flagged} after both) and in flight at a kill (${originals.inFlight} + ${corrections.inFlight} in flight at kills)`,
     );
     await auditIntact("worker kills");
+  }, TEST_TIMEOUT);
+});
+
+describe("a worker killed with SIGKILL in a staged send's canary (promises 5 and 9)", () => {
+  it("the canary reaches each of its recipients (twice only if flagged and in the transaction cut), nothing of the rest before the continue, then everyone", async () => {
+    const N = 2_000;
+    await audience("staged-crash", N);
+    const m = await approved("staged-crash", "Crash the canary", { waves: true });
+    // The first early transaction is held in DATA, and its worker dies with it.
+    const hold = await holdNextData(m.messageId, "original");
+    const killedAt = Date.now();
+    await worker.kill9();
+    hold.release();
+    worker = await spawnAirlock("worker", env);
+    const waiting = await until("the wait after the canary", async () => {
+      const cur = await get(m.id);
+      return cur.waves?.phase === "wait" ? cur : undefined;
+    });
+    const early = waiting.waves.seed + waiting.waves.canary;
+    expect(early).toBeGreaterThanOrEqual(50);
+    const flagged = await flaggedFor(m.id);
+    // Nothing of the rest: exactly the early waves, each once unless cut inside a transaction and flagged.
+    const canary = checkDelivery("staged canary", copies(m.messageId), early, flagged);
+    expect(cutBy(killedAt).length, `the kill cut the held transaction (seed ${SEED})`).toBeGreaterThanOrEqual(1);
+    expect((await api(apiProc.url, "ops", "POST", `/api/messages/${m.id}/continue`, { from: "wait" })).status).toBe(200);
+    const sent = await until("sent", async () => {
+      const cur = await get(m.id);
+      return cur.state === "sent" ? cur : undefined;
+    });
+    expect(sent.counts.sent + sent.counts.failed).toBe(N);
+    const all = checkDelivery("staged, all waves", copies(m.messageId), N, await flaggedFor(m.id));
+    figures.push(`staged send, worker kill -9 in the canary: ${early} early recipients, ${canary.twice.length} twice (flagged), then ${N} reached, ${all.twice.length} twice in all`);
+    await auditIntact("a kill in the canary");
   }, TEST_TIMEOUT);
 });
 
