@@ -1,6 +1,7 @@
 /**
  * The recall-under-load phase (issue 18): is a recall answered in milliseconds whatever else the
- * service is doing? One service (one `all` process, as the other phases) and, all at once:
+ * service is doing? One service, its API and its workers in a process each (as a deployment that
+ * takes million-row uploads runs them), and, all at once:
  *
  * - a large audience upload (streamed CSV),
  * - the submit of another message to a large audience (its freeze),
@@ -12,7 +13,8 @@
  * - `sseClients` dashboards on `GET /api/stream` (bench/sse-clients.mts, a process of their own,
  *   reading every byte) and one that never reads,
  *
- * and, during all that, a recall every `recallEveryMs` of a small message, either scheduled (a
+ * and, during all that, a recall every `recallEveryMs` (sent and timed by bench/recall-client.mts, a
+ * process that does nothing else, as an operator's browser) of a small message, either scheduled (a
  * one-hour hold) or sending: those go to a slow domain that the phase's sink (bench/load-sink-server.mts)
  * answers `slowMs` late per transaction, so each takes seconds to send and is recalled mid-way,
  * without slowing the large fan-out's transactions. Reported: the recall's answer time at the
@@ -33,7 +35,7 @@ import { floodSlowClient, type SlowClientResult } from "./sse-flood.js";
 import type { MessageStats } from "./load-sink-server.mjs";
 
 export interface RecallUnderLoadOptions {
-  /** Starts the phase's service sending to `smtpUrl` (run.mts's helper: one `all` process, 50 per transaction). */
+  /** Starts the phase's service sending to `smtpUrl` (run.mts's helper: an API process and a worker process, 50 per transaction). */
   startService(smtpUrl: string): Promise<RunningService>;
   redis: Redis;
   redisPid: number;
@@ -90,7 +92,7 @@ export interface RecallUnderLoadResult {
   fanout: { aloneRcptPerSec: number[]; withDashboardsRcptPerSec: number[]; serviceCpuSecondsAlone: number[]; serviceCpuSecondsWithDashboards: number[]; underLoadRcptPerSec: number; underLoadSeconds: number };
   load: { windowSeconds: number; uploadSeconds: number; submitSeconds: number; editsSeconds: number; editMaxSeconds: number; edits: number; dashboards: number; dashboardFramesMin: number; dashboardsOpenAtEnd: number };
   slowClient: SlowClientResult | null;
-  /** The driver's own event-loop delay during the window: how much of a recall's time may be the client's. */
+  /** The driver's own event-loop delay during the window (the recalls are timed apart, in bench/recall-client.mts). */
   driverLoopDelayMs: { p99: number; max: number };
   cpuSecondsInWindow: Record<string, number>;
   servicePeakRssMb: number;
@@ -200,13 +202,15 @@ export async function runRecallUnderLoad(o: RecallUnderLoadOptions): Promise<Rec
       await measure(alone, "alone 2");
     } else await sse.close();
     sse = await dashboards(true);
+    const recaller = await startHelper<{ ready: true }>("./recall-client.mts", ["--url", svc.url, "--token", benchToken("ops")]);
+    helpers.push(recaller);
 
     // The window: everything at once.
     log(`recall-under-load: window: upload ${N}, submit ${N}, ${EDITS} edits of ${N}, fan-out ${N}, ${SSE} dashboards, a recall every ${EVERY} ms`);
     await evidence.reset();
     const loop = monitorEventLoopDelay({ resolution: 10 });
     loop.enable();
-    const pids = { service: svc.pids, redis: [o.redisPid], sink: [sink.pid], dashboards: [sse.pid], driver: [process.pid] };
+    const pids = { service: svc.pids, redis: [o.redisPid], sink: [sink.pid], dashboards: [sse.pid], driver: [process.pid], recaller: [recaller.pid] };
     const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, ps]) => [k, ps.reduce((s, p) => s + cpuSeconds(p), 0)]));
     const t0 = performance.now();
     const timed = async <T>(p: () => Promise<T>) => {
@@ -285,11 +289,8 @@ export async function runRecallUnderLoad(o: RecallUnderLoadOptions): Promise<Rec
       // Not awaited: a slow answer must not delay the next tick.
       recalls.push(
         (async () => {
-          const sentAt = Date.now();
-          const s = performance.now();
-          const r = await a.call("ops", "POST", `/api/messages/${id}/recall`, { reason: "recall under load" });
-          const ms = performance.now() - s;
-          return { id, kind: sending ? ("sending" as const) : ("scheduled" as const), status: r.status, ms, delivered: Number(r.body?.delivered ?? 0), sentAt };
+          const r = await recaller.ask<{ status: number; ms: number; delivered: number; sentAt: number }>("recall", { id });
+          return { id, kind: sending ? ("sending" as const) : ("scheduled" as const), status: r.status, ms: r.ms, delivered: r.delivered, sentAt: r.sentAt };
         })(),
       );
     }

@@ -227,7 +227,7 @@ try {
   });
   if (capped) for (const [n, r] of [[1, capped.oneRcptPerSec], [2, capped.twoRcptPerSec]] as const) rows.push({ phase: `airlock: 50 per transaction, ${n} process${n > 1 ? "es" : ""} capped at 0.5 CPU each`, recipients: capped.recipients, seconds: capped.recipients / r, rcptPerSec: r, ratio: r / baseline.rcptPerSec, peakRssMb: null });
   const underLoad = !only.has("recall-under-load") ? null : await runRecallUnderLoad({
-    startService: (smtpUrl) => service("recall-under-load", { recipientsPerTransaction: 50 }, smtpUrl),
+    startService: (smtpUrl) => service("recall-under-load", { recipientsPerTransaction: 50, apiApart: true }, smtpUrl),
     redis,
     redisPid,
     recipients: LOAD_N,

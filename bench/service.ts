@@ -29,6 +29,11 @@ export interface ServiceOptions {
   poolSize: number;
   /** Extra worker-only processes next to the one that runs everything. */
   extraWorkers?: number;
+  /**
+   * The HTTP API in a process of its own (`main.ts api`) and the workers in another, as a deployment
+   * that takes large uploads runs them: an upload's parsing then shares no event loop with a fan-out.
+   */
+  apiApart?: boolean;
   /** SEND_RATE_PER_SECOND; by default out of the way (10,000,000) so that the pipeline itself is measured. */
   sendRatePerSecond?: number;
   /** Write a V8 CPU profile per process into this directory (node --cpu-prof). */
@@ -104,7 +109,7 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
     join(REPO, "src/main.ts"),
   ];
   const children: ChildProcess[] = [];
-  const launch = (mode: "all" | "worker", name: string, extraEnv: Record<string, string> = {}) => {
+  const launch = (mode: "all" | "api" | "worker", name: string, extraEnv: Record<string, string> = {}) => {
     const c = spawn(process.execPath, [...nodeArgs(name), mode], { cwd: REPO, env: { ...env, ...extraEnv }, stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     c.stderr!.on("data", (d: Buffer) => {
@@ -120,11 +125,11 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
   };
   const uncaps: Array<() => void> = [];
   let stopping = false;
-  const main = launch("all", "airlock-all");
+  const main = launch(o.apiApart ? "api" : "all", o.apiApart ? "airlock-api" : "airlock-all");
   const url = `http://127.0.0.1:${port}`;
   // A worker-only process answers /healthz on METRICS_PORT once its workers run.
   const probes: Array<{ child: ChildProcess; url: string }> = [{ child: main, url: `${url}/readyz` }];
-  for (let i = 0; i < (o.extraWorkers ?? 0); i++) {
+  for (let i = 0; i < (o.extraWorkers ?? 0) + (o.apiApart ? 1 : 0); i++) {
     const metricsPort = await freePort();
     probes.push({ child: launch("worker", `airlock-worker${i + 1}`, { METRICS_PORT: String(metricsPort) }), url: `http://127.0.0.1:${metricsPort}/healthz` });
   }

@@ -130,6 +130,11 @@ const schema = z.object({
     .optional(),
   /** SMTP connections per worker process. Default 5. */
   SMTP_POOL_SIZE: int(1, 100).default(5),
+  /**
+   * While a fan-out runs, bulk work (an upload's chunks, a freeze's slices) waits this many times
+   * as long as each slice took before the next: sends and recalls first. 0: never. Default 3.
+   */
+  BULK_PACE_RATIO: z.coerce.number().min(0).max(20).default(3),
   /** Envelope recipients per SMTP transaction. Default 50; 1 means one transaction per recipient. */
   RECIPIENTS_PER_TRANSACTION: int(1, 1000).default(50),
   /** Number of `trust proxy` hops in front of the service. Default 0. */

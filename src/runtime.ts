@@ -37,6 +37,7 @@ import { createRedisClient } from "./infra/redis-connection.js";
 import { createRenderer, templatesDir, type Renderer } from "./mail/render.js";
 import { createOutboxTransport, createSmtpTransport, type MailTransport } from "./mail/transport.js";
 import { BullScheduler } from "./queues/scheduler.js";
+import { BulkPace } from "./store/bulk-pace.js";
 import { MessageService } from "./service/message-service.js";
 import { DirectoryAudiences } from "./service/directory-audiences.js";
 import { LdapDirectory } from "./directory/ldap-directory.js";
@@ -171,11 +172,13 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
 
   // REDIS_MIN_REPLICAS_ACK: decisions answer once replicas have them (WAIT, on a connection of their own).
   const replicas = config.REDIS_MIN_REPLICAS_ACK;
-  const store = new MessageStore(redis, clock, { replicas, timeoutMs: config.REDIS_REPLICA_ACK_TIMEOUT_MS, ...(replicas > 0 ? { connection: connect("decisions") } : {}) });
-  const audiences = new AudienceStore({ redis, clock, allowedDomains: config.ALLOWED_RECIPIENT_DOMAINS });
   const bull = connect("queues", true);
   const scheduler = new BullScheduler(bull, clock);
   const metrics = createMetrics({ redis, queues: [scheduler.timers, scheduler.fanout, scheduler.notifications, scheduler.purge] });
+  // Uploads and freezes give way to running sends (store/bulk-pace.ts).
+  const pace = new BulkPace({ ratio: config.BULK_PACE_RATIO, sendsRunning: () => scheduler.sendsRunning(), onWait: (ms) => metrics.bulkPaced.inc(ms / 1000) });
+  const store = new MessageStore(redis, clock, { replicas, timeoutMs: config.REDIS_REPLICA_ACK_TIMEOUT_MS, ...(replicas > 0 ? { connection: connect("decisions") } : {}) }, pace);
+  const audiences = new AudienceStore({ redis, clock, allowedDomains: config.ALLOWED_RECIPIENT_DOMAINS, pace });
   const followUps = new FollowUps({ scheduler, logger, metrics });
   const renderer = createRenderer(templatesDir(), { companyName: config.COMPANY_NAME, logoUrl: config.COMPANY_LOGO_URL ?? null, footer: config.COMPANY_FOOTER });
   // Staged sends: the early waves' report link and reply address, part of the mail every build makes.

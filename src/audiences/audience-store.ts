@@ -33,6 +33,7 @@ import { keys } from "../store/keys.js";
 import { CHUNK_SCRIPT, COMMIT_SCRIPT, COMMON_SLICE, COMMON_SLICE_SCRIPT, CURRENT_SCRIPT, DELETE_SCRIPT } from "./audience-scripts.js";
 import type { AudienceRecord } from "./csv.js";
 import { AudienceError } from "./errors.js";
+import { UNPACED, type BulkPace } from "../store/bulk-pace.js";
 import { UploadSlots, type UploadSlot } from "./upload-slots.js";
 
 export interface AudienceInfo {
@@ -149,6 +150,8 @@ export interface AudienceStoreOptions {
   chunkSize?: number;
   /** ALLOWED_RECIPIENT_DOMAINS: an upload with an address in any other domain is refused. Default unset: any domain. */
   allowedDomains?: AllowedDomains;
+  /** An upload's chunks give way to running sends (store/bulk-pace.ts). Default: never. */
+  pace?: BulkPace;
 }
 
 /** Recipients of an audience in one domain (OTHER_DOMAINS: those beyond the domains recorded). */
@@ -193,8 +196,10 @@ export class AudienceStore {
   private readonly slots: UploadSlots;
   private readonly allowedDomains: AllowedDomains;
   private readonly domainCap: number;
+  private readonly pace: BulkPace;
 
   constructor(opts: AudienceStoreOptions) {
+    this.pace = opts.pace ?? UNPACED;
     this.redis = opts.redis;
     this.clock = opts.clock;
     this.maxRecipients = opts.maxRecipients ?? 1_000_000;
@@ -251,6 +256,7 @@ export class AudienceStore {
       // members, so a chunk is one round trip.
       let members: string[] = [];
       let details: string[] = [];
+      let chunkStartedAt = this.pace.start();
       const flush = async () => {
         const batch = this.redis
           .pipeline()
@@ -266,6 +272,9 @@ export class AudienceStore {
             max: this.maxRecipients,
           });
         }
+        // The chunk's share of the time includes reading and checking its rows in this process.
+        await this.pace.after(chunkStartedAt);
+        chunkStartedAt = this.pace.start();
       };
 
       for await (const rec of records) {
@@ -393,7 +402,9 @@ export class AudienceStore {
   private async countCommon(scratch: string, audience: string, size: number): Promise<number> {
     let common = 0;
     for (let first = 0; first < size; first += COMMON_SLICE) {
+      const startedAt = this.pace.start();
       common += Number(await this.redis.eval(COMMON_SLICE_SCRIPT, 2, scratch, audience, first, COMMON_SLICE));
+      await this.pace.after(startedAt);
     }
     return common;
   }

@@ -8,7 +8,7 @@
  */
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
-import { collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { STATES } from "../domain/lifecycle.js";
 import { keys } from "../store/keys.js";
 
@@ -18,6 +18,8 @@ export interface Metrics {
   smtpTransaction: Histogram<"kind" | "result">;
   /** From a recall's answer until nothing of the original was in an SMTP transaction any more. */
   recallToStop: Histogram<never>;
+  /** Time bulk work (uploads, freezes) waited for running sends: store/bulk-pace.ts. */
+  bulkPaced: Counter<never>;
 }
 
 /** Message hash fields summed into airlock_recipients{outcome}. */
@@ -112,6 +114,11 @@ export function createMetrics(d: { redis: Redis; queues: Queue[] }): Metrics {
       name: "airlock_recall_to_stop_seconds",
       help: "From a recall's answer until no recipient of the original was in an SMTP transaction",
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    bulkPaced: new Counter({
+      name: "airlock_bulk_paced_seconds_total",
+      help: "Time uploads and recipient freezes waited between slices for running sends (BULK_PACE_RATIO)",
       registers: [registry],
     }),
   };

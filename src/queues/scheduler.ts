@@ -64,6 +64,11 @@ export class BullScheduler implements Scheduler {
     this.purge = new Queue(QUEUES.purge, { connection, prefix: BULL_PREFIX });
   }
 
+  /** Is any fan-out job (an original's or a correction's batch) being worked on now, by any worker? */
+  async sendsRunning(): Promise<boolean> {
+    return (await this.fanout.getActiveCount()) > 0;
+  }
+
   /**
    * One job per person to notify. The id is derived from the audit entry, the kind and the
    * address, so an entry handled twice (a dispatcher restart) enqueues nothing twice.

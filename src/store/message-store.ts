@@ -11,6 +11,7 @@ import { MAX_EVIDENCE, type SignalAnswer, type SignalEvidence, type SignalKind, 
 import type { ApprovalLadder } from "../domain/policies.js";
 import type { OriginalFields } from "../mail/compose.js";
 import { CORRECTION_DUPLICATE_PREFIX, keys } from "./keys.js";
+import type { BulkPace } from "./bulk-pace.js";
 import { RecipientFreeze, type Frozen } from "./recipient-freeze.js";
 import { registerScripts, type ReplicaAck, type ScriptName, type ScriptRunner } from "./scripts.js";
 import type { Answer } from "./script-answers.js";
@@ -121,9 +122,11 @@ export class MessageStore implements SignalSink {
     private readonly clock: Clock,
     /** REDIS_MIN_REPLICAS_ACK: which answers wait for replicas (store/scripts.ts). Default none. */
     replication?: ReplicaAck,
+    /** Bulk work (the freeze's slices) gives way to running sends: store/bulk-pace.ts. Default: never. */
+    pace?: BulkPace,
   ) {
     this.scripts = registerScripts(redis, replication);
-    this.freeze = new RecipientFreeze(redis);
+    this.freeze = new RecipientFreeze(redis, pace);
   }
 
   /** The freeze of a submit's recipients, in slices (store/recipient-freeze.ts). */

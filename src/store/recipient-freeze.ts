@@ -12,6 +12,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Redis } from "ioredis";
 import { z } from "zod";
+import { UNPACED, type BulkPace } from "./bulk-pace.js";
 import { keys } from "./keys.js";
 
 /**
@@ -44,7 +45,11 @@ export interface Frozen {
 }
 
 export class RecipientFreeze {
-  constructor(private readonly redis: Redis) {
+  constructor(
+    private readonly redis: Redis,
+    /** Slices give way to running sends (store/bulk-pace.ts). */
+    private readonly pace: BulkPace = UNPACED,
+  ) {
     if (!("airlockFreezeSlice" in redis)) redis.defineCommand("airlockFreezeSlice", { numberOfKeys: 3, lua: FREEZE_SLICE_LUA });
   }
 
@@ -73,6 +78,7 @@ export class RecipientFreeze {
       for (const [i, name] of lists.entries()) {
         if (versions[i] === 0) continue; // unknown: the submit names it
         for (let offset = 0; ; offset += FREEZE_SLICE) {
+          const startedAt = this.pace.start();
           const raw = await (this.redis as unknown as Record<string, (...a: Array<string | number>) => Promise<string>>).airlockFreezeSlice!(
             keys.audiences(),
             keys.audience(name),
@@ -86,6 +92,7 @@ export class RecipientFreeze {
           const a = sliceAnswer.parse(JSON.parse(raw));
           if ("changed" in a) throw new AudienceChangedError(name);
           if (a.copied < FREEZE_SLICE) break;
+          await this.pace.after(startedAt);
         }
       }
       for (let i = 0; i < addresses.length; i += 1000) {

@@ -1,0 +1,35 @@
+/**
+ * The recall-under-load phase's recalls, sent and timed by a process of their own: the driver also
+ * streams a million-row upload and polls Redis, and its event loop stalls for up to a few hundred
+ * milliseconds at times (measured: `driverLoopDelayMs`), which a recall timed there would count as
+ * the service's. An operator's browser does nothing else while it waits for a recall's answer.
+ *
+ * IPC: `recall {id}` answers `{status, ms, delivered, sentAt}` (ms from the request's start to its
+ * answer read whole; sentAt on the wall clock, which the sink's instants are compared with).
+ * Usage: node --import tsx bench/recall-client.mts --url U --token T; prints `{"ready": true}`.
+ */
+import { parseArgs } from "node:util";
+
+const { values: args } = parseArgs({ options: { url: { type: "string" }, token: { type: "string" } } });
+
+async function recall(id: string) {
+  const sentAt = Date.now();
+  const s = performance.now();
+  const r = await fetch(`${args.url}/api/messages/${encodeURIComponent(id)}/recall`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${args.token}`, "content-type": "application/json" },
+    body: JSON.stringify({ reason: "recall under load" }),
+  });
+  const body = (await r.json().catch(() => null)) as { delivered?: number } | null;
+  return { status: r.status, ms: performance.now() - s, delivered: Number(body?.delivered ?? 0), sentAt };
+}
+
+process.on("message", (m: { op: string; seq: number; id?: string }) => {
+  if (m.op !== "recall") return process.send!({ seq: m.seq, error: `unknown op ${m.op}` });
+  recall(m.id!).then(
+    (r) => process.send!({ seq: m.seq, ...r }),
+    (e: Error) => process.send!({ seq: m.seq, status: 0, ms: 0, delivered: 0, sentAt: Date.now(), error: e.message }),
+  );
+});
+process.stdout.write(JSON.stringify({ ready: true }) + "\n");
+process.on("disconnect", () => process.exit(0));

@@ -1,0 +1,65 @@
+/**
+ * Bulk work gives way to sends (issue 18, store/bulk-pace.ts): while a fan-out job runs, an
+ * upload's chunks and a freeze's slices wait between each other (airlock_bulk_paced_seconds_total
+ * counts the waits); with no send running they never wait. Real Redis, real BullMQ jobs, a sink
+ * that holds one message's transaction open so that its fan-out job is running for as long as the
+ * test needs, not for as long as a race allows.
+ */
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { startAirlock, type TestAirlock } from "../support/airlock.js";
+
+let a: TestAirlock;
+beforeAll(async () => {
+  a = await startAirlock();
+});
+afterAll(async () => a?.stop());
+
+const ROWS = 5000; // 5 chunks of an upload, 3 slices of a freeze
+const csv = (tag: string) => "email,name\n" + Array.from({ length: ROWS }, (_, i) => `${tag}${i}@corp.example,P ${i}\n`).join("");
+
+async function pacedSeconds(): Promise<number> {
+  const text = await (await fetch(`${a.url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith("airlock_bulk_paced_seconds_total "));
+  return Number(line!.split(" ")[1]);
+}
+
+/** An upload of ROWS rows and a message submitted to it (frozen), as an author would. */
+async function uploadAndSubmit(name: string): Promise<void> {
+  const up = await a.call("author", "POST", `/api/audiences?name=${name}`, csv(name), { "content-type": "text/csv" });
+  expect(up.status, JSON.stringify(up.body)).toBe(201);
+  expect(up.body.size).toBe(ROWS);
+  const m = await a.call("author", "POST", "/api/messages", { subject: `To ${name}`, text: "Hello.", audience: { lists: [name] } });
+  expect(m.status, JSON.stringify(m.body)).toBe(201);
+  expect(m.body.recipientCount).toBe(ROWS);
+}
+
+it("an upload and a freeze wait between their slices while a send runs, and never when none does", async () => {
+  // No send: nothing waits.
+  await uploadAndSubmit("before");
+  expect(await pacedSeconds()).toBe(0);
+
+  // A send held open at DATA: its fan-out job stays active.
+  let letGo!: () => void;
+  const gate = new Promise<void>((r) => (letGo = r));
+  let held = 0;
+  const sending = (await a.call("author", "POST", "/api/messages", { subject: "Going out", text: "Hello.", audience: { addresses: ["held@corp.example"] } })).body;
+  a.sink.behaviour = {
+    data: async (_to, raw) => {
+      if (!raw.toString("latin1").includes(sending.messageId)) return null;
+      held++;
+      await gate;
+      return null;
+    },
+  };
+  try {
+    expect((await a.call("approver1", "POST", `/api/messages/${sending.id}/approve`, { revision: 1 })).status).toBe(200);
+    await a.until("the send's transaction held open", () => held === 1);
+    expect(await a.rt.scheduler.sendsRunning()).toBe(true);
+    await uploadAndSubmit("during");
+    expect(await pacedSeconds()).toBeGreaterThan(0);
+  } finally {
+    letGo();
+  }
+  await a.until("sent", async () => (await a.call("ops", "GET", `/api/messages/${sending.id}`)).body.state === "sent");
+  await a.until("no fan-out job running", async () => !(await a.rt.scheduler.sendsRunning()));
+});

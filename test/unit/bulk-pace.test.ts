@@ -1,0 +1,74 @@
+/** store/bulk-pace.ts: bulk work waits its share while a send runs, and only then. */
+import { describe, expect, it } from "vitest";
+import { BulkPace } from "../../src/store/bulk-pace.js";
+
+/** A pace on a hand-moved clock, recording the waits it asks for and how often it asked about sends. */
+function paced(ratio: number, sending: () => boolean | Promise<boolean>) {
+  let now = 0;
+  const waits: number[] = [];
+  let asked = 0;
+  const pace = new BulkPace({
+    ratio,
+    now: () => now,
+    sleep: async (ms) => {
+      waits.push(ms);
+      now += ms;
+    },
+    sendsRunning: async () => {
+      asked++;
+      return sending();
+    },
+  });
+  /** One slice of `ms`, then the pace. */
+  const slice = async (ms: number) => {
+    const s = pace.start();
+    now += ms;
+    await pace.after(s);
+  };
+  return { pace, waits, slice, asked: () => asked, advance: (ms: number) => (now += ms) };
+}
+
+describe("the bulk pace", () => {
+  it("waits ratio times each slice while a send runs: bulk work takes a quarter of the time at 3", async () => {
+    const p = paced(3, () => true);
+    for (let i = 0; i < 4; i++) await p.slice(4);
+    expect(p.waits).toEqual([12, 12, 12, 12]);
+  });
+
+  it("does not wait when no send runs, nor at ratio 0, nor when the check fails", async () => {
+    const idle = paced(3, () => false);
+    await idle.slice(10);
+    const off = paced(0, () => true);
+    await off.slice(10);
+    expect(off.asked()).toBe(0);
+    const broken = paced(3, () => Promise.reject(new Error("redis down")));
+    await broken.slice(10);
+    expect([idle.waits, off.waits, broken.waits]).toEqual([[], [], []]);
+  });
+
+  it("caps one wait at 250 ms, so a stalled slice does not stall the upload after it", async () => {
+    const p = paced(3, () => true);
+    await p.slice(1000);
+    expect(p.waits).toEqual([250]);
+  });
+
+  it("asks whether sends run at most every 250 ms, and sees a send start and end", async () => {
+    let sending = false;
+    const p = paced(1, () => sending);
+    await p.slice(2); // asked: no
+    sending = true;
+    await p.slice(2); // within 250 ms: still the old answer
+    expect([p.asked(), p.waits]).toEqual([1, []]);
+    p.advance(250);
+    await p.slice(2); // asked again: yes
+    expect([p.asked(), p.waits]).toEqual([2, [2]]);
+    sending = false;
+    p.advance(250);
+    await p.slice(2);
+    expect([p.asked(), p.waits]).toEqual([3, [2]]);
+  });
+
+  it("refuses a negative ratio", () => {
+    expect(() => new BulkPace({ ratio: -1, sendsRunning: async () => false })).toThrow(RangeError);
+  });
+});
