@@ -38,6 +38,7 @@ export interface RecallUnderLoadOptions {
   /** Starts the phase's service sending to `smtpUrl` (run.mts's helper: an API process and a worker process, 50 per transaction). */
   startService(smtpUrl: string): Promise<RunningService>;
   redis: Redis;
+  redisUrl: string;
   redisPid: number;
   /** Recipients of each large audience: the upload, the submit, the edited message, the fan-out. */
   recipients: number;
@@ -94,11 +95,18 @@ export interface RecallUnderLoadResult {
   slowClient: SlowClientResult | null;
   /** The driver's own event-loop delay during the window (the recalls are timed apart, in bench/recall-client.mts). */
   driverLoopDelayMs: { p99: number; max: number };
+  /** The API process's event-loop delay during the window (its /metrics, reset when the window opens): a recall waits that long for its turn. */
+  apiLoopDelayMs: { p99: number | null; max: number | null };
+  /** PINGs to Redis every 10 ms during the window, from a process that does nothing else: how long the smallest command waited for its turn. */
+  redisPing: PingStats;
   cpuSecondsInWindow: Record<string, number>;
   servicePeakRssMb: number;
   redis: RedisEvidence;
   recallList: RecallRecord[];
 }
+
+/** The PING probe's figures (bench/recall-client.mts). */
+type PingStats = { pings: number; p50Ms: number | null; p99Ms: number | null; maxMs: number | null };
 
 /** What the load sink answers to `stats` (bench/load-sink-server.mts; a type only: the server is a child process). */
 type SinkAnswer = { messages: Record<string, MessageStats> };
@@ -146,6 +154,16 @@ async function fanout(a: Api, redis: Redis, audience: string, n: number, subject
   if (done.sent !== n) throw new Error(`message ${id}: ${done.sent} sent of ${n}`);
   const ms = done.finishAt - done.releasedAt;
   return { id, rcptPerSec: (n * 1000) / ms, seconds: ms / 1000 };
+}
+
+/** The event-loop delay prom-client measured in the service's API process since the last read (it resets at each). */
+async function apiLoopDelay(url: string): Promise<{ p99: number | null; max: number | null }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const ms = (name: string) => {
+    const line = text.split("\n").find((l) => l.startsWith(`airlock_nodejs_eventloop_lag_${name}_seconds`));
+    return line ? round1(Number(line.slice(line.lastIndexOf(" ") + 1)) * 1000) : null;
+  };
+  return { p99: ms("p99"), max: ms("max") };
 }
 
 export async function runRecallUnderLoad(o: RecallUnderLoadOptions): Promise<RecallUnderLoadResult> {
@@ -202,12 +220,14 @@ export async function runRecallUnderLoad(o: RecallUnderLoadOptions): Promise<Rec
       await measure(alone, "alone 2");
     } else await sse.close();
     sse = await dashboards(true);
-    const recaller = await startHelper<{ ready: true }>("./recall-client.mts", ["--url", svc.url, "--token", benchToken("ops")]);
+    const recaller = await startHelper<{ ready: true }>("./recall-client.mts", ["--url", svc.url, "--token", benchToken("ops"), "--redis", o.redisUrl]);
     helpers.push(recaller);
 
     // The window: everything at once.
     log(`recall-under-load: window: upload ${N}, submit ${N}, ${EDITS} edits of ${N}, fan-out ${N}, ${SSE} dashboards, a recall every ${EVERY} ms`);
     await evidence.reset();
+    await apiLoopDelay(svc.url); // read once to reset: the next read covers the window
+    await recaller.ask("probe-start");
     const loop = monitorEventLoopDelay({ resolution: 10 });
     loop.enable();
     const pids = { service: svc.pids, redis: [o.redisPid], sink: [sink.pid], dashboards: [sse.pid], driver: [process.pid], recaller: [recaller.pid] };
@@ -300,6 +320,8 @@ export async function runRecallUnderLoad(o: RecallUnderLoadOptions): Promise<Rec
     await feeder;
     const windowSeconds = (performance.now() - t0) / 1000;
     loop.disable();
+    const apiLoop = await apiLoopDelay(svc.url);
+    const redisPing = await recaller.ask<PingStats>("probe-stop");
     const cpu = Object.fromEntries(Object.entries(pids).map(([k, ps]) => [k, round1(ps.reduce((s, p) => s + cpuSeconds(p), 0) - cpu0[k]!)]));
     const redisEvidence = await evidence.collect();
     if (feederErrors.length) log(`recall-under-load: feeder: ${feederErrors.slice(0, 3).join("; ")}`);
@@ -366,6 +388,8 @@ export async function runRecallUnderLoad(o: RecallUnderLoadOptions): Promise<Rec
       },
       slowClient,
       driverLoopDelayMs: { p99: round1(loop.percentile(99) / 1e6), max: round1(loop.max / 1e6) },
+      apiLoopDelayMs: apiLoop,
+      redisPing: { pings: redisPing.pings, p50Ms: redisPing.p50Ms, p99Ms: redisPing.p99Ms, maxMs: redisPing.maxMs },
       cpuSecondsInWindow: cpu,
       servicePeakRssMb: round1(Math.max(...svc.peakRss()) / 1024 / 1024),
       redis: redisEvidence,

@@ -229,6 +229,7 @@ try {
   const underLoad = !only.has("recall-under-load") ? null : await runRecallUnderLoad({
     startService: (smtpUrl) => service("recall-under-load", { recipientsPerTransaction: 50, apiApart: true }, smtpUrl),
     redis,
+    redisUrl: redisProc.url,
     redisPid,
     recipients: LOAD_N,
     scheduledMessages: args.quick ? 30 : 150,

@@ -48,6 +48,14 @@ export interface Scheduler {
 /** Purge jobs live a week after they ended (a repeated add of the same id is then a no-op). */
 const PURGE_JOB_OPTIONS = { attempts: 5, backoff: { type: "exponential", delay: 5000 }, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 7 * 24 * 3600 } } as const;
 
+/**
+ * Jobs per `addBulk`. BullMQ adds a bulk in one MULTI/EXEC, which Redis runs as one block: 500 jobs
+ * kept it from everyone else for 50-100 ms here (a PING waited that long; the slow log does not show
+ * it, EXEC is not logged), so a recall arriving while a million's 1,000 batches were queued waited
+ * behind two such blocks. 50 jobs block it ~3-5 ms; a million's batches take 20 round trips.
+ */
+const ENQUEUE_CHUNK = 50;
+
 export class BullScheduler implements Scheduler {
   readonly timers: Queue;
   readonly fanout: Queue;
@@ -134,7 +142,7 @@ export class BullScheduler implements Scheduler {
         },
       });
     }
-    for (let i = 0; i < jobs.length; i += 500) await this.fanout.addBulk(jobs.slice(i, i + 500));
+    for (let i = 0; i < jobs.length; i += ENQUEUE_CHUNK) await this.fanout.addBulk(jobs.slice(i, i + ENQUEUE_CHUNK));
   }
 
   async planWaves(id: string): Promise<void> {
@@ -174,7 +182,7 @@ export class BullScheduler implements Scheduler {
       const data: JobData<"purge"> = JOBS.purge.schema.parse({ id, first, last: Math.min(recipientCount, first + PURGE_BATCH_SIZE) - 1, again: pass !== "0" });
       jobs.push({ name: "purge", data, opts: { jobId: `purge-${id}-${n}-${pass}`, delay, ...PURGE_JOB_OPTIONS } });
     }
-    for (let i = 0; i < jobs.length; i += 500) await this.purge.addBulk(jobs.slice(i, i + 500));
+    for (let i = 0; i < jobs.length; i += ENQUEUE_CHUNK) await this.purge.addBulk(jobs.slice(i, i + ENQUEUE_CHUNK));
   }
 
   async retryPurge(id: string, first: number, last: number, atMs: number): Promise<void> {

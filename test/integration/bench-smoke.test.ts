@@ -88,6 +88,7 @@ describe("bench smoke", () => {
     const r = await runRecallUnderLoad({
       startService: (smtpUrl) => startService({ dir: join(dir, "under-load"), redisUrl: redisProc.url, smtpUrl, recipientsPerTransaction: 50, poolSize: 3 }),
       redis,
+      redisUrl: redisProc.url,
       redisPid: pid,
       recipients: N,
       sseClients: 10,
