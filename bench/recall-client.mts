@@ -41,6 +41,7 @@ async function recall(id: string) {
     method: "POST",
     headers: { authorization: `Bearer ${args.token}`, "content-type": "application/json" },
     body: JSON.stringify({ reason: "recall under load" }),
+    signal: AbortSignal.timeout(60_000), // an unanswered recall fails the phase instead of hanging it
   });
   const body = (await r.json().catch(() => null)) as { delivered?: number } | null;
   return { status: r.status, ms: performance.now() - s, delivered: Number(body?.delivered ?? 0), sentAt };

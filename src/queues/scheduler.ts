@@ -46,7 +46,14 @@ export interface Scheduler {
 }
 
 /** Purge jobs live a week after they ended (a repeated add of the same id is then a no-op). */
-const PURGE_JOB_OPTIONS = { attempts: 5, backoff: { type: "exponential", delay: 5000 }, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 7 * 24 * 3600 } } as const;
+/**
+ * Old finished jobs removed per finishing job. BullMQ removes those past their age when another
+ * job of the queue finishes, by default up to 1,000 in that one script: a day after a million's
+ * fan-out, its 1,000 batches would go in one Redis block (tens of ms, a recall waiting behind it).
+ * 50 at a time keeps up, as every new job finishing removes up to 50.
+ */
+const REMOVE_PER_FINISH = 50;
+const PURGE_JOB_OPTIONS = { attempts: 5, backoff: { type: "exponential", delay: 5000 }, removeOnComplete: { age: 7 * 24 * 3600, limit: REMOVE_PER_FINISH }, removeOnFail: { age: 7 * 24 * 3600, limit: REMOVE_PER_FINISH } } as const;
 
 /**
  * Jobs per `addBulk`. BullMQ adds a bulk in one MULTI/EXEC, which Redis runs as one block: 500 jobs
@@ -92,8 +99,8 @@ export class BullScheduler implements Scheduler {
           attempts: NOTIFY_ATTEMPTS,
           backoff: NOTIFY_BACKOFF,
           // Kept a day so that a re-handled entry finds the id and adds nothing.
-          removeOnComplete: { age: 24 * 3600 },
-          removeOnFail: { age: 7 * 24 * 3600 },
+          removeOnComplete: { age: 24 * 3600, limit: REMOVE_PER_FINISH },
+          removeOnFail: { age: 7 * 24 * 3600, limit: REMOVE_PER_FINISH },
         },
       })),
     );
@@ -137,8 +144,8 @@ export class BullScheduler implements Scheduler {
           attempts: FANOUT_ATTEMPTS,
           backoff: { type: "airlock" },
           // Kept a day so that a sweep re-adding the same id is a no-op instead of a re-run.
-          removeOnComplete: { age: 24 * 3600 },
-          removeOnFail: { age: 7 * 24 * 3600 },
+          removeOnComplete: { age: 24 * 3600, limit: REMOVE_PER_FINISH },
+          removeOnFail: { age: 7 * 24 * 3600, limit: REMOVE_PER_FINISH },
         },
       });
     }

@@ -8,13 +8,24 @@
  * quarter of the time, and an upload of a million takes up to four times as long during a send.
  * With no send running it goes at full speed. `ratio` 0 turns the pacing off (`BULK_PACE_RATIO`).
  *
- * Measured (docs/performance.md, "Recall under load"): with a million-row upload, a million's
- * freeze and a million's fan-out at once on two cores, the fan-out kept ~0.35 of its rate alone
- * unpaced and ~0.5 paced at 3, and recalls answered in a p50 of ~18 ms instead of ~45 ms.
+ * Each stream of bulk work paces itself: two uploads and a freeze at once take a quarter each.
+ * "A fan-out job runs" includes one waiting for the send-rate bucket (SEND_RATE_PER_SECOND): during
+ * a long rate-limited send, uploads go at a quarter of their speed although the send leaves the
+ * machine idle (BULK_PACE_RATIO=0 if that matters more).
+ *
+ * Measured (docs/performance.md, "Recall under load", session 24): with a million-row upload, a
+ * million's freeze and a million's fan-out at once on two cores, the fan-out ran at 38,000-53,000
+ * recipients/s unpaced and 71,000-90,000/s paced at 3 (0.49-0.81 of its rate alone), and recalls
+ * answered in a median of 17-22 ms instead of 44-52 ms.
  */
 
 /** Whether a send is running, asked at most this often (one Redis read): sends last seconds or more. */
 const CHECK_EVERY_MS = 250;
+/**
+ * A check not answered within this counts as "no send": the queue connection retries forever while
+ * Redis is away, and bulk work must then fail as it would have, not hang on its pacing.
+ */
+const CHECK_TIMEOUT_MS = 100;
 /**
  * The longest wait after one slice: a slice stalled by a hiccup (a preempted Redis, a GC pause)
  * does not stall the upload for seconds after it.
@@ -65,8 +76,11 @@ export class BulkPace {
     const now = this.now();
     if (now - this.checkedAt >= CHECK_EVERY_MS) {
       this.checkedAt = now;
-      // Unknown (Redis hiccup): assume none, bulk work must not stall on the check itself.
-      this.running = await this.o.sendsRunning().catch(() => false);
+      // Unknown (Redis hiccup, no answer in time): assume none, bulk work must not stall on the check itself.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), CHECK_TIMEOUT_MS)));
+      this.running = await Promise.race([this.o.sendsRunning().catch(() => false), late]);
+      clearTimeout(timer);
     }
     return this.running;
   }

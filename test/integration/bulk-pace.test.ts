@@ -23,20 +23,21 @@ async function pacedSeconds(): Promise<number> {
   return Number(line!.split(" ")[1]);
 }
 
-/** An upload of ROWS rows and a message submitted to it (frozen), as an author would. */
-async function uploadAndSubmit(name: string): Promise<void> {
+/** An upload of ROWS rows, then a message submitted to it (frozen), as an author would: the paced seconds after each. */
+async function uploadAndSubmit(name: string): Promise<{ afterUpload: number; afterSubmit: number }> {
   const up = await a.call("author", "POST", `/api/audiences?name=${name}`, csv(name), { "content-type": "text/csv" });
   expect(up.status, JSON.stringify(up.body)).toBe(201);
   expect(up.body.size).toBe(ROWS);
+  const afterUpload = await pacedSeconds();
   const m = await a.call("author", "POST", "/api/messages", { subject: `To ${name}`, text: "Hello.", audience: { lists: [name] } });
   expect(m.status, JSON.stringify(m.body)).toBe(201);
   expect(m.body.recipientCount).toBe(ROWS);
+  return { afterUpload, afterSubmit: await pacedSeconds() };
 }
 
 it("an upload and a freeze wait between their slices while a send runs, and never when none does", async () => {
   // No send: nothing waits.
-  await uploadAndSubmit("before");
-  expect(await pacedSeconds()).toBe(0);
+  expect(await uploadAndSubmit("before")).toEqual({ afterUpload: 0, afterSubmit: 0 });
 
   // A send held open at DATA: its fan-out job stays active.
   let letGo!: () => void;
@@ -55,8 +56,10 @@ it("an upload and a freeze wait between their slices while a send runs, and neve
     expect((await a.call("approver1", "POST", `/api/messages/${sending.id}/approve`, { revision: 1 })).status).toBe(200);
     await a.until("the send's transaction held open", () => held === 1);
     expect(await a.rt.scheduler.sendsRunning()).toBe(true);
-    await uploadAndSubmit("during");
-    expect(await pacedSeconds()).toBeGreaterThan(0);
+    // Both paths wait: the upload's chunks, then the freeze's slices.
+    const during = await uploadAndSubmit("during");
+    expect(during.afterUpload).toBeGreaterThan(0);
+    expect(during.afterSubmit).toBeGreaterThan(during.afterUpload);
   } finally {
     letGo();
   }

@@ -68,6 +68,14 @@ describe("the bulk pace", () => {
     expect([p.asked(), p.waits]).toEqual([3, [2]]);
   });
 
+  it("takes a check that does not answer within 100 ms as no send: bulk work never hangs on its pacing", async () => {
+    // The real clock for the check's timeout (the queue connection retries forever while Redis is away).
+    const pace = new BulkPace({ ratio: 3, sendsRunning: () => new Promise<boolean>(() => {}), sleep: async () => expect.fail("waited") });
+    const started = performance.now();
+    await pace.after(pace.start() - 10);
+    expect(performance.now() - started).toBeLessThan(5000);
+  });
+
   it("refuses a negative ratio", () => {
     expect(() => new BulkPace({ ratio: -1, sendsRunning: async () => false })).toThrow(RangeError);
   });
