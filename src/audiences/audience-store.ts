@@ -25,6 +25,7 @@
  * (upload-slots.ts, taken by the route before the body is read).
  */
 import { randomUUID } from "node:crypto";
+import { performance } from "node:perf_hooks";
 import type { ChainableCommander, Redis } from "ioredis";
 import { hasControlChars, normalizeAddress } from "../domain/addresses.js";
 import { DomainError } from "../domain/errors.js";
@@ -256,8 +257,10 @@ export class AudienceStore {
       // members, so a chunk is one round trip.
       let members: string[] = [];
       let details: string[] = [];
+      // A chunk's work, for the pacing: this process's busy time since the last chunk (reading and
+      // checking its rows; never the idle wait for a slow client's bytes) plus its Redis round trip.
+      let busySince = performance.eventLoopUtilization();
       const flush = async (more: boolean) => {
-        // Paced by its Redis round trip only: time spent waiting for a slow client's bytes is not work.
         const startedAt = this.pace.start();
         const batch = this.redis
           .pipeline()
@@ -273,7 +276,11 @@ export class AudienceStore {
             max: this.maxRecipients,
           });
         }
-        if (more) await this.pace.after(startedAt);
+        if (more) {
+          const redisMs = this.pace.start() - startedAt;
+          await this.pace.afterWork(performance.eventLoopUtilization(busySince).active + redisMs);
+          busySince = performance.eventLoopUtilization();
+        }
       };
 
       for await (const rec of records) {

@@ -62,9 +62,13 @@ export class BulkPace {
   }
 
   /** After a slice begun at `startedAt`: waits its share while a send runs. */
-  async after(startedAt: number): Promise<void> {
+  after(startedAt: number): Promise<void> {
+    return this.afterWork(this.now() - startedAt);
+  }
+
+  /** After a slice that worked `took` ms (measured by the caller: an upload leaves out its wait for the client's bytes). */
+  async afterWork(took: number): Promise<void> {
     if (this.o.ratio === 0) return;
-    const took = this.now() - startedAt;
     if (!(await this.sendsRunning())) return;
     const ms = Math.min(MAX_WAIT_MS, took * this.o.ratio);
     if (ms < 1) return;

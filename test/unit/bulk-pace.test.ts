@@ -46,6 +46,12 @@ describe("the bulk pace", () => {
     expect([idle.waits, off.waits, broken.waits]).toEqual([[], [], []]);
   });
 
+  it("paces by the work the caller measured (an upload leaves out its wait for the client's bytes)", async () => {
+    const p = paced(3, () => true);
+    await p.pace.afterWork(5);
+    expect(p.waits).toEqual([15]);
+  });
+
   it("caps one wait at 250 ms, so a stalled slice does not stall the upload after it", async () => {
     const p = paced(3, () => true);
     await p.slice(1000);
