@@ -45,7 +45,6 @@ export interface Scheduler {
   close(): Promise<void>;
 }
 
-/** Purge jobs live a week after they ended (a repeated add of the same id is then a no-op). */
 /**
  * Old finished jobs removed per finishing job. BullMQ removes those past their age when another
  * job of the queue finishes, by default up to 1,000 in that one script: a day after a million's
@@ -53,6 +52,7 @@ export interface Scheduler {
  * 50 at a time keeps up, as every new job finishing removes up to 50.
  */
 const REMOVE_PER_FINISH = 50;
+/** Purge jobs live a week after they ended (a repeated add of the same id is then a no-op). */
 const PURGE_JOB_OPTIONS = { attempts: 5, backoff: { type: "exponential", delay: 5000 }, removeOnComplete: { age: 7 * 24 * 3600, limit: REMOVE_PER_FINISH }, removeOnFail: { age: 7 * 24 * 3600, limit: REMOVE_PER_FINISH } } as const;
 
 /**

@@ -8,7 +8,7 @@
  * quarter of the time, and an upload of a million takes up to four times as long during a send.
  * With no send running it goes at full speed. `ratio` 0 turns the pacing off (`BULK_PACE_RATIO`).
  *
- * Each stream of bulk work paces itself: two uploads and a freeze at once take a quarter each.
+ * Each stream of bulk work paces itself: two uploads and a freeze at once may each take a quarter.
  * "A fan-out job runs" includes one waiting for the send-rate bucket (SEND_RATE_PER_SECOND): during
  * a long rate-limited send, uploads go at a quarter of their speed although the send leaves the
  * machine idle (BULK_PACE_RATIO=0 if that matters more).
@@ -22,8 +22,9 @@
 /** Whether a send is running, asked at most this often (one Redis read): sends last seconds or more. */
 const CHECK_EVERY_MS = 250;
 /**
- * A check not answered within this counts as "no send": the queue connection retries forever while
- * Redis is away, and bulk work must then fail as it would have, not hang on its pacing.
+ * How long a slice waits for the check before going on with the last answer: the queue connection
+ * retries forever while Redis is away, and bulk work must then fail as it would have, not hang on
+ * its pacing.
  */
 const CHECK_TIMEOUT_MS = 100;
 /**
@@ -46,6 +47,7 @@ export interface BulkPaceOptions {
 export class BulkPace {
   private checkedAt = -Infinity;
   private running = false;
+  private inflight: Promise<void> | null = null;
   private readonly now: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
 
@@ -61,29 +63,39 @@ export class BulkPace {
     return this.now();
   }
 
-  /** After a slice begun at `startedAt`: waits its share while a send runs. */
-  after(startedAt: number): Promise<void> {
+  /** After a slice begun at `startedAt`: waits its share while a send runs. Answers the ms waited. */
+  after(startedAt: number): Promise<number> {
     return this.afterWork(this.now() - startedAt);
   }
 
-  /** After a slice that worked `took` ms (measured by the caller: an upload leaves out its wait for the client's bytes). */
-  async afterWork(took: number): Promise<void> {
-    if (this.o.ratio === 0) return;
-    if (!(await this.sendsRunning())) return;
+  /** After a slice that worked `took` ms (measured by the caller: an upload leaves out its wait for the client's bytes). Answers the ms waited. */
+  async afterWork(took: number): Promise<number> {
+    if (this.o.ratio === 0) return 0;
+    if (!(await this.sendsRunning())) return 0;
     const ms = Math.min(MAX_WAIT_MS, took * this.o.ratio);
-    if (ms < 1) return;
+    if (ms < 1) return 0;
     this.o.onWait?.(ms);
     await this.sleep(ms);
+    return ms;
   }
 
   private async sendsRunning(): Promise<boolean> {
     const now = this.now();
-    if (now - this.checkedAt >= CHECK_EVERY_MS) {
+    // One check at a time: while Redis is away the queue connection holds a check until it is back.
+    if (now - this.checkedAt >= CHECK_EVERY_MS && !this.inflight) {
       this.checkedAt = now;
-      // Unknown (Redis hiccup, no answer in time): assume none, bulk work must not stall on the check itself.
+      this.inflight = this.o
+        .sendsRunning()
+        .then(
+          (r) => void (this.running = r),
+          () => void (this.running = false), // unknown (a Redis error): assume none, bulk work must not stall on the check
+        )
+        .finally(() => (this.inflight = null));
+    }
+    if (this.inflight) {
+      // Not answered in time (Redis away, or this process busy): go on with the last answer.
       let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), CHECK_TIMEOUT_MS)));
-      this.running = await Promise.race([this.o.sendsRunning().catch(() => false), late]);
+      await Promise.race([this.inflight, new Promise<void>((r) => (timer = setTimeout(r, CHECK_TIMEOUT_MS)))]);
       clearTimeout(timer);
     }
     return this.running;

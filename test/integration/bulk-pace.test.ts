@@ -5,7 +5,11 @@
  * that holds one message's transaction open so that its fan-out job is running for as long as the
  * test needs, not for as long as a race allows.
  */
+import { Readable } from "node:stream";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { AudienceStore } from "../../src/audiences/audience-store.js";
+import { parseCsv } from "../../src/audiences/csv.js";
+import { BulkPace } from "../../src/store/bulk-pace.js";
 import { startAirlock, type TestAirlock } from "../support/airlock.js";
 
 let a: TestAirlock;
@@ -65,4 +69,17 @@ it("an upload and a freeze wait between their slices while a send runs, and neve
   }
   await a.until("sent", async () => (await a.call("ops", "GET", `/api/messages/${sending.id}`)).body.state === "sent");
   await a.until("no fan-out job running", async () => !(await a.rt.scheduler.sendsRunning()));
+});
+
+it("an upload gives way for at most its budget, whatever its speed: well within the time Node gives a request", async () => {
+  const waits: number[] = [];
+  // A send runs throughout; the waits are recorded, not slept.
+  const pace = new BulkPace({ ratio: 3, sendsRunning: async () => true, sleep: async (ms) => void waits.push(ms) });
+  const store = new AudienceStore({ redis: a.rt.redis, clock: a.clock, chunkSize: 100, pace, maxPacingMs: 5 });
+  const up = await store.replaceFromRecords("budgeted", "author@corp.example", parseCsv(Readable.from([csv("budgeted")])));
+  expect(up.size).toBe(ROWS);
+  const total = waits.reduce((x, y) => x + y, 0);
+  expect(total).toBeGreaterThanOrEqual(5);
+  expect(total - waits.at(-1)!).toBeLessThan(5); // none after the budget was spent
+  expect(waits.length).toBeLessThan(ROWS / 100 - 1);
 });
