@@ -38,6 +38,8 @@ const { values: args } = parseArgs({
     "load-recipients": { type: "string" },
     /** The staged send's audience (default: the recipients; with --quick, 10,000 at most). */
     "staged-recipients": { type: "string" },
+    /** Turn Redis's automatic AOF rewrite off for the run (see below). */
+    "no-aof-rewrite": { type: "boolean", default: false },
     out: { type: "string", default: new URL("./results/latest.json", import.meta.url).pathname },
   },
 });
@@ -72,6 +74,10 @@ const sink = await startSink({ prefer: args.sink as "auto" | "postfix" | "node" 
 const serverInfo = await redis.info("server");
 const redisVersion = /^redis_version:(\S+)/m.exec(serverInfo)?.[1] ?? "?";
 const redisPid = Number(/^process_id:(\d+)/m.exec(serverInfo)?.[1] ?? 0);
+// --no-aof-rewrite: Redis never rewrites its AOF during the run. A rewrite forks Redis, and the
+// copy-on-write faults after the fork stall it for 50-170 ms on this machine (docs/performance.md,
+// "Recall under load"); the flag shows what is left without them. Production rewrites: off by default.
+if (args["no-aof-rewrite"]) await redis.config("SET", "auto-aof-rewrite-percentage", "0");
 const machine = {
   cpus: cpus().length,
   cpuModel: cpus()[0]?.model ?? "?",
@@ -84,6 +90,8 @@ const machine = {
   smtpConnections: POOL,
   /** Each service process capped at this many CPUs (null: uncapped). */
   serviceCpus: SERVICE_CPUS ?? null,
+  /** Redis's automatic AOF rewrite (off with --no-aof-rewrite). */
+  aofRewrite: !args["no-aof-rewrite"],
 };
 log(`machine ${JSON.stringify(machine)}`);
 
