@@ -21,6 +21,11 @@ import { keys } from "./keys.js";
  * may take (issue 18) — and 500 calls for a million.
  */
 export const FREEZE_SLICE = 2000;
+/**
+ * At most this much of one freeze is spent waiting for running sends: a million's 500 slices waited
+ * 4-8 s in the benchmark, and a submit is an HTTP request (Node gives it 300 s).
+ */
+const FREEZE_PACING_MS = 60_000;
 /** A scratch set left by a process that died mid-freeze expires after this (a submit takes seconds). */
 const SCRATCH_TTL_MS = 3600_000;
 
@@ -49,6 +54,8 @@ export class RecipientFreeze {
     private readonly redis: Redis,
     /** Slices give way to running sends (store/bulk-pace.ts). */
     private readonly pace: BulkPace = UNPACED,
+    /** At most this much of one freeze is spent giving way (ms): a submit is an HTTP request. */
+    private readonly maxPacingMs = FREEZE_PACING_MS,
   ) {
     if (!("airlockFreezeSlice" in redis)) redis.defineCommand("airlockFreezeSlice", { numberOfKeys: 3, lua: FREEZE_SLICE_LUA });
   }
@@ -74,6 +81,7 @@ export class RecipientFreeze {
   async freeze(id: string, lists: readonly string[], addresses: readonly string[]): Promise<Frozen> {
     const scratch = keys.recipientsScratch(id, randomBytes(8).toString("hex"));
     const versions = await this.versionsOf(lists);
+    let paced = 0;
     try {
       for (const [i, name] of lists.entries()) {
         if (versions[i] === 0) continue; // unknown: the submit names it
@@ -92,7 +100,7 @@ export class RecipientFreeze {
           const a = sliceAnswer.parse(JSON.parse(raw));
           if ("changed" in a) throw new AudienceChangedError(name);
           if (a.copied < FREEZE_SLICE) break;
-          await this.pace.after(startedAt);
+          if (paced < this.maxPacingMs) paced += await this.pace.after(startedAt);
         }
       }
       for (let i = 0; i < addresses.length; i += 1000) {

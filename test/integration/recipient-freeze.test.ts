@@ -9,7 +9,8 @@ import { systemClock } from "../../src/domain/clock.js";
 import { approvalLadder } from "../../src/domain/policies.js";
 import { keys } from "../../src/store/keys.js";
 import { MessageStore } from "../../src/store/message-store.js";
-import { AudienceChangedError, FREEZE_SLICE } from "../../src/store/recipient-freeze.js";
+import { BulkPace } from "../../src/store/bulk-pace.js";
+import { AudienceChangedError, FREEZE_SLICE, RecipientFreeze } from "../../src/store/recipient-freeze.js";
 import { startAirlock } from "../support/airlock.js";
 import { redisForThisFile } from "../support/redis.js";
 
@@ -140,5 +141,22 @@ describe("submits and edits through the service", () => {
     } finally {
       await a.stop();
     }
+  });
+});
+
+describe("a freeze while a send runs", () => {
+  it("gives way between its slices, for at most its budget, and freezes the same set", async () => {
+    const members = Array.from({ length: FREEZE_SLICE * 6 }, (_, i) => person("paced", i));
+    await putList("paced", members, 1);
+    const waits: number[] = [];
+    // A send runs throughout; the waits are recorded, not slept.
+    const pace = new BulkPace({ ratio: 3, sendsRunning: async () => true, sleep: async (ms) => void waits.push(ms) });
+    const frozen = await new RecipientFreeze(ctx.redis, pace, 3).freeze("paced-msg", ["paced"], []);
+    expect(await ctx.redis.zcard(frozen.scratch)).toBe(members.length);
+    const total = waits.reduce((x, y) => x + y, 0);
+    expect(total).toBeGreaterThanOrEqual(3);
+    expect(total - waits.at(-1)!).toBeLessThan(3); // none after the budget was spent
+    expect(waits.length).toBeLessThan(5); // 6 slices: 5 gaps
+    await ctx.redis.del(frozen.scratch);
   });
 });
