@@ -76,7 +76,7 @@ const redisVersion = /^redis_version:(\S+)/m.exec(serverInfo)?.[1] ?? "?";
 const redisPid = Number(/^process_id:(\d+)/m.exec(serverInfo)?.[1] ?? 0);
 // --no-aof-rewrite: Redis never rewrites its AOF during the run. A rewrite forks Redis, and the
 // copy-on-write faults after the fork stall it for 50-170 ms on this machine (docs/performance.md,
-// "Recall under load"); the flag shows what is left without them. Production rewrites: off by default.
+// "Recall under load"); the flag shows what is left without them. Off by default, as production rewrites.
 if (args["no-aof-rewrite"]) await redis.config("SET", "auto-aof-rewrite-percentage", "0");
 const machine = {
   cpus: cpus().length,
