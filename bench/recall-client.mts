@@ -7,7 +7,7 @@
  * IPC: `recall {id}` answers `{status, ms, delivered, sentAt}` (ms from the request's start to its
  * answer read whole; sentAt on the wall clock, which the sink's instants are compared with).
  * `probe-start` / `probe-stop`: a PING to Redis every 10 ms, each one's round trip recorded, answered
- * by `probe-stop` as `{pings, p50Ms, p99Ms, maxMs}`: how long the smallest command waited for Redis,
+ * by `probe-stop` as `{pings}` (ms, in the order taken): how long the smallest command waited for Redis,
  * blocks the slow log does not show included (a MULTI/EXEC runs as one block; EXEC is not logged).
  * Usage: node --import tsx bench/recall-client.mts --url U --token T --redis R; prints `{"ready": true}`.
  */
@@ -26,12 +26,6 @@ async function probe() {
     pings.push(performance.now() - s);
     await new Promise((r) => setTimeout(r, 10)); // the probe's pace: ~100 PINGs/s, a few % of a core here, nothing of Redis
   }
-}
-
-function probeStats() {
-  const sorted = [...pings].sort((a, b) => a - b);
-  const at = (p: number) => (sorted.length ? Math.round(sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]! * 10) / 10 : null);
-  return { pings: sorted.length, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: at(1) };
 }
 
 async function recall(id: string) {
@@ -56,7 +50,7 @@ process.on("message", (m: { op: string; seq: number; id?: string }) => {
   }
   if (m.op === "probe-stop") {
     probing = false;
-    return process.send!({ seq: m.seq, ...probeStats() });
+    return process.send!({ seq: m.seq, pings });
   }
   if (m.op !== "recall") return process.send!({ seq: m.seq, error: `unknown op ${m.op}` });
   recall(m.id!).then(

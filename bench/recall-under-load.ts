@@ -105,7 +105,7 @@ export interface RecallUnderLoadResult {
   recallList: RecallRecord[];
 }
 
-/** The PING probe's figures (bench/recall-client.mts). */
+/** The PING probe's figures (its PINGs from bench/recall-client.mts). */
 type PingStats = { pings: number; p50Ms: number | null; p99Ms: number | null; maxMs: number | null };
 
 /** What the load sink answers to `stats` (bench/load-sink-server.mts; a type only: the server is a child process). */
@@ -325,7 +325,8 @@ export async function runRecallUnderLoad(o: RecallUnderLoadOptions): Promise<Rec
     const windowSeconds = (performance.now() - t0) / 1000;
     loop.disable();
     const apiLoop = await apiLoopDelay(svc.url);
-    const redisPing = await recaller.ask<PingStats>("probe-stop");
+    const pings = (await recaller.ask<{ pings: number[] }>("probe-stop")).pings.sort((x, y) => x - y);
+    const pingMs = (p: number) => (pings.length ? round1(percentile(pings, p)!) : null);
     const cpu = Object.fromEntries(Object.entries(pids).map(([k, ps]) => [k, round1(ps.reduce((s, p) => s + cpuSeconds(p), 0) - cpu0[k]!)]));
     const redisEvidence = await evidence.collect();
     if (feederErrors.length) log(`recall-under-load: feeder: ${feederErrors.slice(0, 3).join("; ")}`);
@@ -393,7 +394,7 @@ export async function runRecallUnderLoad(o: RecallUnderLoadOptions): Promise<Rec
       slowClient,
       driverLoopDelayMs: { p99: round1(loop.percentile(99) / 1e6), max: round1(loop.max / 1e6) },
       apiLoopDelayMs: apiLoop,
-      redisPing: { pings: redisPing.pings, p50Ms: redisPing.p50Ms, p99Ms: redisPing.p99Ms, maxMs: redisPing.maxMs },
+      redisPing: { pings: pings.length, p50Ms: pingMs(0.5), p99Ms: pingMs(0.99), maxMs: pingMs(1) },
       cpuSecondsInWindow: cpu,
       servicePeakRssMb: round1(Math.max(...svc.peakRss()) / 1024 / 1024),
       redis: redisEvidence,

@@ -88,6 +88,24 @@ function holdTransactionsOf(a: TestAirlock, messageId: string): { held: () => nu
   return { held: () => held, letGo };
 }
 
+/**
+ * A staged message to `staff`, approved, with its early transactions held open at DATA: answers once
+ * the first is in flight. The caller lets them go (and clears the sink's behaviour).
+ */
+async function approvedWithEarlyHeld(a: TestAirlock, subject: string) {
+  const created = (await a.call("author", "POST", "/api/messages", { subject, text: "Hi", audience: { lists: ["staff"] } })).body;
+  const hold = holdTransactionsOf(a, created.messageId);
+  try {
+    await a.call("approver1", "POST", `/api/messages/${created.id}/approve`, { revision: 1, digest: created.digest });
+    // The seed cohort's first transaction is open (one batch here: its early recipients go one by one).
+    await a.until("an early transaction in flight", () => hold.held() >= 1);
+  } catch (e) {
+    hold.letGo();
+    throw e;
+  }
+  return { created, ...hold };
+}
+
 const reply = (to: string, from: string, id: string, extra: string[] = [], body = "Is this right? We were told the opposite yesterday.") =>
   Buffer.from([`From: ${from}`, `To: ${to}`, "Subject: Re: the message", `Message-ID: <${id}@corp.example>`, ...extra, "Content-Type: text/plain; charset=utf-8", "", body].join("\r\n"));
 
@@ -247,11 +265,8 @@ describe("a staged send", () => {
 
   it("continue during the seed cohort starts the canary; the same continue again is refused, so the rest never skips the canary and its wait", async () => {
     const a = slow;
-    const created = (await a.call("author", "POST", "/api/messages", { subject: "Continue twice", text: "Hi", audience: { lists: ["staff"] } })).body;
-    const { held, letGo } = holdTransactionsOf(a, created.messageId);
+    const { created, letGo } = await approvedWithEarlyHeld(a, "Continue twice");
     try {
-      await a.call("approver1", "POST", `/api/messages/${created.id}/approve`, { revision: 1, digest: created.digest });
-      await a.until("a seed transaction in flight", () => held() >= 1);
       expect((await get(a, created.id)).waves.phase).toBe("seed");
       expect((await a.call("ops", "POST", `/api/messages/${created.id}/halt`, { reason: "look first" })).status).toBe(200);
       expect((await a.call("ops", "POST", `/api/messages/${created.id}/continue`, { from: "nonsense" })).status).toBe(400);
@@ -339,13 +354,9 @@ describe("a staged send", () => {
 
   it("a recall during the early waves: only the transactions in flight at its answer went, and only they are corrected (promises 3 and 9)", async () => {
     const a = slow;
-    const created = (await a.call("author", "POST", "/api/messages", { subject: "Recall in the canary", text: "Hi", audience: { lists: ["staff"] } })).body;
     // The early transactions of this message are held open at DATA until the recall is answered.
-    const { held, letGo } = holdTransactionsOf(a, created.messageId);
+    const { created, held, letGo } = await approvedWithEarlyHeld(a, "Recall in the canary");
     try {
-      await a.call("approver1", "POST", `/api/messages/${created.id}/approve`, { revision: 1, digest: created.digest });
-      // The seed cohort's first transaction is open (one batch here: its early recipients go one by one).
-      await a.until("an early transaction in flight", () => held() >= 1);
       const recall = await a.call("ops", "POST", `/api/messages/${created.id}/recall`, { reason: "wrong" });
       const answeredAt = Date.now();
       expect(recall.status).toBe(200);
