@@ -72,13 +72,10 @@ export class WavePlanner {
 
   /** The indexes among the recipients of the people who go first, and of the seed audience's members. */
   private async seedCohort(id: string, people: string[], seedAudience: string | null): Promise<number[]> {
-    const out = await this.d.store.indexesOf(id, people.map((p) => p.toLowerCase()));
-    if (!seedAudience) return out;
     // Read at release (the audience may have been replaced since the submit checked its size): no
     // more of it than the submit allows, so that it never becomes a wave of its own.
-    const members = await this.d.redis.zrange(keys.audience(seedAudience), "0", String(MAX_SEED_AUDIENCE - 1));
-    out.push(...(await this.d.store.indexesOf(id, members)));
-    return out;
+    const members = seedAudience ? await this.d.redis.zrange(keys.audience(seedAudience), "0", String(MAX_SEED_AUDIENCE - 1)) : [];
+    return this.d.store.indexesOf(id, [...people.map((p) => p.toLowerCase()), ...members]);
   }
 
   /** Each recipient's index and domain, in slices of the frozen set (the canary reads them twice). */

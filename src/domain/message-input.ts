@@ -37,8 +37,11 @@ const body = (min: number, max: number) =>
       if (problem) ctx.addIssue({ code: "custom", message: problem });
     });
 
+/** An audience's name, as audiences/audience-store.ts AUDIENCE_NAME allows it. */
+const audienceName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { error: "not an audience name" });
+
 const audienceShape = z.strictObject({
-  lists: z.array(z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { error: "not an audience name" })).max(50).optional(),
+  lists: z.array(audienceName).max(50).optional(),
   addresses: z.array(address).max(MAX_EXPLICIT_ADDRESSES).optional(),
 });
 
@@ -86,7 +89,7 @@ export const messageInput = z
      */
     waves: z.boolean().optional(),
     /** An audience whose members (those among the recipients) go first, with the author and the approvers. */
-    seedAudience: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { error: "not an audience name" }).optional(),
+    seedAudience: audienceName.optional(),
   })
   .superRefine(oneBodySource(true))
   .superRefine((v, ctx) => {
@@ -107,7 +110,7 @@ export const submitDraftInput = z.strictObject({
   revision: z.number().int().positive().optional(),
   /** A staged send's choices (see messageInput): made when the draft is submitted. */
   waves: z.boolean().optional(),
-  seedAudience: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { error: "not an audience name" }).optional(),
+  seedAudience: audienceName.optional(),
 });
 
 export type MessageInput = z.infer<typeof messageInput>;

@@ -250,25 +250,20 @@ export class MessageService {
     // new version now (a failure changes neither the message nor the audience).
     await this.d.directoryAudiences?.resolveForSubmit(lists, user);
     // After the directory's resolution: the sizes it looks at are the ones the freeze copies.
-    let waves = await this.stagingChoice(user, id, input, mail, now, lists, addresses);
+    let waves = await this.stagingChoice(id, input, mail, now, lists, addresses);
     const keep = mode === "edit" && current !== undefined ? await this.keepsItsRecipients(current, lists, addresses) : null;
     const answer = await this.withFrozenRecipients(id, lists, addresses, keep, async (frozen) => {
       const submit = () => this.d.store.submit(mode, id, user.email, fields, this.ladder, now, { seenRevision: current?.revision, maxRevisions: this.d.config.MAX_REVISIONS, frozen, waves });
       const first = await submit();
       if (first.ok || first.err !== "staging_unbuilt") return first;
       // A list grew past the staged-send threshold after the sizes were looked at: the staged mails now.
-      waves = await this.stagingChoice(user, id, input, mail, now, lists, addresses, { build: true });
+      waves = await this.stagingChoice(id, input, mail, now, lists, addresses, { build: true });
       return submit();
     });
     const ok = this.committed(mode === "edit" ? "edit" : "submit", user, id, answer);
     await this.d.followUps.carryOut(id, ok.followUps);
   }
 
-  /**
-   * Whether the send may be staged and its digest if it is (the count decides, in the submit
-   * script): `waves: false` is for admins, `waves: true` needs staging configured, a seed audience
-   * must exist. Both digests are built, so approvers see the one that matches what will go out.
-   */
   /** The author's staging choices, checked before anything is written: `waves: false` is for admins, a seed audience must exist and be small. */
   private async checkStagingInput(user: User, input: MessageInput): Promise<void> {
     if (input.waves === false && !has(user, "admin")) {
@@ -281,19 +276,22 @@ export class MessageService {
       return;
     }
     if (input.seedAudience === undefined) return;
-    const [version] = await this.d.store.freeze.versionsOf([input.seedAudience]);
+    const [[version], size] = await Promise.all([this.d.store.freeze.versionsOf([input.seedAudience]), this.d.store.freeze.sizeAtMost([input.seedAudience], [])]);
     if (version === 0) {
       throw new DomainError("invalid_input", `seedAudience: audience ${input.seedAudience} does not exist`, [{ path: ["body", "seedAudience"], message: `unknown audience ${input.seedAudience}` }]);
     }
-    const size = await this.d.store.freeze.sizeAtMost([input.seedAudience], []);
     if (size > MAX_SEED_AUDIENCE) {
       const message = `a seed audience goes before the canary: at most ${MAX_SEED_AUDIENCE} people (${input.seedAudience} has ${size})`;
       throw new DomainError("invalid_input", `seedAudience: ${message}`, [{ path: ["body", "seedAudience"], message }]);
     }
   }
 
+  /**
+   * The author's choice (`wanted`), the policy's threshold and, for a message that may be staged,
+   * the digest of its staged mails (the submit script decides from the count, so approvers see the
+   * digest of what will go out).
+   */
   private async stagingChoice(
-    user: User,
     id: string,
     input: MessageInput,
     mail: OriginalFields,

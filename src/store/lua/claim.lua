@@ -24,7 +24,7 @@ if staged then waveOpen = tonumber(waveOpen) end
 local jobWave = tonumber(ARGV[10] or '')
 local scanning
 if KIND == 'original' then scanning = staged and jobWave ~= nil and jobWave < 3
-else scanning = gatedWave() ~= nil end
+else scanning = staged and waveOpen < 3 end
 local n = size
 if scanning then n = tonumber(ARGV[9]) - first + 1 end
 if n < 1 then n = 1 end
@@ -40,8 +40,6 @@ local function mine(waves, p)
   if KIND ~= 'original' or not staged then return true end
   return waveOf(string.byte(waves, p)) == jobWave
 end
-local waves = ''
-if staged then waves = redis.call('GETRANGE', K_WAVES, first, first + n - 1) end
 -- The position after which nothing more is looked at (a scan stops once it has `size`).
 local looked = n
 
@@ -54,7 +52,7 @@ if KIND == 'original' then
     -- further on would otherwise stay in flight, and the correction would never start.
     local rest = states(K_ORIGINAL, first, tonumber(ARGV[9]) - first + 1)
     -- A staged send: only this job's wave (another wave's live job settles its own); a job without
-    -- a wave (the sweep's re-drive of a fan-out without progress) takes every wave's leftovers.
+    -- a wave (one queued before batch jobs named their wave) takes every wave's leftovers.
     local restWaves = ''
     if staged then restWaves = redis.call('GETRANGE', K_WAVES, first, tonumber(ARGV[9])) end
     local fixed = 0
@@ -72,6 +70,9 @@ if KIND == 'original' then
   -- Released, its waves not planned yet (store/lua/waves.lua begin), or this job's wave is not
   -- open yet (a job without a wave: none of a staged send's): nothing may go.
   if staged and (jobWave == nil or jobWave > waveOpen) then return answer({held = true}) end
+  -- Read only once the job may claim (a stopped, paused or held job needs none of it).
+  local waves = ''
+  if staged then waves = redis.call('GETRANGE', K_WAVES, first, first + n - 1) end
   for p = 1, n do
     local st = sts[p]
     if mine(waves, p) then

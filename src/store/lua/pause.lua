@@ -32,10 +32,8 @@ else
   transition('resume', state, state, cjson.encode({pausedBy = was.by, pausedMs = NOW - was.at}))
   local kind = 'correction'
   if original then kind = 'original' end
-  followUps[1] = {['do'] = 'wakeFanout', kind = kind, recipients = num(KEYS[1], 'recipientCount')}
-  -- A staged send's original: the jobs of the wave that was going (store/lua/waves.lua).
+  followUps[1] = wakeFanout(kind)
   local open = field(KEYS[1], 'waveOpen')
-  if original and open ~= nil and tonumber(open) > 0 then followUps[1].wave = math.min(3, tonumber(open)) end
   -- Resumed during (or after) the wait after the canary: its timer, refused while halted, comes again.
   local untilMs = field(KEYS[1], 'waveWaitUntil')
   if original and open == '2' and untilMs ~= nil then

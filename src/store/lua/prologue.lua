@@ -23,6 +23,15 @@ local function num(k, f)
   return tonumber(field(k, f) or '0')
 end
 
+-- The follow-up that wakes the message's parked batch jobs of `kind` (a pause parks them); for a
+-- staged send's original, those of every wave opened so far (the wake takes waves 1..wave).
+local function wakeFanout(kind)
+  local f = {['do'] = 'wakeFanout', kind = kind, recipients = num(KEYS[1], 'recipientCount')}
+  local open = num(KEYS[1], 'waveOpen')
+  if kind == 'original' and open > 0 then f.wave = math.min(3, open) end
+  return f
+end
+
 local function answer(t)
   if t.ok == nil then t.ok = true end
   return cjson.encode(t)

@@ -53,9 +53,6 @@ local followUps = withFollowUps({}, startCorrectionIfQuiet())
 if #followUps == 0 and liftedPause and canStart('startCorrection', to) then
   -- A transaction is still in flight, so the correction starts from the original's batch jobs,
   -- which the pause had parked for PAUSE_RECHECK_MS: wake them.
-  followUps[1] = {['do'] = 'wakeFanout', kind = 'original', recipients = num(KEYS[1], 'recipientCount')}
-  -- A staged send's jobs are its waves' (the wake takes every wave opened so far).
-  local open = tonumber(field(KEYS[1], 'waveOpen') or '0')
-  if open > 0 then followUps[1].wave = math.min(3, open) end
+  followUps[1] = wakeFanout('original')
 end
 return answer({state = field(KEYS[1], 'state'), delivered = delivered, followUps = followUps})

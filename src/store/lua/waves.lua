@@ -78,7 +78,7 @@ if mode == 'rest' then
   -- the phase the person saw ("" for any): a continue from another phase is refused, so that a
   -- retried or doubled continue never moves the send on twice (seed -> canary -> rest).
   if open == 0 then return refuse('planning', {state = state}) end
-  local phase = ({'seed', 'canary', 'rest'})[math.min(open, 3)]
+  local phase = WAVE_NAMES[math.min(open, 3)]
   if open == 2 and field(KEYS[1], 'waveWaitUntil') ~= nil then phase = 'wait' end
   if (ARGV[7] or '') ~= '' and ARGV[7] ~= phase then return refuse('moved_on', {state = state}) end
   if open >= 3 and not paused then return refuse('not_halted', {state = state}) end
@@ -89,7 +89,7 @@ if mode == 'rest' then
     redis.call('HDEL', KEYS[1], 'paused')
     detail.halt = was.reason
     detail.haltedMs = NOW - was.at
-    followUps[#followUps + 1] = {['do'] = 'wakeFanout', kind = 'original', recipients = num(KEYS[1], 'recipientCount'), wave = math.min(open, 3)}
+    followUps[#followUps + 1] = wakeFanout('original')
   end
   if open == 1 then
     detail.next = 'canary'
