@@ -38,6 +38,7 @@ import { createRenderer, templatesDir, type Renderer } from "./mail/render.js";
 import { createOutboxTransport, createSmtpTransport, type MailTransport } from "./mail/transport.js";
 import { BullScheduler } from "./queues/scheduler.js";
 import { BulkPace } from "./store/bulk-pace.js";
+import { AofRewriteKeeper } from "./infra/aof-rewrite.js";
 import { MessageService } from "./service/message-service.js";
 import { DirectoryAudiences } from "./service/directory-audiences.js";
 import { LdapDirectory } from "./directory/ldap-directory.js";
@@ -323,6 +324,13 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       });
       dispatcher.start();
       stops.unshift(() => running.close(), () => dispatcher.stop());
+      // Redis's AOF rewrite forks it and stalls writes for a moment: run it between sends (infra/aof-rewrite.ts).
+      if (config.REDIS_AOF_REWRITE === "between-sends") {
+        const keeper = new AofRewriteKeeper({ redis, sendsRunning: () => scheduler.sendsRunning(), log: logger, onRewrite: (when) => metrics.aofRewrites.inc({ when }) });
+        stops.unshift(keeper.start());
+      } else {
+        await AofRewriteKeeper.handBack(redis, logger);
+      }
       // Bounces and replies of staged sends, with RETURN_PATH_DOMAIN: one listener per worker process.
       if (verp) {
         const inbound = await startInboundListener({

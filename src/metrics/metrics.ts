@@ -20,6 +20,8 @@ export interface Metrics {
   recallToStop: Histogram<never>;
   /** Time bulk work (uploads, freezes) waited for running sends: store/bulk-pace.ts. */
   bulkPaced: Counter<never>;
+  /** Redis AOF rewrites this process started: infra/aof-rewrite.ts. */
+  aofRewrites: Counter<"when">;
 }
 
 /** Message hash fields summed into airlock_recipients{outcome}. */
@@ -119,6 +121,12 @@ export function createMetrics(d: { redis: Redis; queues: Queue[] }): Metrics {
     bulkPaced: new Counter({
       name: "airlock_bulk_paced_seconds_total",
       help: "Time uploads and recipient freezes waited between slices for running sends (BULK_PACE_RATIO)",
+      registers: [registry],
+    }),
+    aofRewrites: new Counter({
+      name: "airlock_aof_rewrites_total",
+      help: "Redis AOF rewrites this process started (REDIS_AOF_REWRITE=between-sends): when=between-sends, or during-sends once the file outgrew the backstop",
+      labelNames: ["when"],
       registers: [registry],
     }),
   };

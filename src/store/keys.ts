@@ -130,6 +130,8 @@ export const keys = {
   oidcPeople: () => `${PREFIX}:oidc:people`,
   /** Pub/sub: an email whose entry in `oidcPeople` changed (every process's directory reloads it). */
   oidcPeopleChanged: () => `${PREFIX}:oidc:people-changed`,
+  /** String, JSON {percentage, minSize}: Redis's AOF rewrite rule, taken over by Airlock to rewrite between sends (infra/aof-rewrite.ts). */
+  aofRule: () => `${PREFIX}:aof-rule`,
 } as const;
 
 /** BullMQ prefix: its keys get the same hash tag. */
