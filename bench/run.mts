@@ -38,8 +38,8 @@ const { values: args } = parseArgs({
     "load-recipients": { type: "string" },
     /** The staged send's audience (default: the recipients; with --quick, 10,000 at most). */
     "staged-recipients": { type: "string" },
-    /** Who rewrites Redis's AOF in the run: between-sends (Airlock, the default), redis (Redis's own rule) or off (see below). */
-    "aof-rewrite": { type: "string", default: "between-sends" },
+    /** Who rewrites Redis's AOF in the run: when-quiet (Airlock, the default), redis (Redis's own rule) or off (see below). */
+    "aof-rewrite": { type: "string", default: "when-quiet" },
     out: { type: "string", default: new URL("./results/latest.json", import.meta.url).pathname },
   },
 });
@@ -57,8 +57,8 @@ if (SERVICE_CPUS !== undefined && !(SERVICE_CPUS >= 0.1 && SERVICE_CPUS <= 64)) 
   process.stderr.write("--service-cpus: a number of CPUs between 0.1 and 64\n");
   process.exit(2);
 }
-if (![N, POOL, BASELINE_N, PER_RCPT_N, LOAD_N, STAGED_N].every((n) => Number.isInteger(n) && n > 0) || !["auto", "postfix", "node"].includes(args.sink!) || !["between-sends", "redis", "off"].includes(args["aof-rewrite"]!)) {
-  process.stderr.write("usage: npm run bench -- [--recipients N | --quick] [--pool N] [--sink auto|postfix|node] [--baseline N] [--per-recipient N] [--staged-recipients N] [--skip-two-workers] [--only phases] [--profile] [--service-cpus F] [--aof-rewrite between-sends|redis|off] [--out file]\n");
+if (![N, POOL, BASELINE_N, PER_RCPT_N, LOAD_N, STAGED_N].every((n) => Number.isInteger(n) && n > 0) || !["auto", "postfix", "node"].includes(args.sink!) || !["when-quiet", "redis", "off"].includes(args["aof-rewrite"]!)) {
+  process.stderr.write("usage: npm run bench -- [--recipients N | --quick] [--pool N] [--sink auto|postfix|node] [--baseline N] [--per-recipient N] [--staged-recipients N] [--skip-two-workers] [--only phases] [--profile] [--service-cpus F] [--aof-rewrite when-quiet|redis|off] [--out file]\n");
   process.exit(2);
 }
 
@@ -75,10 +75,11 @@ const serverInfo = await redis.info("server");
 const redisVersion = /^redis_version:(\S+)/m.exec(serverInfo)?.[1] ?? "?";
 const redisPid = Number(/^process_id:(\d+)/m.exec(serverInfo)?.[1] ?? 0);
 // Who rewrites Redis's AOF. A rewrite forks Redis, and the copy-on-write faults after the fork stall
-// it for 50-170 ms on this machine (docs/performance.md, "Recall under load"). between-sends (the
-// default, as production): the services' workers run it while no send runs (infra/aof-rewrite.ts);
+// it for 50-170 ms on this machine (docs/performance.md, "Recall under load"). when-quiet (the
+// default, as production): the services' workers run it while no send runs and Redis takes few
+// writes (infra/aof-rewrite.ts);
 // redis: Redis by its own rule, during sends too (as before session 25); off: never in the run.
-const AOF_REWRITE = args["aof-rewrite"] as "between-sends" | "redis" | "off";
+const AOF_REWRITE = args["aof-rewrite"] as "when-quiet" | "redis" | "off";
 if (AOF_REWRITE === "off") await redis.config("SET", "auto-aof-rewrite-percentage", "0");
 // Every service process of the run inherits it (bench/service.ts passes process.env on).
 if (AOF_REWRITE === "redis") process.env.REDIS_AOF_REWRITE = "redis";
@@ -94,7 +95,7 @@ const machine = {
   smtpConnections: POOL,
   /** Each service process capped at this many CPUs (null: uncapped). */
   serviceCpus: SERVICE_CPUS ?? null,
-  /** Who rewrote Redis's AOF (--aof-rewrite): between-sends, redis or off. */
+  /** Who rewrote Redis's AOF (--aof-rewrite): when-quiet, redis or off. */
   aofRewrite: AOF_REWRITE,
 };
 log(`machine ${JSON.stringify(machine)}`);

@@ -193,11 +193,12 @@ const schema = z.object({
   /** Milliseconds to wait for REDIS_MIN_REPLICAS_ACK replicas before answering 503 (the action is kept and may be retried). Default 2000. */
   REDIS_REPLICA_ACK_TIMEOUT_MS: int(10, 60_000).default(2000),
   /**
-   * Who rewrites Redis's AOF: `between-sends` (Airlock takes Redis's auto-aof-rewrite rule over and
-   * starts the rewrite while no fan-out runs: infra/aof-rewrite.ts) or `redis` (Redis by its own rule,
-   * during sends too; a rule Airlock took is handed back). Default `between-sends`.
+   * Who rewrites Redis's AOF: `when-quiet` (Airlock takes Redis's auto-aof-rewrite rule over and
+   * starts the rewrite while no fan-out runs and Redis takes few writes: infra/aof-rewrite.ts) or
+   * `redis` (Redis by its own rule, during sends too; a rule Airlock took is handed back). Default
+   * `when-quiet`.
    */
-  REDIS_AOF_REWRITE: z.enum(["between-sends", "redis"]).default("between-sends"),
+  REDIS_AOF_REWRITE: z.enum(["when-quiet", "redis"]).default("when-quiet"),
   /**
    * Secret that keys the audit chain (HMAC-SHA-256); at least 32 characters. Whoever holds it can
    * verify the chain, and forge it: give it to the service and the auditor only. No default outside

@@ -324,8 +324,8 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       });
       dispatcher.start();
       stops.unshift(() => running.close(), () => dispatcher.stop());
-      // Redis's AOF rewrite forks it and stalls writes for a moment: run it between sends (infra/aof-rewrite.ts).
-      if (config.REDIS_AOF_REWRITE === "between-sends") {
+      // Redis's AOF rewrite forks it and stalls writes for a moment: run it while Redis is quiet (infra/aof-rewrite.ts).
+      if (config.REDIS_AOF_REWRITE === "when-quiet") {
         const keeper = new AofRewriteKeeper({ redis, sendsRunning: () => scheduler.sendsRunning(), log: logger, onRewrite: (when) => metrics.aofRewrites.inc({ when }) });
         stops.unshift(keeper.start());
       } else {

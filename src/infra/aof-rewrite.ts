@@ -1,19 +1,22 @@
 /**
- * Redis's AOF rewrite, run between sends (issue 18). Redis rewrites its append-only file once it
+ * Redis's AOF rewrite, run while Redis is quiet (issue 18). Redis rewrites its append-only file once it
  * has grown by `auto-aof-rewrite-percentage` (default 100%) over its size after the last rewrite
  * and is at least `auto-aof-rewrite-min-size` (64 MB). A rewrite forks Redis: the fork stopped it
  * for 45-65 ms on the bench machine, and every write after it faults on a page not yet copied
  * (copy-on-write), so commands that take 1-5 ms took 25-80 ms for a second or two after each fork.
  * A large send writes several times its audience's size to the AOF and met several rewrites:
  * recalls answered in up to 167-326 ms with rewrites, 88-96 ms without (docs/performance.md,
- * session 24).
+ * sessions 24-25). What a fork costs after it is the pages written while the child runs: a rewrite
+ * started while an upload or a freeze writes stalled recalls as long as one during a send.
  *
- * So, with `REDIS_AOF_REWRITE=between-sends` (the default), Airlock takes the rule over: it keeps
+ * So, with `REDIS_AOF_REWRITE=when-quiet` (the default), Airlock takes the rule over: it keeps
  * Redis's own rule (percentage and minimum size) under `keys.aofRule`, sets Redis's percentage to 0
  * (Redis then never rewrites by itself), and every few seconds applies that rule itself, starting
- * `BGREWRITEAOF` only while no fan-out job runs. A send that never pauses does not let the file grow
- * without bound: once it has grown BACKSTOP times the rule's percentage (5x its base at 100%), the
- * rewrite starts anyway, during the send. `REDIS_AOF_REWRITE=redis` hands the rule back.
+ * `BGREWRITEAOF` only while Redis is quiet: no fan-out job runs and the AOF grew by less than
+ * QUIET_BYTES since the last look (no upload, freeze or other bulk write under way). Writes that
+ * never pause do not let the file grow without bound: once it has grown BACKSTOP times the rule's
+ * percentage (5x its base at 100%), the rewrite starts anyway. `REDIS_AOF_REWRITE=redis` hands the
+ * rule back.
  *
  * Every worker process runs a keeper; they agree without a lock (each reads Redis's state, a
  * second `BGREWRITEAOF` while one runs is refused and ignored). The rule is taken over again after
@@ -24,7 +27,7 @@
 import type { Redis } from "ioredis";
 import { keys } from "../store/keys.js";
 
-export type AofRewriteMode = "between-sends" | "redis";
+export type AofRewriteMode = "when-quiet" | "redis";
 
 /** Redis's own rewrite rule (`auto-aof-rewrite-percentage`, `auto-aof-rewrite-min-size`). */
 export interface AofRule {
@@ -42,22 +45,29 @@ export interface AofState {
 }
 
 /**
- * A send that never stops still gets a rewrite once the AOF has grown this many times the rule's
- * percentage over its base (5x the base at the default 100%): a stall during one send, rather than
- * a disk filled by a day of sends.
+ * Writes that never pause still get a rewrite once the AOF has grown this many times the rule's
+ * percentage over its base (5x the base at the default 100%): one stall while busy, rather than a
+ * disk filled by a day of sends.
  */
 export const BACKSTOP = 4;
 
-export type AofDecision = "not-due" | "wait-for-sends" | "rewrite" | "rewrite-during-sends";
+/**
+ * Redis is quiet when the AOF grew by less than this between two looks (CHECK_EVERY_MS): what an
+ * idle service writes (job bookkeeping, a few edits, sends to a handful) is kilobytes; an upload or a
+ * freeze of a large list writes megabytes a second.
+ */
+export const QUIET_BYTES = 1 << 20;
 
-/** Redis's own test (serverCron: growth over the base, in percent, and the minimum size), then the sends. */
-export function aofDecision(state: AofState, rule: AofRule, sendsRunning: boolean): AofDecision {
+export type AofDecision = "not-due" | "wait" | "rewrite" | "rewrite-while-busy";
+
+/** Redis's own test (serverCron: growth over the base, in percent, and the minimum size), then whether Redis is quiet. */
+export function aofDecision(state: AofState, rule: AofRule, quiet: boolean): AofDecision {
   if (!state.enabled || state.busy || rule.percentage <= 0) return "not-due";
   const base = state.baseSize > 0 ? state.baseSize : 1; // as Redis: no base yet counts as one byte
   const growth = (state.currentSize * 100) / base - 100;
   if (state.currentSize <= rule.minSize || growth < rule.percentage) return "not-due";
-  if (!sendsRunning) return "rewrite";
-  return growth >= BACKSTOP * rule.percentage ? "rewrite-during-sends" : "wait-for-sends";
+  if (quiet) return "rewrite";
+  return growth >= BACKSTOP * rule.percentage ? "rewrite-while-busy" : "wait";
 }
 
 export function parseAofState(info: string): AofState {
@@ -74,7 +84,7 @@ export function parseAofState(info: string): AofState {
   };
 }
 
-/** How often the keeper looks: an idle gap of a few seconds between sends is enough for a rewrite to begin. */
+/** How often the keeper looks: a quiet gap of a few seconds is enough for a rewrite to begin. */
 export const CHECK_EVERY_MS = 5_000;
 
 export interface AofRewriteLog {
@@ -84,6 +94,8 @@ export interface AofRewriteLog {
 
 export class AofRewriteKeeper {
   private stopped = false;
+  /** The AOF's size at the last look (null before the first, or after a failed one). */
+  private lastSize: number | null = null;
   /** Logged once: the rule is Redis's (refused) or nobody's (operator set 0). */
   private said = new Set<string>();
 
@@ -94,7 +106,7 @@ export class AofRewriteKeeper {
       sendsRunning(): Promise<boolean>;
       log: AofRewriteLog;
       /** Told each rewrite started (the `airlock_aof_rewrites_total` counter). */
-      onRewrite?(during: "between-sends" | "during-sends"): void;
+      onRewrite?(when: "quiet" | "busy"): void;
     },
   ) {}
 
@@ -106,11 +118,13 @@ export class AofRewriteKeeper {
     const rule = await this.takeRule();
     if (rule === "unmanaged" || rule === "no-rule") return rule;
     const state = parseAofState(await this.o.redis.info("persistence"));
-    // Only asked when it matters: the check is one more round trip on the queue connection.
-    const due = aofDecision(state, rule, false);
+    const written = this.lastSize === null ? Infinity : state.currentSize - this.lastSize; // negative: rewritten since (the file starts again)
+    this.lastSize = state.currentSize;
+    const due = aofDecision(state, rule, true);
     if (due !== "rewrite") return due;
-    const decision = aofDecision(state, rule, await this.o.sendsRunning());
-    if (decision === "rewrite" || decision === "rewrite-during-sends") {
+    // Asked only when due: one more round trip on the queue connection.
+    const decision = aofDecision(state, rule, written < QUIET_BYTES && !(await this.o.sendsRunning()));
+    if (decision === "rewrite" || decision === "rewrite-while-busy") {
       try {
         await this.o.redis.bgrewriteaof();
       } catch (e) {
@@ -118,11 +132,11 @@ export class AofRewriteKeeper {
         if (/in progress/i.test((e as Error).message)) return "not-due";
         throw e;
       }
-      const during = decision === "rewrite" ? "between-sends" : "during-sends";
-      this.o.onRewrite?.(during);
+      const when = decision === "rewrite" ? "quiet" : "busy";
+      this.o.onRewrite?.(when);
       const growth = Math.round((state.currentSize * 100) / Math.max(1, state.baseSize) - 100);
-      if (during === "between-sends") this.o.log.info(`Redis AOF rewrite started between sends (the file grew ${growth}% over its base)`);
-      else this.o.log.warn(`Redis AOF rewrite started during a send: the file grew ${growth}% over its base, ${BACKSTOP}x the rule's ${rule.percentage}% (recalls may stall for a moment)`);
+      if (when === "quiet") this.o.log.info(`Redis AOF rewrite started while Redis is quiet (the file grew ${growth}% over its base)`);
+      else this.o.log.warn(`Redis AOF rewrite started while sends or bulk writes run: the file grew ${growth}% over its base, ${BACKSTOP}x the rule's ${rule.percentage}% (recalls may stall for a moment)`);
     }
     return decision;
   }
@@ -135,7 +149,10 @@ export class AofRewriteKeeper {
       this.tick()
         .then((r) => (r === "unmanaged" ? (this.stopped = true) : undefined))
         // Redis away or busy loading: the next look tries again; nothing is lost by a late rewrite.
-        .catch((e: unknown) => this.sayOnce("error", `AOF rewrite check failed (tried again every ${CHECK_EVERY_MS / 1000} s, said once): ${(e as Error).message}`, "warn"))
+        .catch((e: unknown) => {
+          this.lastSize = null;
+          this.sayOnce("error", `AOF rewrite check failed (tried again every ${CHECK_EVERY_MS / 1000} s, said once): ${(e as Error).message}`, "warn");
+        })
         .finally(() => {
           if (this.stopped) return;
           timer = setTimeout(look, CHECK_EVERY_MS);
@@ -177,7 +194,7 @@ export class AofRewriteKeeper {
         this.o.log.warn(`Redis refused CONFIG SET (${(e as Error).message}): it rewrites its AOF by its own rule, during sends too (REDIS_AOF_REWRITE=redis silences this)`);
         return "unmanaged";
       }
-      this.sayOnce(`rule ${percentage} ${minSize}`, `Airlock rewrites Redis's AOF between sends by Redis's rule (${percentage}% growth, at least ${minSize} bytes): auto-aof-rewrite-percentage is now 0, the rule kept in ${keys.aofRule()}`);
+      this.sayOnce(`rule ${percentage} ${minSize}`, `Airlock rewrites Redis's AOF while Redis is quiet, by Redis's rule (${percentage}% growth, at least ${minSize} bytes): auto-aof-rewrite-percentage is now 0, the rule kept in ${keys.aofRule()}`);
       return rule;
     }
     const kept = await redis.get(keys.aofRule());

@@ -125,7 +125,7 @@ export function createMetrics(d: { redis: Redis; queues: Queue[] }): Metrics {
     }),
     aofRewrites: new Counter({
       name: "airlock_aof_rewrites_total",
-      help: "Redis AOF rewrites this process started (REDIS_AOF_REWRITE=between-sends): when=between-sends, or during-sends once the file outgrew the backstop",
+      help: "Redis AOF rewrites this process started (REDIS_AOF_REWRITE=when-quiet): when=quiet, or busy once the file outgrew the backstop while sends or bulk writes ran",
       labelNames: ["when"],
       registers: [registry],
     }),

@@ -1,7 +1,7 @@
 /**
- * Redis's AOF rewrite between sends (infra/aof-rewrite.ts), against a real redis-server: the keeper
- * takes Redis's rule over, starts BGREWRITEAOF once the file has grown by that rule and only while
- * no send runs (or past the backstop), respects an operator's 0, keeps Redis's rule where CONFIG SET
+ * Redis's AOF rewrite while Redis is quiet (infra/aof-rewrite.ts), against a real redis-server: the
+ * keeper takes Redis's rule over, starts BGREWRITEAOF once the file has grown by that rule and only
+ * while no send runs and nothing else writes much (or past the backstop), respects an operator's 0, keeps Redis's rule where CONFIG SET
  * is refused, and hands the rule back. The worker processes of a running Airlock take it over.
  */
 import { randomBytes } from "node:crypto";
@@ -12,7 +12,7 @@ import { Redis } from "ioredis";
 import { pino } from "pino";
 import { beforeEach, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
-import { AofRewriteKeeper, BACKSTOP, parseAofState } from "../../src/infra/aof-rewrite.js";
+import { AofRewriteKeeper, BACKSTOP, QUIET_BYTES, parseAofState } from "../../src/infra/aof-rewrite.js";
 import { createRuntime } from "../../src/runtime.js";
 import { TestClock } from "../support/airlock.js";
 import { keys } from "../../src/store/keys.js";
@@ -102,7 +102,7 @@ describe("the keeper", () => {
     expect(await k.keeper.tick()).toBe("not-due");
     expect(await percentage()).toBe(0);
     expect(JSON.parse((await ctx.redis.get(keys.aofRule()))!)).toEqual({ percentage: 100, minSize: 64 * 1024 });
-    expect(k.said.map((s) => s.msg).join("\n")).toMatch(/between sends by Redis's rule \(100% growth/);
+    expect(k.said.map((s) => s.msg).join("\n")).toMatch(/while Redis is quiet, by Redis's rule \(100% growth/);
     // An operator's new percentage becomes the rule at the next look.
     await ctx.redis.config("SET", "auto-aof-rewrite-percentage", "50");
     await k.keeper.tick();
@@ -110,22 +110,35 @@ describe("the keeper", () => {
     expect(JSON.parse((await ctx.redis.get(keys.aofRule()))!).percentage).toBe(50);
   });
 
-  it("waits while a send runs, rewrites once none does", async () => {
+  it("waits while a send runs, rewrites once none does and Redis is quiet", async () => {
     const sending = { now: true };
     const k = keeperOn(ctx.redis, sending);
     await k.keeper.tick(); // the rule is ours now: Redis will not rewrite by itself
     await baseOf(1 << 20); // a base of 1 MB, above the 64 kB minimum
     const grown = await growTo(2.5); // 150% over the new base: due, below the backstop
     expect(grown.currentSize).toBeGreaterThan(64 * 1024);
-    expect(await k.keeper.tick()).toBe("wait-for-sends");
-    expect(await k.keeper.tick()).toBe("wait-for-sends");
+    expect(await k.keeper.tick()).toBe("wait");
+    expect(await k.keeper.tick()).toBe("wait"); // nothing written since the last look, but the send runs
     expect((await aof()).rewrites).toBe(grown.rewrites); // Redis did not rewrite by itself either
     sending.now = false;
     expect(await k.keeper.tick()).toBe("rewrite");
     const after = await aofUntil("rewritten by the keeper", (s) => s.rewrites === grown.rewrites + 1 && !s.busy);
     expect(after.baseSize).toBeGreaterThan(grown.baseSize);
-    expect(k.rewrites).toEqual(["between-sends"]);
+    expect(k.rewrites).toEqual(["quiet"]);
     expect(await k.keeper.tick()).toBe("not-due"); // the new base: no longer due
+  });
+
+  it("waits while bulk writes run without a send (the AOF grew 1 MB or more since the last look)", async () => {
+    const k = keeperOn(ctx.redis, { now: false });
+    await k.keeper.tick();
+    await baseOf(1 << 20);
+    const grown = await growTo(2.5); // 1.5 MB or more written since the keeper's last look
+    expect(grown.currentSize - grown.baseSize).toBeGreaterThanOrEqual(QUIET_BYTES);
+    expect(await k.keeper.tick()).toBe("wait");
+    expect((await aof()).rewrites).toBe(grown.rewrites);
+    expect(await k.keeper.tick()).toBe("rewrite"); // nothing written since: quiet
+    await aofUntil("rewritten by the keeper", (s) => s.rewrites === grown.rewrites + 1 && !s.busy);
+    expect(k.rewrites).toEqual(["quiet"]);
   });
 
   it("rewrites during a send once the file outgrew the backstop, and says so", async () => {
@@ -133,10 +146,10 @@ describe("the keeper", () => {
     await k.keeper.tick();
     await baseOf(1 << 20);
     const grown = await growTo(1 + BACKSTOP + 0.1); // 410% over the base, the rule's 100% four times
-    expect(await k.keeper.tick()).toBe("rewrite-during-sends");
+    expect(await k.keeper.tick()).toBe("rewrite-while-busy");
     await aofUntil("rewritten during the send", (s) => s.rewrites === grown.rewrites + 1 && !s.busy);
-    expect(k.rewrites).toEqual(["during-sends"]);
-    expect(k.said.find((s) => s.level === "warn")?.msg).toMatch(/started during a send/);
+    expect(k.rewrites).toEqual(["busy"]);
+    expect(k.said.find((s) => s.level === "warn")?.msg).toMatch(/started while sends or bulk writes run/);
   });
 
   it("leaves an operator's 0 alone: no rule kept, no rewrite", async () => {

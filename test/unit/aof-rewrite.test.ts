@@ -1,4 +1,4 @@
-/** infra/aof-rewrite.ts: Redis's own rewrite rule, applied only between sends (with a backstop). */
+/** infra/aof-rewrite.ts: Redis's own rewrite rule, applied only while Redis is quiet (with a backstop). */
 import { describe, expect, it } from "vitest";
 import { BACKSTOP, aofDecision, parseAofState, type AofState } from "../../src/infra/aof-rewrite.js";
 
@@ -7,36 +7,36 @@ const MB = 1 << 20;
 const state = (currentSize: number, baseSize: number, more: Partial<AofState> = {}): AofState => ({ enabled: true, busy: false, currentSize, baseSize, ...more });
 
 describe("aofDecision", () => {
-  it("is not due below Redis's growth or minimum size, sends or not", () => {
-    for (const sending of [false, true]) {
-      expect(aofDecision(state(150 * MB, 100 * MB), rule, sending)).toBe("not-due"); // 50% growth
-      expect(aofDecision(state(199 * MB, 100 * MB), rule, sending)).toBe("not-due"); // 99%
-      expect(aofDecision(state(60 * MB, 10 * MB), rule, sending)).toBe("not-due"); // 500%, below 64 MB
+  it("is not due below Redis's growth or minimum size, quiet or not", () => {
+    for (const quiet of [false, true]) {
+      expect(aofDecision(state(150 * MB, 100 * MB), rule, quiet)).toBe("not-due"); // 50% growth
+      expect(aofDecision(state(199 * MB, 100 * MB), rule, quiet)).toBe("not-due"); // 99%
+      expect(aofDecision(state(60 * MB, 10 * MB), rule, quiet)).toBe("not-due"); // 500%, below 64 MB
     }
   });
 
-  it("rewrites when due and no send runs, waits while one does", () => {
-    expect(aofDecision(state(200 * MB, 100 * MB), rule, false)).toBe("rewrite"); // exactly 100%
-    expect(aofDecision(state(200 * MB, 100 * MB), rule, true)).toBe("wait-for-sends");
-    expect(aofDecision(state(499 * MB, 100 * MB), rule, true)).toBe("wait-for-sends"); // 399%
+  it("rewrites when due and Redis is quiet, waits while it is not", () => {
+    expect(aofDecision(state(200 * MB, 100 * MB), rule, true)).toBe("rewrite"); // exactly 100%
+    expect(aofDecision(state(200 * MB, 100 * MB), rule, false)).toBe("wait");
+    expect(aofDecision(state(499 * MB, 100 * MB), rule, false)).toBe("wait"); // 399%
   });
 
-  it("rewrites during a send once the file grew BACKSTOP times the rule's percentage", () => {
+  it("rewrites while busy once the file grew BACKSTOP times the rule's percentage", () => {
     expect(BACKSTOP).toBe(4);
-    expect(aofDecision(state(500 * MB, 100 * MB), rule, true)).toBe("rewrite-during-sends"); // 400%
-    expect(aofDecision(state(300 * MB, 100 * MB), { percentage: 50, minSize: 0 }, true)).toBe("rewrite-during-sends"); // 200% = 4 x 50%
-    expect(aofDecision(state(250 * MB, 100 * MB), { percentage: 50, minSize: 0 }, true)).toBe("wait-for-sends");
+    expect(aofDecision(state(500 * MB, 100 * MB), rule, false)).toBe("rewrite-while-busy"); // 400%
+    expect(aofDecision(state(300 * MB, 100 * MB), { percentage: 50, minSize: 0 }, false)).toBe("rewrite-while-busy"); // 200% = 4 x 50%
+    expect(aofDecision(state(250 * MB, 100 * MB), { percentage: 50, minSize: 0 }, false)).toBe("wait");
   });
 
   it("counts a missing base as one byte, as Redis does", () => {
-    expect(aofDecision(state(65 * MB, 0), rule, false)).toBe("rewrite");
-    expect(aofDecision(state(65 * MB, 0), rule, true)).toBe("rewrite-during-sends");
+    expect(aofDecision(state(65 * MB, 0), rule, true)).toBe("rewrite");
+    expect(aofDecision(state(65 * MB, 0), rule, false)).toBe("rewrite-while-busy");
   });
 
   it("never starts one while one runs, without an AOF, or with no rule", () => {
-    expect(aofDecision(state(900 * MB, 100 * MB, { busy: true }), rule, false)).toBe("not-due");
-    expect(aofDecision(state(900 * MB, 100 * MB, { enabled: false }), rule, false)).toBe("not-due");
-    expect(aofDecision(state(900 * MB, 100 * MB), { percentage: 0, minSize: 0 }, false)).toBe("not-due");
+    expect(aofDecision(state(900 * MB, 100 * MB, { busy: true }), rule, true)).toBe("not-due");
+    expect(aofDecision(state(900 * MB, 100 * MB, { enabled: false }), rule, true)).toBe("not-due");
+    expect(aofDecision(state(900 * MB, 100 * MB), { percentage: 0, minSize: 0 }, true)).toBe("not-due");
   });
 });
 
