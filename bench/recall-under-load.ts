@@ -26,6 +26,7 @@
  */
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import type { Redis } from "ioredis";
+import { aofDecision, parseAofState, type AofRule } from "../src/infra/aof-rewrite.js";
 import { keys } from "../src/store/keys.js";
 import { startHelper, type HelperProcess } from "./child-ipc.js";
 import { address, api as apiOf, importAudience, MAIL, pollUntil, type Api } from "./phases.js";
@@ -102,7 +103,38 @@ export interface RecallUnderLoadResult {
   cpuSecondsInWindow: Record<string, number>;
   servicePeakRssMb: number;
   redis: RedisEvidence;
+  /** Redis's AOF around the window: its base and size (MB), the rewrites that began in the window, and how long the phase waited before it for a due rewrite to finish. */
+  aof: AofEvidence;
   recallList: RecallRecord[];
+}
+
+type AofEvidence = { baseMbAtStart: number; sizeMbAtStart: number; sizeMbAtEnd: number; rewritesInWindow: number; waitedBeforeSeconds: number };
+
+async function aofNow(redis: Redis) {
+  const info = await redis.info("persistence");
+  return { ...parseAofState(info), rewrites: Number(/^aof_rewrites:(\d+)/m.exec(info)?.[1] ?? 0) };
+}
+
+/**
+ * Before the window, a quiet moment for Redis: with REDIS_AOF_REWRITE=when-quiet (the default) the
+ * workers rewrite the AOF when Redis is quiet, which a production service is between its busy
+ * minutes, but the phase's setup (a million imported, four fan-outs of it) runs back to back and
+ * may leave a rewrite due; the window would then start with the backstop's rewrite sooner than a
+ * service that had a quiet moment. So: wait (at most 90 s) until no rewrite is due or running.
+ * Nothing waits with `--aof-rewrite redis|off` (no rule kept by Airlock).
+ */
+async function quietAof(redis: Redis): Promise<number> {
+  const kept = await redis.get(keys.aofRule());
+  const t0 = performance.now();
+  if (kept === null) return 0;
+  const [, minSize] = (await redis.config("GET", "auto-aof-rewrite-min-size")) as [string, string];
+  const rule: AofRule = { percentage: (JSON.parse(kept) as AofRule).percentage, minSize: Number(minSize) };
+  // Poll interval: the keeper looks every 5 s, a rewrite of a few hundred MB takes seconds.
+  await pollUntil("no AOF rewrite due or running", 90_000, 250, async () => {
+    const s = await aofNow(redis);
+    return !s.busy && aofDecision(s, rule, true) === "not-due" ? true : null;
+  });
+  return (performance.now() - t0) / 1000;
 }
 
 /** The PING probe's figures (its PINGs from bench/recall-client.mts). */
@@ -113,6 +145,7 @@ type SinkAnswer = { messages: Record<string, MessageStats> };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms)); // pacing of the recall ticks and of the feeder
 const round1 = (x: number) => Math.round(x * 10) / 10;
+const mbOf = (bytes: number) => round1(bytes / 1024 / 1024);
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const percentile = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]! : null);
 
@@ -227,6 +260,10 @@ export async function runRecallUnderLoad(o: RecallUnderLoadOptions): Promise<Rec
     const warm = await recaller.ask<{ status: number }>("recall", { id: scheduled.shift()! });
     if (warm.status !== 200) throw new Error(`the warm-up recall answered ${warm.status}`);
 
+    const waitedBeforeSeconds = await quietAof(redis);
+    const aof0 = await aofNow(redis);
+    log(`recall-under-load: AOF base ${mbOf(aof0.baseSize)} MB, size ${mbOf(aof0.currentSize)} MB (waited ${round1(waitedBeforeSeconds)} s for a due rewrite)`);
+
     // The window: everything at once.
     log(`recall-under-load: window: upload ${N}, submit ${N}, ${EDITS} edits of ${N}, fan-out ${N}, ${SSE} dashboards, a recall every ${EVERY} ms`);
     await evidence.reset();
@@ -329,6 +366,9 @@ export async function runRecallUnderLoad(o: RecallUnderLoadOptions): Promise<Rec
     const pingMs = (p: number) => (pings.length ? round1(percentile(pings, p)!) : null);
     const cpu = Object.fromEntries(Object.entries(pids).map(([k, ps]) => [k, round1(ps.reduce((s, p) => s + cpuSeconds(p), 0) - cpu0[k]!)]));
     const redisEvidence = await evidence.collect();
+    const aof1 = await aofNow(redis);
+    // Rewrites begun in the window: those finished, and one still running.
+    const aof: AofEvidence = { baseMbAtStart: mbOf(aof0.baseSize), sizeMbAtStart: mbOf(aof0.currentSize), sizeMbAtEnd: mbOf(aof1.currentSize), rewritesInWindow: aof1.rewrites - aof0.rewrites + (aof1.busy ? 1 : 0), waitedBeforeSeconds: round1(waitedBeforeSeconds) };
     if (feederErrors.length) log(`recall-under-load: feeder: ${feederErrors.slice(0, 3).join("; ")}`);
 
     // Every recalled message settled (its last slow transaction answered, its correction sent) before the sink is read.
@@ -398,6 +438,7 @@ export async function runRecallUnderLoad(o: RecallUnderLoadOptions): Promise<Rec
       cpuSecondsInWindow: cpu,
       servicePeakRssMb: round1(Math.max(...svc.peakRss()) / 1024 / 1024),
       redis: redisEvidence,
+      aof,
       recallList: list,
     };
   } finally {
