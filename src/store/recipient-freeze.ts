@@ -16,13 +16,16 @@ import { UNPACED, type BulkPace } from "./bulk-pace.js";
 import { keys } from "./keys.js";
 
 /**
- * Members copied per script call: 2,000 take about 2-5 ms of Redis time on the benchmark machine
- * (ZRANGE and ZADD), 10 ms on a loaded one — 4,000 reached 21 ms there, over the 20 ms any command
- * may take (issue 18) — and 500 calls for a million.
+ * Members copied per script call: 500 take about 1 ms of Redis time on the benchmark machine
+ * (ZRANGE and ZADD), and 2,000 calls for a million. Larger slices cost more than their share where
+ * the scratch set grows: each insert may touch a page of memory Redis has not touched yet (the
+ * set's hash table doubles, its nodes are new), and on the benchmark's micro-VM a first touch costs
+ * ~16 us, so a slice of 2,000 took up to 28-64 ms under load (session 25), over the 20 ms any
+ * command may take (issue 18).
  */
-export const FREEZE_SLICE = 2000;
+export const FREEZE_SLICE = 500;
 /**
- * At most this much of one freeze is spent waiting for running sends: a million's 500 slices waited
+ * At most this much of one freeze is spent waiting for running sends: a million's slices waited
  * 4-8 s in the benchmark, and a submit is an HTTP request (Node gives it 300 s).
  */
 const FREEZE_PACING_MS = 60_000;
@@ -103,8 +106,8 @@ export class RecipientFreeze {
           if (paced < this.maxPacingMs) paced += await this.pace.after(startedAt);
         }
       }
-      for (let i = 0; i < addresses.length; i += 1000) {
-        const chunk = addresses.slice(i, i + 1000);
+      for (let i = 0; i < addresses.length; i += FREEZE_SLICE) {
+        const chunk = addresses.slice(i, i + FREEZE_SLICE);
         await this.redis.multi().zadd(scratch, ...chunk.flatMap((a) => [0, a])).pexpire(scratch, SCRATCH_TTL_MS).exec();
       }
     } catch (e) {
