@@ -72,6 +72,9 @@ export async function watchRedis(redis: Redis, thresholdUs = 1000) {
       await redis.call("LATENCY", "RESET");
     },
     async collect(): Promise<RedisEvidence> {
+      // LATENCY first: reading thousands of slow-log entries is itself a command of tens of ms, which
+      // the latency monitor would record as the window's latest and worst `command`.
+      const latency = ((await redis.call("LATENCY", "LATEST")) as Array<[string, number, number, number]>).map(([event, , latest, max]) => ({ event, latestMs: latest, maxMs: max }));
       const raw = (await redis.slowlog("GET", -1)) as Array<[number, number, number, string[]]>;
       // The bench's own bookkeeping (the SLOWLOG RESET that opens the window, LATENCY, CONFIG) is not the service's.
       const own = new Set(["SLOWLOG", "LATENCY", "CONFIG"]);
@@ -83,7 +86,6 @@ export async function watchRedis(redis: Redis, thresholdUs = 1000) {
         b.maxMs = Math.max(b.maxMs, c.ms);
         b.totalMs = Math.round((b.totalMs + c.ms) * 10) / 10;
       }
-      const latency = ((await redis.call("LATENCY", "LATEST")) as Array<[string, number, number, number]>).map(([event, , latest, max]) => ({ event, latestMs: latest, maxMs: max }));
       return {
         thresholdUs,
         slowest: [...all].sort((a, b) => b.ms - a.ms).slice(0, 10),
