@@ -329,7 +329,8 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         const keeper = new AofRewriteKeeper({ redis, sendsRunning: () => scheduler.sendsRunning(), log: logger, onRewrite: (when) => metrics.aofRewrites.inc({ when }) });
         stops.unshift(keeper.start());
       } else {
-        await AofRewriteKeeper.handBack(redis, logger);
+        // Not a reason to refuse to start: the rule stays as it is, and the log says why.
+        await AofRewriteKeeper.handBack(redis, logger).catch((e: unknown) => logger.warn(`could not give Redis its AOF rewrite rule back: ${(e as Error).message}`));
       }
       // Bounces and replies of staged sends, with RETURN_PATH_DOMAIN: one listener per worker process.
       if (verp) {
