@@ -193,10 +193,10 @@ const schema = z.object({
   /** Milliseconds to wait for REDIS_MIN_REPLICAS_ACK replicas before answering 503 (the action is kept and may be retried). Default 2000. */
   REDIS_REPLICA_ACK_TIMEOUT_MS: int(10, 60_000).default(2000),
   /**
-   * Who rewrites Redis's AOF: `when-quiet` (Airlock takes Redis's auto-aof-rewrite rule over and
-   * starts the rewrite while no fan-out runs and Redis takes few writes: infra/aof-rewrite.ts) or
-   * `redis` (Redis by its own rule, during sends too; a rule Airlock took is handed back). Default
-   * `when-quiet`.
+   * Who rewrites Redis's AOF: `when-quiet` (the workers keep Redis's auto-aof-rewrite rule, raise
+   * Redis's own to twice it, and start the rewrite by the kept rule while no fan-out runs and Redis
+   * takes few writes: infra/aof-rewrite.ts) or `redis` (Redis by its own rule, during sends too; a
+   * percentage the workers raised is given back). Default `when-quiet`.
    */
   REDIS_AOF_REWRITE: z.enum(["when-quiet", "redis"]).default("when-quiet"),
   /**

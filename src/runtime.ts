@@ -326,7 +326,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       stops.unshift(() => running.close(), () => dispatcher.stop());
       // Redis's AOF rewrite forks it and stalls writes for a moment: run it while Redis is quiet (infra/aof-rewrite.ts).
       if (config.REDIS_AOF_REWRITE === "when-quiet") {
-        const keeper = new AofRewriteKeeper({ redis, sendsRunning: () => scheduler.sendsRunning(), log: logger, onRewrite: (when) => metrics.aofRewrites.inc({ when }) });
+        const keeper = new AofRewriteKeeper({ redis, sendsRunning: () => scheduler.sendsRunning(), log: logger, onRewrite: (start) => metrics.aofRewrites.inc({ start }) });
         stops.unshift(keeper.start());
       } else {
         // Not a reason to refuse to start: the rule stays as it is, and the log says why.

@@ -1,55 +1,61 @@
 /**
- * Redis's AOF rewrite, run while Redis is quiet (issue 18). Redis rewrites its append-only file once it
- * has grown by `auto-aof-rewrite-percentage` (default 100%) over its size after the last rewrite
- * and is at least `auto-aof-rewrite-min-size` (64 MB). A rewrite forks Redis: the fork stopped it
+ * Redis's AOF rewrite, run while Redis is quiet (issue 18). Redis rewrites its append-only file once
+ * it has grown by `auto-aof-rewrite-percentage` (default 100%) over its size after the last rewrite
+ * and is larger than `auto-aof-rewrite-min-size` (64 MB). A rewrite forks Redis: the fork stopped it
  * for 45-65 ms on the bench machine, and every write after it faults on a page not yet copied
  * (copy-on-write), so commands that take 1-5 ms took 25-80 ms for a second or two after each fork.
- * A large send writes several times its audience's size to the AOF and met several rewrites:
- * recalls answered in up to 167-326 ms with rewrites, 88-96 ms without (docs/performance.md,
- * sessions 24-25). What a fork costs after it is the pages written while the child runs: a rewrite
- * started while an upload or a freeze writes stalled recalls as long as one during a send.
+ * A large send writes several times its audience's size to the AOF, and Redis's rule fires when
+ * the file grows, that is while Airlock is busy: recalls answered in up to 167-326 ms with
+ * rewrites, 88-96 ms without (docs/performance.md, sessions 24-25). What a fork costs after it is
+ * the pages written while the child runs: one started while an upload or a freeze writes stalls
+ * recalls as long as one during a send.
  *
- * So, with `REDIS_AOF_REWRITE=when-quiet` (the default), Airlock takes the rule over: it keeps
- * Redis's own rule (percentage and minimum size) under `keys.aofRule`, sets Redis's percentage to 0
- * (Redis then never rewrites by itself), and every few seconds applies that rule itself, starting
- * `BGREWRITEAOF` only while Redis is quiet: no fan-out job runs and the AOF grew by less than
- * QUIET_BYTES since the last look (no upload, freeze or other bulk write under way). Writes that
- * never pause do not let the file grow without bound: once it has grown BACKSTOP times the rule's
- * percentage (5x its base at 100%), the rewrite starts anyway. `REDIS_AOF_REWRITE=redis` hands the
- * rule back.
+ * So, with `REDIS_AOF_REWRITE=when-quiet` (the default), each worker process's keeper takes the
+ * rule over: it keeps Redis's percentage under `keys.aofRule` and raises Redis's own to BACKSTOP
+ * times it, then every few seconds applies the kept rule itself, starting `BGREWRITEAOF` only while
+ * Redis is quiet: no fan-out job runs and the AOF grew by less than QUIET_BYTES since the last look
+ * (no upload, freeze or other bulk write under way). Redis is never left without a rule of its own:
+ * if writes never pause, or no keeper runs any more (a rollback, workers scaled to zero, a fleet
+ * half switched to `redis`), Redis still rewrites by itself at BACKSTOP times the percentage.
+ * `REDIS_AOF_REWRITE=redis` gives Redis its percentage back.
  *
- * Every worker process runs a keeper; they agree without a lock (each reads Redis's state, a
- * second `BGREWRITEAOF` while one runs is refused and ignored). The rule is taken over again after
- * a failover (a new primary with its own rule) or when an operator sets a percentage again (the new
- * one becomes the rule). A Redis that refuses `CONFIG SET` (a managed one) keeps its own rule: the
- * keeper logs that once and stops.
+ * Several keepers agree without a lock: each reads Redis's state, and a second `BGREWRITEAOF` while
+ * one runs is refused (and ignored). A percentage that is neither 0 nor the one a keeper set (a new
+ * primary after a failover, an operator's change) becomes the kept rule at the next look. A
+ * percentage of 0 is an operator's "no automatic rewrite" (keepers never set it) and is left
+ * alone. A Redis that refuses `CONFIG SET` (an ACL without it) keeps its rule: said once, and the
+ * keeper stops. A failed rewrite is tried again no sooner than Redis's own limiter would (1 min,
+ * doubling per failure in a row, at most 1 h): a manual `BGREWRITEAOF` bypasses that limiter.
  */
 import type { Redis } from "ioredis";
 import { keys } from "../store/keys.js";
 
 export type AofRewriteMode = "when-quiet" | "redis";
 
-/** Redis's own rewrite rule (`auto-aof-rewrite-percentage`, `auto-aof-rewrite-min-size`). */
-export interface AofRule {
+/** What keepers keep under keys.aofRule: Redis's percentage, and what they set Redis's to instead. */
+export interface KeptRule {
   percentage: number;
-  minSize: number;
+  setTo: number;
 }
 
 /** From `INFO persistence`. */
 export interface AofState {
   enabled: boolean;
-  /** A rewrite runs or is scheduled to run. */
+  /** A rewrite runs or is scheduled, or another fork (an RDB save, a module's) runs: a rewrite asked now would only be scheduled. */
   busy: boolean;
   currentSize: number;
   baseSize: number;
+  /** Rewrites that failed in a row (`aof_rewrites_consecutive_failures`). */
+  failures: number;
 }
 
 /**
- * Writes that never pause still get a rewrite once the AOF has grown this many times the rule's
- * percentage over its base (5x the base at the default 100%): one stall while busy, rather than a
- * disk filled by a day of sends.
+ * Redis's own percentage while a keeper keeps the rule: this many times the rule's. At the default
+ * 100% Redis rewrites by itself once the file is 3x its base (a keeper rewrites at 2x while quiet),
+ * so the disk needs about 4x the data (the file and a rewrite's new base) against 3x with Redis's
+ * rule alone.
  */
-export const BACKSTOP = 4;
+export const BACKSTOP = 2;
 
 /**
  * Redis is quiet when the AOF grew by less than this between two looks (CHECK_EVERY_MS): what an
@@ -58,46 +64,60 @@ export const BACKSTOP = 4;
  */
 export const QUIET_BYTES = 1 << 20;
 
-export type AofDecision = "not-due" | "wait" | "rewrite" | "rewrite-while-busy";
+/** How often a keeper looks: a quiet gap of a few seconds is enough for a rewrite to begin. */
+export const CHECK_EVERY_MS = 5_000;
 
-/** Redis's own test (serverCron: growth over the base, in percent, and the minimum size), then whether Redis is quiet. */
-export function aofDecision(state: AofState, rule: AofRule, quiet: boolean): AofDecision {
+/** After a failed rewrite, the next no sooner than this, doubling per failure in a row up to RETRY_MAX_MS: Redis's own limiter's figures. */
+export const RETRY_AFTER_FAILURE_MS = 60_000;
+const RETRY_MAX_MS = 3_600_000;
+
+export type AofDecision = "not-due" | "wait" | "rewrite";
+
+/** Redis's own test (serverCron: growth over the base, in percent, above the minimum size), then whether Redis is quiet. */
+export function aofDecision(state: AofState, rule: { percentage: number; minSize: number }, quiet: boolean): AofDecision {
   if (!state.enabled || state.busy || rule.percentage <= 0) return "not-due";
   const base = state.baseSize > 0 ? state.baseSize : 1; // as Redis: no base yet counts as one byte
   const growth = (state.currentSize * 100) / base - 100;
   if (state.currentSize <= rule.minSize || growth < rule.percentage) return "not-due";
-  if (quiet) return "rewrite";
-  return growth >= BACKSTOP * rule.percentage ? "rewrite-while-busy" : "wait";
+  return quiet ? "rewrite" : "wait";
 }
 
 export function parseAofState(info: string): AofState {
-  const field = (name: string) => {
-    const m = new RegExp(`^${name}:(\\S+)`, "m").exec(info);
-    return m ? m[1]! : "";
-  };
+  const field = (name: string) => new RegExp(`^${name}:(\\S+)`, "m").exec(info)?.[1] ?? "";
   const num = (name: string) => Number(field(name)) || 0;
+  const on = (name: string) => field(name) === "1";
   return {
-    enabled: field("aof_enabled") === "1",
-    busy: field("aof_rewrite_in_progress") === "1" || field("aof_rewrite_scheduled") === "1",
+    enabled: on("aof_enabled"),
+    busy: on("aof_rewrite_in_progress") || on("aof_rewrite_scheduled") || on("rdb_bgsave_in_progress") || on("module_fork_in_progress"),
     currentSize: num("aof_current_size"),
     baseSize: num("aof_base_size"),
+    failures: num("aof_rewrites_consecutive_failures"),
   };
 }
 
-/** How often the keeper looks: a quiet gap of a few seconds is enough for a rewrite to begin. */
-export const CHECK_EVERY_MS = 5_000;
+/** An error of a Redis that will never take the command from this client (ACL, a renamed or unknown command, an unknown parameter). */
+function refused(e: unknown): boolean {
+  return /NOPERM|unknown command|unknown subcommand|Unsupported CONFIG parameter|Unknown option/i.test((e as Error).message);
+}
 
 export interface AofRewriteLog {
   info(msg: string): void;
   warn(msg: string): void;
 }
 
+export type AofLook = AofDecision | "backing-off" | "unmanaged" | "no-rule";
+
 export class AofRewriteKeeper {
   private stopped = false;
-  /** The AOF's size at the last look (null before the first, or after a failed one). */
-  private lastSize: number | null = null;
-  /** Logged once: the rule is Redis's (refused) or nobody's (operator set 0). */
+  /** The AOF's size and base at the last look (null before the first, or after a failed one). */
+  private last: { size: number; base: number } | null = null;
+  /** Failed rewrites in a row seen at the last look, and when the next may start. */
+  private failures = 0;
+  private retryAt = 0;
+  /** Said once: the rule taken, no rule, a failed look (said again after a good one). */
   private said = new Set<string>();
+  private readonly now: () => number;
+  private readonly everyMs: number;
 
   constructor(
     private readonly o: {
@@ -105,106 +125,154 @@ export class AofRewriteKeeper {
       /** Is any fan-out job running? (the fan-out queue's active jobs). */
       sendsRunning(): Promise<boolean>;
       log: AofRewriteLog;
-      /** Told each rewrite started (the `airlock_aof_rewrites_total` counter). */
-      onRewrite?(when: "quiet" | "busy"): void;
+      /** Told each rewrite asked for: begun now, or scheduled by Redis after another fork (the `airlock_aof_rewrites_total` counter). */
+      onRewrite?(start: "now" | "scheduled"): void;
+      now?(): number;
+      /** Between two looks (default CHECK_EVERY_MS). */
+      everyMs?: number;
     },
-  ) {}
-
-  /**
-   * One look: takes the rule over if Redis has one, and starts a rewrite if it is due and allowed.
-   * Answers what it decided; `unmanaged` once Redis refused to give its rule up (then stop ticking).
-   */
-  async tick(): Promise<AofDecision | "unmanaged" | "no-rule"> {
-    const rule = await this.takeRule();
-    if (rule === "unmanaged" || rule === "no-rule") return rule;
-    const state = parseAofState(await this.o.redis.info("persistence"));
-    const written = this.lastSize === null ? Infinity : state.currentSize - this.lastSize; // negative: rewritten since (the file starts again)
-    this.lastSize = state.currentSize;
-    const due = aofDecision(state, rule, true);
-    if (due !== "rewrite") return due;
-    // Asked only when due: one more round trip on the queue connection.
-    const decision = aofDecision(state, rule, written < QUIET_BYTES && !(await this.o.sendsRunning()));
-    if (decision === "rewrite" || decision === "rewrite-while-busy") {
-      try {
-        await this.o.redis.bgrewriteaof();
-      } catch (e) {
-        // Another worker's keeper started one a moment ago: Redis refuses the second, as it should.
-        if (/in progress/i.test((e as Error).message)) return "not-due";
-        throw e;
-      }
-      const when = decision === "rewrite" ? "quiet" : "busy";
-      this.o.onRewrite?.(when);
-      const growth = Math.round((state.currentSize * 100) / Math.max(1, state.baseSize) - 100);
-      if (when === "quiet") this.o.log.info(`Redis AOF rewrite started while Redis is quiet (the file grew ${growth}% over its base)`);
-      else this.o.log.warn(`Redis AOF rewrite started while sends or bulk writes run: the file grew ${growth}% over its base, ${BACKSTOP}x the rule's ${rule.percentage}% (recalls may stall for a moment)`);
-    }
-    return decision;
+  ) {
+    this.now = o.now ?? Date.now;
+    this.everyMs = o.everyMs ?? CHECK_EVERY_MS;
   }
 
-  /** Looks now (the rule is taken over at once), then every CHECK_EVERY_MS until the returned stop is called (or Redis keeps its own rule). */
-  start(): () => void {
+  /**
+   * One look: takes the rule over if Redis has one of its own, and starts a rewrite if it is due
+   * and Redis is quiet. Answers what it did; `unmanaged` once Redis refused `CONFIG SET` (then stop).
+   */
+  async tick(): Promise<AofLook> {
+    const { redis } = this.o;
+    const state = parseAofState(await redis.info("persistence"));
+    if (!state.enabled) return "not-due"; // no AOF: nothing to rewrite, no setting to touch
+    const rule = await this.takeRule();
+    if (typeof rule === "string") return rule;
+    // Writes since the last look. A different base (a rewrite finished, a new primary) or a smaller
+    // file makes this a first look: not known to be quiet.
+    const prev = this.last;
+    this.last = { size: state.currentSize, base: state.baseSize };
+    const written = prev === null || prev.base !== state.baseSize || state.currentSize < prev.size ? Infinity : state.currentSize - prev.size;
+    this.noteFailures(state.failures);
+    const due = aofDecision(state, rule, true);
+    if (due !== "rewrite") return due;
+    if (this.now() < this.retryAt) return "backing-off";
+    // Asked only when due: one more round trip on the queue connection.
+    const decision = aofDecision(state, rule, written < QUIET_BYTES && !(await this.o.sendsRunning()));
+    if (decision !== "rewrite") return decision;
+    let reply: string;
+    try {
+      reply = String(await redis.bgrewriteaof());
+    } catch (e) {
+      // Another worker's keeper started one a moment ago: Redis refuses the second, as it should.
+      if (/in progress/i.test((e as Error).message)) return "not-due";
+      throw e;
+    }
+    const growth = Math.round((state.currentSize * 100) / Math.max(1, state.baseSize) - 100);
+    if (/scheduled/i.test(reply)) {
+      // Another fork began between the look and the command: Redis starts the rewrite after it, quiet or not.
+      this.o.onRewrite?.("scheduled");
+      this.o.log.info(`Redis AOF rewrite scheduled (the file grew ${growth}% over its base; Redis starts it once its other child process ends)`);
+    } else {
+      this.o.onRewrite?.("now");
+      this.o.log.info(`Redis AOF rewrite started while Redis is quiet (the file grew ${growth}% over its base)`);
+    }
+    return "rewrite";
+  }
+
+  /**
+   * Looks now (the rule is taken over at once), then every `everyMs` until the returned stop is
+   * called (or Redis refuses to give its rule up). The stop resolves once a look in flight is over.
+   */
+  start(): () => Promise<void> {
     let timer: NodeJS.Timeout | null = null;
+    let looking: Promise<void> = Promise.resolve();
     const look = () => {
       if (this.stopped) return;
-      this.tick()
-        .then((r) => (r === "unmanaged" ? (this.stopped = true) : undefined))
+      looking = this.tick()
+        .then((r) => {
+          this.said.delete("error"); // a later failure is worth saying again
+          if (r === "unmanaged") this.stopped = true;
+        })
         // Redis away or busy loading: the next look tries again; nothing is lost by a late rewrite.
         .catch((e: unknown) => {
-          this.lastSize = null;
-          this.sayOnce("error", `AOF rewrite check failed (tried again every ${CHECK_EVERY_MS / 1000} s, said once): ${(e as Error).message}`, "warn");
+          this.last = null;
+          this.sayOnce("error", `AOF rewrite check failed (tried again every ${this.everyMs / 1000} s): ${(e as Error).message}`, "warn");
         })
         .finally(() => {
           if (this.stopped) return;
-          timer = setTimeout(look, CHECK_EVERY_MS);
+          timer = setTimeout(look, this.everyMs);
           timer.unref();
         });
     };
     look();
-    return () => {
+    return async () => {
       this.stopped = true;
       if (timer) clearTimeout(timer);
+      await looking;
     };
   }
 
-  /** `REDIS_AOF_REWRITE=redis`: gives Redis back the rule a keeper took (if any). */
+  /** `REDIS_AOF_REWRITE=redis`: gives Redis back the percentage a keeper kept (if any). */
   static async handBack(redis: Redis, log: AofRewriteLog): Promise<void> {
-    const kept = await redis.get(keys.aofRule());
-    if (kept === null) return;
-    const rule = JSON.parse(kept) as AofRule;
-    const [, percentage] = (await redis.config("GET", "auto-aof-rewrite-percentage")) as [string, string];
-    if (Number(percentage) === 0) await redis.config("SET", "auto-aof-rewrite-percentage", String(rule.percentage));
+    const raw = await redis.get(keys.aofRule());
+    if (raw === null) return;
+    const kept = JSON.parse(raw) as KeptRule;
+    const [, now] = (await redis.config("GET", "auto-aof-rewrite-percentage")) as [string, string];
+    // Not the keepers' value any more (an operator's since): theirs stands.
+    if (Number(now) === kept.setTo) await redis.config("SET", "auto-aof-rewrite-percentage", String(kept.percentage));
     await redis.del(keys.aofRule());
-    log.info(`Redis rewrites its AOF by its own rule again (auto-aof-rewrite-percentage ${Number(percentage) === 0 ? rule.percentage : percentage})`);
+    const [, after] = (await redis.config("GET", "auto-aof-rewrite-percentage")) as [string, string];
+    log.info(`Redis rewrites its AOF by its own rule again (auto-aof-rewrite-percentage ${after}); a worker with REDIS_AOF_REWRITE=when-quiet still running takes it over again`);
   }
 
-  private async takeRule(): Promise<AofRule | "unmanaged" | "no-rule"> {
+  private async takeRule(): Promise<{ percentage: number; minSize: number } | "unmanaged" | "no-rule"> {
     const { redis } = this.o;
     const cfg = (await redis.config("GET", "auto-aof-rewrite-*")) as string[]; // [name, value, ...]
-    const value = (name: string) => Number(cfg[cfg.indexOf(name) + 1]);
+    const value = (name: string) => {
+      const i = cfg.indexOf(name);
+      const v = i >= 0 ? Number(cfg[i + 1]) : NaN;
+      if (!Number.isFinite(v)) throw new Error(`CONFIG GET answered no number for ${name}`);
+      return v;
+    };
     const percentage = value("auto-aof-rewrite-percentage");
     const minSize = value("auto-aof-rewrite-min-size");
-    if (percentage > 0) {
-      // Redis has a rule of its own (first start, a new primary, an operator's change): it becomes ours.
-      const rule: AofRule = { percentage, minSize };
-      await redis.set(keys.aofRule(), JSON.stringify(rule));
-      try {
-        await redis.config("SET", "auto-aof-rewrite-percentage", "0");
-      } catch (e) {
-        await redis.del(keys.aofRule());
-        this.o.log.warn(`Redis refused CONFIG SET (${(e as Error).message}): it rewrites its AOF by its own rule, during sends too (REDIS_AOF_REWRITE=redis silences this)`);
-        return "unmanaged";
-      }
-      this.sayOnce(`rule ${percentage} ${minSize}`, `Airlock rewrites Redis's AOF while Redis is quiet, by Redis's rule (${percentage}% growth, at least ${minSize} bytes): auto-aof-rewrite-percentage is now 0, the rule kept in ${keys.aofRule()}`);
-      return rule;
-    }
-    const kept = await redis.get(keys.aofRule());
-    if (kept === null) {
-      // 0 set by an operator, not by a keeper: rewrites are theirs to run (BGREWRITEAOF from cron).
-      this.sayOnce("no-rule", "Redis's auto-aof-rewrite-percentage is 0 and no rule was kept: Airlock starts no AOF rewrite");
+    if (percentage === 0) {
+      // Keepers never set 0: an operator did (no automatic rewrite; BGREWRITEAOF from cron).
+      this.sayOnce("no-rule", "Redis's auto-aof-rewrite-percentage is 0: no automatic AOF rewrite, and Airlock starts none");
       return "no-rule";
     }
-    // The minimum size as Redis has it now: an operator may change it while the percentage is ours.
-    return { percentage: (JSON.parse(kept) as AofRule).percentage, minSize };
+    const raw = await redis.get(keys.aofRule());
+    const kept = raw === null ? null : (JSON.parse(raw) as KeptRule);
+    if (kept && percentage === kept.setTo) return { percentage: kept.percentage, minSize };
+    // Redis has a rule of its own (first start, a new primary, an operator's change): it is kept,
+    // and Redis's own raised to the backstop.
+    const rule: KeptRule = { percentage, setTo: percentage * BACKSTOP };
+    await redis.set(keys.aofRule(), JSON.stringify(rule));
+    try {
+      await redis.config("SET", "auto-aof-rewrite-percentage", String(rule.setTo));
+    } catch (e) {
+      if (!refused(e)) throw e; // a timeout, a dropped connection: the next look tries again
+      await redis.del(keys.aofRule()).catch(() => {}); // nothing was taken
+      this.o.log.warn(`Redis refused CONFIG SET (${(e as Error).message}): it rewrites its AOF by its own rule, during sends too (REDIS_AOF_REWRITE=redis silences this)`);
+      return "unmanaged";
+    }
+    this.o.log.info(
+      `Airlock rewrites Redis's AOF while Redis is quiet, by Redis's rule (${percentage}% growth, over ${minSize} bytes, kept in ${keys.aofRule()}); Redis's own auto-aof-rewrite-percentage is now ${rule.setTo}, for when writes never pause or no worker runs`,
+    );
+    return { percentage, minSize };
+  }
+
+  /** A new failed rewrite pushes the next attempt back (Redis's limiter's figures); a good one clears it. */
+  private noteFailures(failures: number): void {
+    if (failures === 0) {
+      this.failures = 0;
+      this.retryAt = 0;
+      return;
+    }
+    if (failures === this.failures) return;
+    this.failures = failures;
+    const wait = Math.min(RETRY_MAX_MS, RETRY_AFTER_FAILURE_MS * 2 ** (failures - 1));
+    this.retryAt = this.now() + wait;
+    this.o.log.warn(`Redis's AOF rewrite failed (${failures} in a row: see Redis's log, e.g. memory for the fork or disk space); the next in ${Math.round(wait / 1000)} s at the earliest`);
   }
 
   private sayOnce(what: string, msg: string, level: "info" | "warn" = "info"): void {

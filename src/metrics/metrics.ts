@@ -21,7 +21,7 @@ export interface Metrics {
   /** Time bulk work (uploads, freezes) waited for running sends: store/bulk-pace.ts. */
   bulkPaced: Counter<never>;
   /** Redis AOF rewrites this process started: infra/aof-rewrite.ts. */
-  aofRewrites: Counter<"when">;
+  aofRewrites: Counter<"start">;
 }
 
 /** Message hash fields summed into airlock_recipients{outcome}. */
@@ -125,8 +125,8 @@ export function createMetrics(d: { redis: Redis; queues: Queue[] }): Metrics {
     }),
     aofRewrites: new Counter({
       name: "airlock_aof_rewrites_total",
-      help: "Redis AOF rewrites this process started (REDIS_AOF_REWRITE=when-quiet): when=quiet, or busy once the file outgrew the backstop while sends or bulk writes ran",
-      labelNames: ["when"],
+      help: "Redis AOF rewrites this process asked for while Redis was quiet (REDIS_AOF_REWRITE=when-quiet): start=now, or scheduled when Redis had another child process",
+      labelNames: ["start"],
       registers: [registry],
     }),
   };

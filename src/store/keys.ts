@@ -130,7 +130,7 @@ export const keys = {
   oidcPeople: () => `${PREFIX}:oidc:people`,
   /** Pub/sub: an email whose entry in `oidcPeople` changed (every process's directory reloads it). */
   oidcPeopleChanged: () => `${PREFIX}:oidc:people-changed`,
-  /** String, JSON {percentage, minSize}: Redis's AOF rewrite rule, taken over by Airlock to rewrite while Redis is quiet (infra/aof-rewrite.ts). */
+  /** String, JSON {percentage, setTo}: Redis's AOF rewrite percentage kept by the workers, and what they set Redis's own to (infra/aof-rewrite.ts). */
   aofRule: () => `${PREFIX}:aof-rule`,
 } as const;
 

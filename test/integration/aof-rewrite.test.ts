@@ -1,8 +1,9 @@
 /**
  * Redis's AOF rewrite while Redis is quiet (infra/aof-rewrite.ts), against a real redis-server: the
- * keeper takes Redis's rule over, starts BGREWRITEAOF once the file has grown by that rule and only
- * while no send runs and nothing else writes much (or past the backstop), respects an operator's 0, keeps Redis's rule where CONFIG SET
- * is refused, and hands the rule back. The worker processes of a running Airlock take it over.
+ * keeper takes Redis's rule over (Redis's own raised to the backstop, never 0), starts BGREWRITEAOF
+ * once the file has grown by that rule and only while no send runs and nothing else writes much,
+ * respects an operator's 0, keeps Redis's rule where CONFIG SET is refused, stops when told, and
+ * hands the rule back. The worker processes of a running Airlock take it over.
  */
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -14,20 +15,22 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { AofRewriteKeeper, BACKSTOP, QUIET_BYTES, parseAofState } from "../../src/infra/aof-rewrite.js";
 import { createRuntime } from "../../src/runtime.js";
-import { TestClock } from "../support/airlock.js";
 import { keys } from "../../src/store/keys.js";
+import { TestClock } from "../support/airlock.js";
 import { redisForThisFile } from "../support/redis.js";
 
 const ctx = redisForThisFile();
+const MIN_SIZE = 64 * 1024;
 
-function keeperOn(redis: Redis, sending: { now: boolean }) {
+function keeperOn(redis: Redis, sending: { now: boolean }, opts: { everyMs?: number } = {}) {
   const said: Array<{ level: "info" | "warn"; msg: string }> = [];
   const rewrites: string[] = [];
   const keeper = new AofRewriteKeeper({
     redis,
     sendsRunning: async () => sending.now,
     log: { info: (msg) => said.push({ level: "info", msg }), warn: (msg) => said.push({ level: "warn", msg }) },
-    onRewrite: (when) => rewrites.push(when),
+    onRewrite: (start) => rewrites.push(start),
+    ...opts,
   });
   return { keeper, said, rewrites };
 }
@@ -36,6 +39,8 @@ async function percentage(): Promise<number> {
   const [, v] = (await ctx.redis.config("GET", "auto-aof-rewrite-percentage")) as [string, string];
   return Number(v);
 }
+
+const kept = async () => JSON.parse((await ctx.redis.get(keys.aofRule())) ?? "null") as { percentage: number; setTo: number } | null;
 
 async function aof() {
   const info = await ctx.redis.info("persistence");
@@ -59,64 +64,92 @@ const aofUntil = (what: string, ok: (s: Awaited<ReturnType<typeof aof>>) => bool
     return ok(s) ? s : false;
   });
 
-/**
- * Writes random 4 kB values (incompressible, so that a rewritten base is their size) until the AOF
- * is `times` its base, in steps of a twentieth of the base (so that it stops close to `times`).
- */
+/** Writes `bytes` of random 4 kB values (incompressible, so that a rewritten base is their size). */
+async function write(bytes: number) {
+  const p = ctx.redis.pipeline();
+  for (let i = 0; i < Math.max(1, Math.round(bytes / 4096)); i++) p.set(`fill:${randomBytes(8).toString("hex")}`, randomBytes(4096));
+  await p.exec();
+}
+
+/** Writes until the AOF is `times` its base, in steps of a twentieth of the base (so that it stops close to `times`). */
 async function growTo(times: number) {
   for (;;) {
     const s = await aof();
     if (s.currentSize >= times * Math.max(1, s.baseSize)) return s;
-    const p = ctx.redis.pipeline();
-    for (let i = 0; i < Math.max(1, Math.floor(s.baseSize / 20 / 4096)); i++) p.set(`fill:${randomBytes(8).toString("hex")}`, randomBytes(4096));
-    await p.exec();
+    await write(s.baseSize / 20);
   }
 }
 
-/** About `bytes` of data, then a rewrite: the base is then about that size (a fresh AOF's base is almost empty). */
-async function baseOf(bytes: number) {
-  const p = ctx.redis.pipeline();
-  for (let i = 0; i < bytes / 4096; i++) p.set(`fill:${randomBytes(8).toString("hex")}`, randomBytes(4096));
-  await p.exec();
-  return rewriteNow();
+/**
+ * Writes a `share` of the base, and waits until the AOF's size says so: with appendfsync everysec
+ * Redis may hold its write to the file back while the last second's fsync runs (up to 2 s).
+ */
+async function grownBy(share: number) {
+  const { baseSize } = await aof();
+  await write(baseSize * share);
+  return aofUntil(`${share * 100}% over its base`, (s) => s.currentSize >= baseSize * (1 + share * 0.9));
 }
 
-/** A rewrite now, so that the base is the data so far (a fresh AOF's base is almost empty). */
+/**
+ * A rewrite now, and its end. Redis's own rule may have begun one a moment ago (a test's first
+ * megabyte over an empty base is far past any percentage): then it is waited for and this one follows.
+ */
 async function rewriteNow() {
   const before = (await aof()).rewrites;
-  await ctx.redis.bgrewriteaof();
+  await until("a rewrite begun", async () =>
+    ctx.redis.bgrewriteaof().then(
+      () => true,
+      (e: Error) => {
+        if (/in progress/i.test(e.message)) return false;
+        throw e;
+      },
+    ),
+  );
   return aofUntil("rewritten", (s) => s.rewrites > before && !s.busy);
 }
 
+/** About `bytes` of data, then a rewrite: the base is then about that size. */
+async function baseOf(bytes: number) {
+  await write(bytes);
+  return rewriteNow();
+}
+
 beforeEach(async () => {
-  // Redis's defaults again, a small minimum size so that a test's few MB count, and no keeper's rule.
-  await ctx.redis.config("SET", "auto-aof-rewrite-percentage", "100");
-  await ctx.redis.config("SET", "auto-aof-rewrite-min-size", String(64 * 1024));
-  await ctx.redis.del(keys.aofRule());
+  // Each test from an empty Redis with a fresh base, Redis's default percentage, a small minimum
+  // size (so that a test's few MB count) and no rule kept. Redis's own rule off meanwhile, so that
+  // its timer starts no rewrite between these steps (a test may have left the file due).
+  await ctx.redis.config("SET", "auto-aof-rewrite-percentage", "0");
   await aofUntil("idle", (s) => !s.busy);
+  await ctx.redis.flushall();
+  await rewriteNow();
+  await ctx.redis.config("SET", "auto-aof-rewrite-min-size", String(MIN_SIZE));
+  await ctx.redis.config("SET", "auto-aof-rewrite-percentage", "100");
 });
 
 describe("the keeper", () => {
-  it("takes Redis's rule over: Redis's percentage 0, the rule kept", async () => {
+  it("takes Redis's rule over: the rule kept, Redis's own raised to the backstop (never 0)", async () => {
     const k = keeperOn(ctx.redis, { now: false });
     expect(await k.keeper.tick()).toBe("not-due");
-    expect(await percentage()).toBe(0);
-    expect(JSON.parse((await ctx.redis.get(keys.aofRule()))!)).toEqual({ percentage: 100, minSize: 64 * 1024 });
-    expect(k.said.map((s) => s.msg).join("\n")).toMatch(/while Redis is quiet, by Redis's rule \(100% growth/);
-    // An operator's new percentage becomes the rule at the next look.
+    expect(await percentage()).toBe(100 * BACKSTOP);
+    expect(await kept()).toEqual({ percentage: 100, setTo: 100 * BACKSTOP });
+    expect(k.said.map((s) => s.msg).join("\n")).toMatch(/while Redis is quiet, by Redis's rule \(100% growth.*now 200/);
+    // Its own value is recognised: nothing taken again.
+    await k.keeper.tick();
+    expect(await kept()).toEqual({ percentage: 100, setTo: 100 * BACKSTOP });
+    // An operator's new percentage (or a new primary's) becomes the rule at the next look.
     await ctx.redis.config("SET", "auto-aof-rewrite-percentage", "50");
     await k.keeper.tick();
-    expect(await percentage()).toBe(0);
-    expect(JSON.parse((await ctx.redis.get(keys.aofRule()))!).percentage).toBe(50);
+    expect(await percentage()).toBe(50 * BACKSTOP);
+    expect(await kept()).toEqual({ percentage: 50, setTo: 50 * BACKSTOP });
   });
 
   it("waits while a send runs, rewrites once none does and Redis is quiet", async () => {
     const sending = { now: true };
     const k = keeperOn(ctx.redis, sending);
-    await k.keeper.tick(); // the rule is ours now: Redis will not rewrite by itself
+    await k.keeper.tick(); // the rule is kept now; Redis's own is at 200%
     await baseOf(1 << 20); // a base of 1 MB, above the 64 kB minimum
-    const grown = await growTo(2.5); // 150% over the new base: due, below the backstop
-    expect(grown.currentSize).toBeGreaterThan(64 * 1024);
+    const grown = await growTo(2.5); // 150% over the base: due by the rule, below Redis's 200%
+    expect(grown.currentSize).toBeGreaterThan(MIN_SIZE);
     expect(await k.keeper.tick()).toBe("wait");
     expect(await k.keeper.tick()).toBe("wait"); // nothing written since the last look, but the send runs
     expect((await aof()).rewrites).toBe(grown.rewrites); // Redis did not rewrite by itself either
@@ -124,7 +157,7 @@ describe("the keeper", () => {
     expect(await k.keeper.tick()).toBe("rewrite");
     const after = await aofUntil("rewritten by the keeper", (s) => s.rewrites === grown.rewrites + 1 && !s.busy);
     expect(after.baseSize).toBeGreaterThan(grown.baseSize);
-    expect(k.rewrites).toEqual(["quiet"]);
+    expect(k.rewrites).toEqual(["now"]);
     expect(await k.keeper.tick()).toBe("not-due"); // the new base: no longer due
   });
 
@@ -132,60 +165,98 @@ describe("the keeper", () => {
     const k = keeperOn(ctx.redis, { now: false });
     await k.keeper.tick();
     await baseOf(1 << 20);
-    const grown = await growTo(2.5); // 1.5 MB or more written since the keeper's last look
+    await k.keeper.tick(); // a look at the new base
+    const grown = await growTo(2.5); // 1.5 MB or more written since that look
     expect(grown.currentSize - grown.baseSize).toBeGreaterThanOrEqual(QUIET_BYTES);
     expect(await k.keeper.tick()).toBe("wait");
     expect((await aof()).rewrites).toBe(grown.rewrites);
     expect(await k.keeper.tick()).toBe("rewrite"); // nothing written since: quiet
     await aofUntil("rewritten by the keeper", (s) => s.rewrites === grown.rewrites + 1 && !s.busy);
-    expect(k.rewrites).toEqual(["quiet"]);
+    expect(k.rewrites).toEqual(["now"]);
   });
 
-  it("rewrites during a send once the file outgrew the backstop, and says so", async () => {
-    const k = keeperOn(ctx.redis, { now: true });
-    await k.keeper.tick();
-    await baseOf(1 << 20);
-    const grown = await growTo(1 + BACKSTOP + 0.1); // 410% over the base, the rule's 100% four times
-    expect(await k.keeper.tick()).toBe("rewrite-while-busy");
-    await aofUntil("rewritten during the send", (s) => s.rewrites === grown.rewrites + 1 && !s.busy);
-    expect(k.rewrites).toEqual(["busy"]);
-    expect(k.said.find((s) => s.level === "warn")?.msg).toMatch(/started while sends or bulk writes run/);
-  });
-
-  it("leaves an operator's 0 alone: no rule kept, no rewrite", async () => {
-    await ctx.redis.config("SET", "auto-aof-rewrite-percentage", "0");
+  it("does not take a new base (another keeper's rewrite, a new primary) for a quiet one", async () => {
+    await ctx.redis.config("SET", "auto-aof-rewrite-percentage", "5"); // a rule a few writes make due
     const k = keeperOn(ctx.redis, { now: false });
+    await k.keeper.tick(); // taken over first: Redis's own at 10% will not rewrite at 7.5%
+    await baseOf(1 << 20);
+    await grownBy(0.075); // due: 7.5% over the base
+    expect(await k.keeper.tick()).toBe("wait"); // a new base since the last look: not known to be quiet
+    const first = await rewriteNow(); // someone else's rewrite: a new base
+    await grownBy(0.075); // due again, ~80 kB written since the keeper's look
+    expect(await k.keeper.tick()).toBe("wait"); // a new base: a first look again
+    expect(await k.keeper.tick()).toBe("rewrite");
+    await aofUntil("rewritten by the keeper", (s) => s.rewrites === first.rewrites + 1 && !s.busy);
+  });
+
+  it("two keepers due at once start one rewrite", async () => {
+    const a = keeperOn(ctx.redis, { now: false });
+    const b = keeperOn(ctx.redis, { now: false });
+    await a.keeper.tick();
+    await baseOf(1 << 20);
+    const grown = await growTo(2.2);
+    await Promise.all([a.keeper.tick(), b.keeper.tick()]); // first looks
+    const looks = await Promise.all([a.keeper.tick(), b.keeper.tick()]);
+    expect(looks.filter((l) => l === "rewrite")).toHaveLength(1);
+    expect(looks.filter((l) => l !== "rewrite")).toEqual(["not-due"]); // refused as in progress, or seen running
+    const after = await aofUntil("rewritten once", (s) => s.rewrites > grown.rewrites && !s.busy);
+    expect(after.rewrites).toBe(grown.rewrites + 1);
+  });
+
+  it("leaves an operator's 0 alone, kept rule or not: no rewrite", async () => {
+    const k = keeperOn(ctx.redis, { now: false });
+    await k.keeper.tick(); // kept: {100, 200}
+    await ctx.redis.config("SET", "auto-aof-rewrite-percentage", "0");
     await baseOf(1 << 20);
     const grown = await growTo(3);
     expect(await k.keeper.tick()).toBe("no-rule");
-    expect(await ctx.redis.get(keys.aofRule())).toBeNull();
+    expect(await k.keeper.tick()).toBe("no-rule");
+    expect(await percentage()).toBe(0);
     expect((await aof()).rewrites).toBe(grown.rewrites);
-    expect(k.said.map((s) => s.msg).join("\n")).toMatch(/percentage is 0 and no rule was kept/);
+    expect(k.said.map((s) => s.msg).join("\n")).toMatch(/percentage is 0: no automatic AOF rewrite/);
   });
 
-  it("keeps Redis's own rule where CONFIG SET is refused (a managed Redis)", async () => {
+  it("keeps Redis's own rule where CONFIG SET is refused (an ACL without it)", async () => {
     await ctx.redis.call("ACL", "SETUSER", "managed", "on", ">managed-pw", "~*", "&*", "+@all", "-config|set");
     const limited = new Redis(ctx.server.url.replace("redis://", "redis://managed:managed-pw@"));
     try {
       const k = keeperOn(limited, { now: false });
       expect(await k.keeper.tick()).toBe("unmanaged");
       expect(await percentage()).toBe(100);
-      expect(await ctx.redis.get(keys.aofRule())).toBeNull();
+      expect(await kept()).toBeNull();
       expect(k.said.find((s) => s.level === "warn")?.msg).toMatch(/refused CONFIG SET.*own rule/);
     } finally {
       limited.disconnect();
     }
   });
 
-  it("hands the rule back (REDIS_AOF_REWRITE=redis)", async () => {
+  it("stops looking when told", async () => {
+    const k = keeperOn(ctx.redis, { now: false }, { everyMs: 20 });
+    const stop = k.keeper.start();
+    await until("the rule taken over at the start", async () => (await percentage()) === 100 * BACKSTOP);
+    await stop();
+    await ctx.redis.config("SET", "auto-aof-rewrite-percentage", "70");
+    // Only a wait can show that no look comes: ten of its periods.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await percentage()).toBe(70);
+  });
+
+  it("hands the rule back (REDIS_AOF_REWRITE=redis), but not over an operator's later change", async () => {
     await ctx.redis.config("SET", "auto-aof-rewrite-percentage", "70");
     await keeperOn(ctx.redis, { now: false }).keeper.tick();
-    expect(await percentage()).toBe(0);
+    expect(await percentage()).toBe(70 * BACKSTOP);
     const said: string[] = [];
-    await AofRewriteKeeper.handBack(ctx.redis, { info: (m) => said.push(m), warn: (m) => said.push(m) });
+    const log = { info: (m: string) => said.push(m), warn: (m: string) => said.push(m) };
+    await AofRewriteKeeper.handBack(ctx.redis, log);
     expect(await percentage()).toBe(70);
-    expect(await ctx.redis.get(keys.aofRule())).toBeNull();
+    expect(await kept()).toBeNull();
     expect(said.join("\n")).toMatch(/own rule again \(auto-aof-rewrite-percentage 70\)/);
+
+    await keeperOn(ctx.redis, { now: false }).keeper.tick();
+    await ctx.redis.config("SET", "auto-aof-rewrite-percentage", "90"); // an operator, since
+    await AofRewriteKeeper.handBack(ctx.redis, log);
+    expect(await percentage()).toBe(90);
+    expect(await kept()).toBeNull();
   });
 });
 
@@ -208,15 +279,15 @@ describe("a running Airlock", () => {
     const first = await workersOn({});
     try {
       // The first look is at the start: no wait for the keeper's period.
-      await until("the rule taken over", async () => (await percentage()) === 0);
-      expect(JSON.parse((await ctx.redis.get(keys.aofRule()))!).percentage).toBe(100);
+      await until("the rule taken over", async () => (await percentage()) === 100 * BACKSTOP);
+      expect(await kept()).toEqual({ percentage: 100, setTo: 100 * BACKSTOP });
     } finally {
       await first.stop();
     }
     const second = await workersOn({ REDIS_AOF_REWRITE: "redis" });
     try {
       expect(await percentage()).toBe(100);
-      expect(await ctx.redis.get(keys.aofRule())).toBeNull();
+      expect(await kept()).toBeNull();
     } finally {
       await second.stop();
     }
