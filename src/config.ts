@@ -194,7 +194,7 @@ const schema = z.object({
   REDIS_REPLICA_ACK_TIMEOUT_MS: int(10, 60_000).default(2000),
   /**
    * Who rewrites Redis's AOF: `when-quiet` (the workers keep Redis's auto-aof-rewrite rule, raise
-   * Redis's own to twice it, and start the rewrite by the kept rule while no fan-out runs and Redis
+   * Redis's own to twice it plus one, and start the rewrite by the kept rule while no fan-out runs and Redis
    * takes few writes: infra/aof-rewrite.ts) or `redis` (Redis by its own rule, during sends too; a
    * percentage the workers raised is given back). Default `when-quiet`.
    */

@@ -325,12 +325,14 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       dispatcher.start();
       stops.unshift(() => running.close(), () => dispatcher.stop());
       // Redis's AOF rewrite forks it and stalls writes for a moment: run it while Redis is quiet (infra/aof-rewrite.ts).
+      // A connection of its own: the keeper WATCHes its key.
+      const aofConn = connect("aof-rewrite");
       if (config.REDIS_AOF_REWRITE === "when-quiet") {
-        const keeper = new AofRewriteKeeper({ redis, sendsRunning: () => scheduler.sendsRunning(), log: logger, onRewrite: (start) => metrics.aofRewrites.inc({ start }) });
+        const keeper = new AofRewriteKeeper({ redis: aofConn, sendsRunning: () => scheduler.sendsRunning(), log: logger, onRewrite: (start) => metrics.aofRewrites.inc({ start }) });
         stops.unshift(keeper.start());
       } else {
         // Not a reason to refuse to start: the rule stays as it is, and the log says why.
-        await AofRewriteKeeper.handBack(redis, logger).catch((e: unknown) => logger.warn(`could not give Redis its AOF rewrite rule back: ${(e as Error).message}`));
+        await AofRewriteKeeper.handBack(aofConn, logger).catch((e: unknown) => logger.warn(`could not give Redis its AOF rewrite rule back: ${(e as Error).message}`));
       }
       // Bounces and replies of staged sends, with RETURN_PATH_DOMAIN: one listener per worker process.
       if (verp) {

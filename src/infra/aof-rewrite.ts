@@ -12,7 +12,7 @@
  *
  * So, with `REDIS_AOF_REWRITE=when-quiet` (the default), each worker process's keeper takes the
  * rule over: it keeps Redis's percentage under `keys.aofRule` and raises Redis's own to BACKSTOP
- * times it, then every few seconds applies the kept rule itself, starting `BGREWRITEAOF` only while
+ * times it plus one (odd, so that it is told from a round value an operator sets), then every few seconds applies the kept rule itself, starting `BGREWRITEAOF` only while
  * Redis is quiet: no fan-out job runs and the AOF grew by less than QUIET_BYTES since the last look
  * (no upload, freeze or other bulk write under way). Redis is never left without a rule of its own:
  * if writes never pause, or no keeper runs any more (a rollback, workers scaled to zero, a fleet
@@ -20,12 +20,15 @@
  * `REDIS_AOF_REWRITE=redis` gives Redis its percentage back.
  *
  * Several keepers agree without a lock: each reads Redis's state, and a second `BGREWRITEAOF` while
- * one runs is refused (and ignored). A percentage that is neither 0 nor the one a keeper set (a new
- * primary after a failover, an operator's change) becomes the kept rule at the next look. A
- * percentage of 0 is an operator's "no automatic rewrite" (keepers never set it) and is left
- * alone. A Redis that refuses `CONFIG SET` (an ACL without it) keeps its rule: said once, and the
- * keeper stops. A failed rewrite is tried again no sooner than Redis's own limiter would (1 min,
- * doubling per failure in a row, at most 1 h): a manual `BGREWRITEAOF` bypasses that limiter.
+ * one runs is refused (and ignored). A takeover or a hand-back writes the key and the percentage in
+ * one transaction, WATCHing the key on a connection of the keeper's own, so that two of them never
+ * take a raised percentage for Redis's rule (which would raise it again). A percentage that is
+ * neither 0 nor the one a keeper set (a new primary after a failover, an operator's change) becomes
+ * the kept rule at the next look. A percentage of 0 is an operator's "no automatic rewrite"
+ * (keepers never set it) and is left alone. A Redis that refuses `CONFIG SET` or `BGREWRITEAOF` (an
+ * ACL without them) keeps its own rule: said once, and the keeper stops. A rewrite that fails (the
+ * fork, or its child) is tried again no sooner than Redis's own limiter would (1 min, doubling per
+ * failure in a row, at most 1 h): a manual `BGREWRITEAOF` bypasses that limiter.
  */
 import type { Redis } from "ioredis";
 import { keys } from "../store/keys.js";
@@ -38,24 +41,27 @@ export interface KeptRule {
   setTo: number;
 }
 
-/** From `INFO persistence`. */
+/** From `INFO persistence` (fields Redis 6.2 has too). */
 export interface AofState {
   enabled: boolean;
   /** A rewrite runs or is scheduled, or another fork (an RDB save, a module's) runs: a rewrite asked now would only be scheduled. */
   busy: boolean;
   currentSize: number;
   baseSize: number;
-  /** Rewrites that failed in a row (`aof_rewrites_consecutive_failures`). */
-  failures: number;
+  /** The last rewrite's outcome (`aof_last_bgrewrite_status`). */
+  lastRewriteOk: boolean;
 }
 
 /**
- * Redis's own percentage while a keeper keeps the rule: this many times the rule's. At the default
- * 100% Redis rewrites by itself once the file is 3x its base (a keeper rewrites at 2x while quiet),
- * so the disk needs about 4x the data (the file and a rewrite's new base) against 3x with Redis's
- * rule alone.
+ * Redis's own percentage while a keeper keeps the rule: this many times the rule's (plus one). At
+ * the default 100% Redis rewrites by itself once the file is 3x its base (a keeper rewrites at 2x
+ * while quiet), so the disk needs about 4x the data (the file and a rewrite's new base) against 3x
+ * with Redis's rule alone.
  */
 export const BACKSTOP = 2;
+
+/** The percentage a keeper sets Redis's own to for a kept rule (Redis takes at most a 32-bit int). */
+export const raisedPercentage = (rule: number) => Math.min(2 ** 31 - 1, BACKSTOP * rule + 1);
 
 /**
  * Redis is quiet when the AOF grew by less than this between two looks (CHECK_EVERY_MS): what an
@@ -70,6 +76,12 @@ export const CHECK_EVERY_MS = 5_000;
 /** After a failed rewrite, the next no sooner than this, doubling per failure in a row up to RETRY_MAX_MS: Redis's own limiter's figures. */
 export const RETRY_AFTER_FAILURE_MS = 60_000;
 const RETRY_MAX_MS = 3_600_000;
+
+/**
+ * How long a stop waits for a look in flight: a look is a few round trips, but while Redis is away
+ * ioredis retries its commands, and a shutdown must not wait for that.
+ */
+const STOP_WAIT_MS = 2_000;
 
 export type AofDecision = "not-due" | "wait" | "rewrite";
 
@@ -91,12 +103,23 @@ export function parseAofState(info: string): AofState {
     busy: on("aof_rewrite_in_progress") || on("aof_rewrite_scheduled") || on("rdb_bgsave_in_progress") || on("module_fork_in_progress"),
     currentSize: num("aof_current_size"),
     baseSize: num("aof_base_size"),
-    failures: num("aof_rewrites_consecutive_failures"),
+    lastRewriteOk: field("aof_last_bgrewrite_status") !== "err",
   };
 }
 
+/** The key's value, if it is one a keeper wrote (else null: a corrupted key is not acted on). */
+export function parseKeptRule(raw: string): KeptRule | null {
+  try {
+    const v = JSON.parse(raw) as Partial<KeptRule>;
+    if (Number.isInteger(v.percentage) && v.percentage! > 0 && Number.isInteger(v.setTo) && v.setTo! > 0) return { percentage: v.percentage!, setTo: v.setTo! };
+  } catch {
+    // not JSON: below
+  }
+  return null;
+}
+
 /** An error of a Redis that will never take the command from this client (ACL, a renamed or unknown command, an unknown parameter). */
-function refused(e: unknown): boolean {
+export function refused(e: unknown): boolean {
   return /NOPERM|unknown command|unknown subcommand|Unsupported CONFIG parameter|Unknown option/i.test((e as Error).message);
 }
 
@@ -111,16 +134,18 @@ export class AofRewriteKeeper {
   private stopped = false;
   /** The AOF's size and base at the last look (null before the first, or after a failed one). */
   private last: { size: number; base: number } | null = null;
-  /** Failed rewrites in a row seen at the last look, and when the next may start. */
-  private failures = 0;
+  /** A rewrite this keeper asked for, whose outcome is not seen yet; failures in a row; when the next may start. */
+  private asked = false;
+  private streak = 0;
   private retryAt = 0;
-  /** Said once: the rule taken, no rule, a failed look (said again after a good one). */
+  /** Said once: no rule, a corrupted key, a failed look (said again after a good one). */
   private said = new Set<string>();
   private readonly now: () => number;
   private readonly everyMs: number;
 
   constructor(
     private readonly o: {
+      /** A connection of the keeper's own: it WATCHes the key (a shared connection's other users would see the WATCH). */
       redis: Redis;
       /** Is any fan-out job running? (the fan-out queue's active jobs). */
       sendsRunning(): Promise<boolean>;
@@ -138,7 +163,7 @@ export class AofRewriteKeeper {
 
   /**
    * One look: takes the rule over if Redis has one of its own, and starts a rewrite if it is due
-   * and Redis is quiet. Answers what it did; `unmanaged` once Redis refused `CONFIG SET` (then stop).
+   * and Redis is quiet. Answers what it did; `unmanaged` once Redis refused (then stop).
    */
   async tick(): Promise<AofLook> {
     const { redis } = this.o;
@@ -151,7 +176,12 @@ export class AofRewriteKeeper {
     const prev = this.last;
     this.last = { size: state.currentSize, base: state.baseSize };
     const written = prev === null || prev.base !== state.baseSize || state.currentSize < prev.size ? Infinity : state.currentSize - prev.size;
-    this.noteFailures(state.failures);
+    if (this.asked && !state.busy) {
+      // The rewrite this keeper asked for is over: how did it end? (Redis 6.2 has no failure count.)
+      this.asked = false;
+      if (state.lastRewriteOk) this.streak = 0;
+      else this.failed("it ended in an error");
+    }
     const due = aofDecision(state, rule, true);
     if (due !== "rewrite") return due;
     if (this.now() < this.retryAt) return "backing-off";
@@ -162,10 +192,18 @@ export class AofRewriteKeeper {
     try {
       reply = String(await redis.bgrewriteaof());
     } catch (e) {
+      const message = (e as Error).message;
       // Another worker's keeper started one a moment ago: Redis refuses the second, as it should.
-      if (/in progress/i.test((e as Error).message)) return "not-due";
-      throw e;
+      if (/in progress/i.test(message)) return "not-due";
+      if (refused(e)) {
+        await AofRewriteKeeper.handBack(redis, this.o.log).catch(() => {});
+        this.o.log.warn(`Redis refused BGREWRITEAOF (${message}): it rewrites its AOF by its own rule, during sends too (REDIS_AOF_REWRITE=redis silences this)`);
+        return "unmanaged";
+      }
+      this.failed(`Redis answered: ${message}`); // a fork that failed (memory), a file it could not open
+      return "backing-off";
     }
+    this.asked = true;
     const growth = Math.round((state.currentSize * 100) / Math.max(1, state.baseSize) - 100);
     if (/scheduled/i.test(reply)) {
       // Another fork began between the look and the command: Redis starts the rewrite after it, quiet or not.
@@ -180,7 +218,7 @@ export class AofRewriteKeeper {
 
   /**
    * Looks now (the rule is taken over at once), then every `everyMs` until the returned stop is
-   * called (or Redis refuses to give its rule up). The stop resolves once a look in flight is over.
+   * called (or Redis refuses). The stop resolves once a look in flight is over (at most STOP_WAIT_MS).
    */
   start(): () => Promise<void> {
     let timer: NodeJS.Timeout | null = null;
@@ -207,72 +245,103 @@ export class AofRewriteKeeper {
     return async () => {
       this.stopped = true;
       if (timer) clearTimeout(timer);
-      await looking;
+      let waited: NodeJS.Timeout | undefined;
+      await Promise.race([looking, new Promise<void>((r) => (waited = setTimeout(r, STOP_WAIT_MS)))]);
+      clearTimeout(waited);
     };
   }
 
-  /** `REDIS_AOF_REWRITE=redis`: gives Redis back the percentage a keeper kept (if any). */
+  /**
+   * `REDIS_AOF_REWRITE=redis` (or a Redis that refused BGREWRITEAOF): gives Redis back the percentage
+   * a keeper kept, unless an operator changed it since, and deletes the key; in one transaction
+   * with the key WATCHed, tried again if a keeper changed the key meanwhile.
+   */
   static async handBack(redis: Redis, log: AofRewriteLog): Promise<void> {
-    const raw = await redis.get(keys.aofRule());
-    if (raw === null) return;
-    const kept = JSON.parse(raw) as KeptRule;
-    const [, now] = (await redis.config("GET", "auto-aof-rewrite-percentage")) as [string, string];
-    // Not the keepers' value any more (an operator's since): theirs stands.
-    if (Number(now) === kept.setTo) await redis.config("SET", "auto-aof-rewrite-percentage", String(kept.percentage));
-    await redis.del(keys.aofRule());
-    const [, after] = (await redis.config("GET", "auto-aof-rewrite-percentage")) as [string, string];
-    log.info(`Redis rewrites its AOF by its own rule again (auto-aof-rewrite-percentage ${after}); a worker with REDIS_AOF_REWRITE=when-quiet still running takes it over again`);
+    for (let attempt = 1; ; attempt++) {
+      await redis.watch(keys.aofRule());
+      const raw = await redis.get(keys.aofRule());
+      if (raw === null) {
+        await redis.unwatch();
+        return;
+      }
+      const kept = parseKeptRule(raw);
+      const [, now] = (await redis.config("GET", "auto-aof-rewrite-percentage")) as [string, string];
+      const tx = redis.multi();
+      // Not the keepers' value any more (an operator's since): theirs stands.
+      if (kept && Number(now) === kept.setTo) tx.config("SET", "auto-aof-rewrite-percentage", String(kept.percentage));
+      const done = await tx.del(keys.aofRule()).exec();
+      if (done !== null) {
+        const [, after] = (await redis.config("GET", "auto-aof-rewrite-percentage")) as [string, string];
+        log.info(`Redis rewrites its AOF by its own rule again (auto-aof-rewrite-percentage ${after}); a worker with REDIS_AOF_REWRITE=when-quiet still running takes it over again`);
+        return;
+      }
+      // A keeper wrote the key meanwhile: read again (a handful of tries; keepers look every few seconds).
+      if (attempt === 5) throw new Error("the AOF rule key kept changing");
+    }
   }
 
-  private async takeRule(): Promise<{ percentage: number; minSize: number } | "unmanaged" | "no-rule"> {
+  private async takeRule(): Promise<{ percentage: number; minSize: number } | "unmanaged" | "no-rule" | "not-due"> {
     const { redis } = this.o;
-    const cfg = (await redis.config("GET", "auto-aof-rewrite-*")) as string[]; // [name, value, ...]
-    const value = (name: string) => {
-      const i = cfg.indexOf(name);
-      const v = i >= 0 ? Number(cfg[i + 1]) : NaN;
-      if (!Number.isFinite(v)) throw new Error(`CONFIG GET answered no number for ${name}`);
-      return v;
-    };
-    const percentage = value("auto-aof-rewrite-percentage");
-    const minSize = value("auto-aof-rewrite-min-size");
-    if (percentage === 0) {
-      // Keepers never set 0: an operator did (no automatic rewrite; BGREWRITEAOF from cron).
-      this.sayOnce("no-rule", "Redis's auto-aof-rewrite-percentage is 0: no automatic AOF rewrite, and Airlock starts none");
-      return "no-rule";
-    }
-    const raw = await redis.get(keys.aofRule());
-    const kept = raw === null ? null : (JSON.parse(raw) as KeptRule);
-    if (kept && percentage === kept.setTo) return { percentage: kept.percentage, minSize };
-    // Redis has a rule of its own (first start, a new primary, an operator's change): it is kept,
-    // and Redis's own raised to the backstop.
-    const rule: KeptRule = { percentage, setTo: percentage * BACKSTOP };
-    await redis.set(keys.aofRule(), JSON.stringify(rule));
+    // WATCHed: a hand-back or another keeper's takeover between these reads and the write below
+    // makes the write fail (and the next look read again), never take a raised value for a rule.
+    await redis.watch(keys.aofRule());
     try {
-      await redis.config("SET", "auto-aof-rewrite-percentage", String(rule.setTo));
-    } catch (e) {
-      if (!refused(e)) throw e; // a timeout, a dropped connection: the next look tries again
-      await redis.del(keys.aofRule()).catch(() => {}); // nothing was taken
-      this.o.log.warn(`Redis refused CONFIG SET (${(e as Error).message}): it rewrites its AOF by its own rule, during sends too (REDIS_AOF_REWRITE=redis silences this)`);
-      return "unmanaged";
+      const cfg = (await redis.config("GET", "auto-aof-rewrite-*")) as string[]; // [name, value, ...]
+      const value = (name: string) => {
+        const i = cfg.indexOf(name);
+        const v = i >= 0 ? Number(cfg[i + 1]) : NaN;
+        if (!Number.isFinite(v)) throw new Error(`CONFIG GET answered no number for ${name}`);
+        return v;
+      };
+      const percentage = value("auto-aof-rewrite-percentage");
+      const minSize = value("auto-aof-rewrite-min-size");
+      if (percentage === 0) {
+        // Keepers never set 0: an operator did (no automatic rewrite; BGREWRITEAOF from cron).
+        this.sayOnce("no-rule", "Redis's auto-aof-rewrite-percentage is 0: no automatic AOF rewrite, and Airlock starts none");
+        return "no-rule";
+      }
+      const raw = await redis.get(keys.aofRule());
+      const kept = raw === null ? null : parseKeptRule(raw);
+      if (raw !== null && kept === null) {
+        // Not acted on: taking the percentage Redis has now for the rule could be taking a raised one.
+        this.sayOnce("corrupt", `${keys.aofRule()} holds no rule a keeper wrote (${raw.slice(0, 80)}): Airlock starts no AOF rewrite. Repair: DEL it and CONFIG SET auto-aof-rewrite-percentage to the rule wanted`, "warn");
+        return "no-rule";
+      }
+      if (kept && percentage === kept.setTo) return { percentage: kept.percentage, minSize };
+      // Redis has a rule of its own (first start, a new primary, an operator's change): it is kept,
+      // and Redis's own raised to the backstop.
+      const rule: KeptRule = { percentage, setTo: raisedPercentage(percentage) };
+      let configError: Error | null | undefined;
+      try {
+        const done = await redis.multi().set(keys.aofRule(), JSON.stringify(rule)).config("SET", "auto-aof-rewrite-percentage", String(rule.setTo)).exec();
+        if (done === null) return "not-due"; // the key changed meanwhile: the next look reads again
+        configError = done[1]?.[0];
+        if (configError) await redis.del(keys.aofRule()).catch(() => {}); // nothing was taken
+      } catch (e) {
+        // An ACL refuses CONFIG SET when it is queued: the whole transaction is discarded (EXECABORT).
+        configError = (e as { previousErrors?: Error[] }).previousErrors?.find(refused) ?? (e as Error);
+      }
+      if (configError) {
+        if (!refused(configError)) throw configError; // a timeout, a dropped connection: the next look tries again
+        this.o.log.warn(`Redis refused CONFIG SET (${configError.message}): it rewrites its AOF by its own rule, during sends too (REDIS_AOF_REWRITE=redis silences this)`);
+        return "unmanaged";
+      }
+      this.said.delete("no-rule"); // a later 0 is worth saying again
+      this.o.log.info(
+        `Airlock rewrites Redis's AOF while Redis is quiet, by Redis's rule (${percentage}% growth, over ${minSize} bytes, kept in ${keys.aofRule()}); Redis's own auto-aof-rewrite-percentage is now ${rule.setTo}, for when writes never pause or no worker runs`,
+      );
+      return { percentage, minSize };
+    } finally {
+      await redis.unwatch();
     }
-    this.o.log.info(
-      `Airlock rewrites Redis's AOF while Redis is quiet, by Redis's rule (${percentage}% growth, over ${minSize} bytes, kept in ${keys.aofRule()}); Redis's own auto-aof-rewrite-percentage is now ${rule.setTo}, for when writes never pause or no worker runs`,
-    );
-    return { percentage, minSize };
   }
 
-  /** A new failed rewrite pushes the next attempt back (Redis's limiter's figures); a good one clears it. */
-  private noteFailures(failures: number): void {
-    if (failures === 0) {
-      this.failures = 0;
-      this.retryAt = 0;
-      return;
-    }
-    if (failures === this.failures) return;
-    this.failures = failures;
-    const wait = Math.min(RETRY_MAX_MS, RETRY_AFTER_FAILURE_MS * 2 ** (failures - 1));
+  /** A failed rewrite: the next no sooner than Redis's limiter would (1 min, doubling per failure in a row, at most 1 h). */
+  private failed(why: string): void {
+    this.streak += 1;
+    const wait = Math.min(RETRY_MAX_MS, RETRY_AFTER_FAILURE_MS * 2 ** (this.streak - 1));
     this.retryAt = this.now() + wait;
-    this.o.log.warn(`Redis's AOF rewrite failed (${failures} in a row: see Redis's log, e.g. memory for the fork or disk space); the next in ${Math.round(wait / 1000)} s at the earliest`);
+    this.o.log.warn(`Redis's AOF rewrite failed, ${this.streak} in a row (${why}; see Redis's log: memory for the fork, disk space); the next in ${Math.round(wait / 1000)} s at the earliest`);
   }
 
   private sayOnce(what: string, msg: string, level: "info" | "warn" = "info"): void {

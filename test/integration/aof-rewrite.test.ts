@@ -1,6 +1,6 @@
 /**
  * Redis's AOF rewrite while Redis is quiet (infra/aof-rewrite.ts), against a real redis-server: the
- * keeper takes Redis's rule over (Redis's own raised to the backstop, never 0), starts BGREWRITEAOF
+ * keeper takes Redis's rule over (Redis's own raised to twice it plus one, never 0), starts BGREWRITEAOF
  * once the file has grown by that rule and only while no send runs and nothing else writes much,
  * respects an operator's 0, keeps Redis's rule where CONFIG SET is refused, stops when told, and
  * hands the rule back. The worker processes of a running Airlock take it over.
@@ -13,13 +13,15 @@ import { Redis } from "ioredis";
 import { pino } from "pino";
 import { beforeEach, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
-import { AofRewriteKeeper, BACKSTOP, QUIET_BYTES, parseAofState } from "../../src/infra/aof-rewrite.js";
+import { AofRewriteKeeper, QUIET_BYTES, parseAofState, raisedPercentage } from "../../src/infra/aof-rewrite.js";
 import { createRuntime } from "../../src/runtime.js";
 import { keys } from "../../src/store/keys.js";
 import { TestClock } from "../support/airlock.js";
 import { redisForThisFile } from "../support/redis.js";
 
-const ctx = redisForThisFile();
+// appendfsync always: Redis writes the file at each command, so the AOF's size in INFO is never
+// behind what was written (with everysec it may hold a write back up to 2 s while an fsync runs).
+const ctx = redisForThisFile({ appendfsync: "always" });
 const MIN_SIZE = 64 * 1024;
 
 function keeperOn(redis: Redis, sending: { now: boolean }, opts: { everyMs?: number } = {}) {
@@ -130,25 +132,25 @@ describe("the keeper", () => {
   it("takes Redis's rule over: the rule kept, Redis's own raised to the backstop (never 0)", async () => {
     const k = keeperOn(ctx.redis, { now: false });
     expect(await k.keeper.tick()).toBe("not-due");
-    expect(await percentage()).toBe(100 * BACKSTOP);
-    expect(await kept()).toEqual({ percentage: 100, setTo: 100 * BACKSTOP });
-    expect(k.said.map((s) => s.msg).join("\n")).toMatch(/while Redis is quiet, by Redis's rule \(100% growth.*now 200/);
+    expect(await percentage()).toBe(raisedPercentage(100));
+    expect(await kept()).toEqual({ percentage: 100, setTo: raisedPercentage(100) });
+    expect(k.said.map((s) => s.msg).join("\n")).toMatch(/while Redis is quiet, by Redis's rule \(100% growth.*now 201/);
     // Its own value is recognised: nothing taken again.
     await k.keeper.tick();
-    expect(await kept()).toEqual({ percentage: 100, setTo: 100 * BACKSTOP });
+    expect(await kept()).toEqual({ percentage: 100, setTo: raisedPercentage(100) });
     // An operator's new percentage (or a new primary's) becomes the rule at the next look.
     await ctx.redis.config("SET", "auto-aof-rewrite-percentage", "50");
     await k.keeper.tick();
-    expect(await percentage()).toBe(50 * BACKSTOP);
-    expect(await kept()).toEqual({ percentage: 50, setTo: 50 * BACKSTOP });
+    expect(await percentage()).toBe(raisedPercentage(50));
+    expect(await kept()).toEqual({ percentage: 50, setTo: raisedPercentage(50) });
   });
 
   it("waits while a send runs, rewrites once none does and Redis is quiet", async () => {
     const sending = { now: true };
     const k = keeperOn(ctx.redis, sending);
-    await k.keeper.tick(); // the rule is kept now; Redis's own is at 200%
+    await k.keeper.tick(); // the rule is kept now; Redis's own is at 201%
     await baseOf(1 << 20); // a base of 1 MB, above the 64 kB minimum
-    const grown = await growTo(2.5); // 150% over the base: due by the rule, below Redis's 200%
+    const grown = await growTo(2.5); // 150% over the base: due by the rule, below Redis's 201%
     expect(grown.currentSize).toBeGreaterThan(MIN_SIZE);
     expect(await k.keeper.tick()).toBe("wait");
     expect(await k.keeper.tick()).toBe("wait"); // nothing written since the last look, but the send runs
@@ -178,7 +180,7 @@ describe("the keeper", () => {
   it("does not take a new base (another keeper's rewrite, a new primary) for a quiet one", async () => {
     await ctx.redis.config("SET", "auto-aof-rewrite-percentage", "5"); // a rule a few writes make due
     const k = keeperOn(ctx.redis, { now: false });
-    await k.keeper.tick(); // taken over first: Redis's own at 10% will not rewrite at 7.5%
+    await k.keeper.tick(); // taken over first: Redis's own at 11% will not rewrite at 7.5%
     await baseOf(1 << 20);
     await grownBy(0.075); // due: 7.5% over the base
     expect(await k.keeper.tick()).toBe("wait"); // a new base since the last look: not known to be quiet
@@ -205,7 +207,7 @@ describe("the keeper", () => {
 
   it("leaves an operator's 0 alone, kept rule or not: no rewrite", async () => {
     const k = keeperOn(ctx.redis, { now: false });
-    await k.keeper.tick(); // kept: {100, 200}
+    await k.keeper.tick(); // kept: {100, 201}
     await ctx.redis.config("SET", "auto-aof-rewrite-percentage", "0");
     await baseOf(1 << 20);
     const grown = await growTo(3);
@@ -230,10 +232,29 @@ describe("the keeper", () => {
     }
   });
 
+  it("gives Redis its rule back where BGREWRITEAOF is refused (an ACL with CONFIG SET but without it)", async () => {
+    await ctx.redis.call("ACL", "SETUSER", "nobg", "on", ">nobg-pw", "~*", "&*", "+@all", "-bgrewriteaof");
+    const limited = new Redis(ctx.server.url.replace("redis://", "redis://nobg:nobg-pw@"));
+    try {
+      const k = keeperOn(limited, { now: false });
+      await k.keeper.tick();
+      expect(await percentage()).toBe(raisedPercentage(100));
+      await baseOf(1 << 20);
+      await growTo(2.5);
+      expect(await k.keeper.tick()).toBe("wait"); // a new base since the last look
+      expect(await k.keeper.tick()).toBe("unmanaged");
+      expect(await percentage()).toBe(100);
+      expect(await kept()).toBeNull();
+      expect(k.said.find((s) => s.level === "warn")?.msg).toMatch(/refused BGREWRITEAOF.*own rule/);
+    } finally {
+      limited.disconnect();
+    }
+  });
+
   it("stops looking when told", async () => {
     const k = keeperOn(ctx.redis, { now: false }, { everyMs: 20 });
     const stop = k.keeper.start();
-    await until("the rule taken over at the start", async () => (await percentage()) === 100 * BACKSTOP);
+    await until("the rule taken over at the start", async () => (await percentage()) === raisedPercentage(100));
     await stop();
     await ctx.redis.config("SET", "auto-aof-rewrite-percentage", "70");
     // Only a wait can show that no look comes: ten of its periods.
@@ -244,7 +265,7 @@ describe("the keeper", () => {
   it("hands the rule back (REDIS_AOF_REWRITE=redis), but not over an operator's later change", async () => {
     await ctx.redis.config("SET", "auto-aof-rewrite-percentage", "70");
     await keeperOn(ctx.redis, { now: false }).keeper.tick();
-    expect(await percentage()).toBe(70 * BACKSTOP);
+    expect(await percentage()).toBe(raisedPercentage(70));
     const said: string[] = [];
     const log = { info: (m: string) => said.push(m), warn: (m: string) => said.push(m) };
     await AofRewriteKeeper.handBack(ctx.redis, log);
@@ -279,8 +300,8 @@ describe("a running Airlock", () => {
     const first = await workersOn({});
     try {
       // The first look is at the start: no wait for the keeper's period.
-      await until("the rule taken over", async () => (await percentage()) === 100 * BACKSTOP);
-      expect(await kept()).toEqual({ percentage: 100, setTo: 100 * BACKSTOP });
+      await until("the rule taken over", async () => (await percentage()) === raisedPercentage(100));
+      expect(await kept()).toEqual({ percentage: 100, setTo: raisedPercentage(100) });
     } finally {
       await first.stop();
     }

@@ -23,10 +23,10 @@ export async function startTestRedis(opts: { appendfsync?: "always" | "everysec"
 }
 
 /** A private redis-server and a client to it for the whole test file; both are there from beforeAll on. */
-export function redisForThisFile(): { server: TestRedis; redis: Redis } {
+export function redisForThisFile(opts: { appendfsync?: "always" | "everysec" } = {}): { server: TestRedis; redis: Redis } {
   const ctx = {} as { server: TestRedis; redis: Redis };
   beforeAll(async () => {
-    ctx.server = await startTestRedis();
+    ctx.server = await startTestRedis(opts);
     ctx.redis = new Redis(ctx.server.url);
   });
   afterAll(async () => {
