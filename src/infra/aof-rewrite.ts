@@ -12,8 +12,8 @@
  *
  * So, with `REDIS_AOF_REWRITE=when-quiet` (the default), each worker process's keeper takes the
  * rule over: it keeps Redis's percentage under `keys.aofRule` and raises Redis's own to BACKSTOP
- * times it plus one (odd, so that it is told from a round value an operator sets), then every few seconds applies the kept rule itself, starting `BGREWRITEAOF` only while
- * Redis is quiet: no fan-out job runs and the AOF grew by less than QUIET_BYTES since the last look
+ * times it plus one (odd, so that it is told from a round value an operator sets), then every few
+ * seconds applies the kept rule itself, starting `BGREWRITEAOF` only while Redis is quiet: no fan-out job runs and the AOF grew by less than QUIET_BYTES since the last look
  * (no upload, freeze or other bulk write under way). Redis is never left without a rule of its own:
  * if writes never pause, or no keeper runs any more (a rollback, workers scaled to zero, a fleet
  * half switched to `redis`), Redis still rewrites by itself at BACKSTOP times the percentage.
@@ -26,7 +26,7 @@
  * neither 0 nor the one a keeper set (a new primary after a failover, an operator's change) becomes
  * the kept rule at the next look. A percentage of 0 is an operator's "no automatic rewrite"
  * (keepers never set it) and is left alone. A Redis that refuses `CONFIG SET` or `BGREWRITEAOF` (an
- * ACL without them) keeps its own rule: said once, and the keeper stops. A rewrite that fails (the
+ * ACL without them) keeps its own rule (given back, for the latter): said once, and the keeper stops. A rewrite that fails (the
  * fork, or its child) is tried again no sooner than Redis's own limiter would (1 min, doubling per
  * failure in a row, at most 1 h): a manual `BGREWRITEAOF` bypasses that limiter.
  */
