@@ -251,6 +251,43 @@ describe("the keeper", () => {
     }
   });
 
+  it("a hand-back between a keeper's reads and its write: the raised value is never taken for the rule", async () => {
+    const k = keeperOn(ctx.redis, { now: false });
+    await k.keeper.tick(); // kept {100, 201}, Redis at 201
+    // A second keeper whose reads are split by a hand-back (a worker started with
+    // REDIS_AOF_REWRITE=redis): it reads the percentage (201), then the hand-back gives Redis its 100
+    // and deletes the key, then it reads the key (gone).
+    const other = new Redis(ctx.server.url);
+    const own = new Redis(ctx.server.url);
+    try {
+      let raced = false;
+      const split = new Proxy(own, {
+        get(target, prop, receiver) {
+          if (prop === "get" && !raced) {
+            return async (...args: [string]) => {
+              raced = true;
+              await AofRewriteKeeper.handBack(other, { info: () => {}, warn: () => {} });
+              return target.get(...args);
+            };
+          }
+          const v = Reflect.get(target, prop, receiver);
+          return typeof v === "function" ? v.bind(target) : v;
+        },
+      });
+      const racing = keeperOn(split, { now: false });
+      expect(await racing.keeper.tick()).toBe("not-due"); // its write found the key changed since its WATCH
+      expect(raced).toBe(true);
+      expect(await percentage()).toBe(100); // not 403: 201 was not taken for a rule
+      expect(await kept()).toBeNull();
+      await racing.keeper.tick(); // the next look reads again
+      expect(await kept()).toEqual({ percentage: 100, setTo: raisedPercentage(100) });
+      expect(await percentage()).toBe(raisedPercentage(100));
+    } finally {
+      other.disconnect();
+      own.disconnect();
+    }
+  });
+
   it("stops looking when told", async () => {
     const k = keeperOn(ctx.redis, { now: false }, { everyMs: 20 });
     const stop = k.keeper.start();
