@@ -28,6 +28,7 @@ import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type { ChainableCommander, Redis } from "ioredis";
 import { hasControlChars, normalizeAddress } from "../domain/addresses.js";
+import { AUDIENCE_NAME } from "../domain/audience-name.js";
 import { DomainError } from "../domain/errors.js";
 import { isAllowedDomain, nameSome, OTHER_DOMAINS, OUTSIDE_LISTED, type AllowedDomains } from "../domain/recipient-domains.js";
 import { keys } from "../store/keys.js";
@@ -168,7 +169,6 @@ export interface DomainCount {
   count: number;
 }
 
-export const AUDIENCE_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 /** Longest name/department kept; longer is refused rather than silently cut. */
 const MAX_DETAIL_LENGTH = 200;
 /** Scratch keys of a crashed upload vanish on their own after this long without a new chunk. */
@@ -279,10 +279,10 @@ export class AudienceStore {
       // checking its rows, never the idle wait for a slow client's bytes; in a process that also
       // runs workers, theirs too) plus its Redis round trip. Bounded per upload (maxPacingMs).
       let busySince = performance.eventLoopUtilization();
-      let paced = 0;
+      const pace = this.pace.budget(this.maxPacingMs);
       const flush = async (more: boolean) => {
         const busyMs = performance.eventLoopUtilization(busySince).active;
-        const startedAt = this.pace.start();
+        const startedAt = pace.start();
         const batch = this.redis
           .pipeline()
           .eval(CHUNK_SCRIPT, 2, scratch, scratchDomains, this.domainCap, OTHER_DOMAINS, SCRATCH_TTL_SECONDS, ...members);
@@ -297,8 +297,8 @@ export class AudienceStore {
             max: this.maxRecipients,
           });
         }
-        if (more && paced < this.maxPacingMs) {
-          paced += await this.pace.afterWork(busyMs + (this.pace.start() - startedAt));
+        if (more) {
+          await pace.afterWork(busyMs + (pace.start() - startedAt));
           busySince = performance.eventLoopUtilization();
         }
       };

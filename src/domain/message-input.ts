@@ -1,6 +1,7 @@
 /** What an author submits, validated: the one schema for create and edit. No HTTP here. */
 import { z } from "zod";
 import { normalizeAddress } from "./addresses.js";
+import { AUDIENCE_NAME } from "./audience-name.js";
 import { bodyTextProblem, headerTextProblem } from "./text-rules.js";
 
 /** Explicit addresses in one message; larger audiences are uploaded as an audience. */
@@ -37,8 +38,7 @@ const body = (min: number, max: number) =>
       if (problem) ctx.addIssue({ code: "custom", message: problem });
     });
 
-/** An audience's name, as audiences/audience-store.ts AUDIENCE_NAME allows it. */
-const audienceName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { error: "not an audience name" });
+const audienceName = z.string().regex(AUDIENCE_NAME, { error: "not an audience name" });
 
 const audienceShape = z.strictObject({
   lists: z.array(audienceName).max(50).optional(),

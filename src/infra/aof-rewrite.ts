@@ -185,9 +185,8 @@ export class AofRewriteKeeper {
     const due = aofDecision(state, rule, true);
     if (due !== "rewrite") return due;
     if (this.now() < this.retryAt) return "backing-off";
-    // Asked only when due: one more round trip on the queue connection.
-    const decision = aofDecision(state, rule, written < QUIET_BYTES && !(await this.o.sendsRunning()));
-    if (decision !== "rewrite") return decision;
+    // Sends asked about only when due: one more round trip on the queue connection.
+    if (written >= QUIET_BYTES || (await this.o.sendsRunning())) return "wait";
     let reply: string;
     try {
       reply = String(await redis.bgrewriteaof());

@@ -44,6 +44,9 @@ export interface BulkPaceOptions {
   onWait?(ms: number): void;
 }
 
+/** A BulkPace's waits for one stream of bulk work, within its budget (BulkPace.budget). */
+export type PacedStream = Pick<BulkPace, "start" | "after" | "afterWork">;
+
 export class BulkPace {
   private checkedAt = -Infinity;
   private running = false;
@@ -77,6 +80,21 @@ export class BulkPace {
     this.o.onWait?.(ms);
     await this.sleep(ms);
     return ms;
+  }
+
+  /**
+   * One stream of bulk work (an upload, a freeze) that gives way for at most `budgetMs` in all:
+   * bulk work is an HTTP request (Node gives it 300 s), and must end however long sends run.
+   */
+  budget(budgetMs: number): PacedStream {
+    let waited = 0;
+    const within = async (wait: () => Promise<number>) => {
+      if (waited >= budgetMs) return 0;
+      const ms = await wait();
+      waited += ms;
+      return ms;
+    };
+    return { start: () => this.start(), after: (startedAt) => within(() => this.after(startedAt)), afterWork: (took) => within(() => this.afterWork(took)) };
   }
 
   private async sendsRunning(): Promise<boolean> {

@@ -85,12 +85,12 @@ export class RecipientFreeze {
   async freeze(id: string, lists: readonly string[], addresses: readonly string[]): Promise<Frozen> {
     const scratch = keys.recipientsScratch(id, randomBytes(8).toString("hex"));
     const versions = await this.versionsOf(lists);
-    let paced = 0;
+    const pace = this.pace.budget(this.maxPacingMs);
     try {
       for (const [i, name] of lists.entries()) {
         if (versions[i] === 0) continue; // unknown: the submit names it
         for (let offset = 0; ; offset += FREEZE_SLICE) {
-          const startedAt = this.pace.start();
+          const startedAt = pace.start();
           const raw = await (this.redis as unknown as Record<string, (...a: Array<string | number>) => Promise<string>>).airlockFreezeSlice!(
             keys.audiences(),
             keys.audience(name),
@@ -104,7 +104,7 @@ export class RecipientFreeze {
           const a = sliceAnswer.parse(JSON.parse(raw));
           if ("changed" in a) throw new AudienceChangedError(name);
           if (a.copied < FREEZE_SLICE) break;
-          if (paced < this.maxPacingMs) paced += await this.pace.after(startedAt);
+          await pace.after(startedAt);
         }
       }
       for (let i = 0; i < addresses.length; i += FREEZE_SLICE) {

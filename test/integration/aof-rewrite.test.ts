@@ -163,6 +163,23 @@ describe("the keeper", () => {
     expect(await k.keeper.tick()).toBe("not-due"); // the new base: no longer due
   });
 
+  it("a rewrite the keeper started loses nothing when Redis is killed after it (promise 5)", async () => {
+    const k = keeperOn(ctx.redis, { now: false });
+    await k.keeper.tick();
+    await baseOf(1 << 20);
+    const grown = await growTo(2.5);
+    await k.keeper.tick(); // a look at the grown file
+    expect(await k.keeper.tick()).toBe("rewrite");
+    await aofUntil("rewritten by the keeper", (s) => s.rewrites === grown.rewrites + 1 && !s.busy);
+    await write(64 * 1024); // after the rewrite: in the new increment only
+    await ctx.redis.set("marker", "after the rewrite");
+    const before = await ctx.redis.dbsize();
+    await ctx.server.kill();
+    await ctx.server.restart();
+    expect(await ctx.redis.dbsize()).toBe(before);
+    expect(await ctx.redis.get("marker")).toBe("after the rewrite");
+  });
+
   it("waits while bulk writes run without a send (the AOF grew 1 MB or more since the last look)", async () => {
     const k = keeperOn(ctx.redis, { now: false });
     await k.keeper.tick();

@@ -115,3 +115,23 @@ describe("the bulk pace", () => {
     expect(() => new BulkPace({ ratio: -1, sendsRunning: async () => false })).toThrow(RangeError);
   });
 });
+
+describe("a stream's budget", () => {
+  it("waits as the pace does until its waits add up to the budget, then never", async () => {
+    const p = paced(3, () => true);
+    const stream = p.pace.budget(250);
+    const slice = async (ms: number) => {
+      const s = stream.start();
+      p.advance(ms);
+      return stream.after(s);
+    };
+    expect(await slice(40)).toBe(120);
+    expect(await slice(40)).toBe(120); // 240 waited: still within
+    expect(await slice(40)).toBe(120); // the last one may end past the budget
+    expect(await slice(40)).toBe(0); // 360 waited: no more
+    expect(await stream.afterWork(40)).toBe(0);
+    expect(p.waits).toEqual([120, 120, 120]);
+    // Another stream has a budget of its own.
+    expect(await p.pace.budget(250).afterWork(10)).toBe(30);
+  });
+});

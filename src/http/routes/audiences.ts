@@ -10,7 +10,8 @@
 import { parse as parseContentType } from "content-type";
 import express, { Router, type Request } from "express";
 import { z } from "zod";
-import { AUDIENCE_NAME, type AudienceStore, type AudienceUpload } from "../../audiences/audience-store.js";
+import type { AudienceStore, AudienceUpload } from "../../audiences/audience-store.js";
+import { AUDIENCE_NAME } from "../../domain/audience-name.js";
 import { parseCsv } from "../../audiences/csv.js";
 import { readJsonAudience } from "../../audiences/json-upload.js";
 import { DomainError } from "../../domain/errors.js";
