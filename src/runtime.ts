@@ -204,6 +204,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     directoryAudiences,
     purge: purge && { correctionWaitMs: purge.correctionWaitMs },
     staging: { from: waves.from },
+    bulkPace: pace,
     ...testSends,
   });
   const tokens = new LinkTokens(redis, linkSecret, clock);

@@ -23,6 +23,7 @@ import { audienceToHeader, newMessageId } from "../mail/mime.js";
 import type { Renderer } from "../mail/render.js";
 import type { Logger } from "pino";
 import type { Metrics } from "../metrics/metrics.js";
+import type { BulkPace } from "../store/bulk-pace.js";
 import type { ContinuePhase, KeptRecipients, MessageStore, StagingChoice } from "../store/message-store.js";
 import { AudienceChangedError, type Frozen } from "../store/recipient-freeze.js";
 import type { Answer } from "../store/script-answers.js";
@@ -69,6 +70,11 @@ export interface MessageServiceDeps {
    * staged and `waves: true` is refused.
    */
   staging?: { from: number } | null;
+  /**
+   * This process's bulk work (uploads, freezes: store/bulk-pace.ts) gives way while a recall or an
+   * ops pause (a halt) runs: they are answered before the next chunk of an upload. Default: nothing waits.
+   */
+  bulkPace?: Pick<BulkPace, "duringStop">;
 }
 
 /** States whose message has content to test-send: before release, and rejected (it may be edited). */
@@ -533,7 +539,16 @@ export class MessageService {
   }
 
   /** Answers only after the recall is committed in Redis: from then on no recipient is handed the original. */
-  async recall(user: User, id: string, opts: { reason: string; correctionText?: string }): Promise<Message & { delivered: number }> {
+  recall(user: User, id: string, opts: { reason: string; correctionText?: string }): Promise<Message & { delivered: number }> {
+    return this.asStop(() => this.recallNow(user, id, opts));
+  }
+
+  /** Runs a stop (a recall, an ops pause) while this process's bulk work waits (MessageServiceDeps.bulkPace). */
+  private asStop<T>(work: () => Promise<T>): Promise<T> {
+    return this.d.bulkPace ? this.d.bulkPace.duringStop(work) : work();
+  }
+
+  private async recallNow(user: User, id: string, opts: { reason: string; correctionText?: string }): Promise<Message & { delivered: number }> {
     const text = opts.correctionText?.trim() ? opts.correctionText : "";
     const required = text ? this.d.config.CORRECTION_APPROVALS : 0;
     const current = await this.get(user, id);
@@ -623,11 +638,13 @@ export class MessageService {
    * transactions already under way finish. The message stays `sending` (or `correcting`), and a
    * recall still works while it is held.
    */
-  async pause(user: User, id: string, opts: { reason: string }): Promise<Message> {
-    if (!this.mayPause(user)) throw new DomainError("forbidden", "only ops and admins may pause a fan-out");
-    const current = await this.get(user, id);
-    this.committed("pause", user, id, await this.d.store.pauseOrResume("pause", id, user.email, opts.reason), current.revision);
-    return (await this.d.store.get(id))!;
+  pause(user: User, id: string, opts: { reason: string }): Promise<Message> {
+    return this.asStop(async () => {
+      if (!this.mayPause(user)) throw new DomainError("forbidden", "only ops and admins may pause a fan-out");
+      const current = await this.get(user, id);
+      this.committed("pause", user, id, await this.d.store.pauseOrResume("pause", id, user.email, opts.reason), current.revision);
+      return (await this.d.store.get(id))!;
+    });
   }
 
   /**

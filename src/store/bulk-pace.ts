@@ -13,6 +13,14 @@
  * a long rate-limited send, uploads go at a quarter of their speed although the send leaves the
  * machine idle (BULK_PACE_RATIO=0 if that matters more).
  *
+ * Bulk work also gives way to stops (a recall, an ops pause or halt: MessageService runs each
+ * inside `duringStop`): while one runs in this process, every stream of bulk work waits before its
+ * next slice until the stops are answered (at most 250 ms a slice), send or no send. A stop is a few
+ * Redis round trips, and between two of them the API's event loop would otherwise run whatever
+ * bulk work is ready (a chunk of CSV parsed and checked, a freeze's slice): the window's first recall
+ * of the bench, before any send runs, waited behind exactly that (docs/performance.md, session 26).
+ * Only this process's bulk work gives way: another API process's upload does not hear of it.
+ *
  * Measured (docs/performance.md, "Recall under load", session 24): with a million-row upload, a
  * million's freeze and a million's fan-out at once on two cores, the fan-out ran at 38,000-53,000
  * recipients/s unpaced and 71,000-90,000/s paced at 3 (0.49-0.81 of its rate alone), and recalls
@@ -32,9 +40,14 @@ const CHECK_TIMEOUT_MS = 100;
  * does not stall the upload for seconds after it.
  */
 const MAX_WAIT_MS = 250;
+/**
+ * The longest a slice waits for this process's stops to be answered: a recall answers in tens of
+ * milliseconds; one stuck (Redis away) must not hold an upload for longer than its own retries take.
+ */
+const MAX_STOP_WAIT_MS = 250;
 
 export interface BulkPaceOptions {
-  /** Wait this many times a slice's duration after it while a send runs; 0: never wait. */
+  /** Wait this many times a slice's duration after it while a send runs; 0: never wait (not for stops either). */
   ratio: number;
   /** Is any fan-out job running? (the fan-out queue's active jobs). */
   sendsRunning(): Promise<boolean>;
@@ -48,6 +61,9 @@ export interface BulkPaceOptions {
 export type PacedStream = Pick<BulkPace, "start" | "after" | "afterWork">;
 
 export class BulkPace {
+  /** Stops running in this process (duringStop), and what ends the wait of bulk work for them. */
+  private stops = 0;
+  private calm: { promise: Promise<void>; resolve(): void } | null = null;
   private checkedAt = -Infinity;
   private running = false;
   private inflight: Promise<void> | null = null;
@@ -71,14 +87,53 @@ export class BulkPace {
     return this.afterWork(this.now() - startedAt);
   }
 
-  /** After a slice that worked `took` ms (measured by the caller: an upload leaves out its wait for the client's bytes). Answers the ms waited. */
+  /**
+   * After a slice that worked `took` ms (measured by the caller: an upload leaves out its wait for
+   * the client's bytes): waits for this process's stops, then its share while a send runs. Answers
+   * the ms waited.
+   */
   async afterWork(took: number): Promise<number> {
     if (this.o.ratio === 0) return 0;
-    if (!(await this.sendsRunning())) return 0;
+    const gave = await this.giveWayToStops();
+    if (!(await this.sendsRunning())) return gave;
     const ms = Math.min(MAX_WAIT_MS, took * this.o.ratio);
-    if (ms < 1) return 0;
+    if (ms < 1) return gave;
     this.o.onWait?.(ms);
     await this.sleep(ms);
+    return gave + ms;
+  }
+
+  /**
+   * Runs `work`, a stop (a recall, an ops pause): meanwhile this process's bulk work waits before
+   * its next slice, so that the stop's round trips do not queue behind it in the event loop and in
+   * Redis. A slice already under way finishes first.
+   */
+  async duringStop<T>(work: () => Promise<T>): Promise<T> {
+    this.stops++;
+    try {
+      return await work();
+    } finally {
+      if (--this.stops === 0 && this.calm) {
+        this.calm.resolve();
+        this.calm = null;
+      }
+    }
+  }
+
+  /** Waits until no stop runs in this process (at most MAX_STOP_WAIT_MS). Answers the ms waited. */
+  private async giveWayToStops(): Promise<number> {
+    if (this.stops === 0) return 0;
+    if (!this.calm) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.calm = { promise, resolve };
+    }
+    const since = this.now();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.calm.promise, new Promise<void>((r) => (timer = setTimeout(r, MAX_STOP_WAIT_MS)))]);
+    clearTimeout(timer);
+    const ms = this.now() - since;
+    if (ms > 0) this.o.onWait?.(ms);
     return ms;
   }
 

@@ -3,10 +3,11 @@
  * upload's chunks and a freeze's slices wait between each other (airlock_bulk_paced_seconds_total
  * counts the waits); with no send running they never wait. Real Redis, real BullMQ jobs, a sink
  * that holds one message's transaction open so that its fan-out job is running for as long as the
- * test needs, not for as long as a race allows.
+ * test needs, not for as long as a race allows. Bulk work also gives way to stops (a recall, an ops
+ * pause): a stop held open by the test holds an upload's chunks.
  */
 import { Readable } from "node:stream";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import { AudienceStore } from "../../src/audiences/audience-store.js";
 import { parseCsv } from "../../src/audiences/csv.js";
 import { BulkPace } from "../../src/store/bulk-pace.js";
@@ -18,7 +19,7 @@ beforeAll(async () => {
 });
 afterAll(async () => a?.stop());
 
-const ROWS = 5000; // 5 chunks of an upload, 3 slices of a freeze
+const ROWS = 5000; // 10 chunks of an upload, 10 slices of a freeze (500 each)
 const csv = (tag: string) => "email,name\n" + Array.from({ length: ROWS }, (_, i) => `${tag}${i}@corp.example,P ${i}\n`).join("");
 
 async function pacedSeconds(): Promise<number> {
@@ -82,4 +83,35 @@ it("an upload gives way for at most its budget, whatever its speed: well within 
   expect(total).toBeGreaterThanOrEqual(5);
   expect(total - waits.at(-1)!).toBeLessThan(5); // none after the budget was spent
   expect(waits.length).toBeLessThan(ROWS / 100 - 1);
+});
+
+it("a recall and an ops pause run as stops, and an upload waits before each chunk while one runs", async () => {
+  const stops = vi.spyOn(BulkPace.prototype, "duringStop");
+  try {
+    const m = (await a.call("author", "POST", "/api/messages", { subject: "Held back", text: "Hello.", audience: { addresses: ["stop@corp.example"] } })).body;
+    expect((await a.call("approver1", "POST", `/api/messages/${m.id}/approve`, { revision: 1 })).status).toBe(200);
+    const recalled = await a.call("author", "POST", `/api/messages/${m.id}/recall`, { reason: "wrong list" });
+    expect(recalled.status, JSON.stringify(recalled.body)).toBe(200);
+    expect(stops).toHaveBeenCalledTimes(1);
+    // Refused (nothing is sending), but it ran as a stop all the same: a pause is answered first.
+    expect((await a.call("ops", "POST", `/api/messages/${m.id}/pause`, { reason: "look first" })).status).toBe(409);
+    expect(stops).toHaveBeenCalledTimes(2);
+
+    // The runtime's own pace (the one its uploads use) with a stop held open: no send runs, yet each
+    // of the upload's ten chunks but the last waits, for at most 250 ms each.
+    const pace = stops.mock.contexts[0] as BulkPace;
+    let end!: () => void;
+    const held = pace.duringStop(() => new Promise<void>((r) => (end = r)));
+    const before = await pacedSeconds();
+    const up = await a.call("author", "POST", "/api/audiences?name=stopped", csv("stopped"), { "content-type": "text/csv" });
+    expect(up.status, JSON.stringify(up.body)).toBe(201);
+    expect(await pacedSeconds()).toBeGreaterThanOrEqual(before + 9 * 0.2); // nine waits, each ~250 ms
+    end();
+    await held;
+    const after = await pacedSeconds();
+    expect((await a.call("author", "POST", "/api/audiences?name=stopped", csv("again"), { "content-type": "text/csv" })).status).toBe(201);
+    expect(await pacedSeconds()).toBe(after); // the stop answered: at full speed again
+  } finally {
+    stops.mockRestore();
+  }
 });

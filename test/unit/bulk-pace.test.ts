@@ -135,3 +135,76 @@ describe("a stream's budget", () => {
     expect(await p.pace.budget(250).afterWork(10)).toBe(30);
   });
 });
+
+describe("giving way to stops (a recall, an ops pause)", () => {
+  /** A stop held open until `end()`: what MessageService.recall runs inside duringStop. */
+  function heldStop(pace: BulkPace) {
+    let end!: () => void;
+    const done = pace.duringStop(() => new Promise<string>((r) => (end = () => r("answered"))));
+    return { end: () => end(), done };
+  }
+
+  it("holds bulk work before its next slice until the stops are answered, send or no send", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    try {
+      const p = paced(3, () => false);
+      const first = heldStop(p.pace);
+      const second = heldStop(p.pace);
+      let sliceDone = false;
+      const slice = p.slice(5).then(() => (sliceDone = true));
+      await vi.advanceTimersByTimeAsync(200);
+      expect(sliceDone).toBe(false);
+      first.end();
+      expect(await first.done).toBe("answered");
+      await vi.advanceTimersByTimeAsync(0);
+      expect(sliceDone).toBe(false); // the other stop still runs
+      second.end();
+      await second.done;
+      await vi.advanceTimersByTimeAsync(0);
+      expect(sliceDone).toBe(true);
+      await slice;
+      expect(p.waits).toEqual([]); // no send: no share to wait besides the stops
+      expect(vi.getTimerCount()).toBe(0);
+      // With no stop running, a slice goes on at once.
+      await p.slice(5);
+      expect(p.waits).toEqual([]);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("waits at most 250 ms a slice for a stop that is not answered, and counts the wait", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    try {
+      let now = 0;
+      const counted: number[] = [];
+      const pace = new BulkPace({ ratio: 3, now: () => now, sendsRunning: async () => false, onWait: (ms) => counted.push(ms) });
+      const stop = heldStop(pace);
+      let waited: number | null = null;
+      const slice = pace.afterWork(5).then((ms) => (waited = ms));
+      now += 249;
+      await vi.advanceTimersByTimeAsync(249);
+      expect(waited).toBe(null);
+      now += 1;
+      await vi.advanceTimersByTimeAsync(1);
+      await slice;
+      expect([waited, counted]).toEqual([250, [250]]);
+      stop.end();
+      await stop.done;
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("a stop's failure is its caller's, and ends the wait as an answer does; at ratio 0 nothing waits", async () => {
+    const p = paced(3, () => false);
+    await expect(p.pace.duringStop(async () => Promise.reject(new Error("refused")))).rejects.toThrow("refused");
+    await p.slice(5); // no stop left running: at once
+    const off = paced(0, () => true);
+    const stop = heldStop(off.pace);
+    await off.slice(5); // BULK_PACE_RATIO=0: bulk work never waits, not for stops either
+    stop.end();
+    await stop.done;
+    expect(off.waits).toEqual([]);
+  });
+});
