@@ -83,6 +83,14 @@ it("an upload gives way for at most its budget, whatever its speed: well within 
   expect(total).toBeGreaterThanOrEqual(5);
   expect(total - waits.at(-1)!).toBeLessThan(5); // none after the budget was spent
   expect(waits.length).toBeLessThan(ROWS / 100 - 1);
+
+  // A replacement also counts what it shares with the current version, in slices: within the same budget.
+  waits.length = 0;
+  const again = await store.replaceFromRecords("budgeted", "author@corp.example", parseCsv(Readable.from([csv("budgeted")])));
+  expect([again.size, again.added, again.removed]).toEqual([ROWS, 0, 0]);
+  const totalAgain = waits.reduce((x, y) => x + y, 0);
+  expect(totalAgain).toBeGreaterThanOrEqual(5);
+  expect(totalAgain - waits.at(-1)!).toBeLessThan(5);
 });
 
 it("a recall and an ops pause run as stops, and an upload waits before each chunk while one runs", async () => {
