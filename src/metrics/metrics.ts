@@ -120,7 +120,7 @@ export function createMetrics(d: { redis: Redis; queues: Queue[] }): Metrics {
     }),
     bulkPaced: new Counter({
       name: "airlock_bulk_paced_seconds_total",
-      help: "Time uploads and recipient freezes waited between slices for running sends (BULK_PACE_RATIO)",
+      help: "Time uploads and recipient freezes waited between slices for running sends and for this process's recalls and pauses (BULK_PACE_RATIO)",
       registers: [registry],
     }),
     aofRewrites: new Counter({

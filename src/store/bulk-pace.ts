@@ -94,13 +94,14 @@ export class BulkPace {
    */
   async afterWork(took: number): Promise<number> {
     if (this.o.ratio === 0) return 0;
-    const gave = await this.giveWayToStops();
-    if (!(await this.sendsRunning())) return gave;
+    const waited = await this.giveWayToStops();
+    if (!(await this.sendsRunning())) return waited;
     const ms = Math.min(MAX_WAIT_MS, took * this.o.ratio);
-    if (ms < 1) return gave;
+    if (ms < 1) return waited;
     this.o.onWait?.(ms);
     await this.sleep(ms);
-    return gave + ms;
+    // A stop that began during the share (most of the time, while a send runs) is waited for too.
+    return waited + ms + (await this.giveWayToStops());
   }
 
   /**
@@ -120,21 +121,39 @@ export class BulkPace {
     }
   }
 
-  /** Waits until no stop runs in this process (at most MAX_STOP_WAIT_MS). Answers the ms waited. */
+  /**
+   * Waits until no stop runs in this process, at most MAX_STOP_WAIT_MS in all (a stop that begins
+   * as the last one ends is waited for too, within the same limit). Answers the ms waited.
+   */
   private async giveWayToStops(): Promise<number> {
     if (this.stops === 0) return 0;
+    const since = this.now();
+    let timedOut = false;
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<void>((r) => {
+      timer = setTimeout(() => {
+        timedOut = true;
+        r();
+      }, MAX_STOP_WAIT_MS);
+    });
+    try {
+      while (this.stops > 0 && !timedOut) await Promise.race([this.calmed(), limit]);
+    } finally {
+      clearTimeout(timer);
+    }
+    const ms = this.now() - since;
+    if (ms > 0) this.o.onWait?.(ms);
+    return ms;
+  }
+
+  /** Settles once no stop runs (those running now, and any that begin before it settles). */
+  private calmed(): Promise<void> {
     if (!this.calm) {
       let resolve!: () => void;
       const promise = new Promise<void>((r) => (resolve = r));
       this.calm = { promise, resolve };
     }
-    const since = this.now();
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.calm.promise, new Promise<void>((r) => (timer = setTimeout(r, MAX_STOP_WAIT_MS)))]);
-    clearTimeout(timer);
-    const ms = this.now() - since;
-    if (ms > 0) this.o.onWait?.(ms);
-    return ms;
+    return this.calm.promise;
   }
 
   /**

@@ -197,14 +197,67 @@ describe("giving way to stops (a recall, an ops pause)", () => {
   });
 
   it("a stop's failure is its caller's, and ends the wait as an answer does; at ratio 0 nothing waits", async () => {
-    const p = paced(3, () => false);
-    await expect(p.pace.duringStop(async () => Promise.reject(new Error("refused")))).rejects.toThrow("refused");
-    await p.slice(5); // no stop left running: at once
-    const off = paced(0, () => true);
-    const stop = heldStop(off.pace);
-    await off.slice(5); // BULK_PACE_RATIO=0: bulk work never waits, not for stops either
-    stop.end();
-    await stop.done;
-    expect(off.waits).toEqual([]);
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    try {
+      const p = paced(3, () => false);
+      let fail!: (e: Error) => void;
+      const failing = p.pace.duringStop(() => new Promise<void>((_, reject) => (fail = reject)));
+      let sliceDone = false;
+      const slice = p.slice(5).then(() => (sliceDone = true));
+      await vi.advanceTimersByTimeAsync(0);
+      expect(sliceDone).toBe(false);
+      fail(new Error("refused"));
+      await expect(failing).rejects.toThrow("refused");
+      await vi.advanceTimersByTimeAsync(0);
+      expect(sliceDone).toBe(true); // no stop left running
+      await slice;
+
+      const off = paced(0, () => true);
+      const stop = heldStop(off.pace);
+      let offDone = false;
+      const offSlice = off.slice(5).then(() => (offDone = true));
+      await vi.advanceTimersByTimeAsync(0);
+      expect(offDone).toBe(true); // BULK_PACE_RATIO=0: bulk work never waits, not for stops either
+      await offSlice;
+      stop.end();
+      await stop.done;
+      expect(off.waits).toEqual([]);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("waits for a stop that began during its share of a send's time, and for one that began as the last ended", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    try {
+      let stop: ReturnType<typeof heldStop> | null = null;
+      const pace: BulkPace = new BulkPace({
+        ratio: 3,
+        sendsRunning: async () => true,
+        // The share's wait: a recall arrives meanwhile.
+        sleep: async () => void (stop = heldStop(pace)),
+      });
+      let done = false;
+      const slice = pace.afterWork(5).then(() => (done = true));
+      await vi.advanceTimersByTimeAsync(0);
+      expect(stop).not.toBe(null);
+      expect(done).toBe(false); // the recall that began during the share holds the next slice
+      // The recall is answered, and another begins as soon as it is (before the waiting slice resumes).
+      const first = stop!;
+      const next = first.done.then(() => heldStop(pace));
+      first.end();
+      const second = await next;
+      await vi.advanceTimersByTimeAsync(0);
+      expect(done).toBe(false);
+      second.end();
+      await second.done;
+      await vi.advanceTimersByTimeAsync(0);
+      expect(done).toBe(true);
+      await slice;
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
