@@ -249,6 +249,11 @@ export async function runRecallUnderLoad(o: RecallUnderLoadOptions): Promise<Rec
       (into === alone ? cpuAlone : cpuWithDashboards).push(serviceCpu() - c0);
       log(`recall-under-load: fan-out ${label}: ${Math.round(f.rcptPerSec)} recipients/s, service ${round1(serviceCpu() - c0)} CPU s`);
     };
+    // One untimed fan-out first: a process's first fan-out of N warms its JIT and Redis's memory. Without
+    // it the first "alone" was the slowest of the four in every run of session 26 (89,000-127,000/s
+    // against 120,000-162,000/s for the fourth), which understated the rate alone.
+    const warmUp = await fanout(a, redis, "rul-big", N, "Warm-up");
+    log(`recall-under-load: fan-out warm-up (untimed): ${Math.round(warmUp.rcptPerSec)} recipients/s`);
     await measure(alone, "alone 1");
     let sse = await dashboards(false);
     await measure(withDashboards, `with ${SSE} dashboards 1`);
