@@ -17,8 +17,8 @@
  * inside `duringStop`): while one runs in this process, every stream of bulk work waits before its
  * next slice until the stops are answered (at most 250 ms a slice), send or no send. A stop is a few
  * Redis round trips, and between two of them the API's event loop would otherwise run whatever
- * bulk work is ready (a chunk of CSV parsed and checked, a freeze's slice): the window's first recall
- * of the bench, before any send runs, waited behind exactly that (docs/performance.md, session 26).
+ * bulk work is ready (a chunk of CSV parsed and checked, a freeze's slice), as in the bench's
+ * recall-under-load window before any send runs (docs/performance.md, session 26).
  * Only this process's bulk work gives way: another API process's upload does not hear of it.
  *
  * Measured (docs/performance.md, "Recall under load", session 24): with a million-row upload, a
@@ -42,7 +42,7 @@ const CHECK_TIMEOUT_MS = 100;
 const MAX_WAIT_MS = 250;
 /**
  * The longest a slice waits for this process's stops to be answered: a recall answers in tens of
- * milliseconds; one stuck (Redis away) must not hold an upload for longer than its own retries take.
+ * milliseconds, and one held up (Redis away, replicas late) must not stall uploads and freezes with it.
  */
 const MAX_STOP_WAIT_MS = 250;
 
