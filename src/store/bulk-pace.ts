@@ -36,13 +36,15 @@ const CHECK_EVERY_MS = 250;
  */
 const CHECK_TIMEOUT_MS = 100;
 /**
- * The longest wait after one slice: a slice stalled by a hiccup (a preempted Redis, a GC pause)
- * does not stall the upload for seconds after it.
+ * The longest share of a send's time after one slice: a slice stalled by a hiccup (a preempted
+ * Redis, a GC pause) does not stall the upload for seconds after it. (Waits for stops come on top,
+ * at most MAX_STOP_WAIT_MS a slice.)
  */
 const MAX_WAIT_MS = 250;
 /**
- * The longest a slice waits for this process's stops to be answered: a recall answers in tens of
- * milliseconds, and one held up (Redis away, replicas late) must not stall uploads and freezes with it.
+ * The longest a slice waits for this process's stops to be answered, before and after its share
+ * together: a recall answers in tens of milliseconds, and one held up (Redis away, replicas late)
+ * must not stall uploads and freezes with it. Timed with the global setTimeout (unit tests fake it).
  */
 const MAX_STOP_WAIT_MS = 250;
 
@@ -82,7 +84,7 @@ export class BulkPace {
     return this.now();
   }
 
-  /** After a slice begun at `startedAt`: waits its share while a send runs. Answers the ms waited. */
+  /** After a slice begun at `startedAt`: waits for this process's stops, and its share while a send runs (afterWork). Answers the ms waited. */
   after(startedAt: number): Promise<number> {
     return this.afterWork(this.now() - startedAt);
   }
@@ -94,14 +96,15 @@ export class BulkPace {
    */
   async afterWork(took: number): Promise<number> {
     if (this.o.ratio === 0) return 0;
-    const waited = await this.giveWayToStops();
-    if (!(await this.sendsRunning())) return waited;
+    const forStops = await this.giveWayToStops(MAX_STOP_WAIT_MS);
+    if (!(await this.sendsRunning())) return forStops;
     const ms = Math.min(MAX_WAIT_MS, took * this.o.ratio);
-    if (ms < 1) return waited;
+    if (ms < 1) return forStops;
     this.o.onWait?.(ms);
     await this.sleep(ms);
-    // A stop that began during the share (most of the time, while a send runs) is waited for too.
-    return waited + ms + (await this.giveWayToStops());
+    // A stop that began during the share (most of the time, while a send runs) is waited for too,
+    // within what is left of the slice's MAX_STOP_WAIT_MS.
+    return forStops + ms + (await this.giveWayToStops(MAX_STOP_WAIT_MS - forStops));
   }
 
   /**
@@ -122,11 +125,11 @@ export class BulkPace {
   }
 
   /**
-   * Waits until no stop runs in this process, at most MAX_STOP_WAIT_MS in all (a stop that begins
-   * as the last one ends is waited for too, within the same limit). Answers the ms waited.
+   * Waits until no stop runs in this process, at most `limitMs` in all (a stop that begins as the
+   * last one ends is waited for too, within the same limit). Answers the ms waited.
    */
-  private async giveWayToStops(): Promise<number> {
-    if (this.stops === 0) return 0;
+  private async giveWayToStops(limitMs: number): Promise<number> {
+    if (this.stops === 0 || limitMs <= 0) return 0;
     const since = this.now();
     let timedOut = false;
     let timer: NodeJS.Timeout | undefined;
@@ -134,7 +137,7 @@ export class BulkPace {
       timer = setTimeout(() => {
         timedOut = true;
         r();
-      }, MAX_STOP_WAIT_MS);
+      }, limitMs);
     });
     try {
       while (this.stops > 0 && !timedOut) await Promise.race([this.calmed(), limit]);
@@ -158,7 +161,8 @@ export class BulkPace {
 
   /**
    * One stream of bulk work (an upload, a freeze) that gives way for at most `budgetMs` in all:
-   * bulk work is an HTTP request (Node gives it 300 s), and must end however long sends run.
+   * bulk work is an HTTP request (Node gives it 300 s), and must end however long sends run. The
+   * last wait may end past the budget, by at most one slice's waits (MAX_STOP_WAIT_MS + MAX_WAIT_MS).
    */
   budget(budgetMs: number): PacedStream {
     let waited = 0;

@@ -196,6 +196,61 @@ describe("giving way to stops (a recall, an ops pause)", () => {
     }
   });
 
+  it("waits for stops at most 250 ms a slice in all, before and after its share of a send's time", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    try {
+      let now = 0;
+      const counted: number[] = [];
+      const pace = new BulkPace({
+        ratio: 3,
+        now: () => now,
+        sleep: async (ms) => void (now += ms),
+        sendsRunning: async () => true,
+        onWait: (ms) => counted.push(ms),
+      });
+      const stop = heldStop(pace); // never answered while the slice waits
+      let waited: number | null = null;
+      const slice = pace.afterWork(5).then((ms) => (waited = ms));
+      now += 250;
+      await vi.advanceTimersByTimeAsync(250);
+      await slice;
+      expect([waited, counted]).toEqual([250 + 15, [250, 15]]); // nothing more for the stop after the share
+      expect(vi.getTimerCount()).toBe(0);
+      stop.end();
+      await stop.done;
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("stops that follow one another hold a slice 250 ms in all, not 250 ms each", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    try {
+      let now = 0;
+      const pace = new BulkPace({ ratio: 3, now: () => now, sendsRunning: async () => false });
+      let current = heldStop(pace);
+      let waited: number | null = null;
+      const slice = pace.afterWork(5).then((ms) => (waited = ms));
+      for (let k = 0; k < 4; k++) {
+        // Every 100 ms the stop is answered and a new one begins at once.
+        now += 100;
+        await vi.advanceTimersByTimeAsync(100);
+        const next = current.done.then(() => heldStop(pace));
+        current.end();
+        current = await next;
+        await vi.advanceTimersByTimeAsync(0);
+        if (now < 250) expect(waited).toBe(null);
+      }
+      await slice;
+      expect(waited).toBe(300); // let go at 250 ms (the hand clock moves in steps of 100), not after 400
+      current.end();
+      await current.done;
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it("a stop's failure is its caller's, and ends the wait as an answer does; at ratio 0 nothing waits", async () => {
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
     try {
@@ -243,7 +298,9 @@ describe("giving way to stops (a recall, an ops pause)", () => {
       await vi.advanceTimersByTimeAsync(0);
       expect(stop).not.toBe(null);
       expect(done).toBe(false); // the recall that began during the share holds the next slice
-      // The recall is answered, and another begins as soon as it is (before the waiting slice resumes).
+      // The recall is answered, and another begins as soon as it is, before the waiting slice resumes:
+      // `first.done`'s callback runs before the waiter's continuation (a Promise.race, then an await),
+      // both queued when the stop ended, in that order.
       const first = stop!;
       const next = first.done.then(() => heldStop(pace));
       first.end();
