@@ -1,5 +1,5 @@
 /** store/bulk-pace.ts: bulk work waits its share while a send runs, and only then. */
-import { describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { BulkPace } from "../../src/store/bulk-pace.js";
 
 /** A pace on a hand-moved clock, recording the waits it asks for and how often it asked about sends. */
@@ -137,6 +137,10 @@ describe("a stream's budget", () => {
 });
 
 describe("giving way to stops (a recall, an ops pause)", () => {
+  // The limit on a wait for stops is a global setTimeout: faked in every test of this block.
+  beforeEach(() => void vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] }));
+  afterEach(() => void vi.useRealTimers());
+
   /** A stop held open until `end()`: what MessageService.recall runs inside duringStop. */
   function heldStop(pace: BulkPace) {
     let end!: () => void;
@@ -145,176 +149,146 @@ describe("giving way to stops (a recall, an ops pause)", () => {
   }
 
   it("holds bulk work before its next slice until the stops are answered, send or no send", async () => {
-    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
-    try {
-      const p = paced(3, () => false);
-      const first = heldStop(p.pace);
-      const second = heldStop(p.pace);
-      let sliceDone = false;
-      const slice = p.slice(5).then(() => (sliceDone = true));
-      await vi.advanceTimersByTimeAsync(200);
-      expect(sliceDone).toBe(false);
-      first.end();
-      expect(await first.done).toBe("answered");
-      await vi.advanceTimersByTimeAsync(0);
-      expect(sliceDone).toBe(false); // the other stop still runs
-      second.end();
-      await second.done;
-      await vi.advanceTimersByTimeAsync(0);
-      expect(sliceDone).toBe(true);
-      await slice;
-      expect(p.waits).toEqual([]); // no send: no share to wait besides the stops
-      expect(vi.getTimerCount()).toBe(0);
-      // With no stop running, a slice goes on at once.
-      await p.slice(5);
-      expect(p.waits).toEqual([]);
-    } finally {
-      vi.useRealTimers();
-    }
+    const p = paced(3, () => false);
+    const first = heldStop(p.pace);
+    const second = heldStop(p.pace);
+    let sliceDone = false;
+    const slice = p.slice(5).then(() => (sliceDone = true));
+    await vi.advanceTimersByTimeAsync(200);
+    expect(sliceDone).toBe(false);
+    first.end();
+    expect(await first.done).toBe("answered");
+    await vi.advanceTimersByTimeAsync(0);
+    expect(sliceDone).toBe(false); // the other stop still runs
+    second.end();
+    await second.done;
+    await vi.advanceTimersByTimeAsync(0);
+    expect(sliceDone).toBe(true);
+    await slice;
+    expect(p.waits).toEqual([]); // no send: no share to wait besides the stops
+    expect(vi.getTimerCount()).toBe(0);
+    // With no stop running, a slice goes on at once.
+    await p.slice(5);
+    expect(p.waits).toEqual([]);
   });
 
   it("waits at most 250 ms a slice for a stop that is not answered, and counts the wait", async () => {
-    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
-    try {
-      let now = 0;
-      const counted: number[] = [];
-      const pace = new BulkPace({ ratio: 3, now: () => now, sendsRunning: async () => false, onWait: (ms) => counted.push(ms) });
-      const stop = heldStop(pace);
-      let waited: number | null = null;
-      const slice = pace.afterWork(5).then((ms) => (waited = ms));
-      now += 249;
-      await vi.advanceTimersByTimeAsync(249);
-      expect(waited).toBe(null);
-      now += 1;
-      await vi.advanceTimersByTimeAsync(1);
-      await slice;
-      expect([waited, counted]).toEqual([250, [250]]);
-      stop.end();
-      await stop.done;
-    } finally {
-      vi.useRealTimers();
-    }
+    let now = 0;
+    const counted: number[] = [];
+    const pace = new BulkPace({ ratio: 3, now: () => now, sendsRunning: async () => false, onWait: (ms) => counted.push(ms) });
+    const stop = heldStop(pace);
+    let waited: number | null = null;
+    const slice = pace.afterWork(5).then((ms) => (waited = ms));
+    now += 249;
+    await vi.advanceTimersByTimeAsync(249);
+    expect(waited).toBe(null);
+    now += 1;
+    await vi.advanceTimersByTimeAsync(1);
+    await slice;
+    expect([waited, counted]).toEqual([250, [250]]);
+    stop.end();
+    await stop.done;
   });
 
   it("waits for stops at most 250 ms a slice in all, before and after its share of a send's time", async () => {
-    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
-    try {
-      let now = 0;
-      const counted: number[] = [];
-      const pace = new BulkPace({
-        ratio: 3,
-        now: () => now,
-        sleep: async (ms) => void (now += ms),
-        sendsRunning: async () => true,
-        onWait: (ms) => counted.push(ms),
-      });
-      const stop = heldStop(pace); // never answered while the slice waits
-      let waited: number | null = null;
-      const slice = pace.afterWork(5).then((ms) => (waited = ms));
-      now += 250;
-      await vi.advanceTimersByTimeAsync(250);
-      await slice;
-      expect([waited, counted]).toEqual([250 + 15, [250, 15]]); // nothing more for the stop after the share
-      expect(vi.getTimerCount()).toBe(0);
-      stop.end();
-      await stop.done;
-    } finally {
-      vi.useRealTimers();
-    }
+    let now = 0;
+    const counted: number[] = [];
+    const pace = new BulkPace({
+      ratio: 3,
+      now: () => now,
+      sleep: async (ms) => void (now += ms),
+      sendsRunning: async () => true,
+      onWait: (ms) => counted.push(ms),
+    });
+    const stop = heldStop(pace); // never answered while the slice waits
+    let waited: number | null = null;
+    const slice = pace.afterWork(5).then((ms) => (waited = ms));
+    now += 250;
+    await vi.advanceTimersByTimeAsync(250);
+    await slice;
+    expect([waited, counted]).toEqual([250 + 15, [250, 15]]); // nothing more for the stop after the share
+    expect(vi.getTimerCount()).toBe(0);
+    stop.end();
+    await stop.done;
   });
 
   it("stops that follow one another hold a slice 250 ms in all, not 250 ms each", async () => {
-    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
-    try {
-      let now = 0;
-      const pace = new BulkPace({ ratio: 3, now: () => now, sendsRunning: async () => false });
-      let current = heldStop(pace);
-      let waited: number | null = null;
-      const slice = pace.afterWork(5).then((ms) => (waited = ms));
-      for (let k = 0; k < 4; k++) {
-        // Every 100 ms the stop is answered and a new one begins at once.
-        now += 100;
-        await vi.advanceTimersByTimeAsync(100);
-        const next = current.done.then(() => heldStop(pace));
-        current.end();
-        current = await next;
-        await vi.advanceTimersByTimeAsync(0);
-        if (now < 250) expect(waited).toBe(null);
-      }
-      await slice;
-      expect(waited).toBe(300); // let go at 250 ms (the hand clock moves in steps of 100), not after 400
+    let now = 0;
+    const pace = new BulkPace({ ratio: 3, now: () => now, sendsRunning: async () => false });
+    let current = heldStop(pace);
+    let waited: number | null = null;
+    const slice = pace.afterWork(5).then((ms) => (waited = ms));
+    for (let k = 0; k < 4; k++) {
+      // Every 100 ms the stop is answered and a new one begins at once.
+      now += 100;
+      await vi.advanceTimersByTimeAsync(100);
+      const next = current.done.then(() => heldStop(pace));
       current.end();
-      await current.done;
-      expect(vi.getTimerCount()).toBe(0);
-    } finally {
-      vi.useRealTimers();
+      current = await next;
+      await vi.advanceTimersByTimeAsync(0);
+      if (now < 250) expect(waited).toBe(null);
     }
+    await slice;
+    expect(waited).toBe(300); // let go at 250 ms (the hand clock moves in steps of 100), not after 400
+    current.end();
+    await current.done;
+    expect(vi.getTimerCount()).toBe(0);
   });
 
   it("a stop's failure is its caller's, and ends the wait as an answer does; at ratio 0 nothing waits", async () => {
-    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
-    try {
-      const p = paced(3, () => false);
-      let fail!: (e: Error) => void;
-      const failing = p.pace.duringStop(() => new Promise<void>((_, reject) => (fail = reject)));
-      let sliceDone = false;
-      const slice = p.slice(5).then(() => (sliceDone = true));
-      await vi.advanceTimersByTimeAsync(0);
-      expect(sliceDone).toBe(false);
-      fail(new Error("refused"));
-      await expect(failing).rejects.toThrow("refused");
-      await vi.advanceTimersByTimeAsync(0);
-      expect(sliceDone).toBe(true); // no stop left running
-      await slice;
+    const p = paced(3, () => false);
+    let fail!: (e: Error) => void;
+    const failing = p.pace.duringStop(() => new Promise<void>((_, reject) => (fail = reject)));
+    let sliceDone = false;
+    const slice = p.slice(5).then(() => (sliceDone = true));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(sliceDone).toBe(false);
+    fail(new Error("refused"));
+    await expect(failing).rejects.toThrow("refused");
+    await vi.advanceTimersByTimeAsync(0);
+    expect(sliceDone).toBe(true); // no stop left running
+    await slice;
 
-      const off = paced(0, () => true);
-      const stop = heldStop(off.pace);
-      let offDone = false;
-      const offSlice = off.slice(5).then(() => (offDone = true));
-      await vi.advanceTimersByTimeAsync(0);
-      expect(offDone).toBe(true); // BULK_PACE_RATIO=0: bulk work never waits, not for stops either
-      await offSlice;
-      stop.end();
-      await stop.done;
-      expect(off.waits).toEqual([]);
-      expect(vi.getTimerCount()).toBe(0);
-    } finally {
-      vi.useRealTimers();
-    }
+    const off = paced(0, () => true);
+    const stop = heldStop(off.pace);
+    let offDone = false;
+    const offSlice = off.slice(5).then(() => (offDone = true));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(offDone).toBe(true); // BULK_PACE_RATIO=0: bulk work never waits, not for stops either
+    await offSlice;
+    stop.end();
+    await stop.done;
+    expect(off.waits).toEqual([]);
+    expect(vi.getTimerCount()).toBe(0);
   });
 
   it("waits for a stop that began during its share of a send's time, and for one that began as the last ended", async () => {
-    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
-    try {
-      let stop: ReturnType<typeof heldStop> | null = null;
-      const pace: BulkPace = new BulkPace({
-        ratio: 3,
-        sendsRunning: async () => true,
-        // The share's wait: a recall arrives meanwhile.
-        sleep: async () => void (stop = heldStop(pace)),
-      });
-      let done = false;
-      const slice = pace.afterWork(5).then(() => (done = true));
-      await vi.advanceTimersByTimeAsync(0);
-      expect(stop).not.toBe(null);
-      expect(done).toBe(false); // the recall that began during the share holds the next slice
-      // The recall is answered, and another begins as soon as it is, before the waiting slice resumes:
-      // `first.done`'s callback runs before the waiter's continuation (a Promise.race, then an await),
-      // both queued when the stop ended, in that order.
-      const first = stop!;
-      const next = first.done.then(() => heldStop(pace));
-      first.end();
-      const second = await next;
-      await vi.advanceTimersByTimeAsync(0);
-      expect(done).toBe(false);
-      second.end();
-      await second.done;
-      await vi.advanceTimersByTimeAsync(0);
-      expect(done).toBe(true);
-      await slice;
-      expect(vi.getTimerCount()).toBe(0);
-    } finally {
-      vi.useRealTimers();
-    }
+    let stop: ReturnType<typeof heldStop> | null = null;
+    const pace: BulkPace = new BulkPace({
+      ratio: 3,
+      sendsRunning: async () => true,
+      // The share's wait: a recall arrives meanwhile.
+      sleep: async () => void (stop = heldStop(pace)),
+    });
+    let done = false;
+    const slice = pace.afterWork(5).then(() => (done = true));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(stop).not.toBe(null);
+    expect(done).toBe(false); // the recall that began during the share holds the next slice
+    // The recall is answered, and another begins as soon as it is, before the waiting slice resumes:
+    // `first.done`'s callback runs before the waiter's continuation (a Promise.race, then an await),
+    // both queued when the stop ended, in that order.
+    const first = stop!;
+    const next = first.done.then(() => heldStop(pace));
+    first.end();
+    const second = await next;
+    await vi.advanceTimersByTimeAsync(0);
+    expect(done).toBe(false);
+    second.end();
+    await second.done;
+    await vi.advanceTimersByTimeAsync(0);
+    expect(done).toBe(true);
+    await slice;
+    expect(vi.getTimerCount()).toBe(0);
   });
 });
