@@ -85,12 +85,15 @@ const STOP_WAIT_MS = 2_000;
 
 export type AofDecision = "not-due" | "wait" | "rewrite";
 
+/** How far the AOF grew over its base, in percent, as Redis computes it (no base yet counts as one byte). */
+export function aofGrowth(state: Pick<AofState, "currentSize" | "baseSize">): number {
+  return (state.currentSize * 100) / Math.max(1, state.baseSize) - 100;
+}
+
 /** Redis's own test (serverCron: growth over the base, in percent, above the minimum size), then whether Redis is quiet. */
 export function aofDecision(state: AofState, rule: { percentage: number; minSize: number }, quiet: boolean): AofDecision {
   if (!state.enabled || state.busy || rule.percentage <= 0) return "not-due";
-  const base = state.baseSize > 0 ? state.baseSize : 1; // as Redis: no base yet counts as one byte
-  const growth = (state.currentSize * 100) / base - 100;
-  if (state.currentSize <= rule.minSize || growth < rule.percentage) return "not-due";
+  if (state.currentSize <= rule.minSize || aofGrowth(state) < rule.percentage) return "not-due";
   return quiet ? "rewrite" : "wait";
 }
 
@@ -203,7 +206,7 @@ export class AofRewriteKeeper {
       return "backing-off";
     }
     this.asked = true;
-    const growth = Math.round((state.currentSize * 100) / Math.max(1, state.baseSize) - 100);
+    const growth = Math.round(aofGrowth(state));
     if (/scheduled/i.test(reply)) {
       // Another fork began between the look and the command: Redis starts the rewrite after it, quiet or not.
       this.o.onRewrite?.("scheduled");

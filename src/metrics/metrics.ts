@@ -18,7 +18,7 @@ export interface Metrics {
   smtpTransaction: Histogram<"kind" | "result">;
   /** From a recall's answer until nothing of the original was in an SMTP transaction any more. */
   recallToStop: Histogram<never>;
-  /** Time bulk work (uploads, freezes) waited for running sends: store/bulk-pace.ts. */
+  /** Time bulk work (uploads, freezes) waited for running sends and for this process's stops (recalls, pauses): store/bulk-pace.ts. */
   bulkPaced: Counter<never>;
   /** Redis AOF rewrites this process started: infra/aof-rewrite.ts. */
   aofRewrites: Counter<"start">;

@@ -17,11 +17,11 @@ import { keys } from "./keys.js";
 
 /**
  * Members copied per script call: 500, 2,000 calls for a million. Under the recall-under-load
- * benchmark's load the slices that took over 1 ms averaged 1.6 ms (4.7 ms with slices of 2,000). Larger slices cost more than their share where
- * the scratch set grows: each insert may touch a page of memory Redis has not touched yet (the
- * set's hash table doubles, its nodes are new), and on the benchmark's micro-VM a first touch costs
- * ~16 us, so a slice of 2,000 took up to 28-64 ms under load (session 25), over the 20 ms any
- * command may take (issue 18).
+ * benchmark's load the slices that took over 1 ms averaged 1.6 ms (4.7 ms with slices of 2,000).
+ * Larger slices cost more than their share where the scratch set grows: each insert may touch a
+ * page of memory Redis has not touched yet (the set's hash table doubles, its nodes are new), and
+ * on the benchmark's micro-VM a first touch costs ~16 us, so a slice of 2,000 took up to 28-64 ms
+ * under load (session 25), over the 20 ms any command may take (issue 18).
  */
 export const FREEZE_SLICE = 500;
 /**
