@@ -9,12 +9,19 @@
  * `probe-start` / `probe-stop`: a PING to Redis every 10 ms, each one's round trip recorded, answered
  * by `probe-stop` as `{pings}` (ms, in the order taken): how long the smallest command waited for Redis,
  * blocks the slow log does not show included (a MULTI/EXEC runs as one block; EXEC is not logged).
- * Usage: node --import tsx bench/recall-client.mts --url U --token T --redis R; prints `{"ready": true}`.
+ * With `--redis-pid`, `probe-stop` also answers `cpuWait`: how long Redis's main thread waited for a
+ * core in the probe's time (bench/service.ts runQueueWaitMs), in all and in each 50 ms slot read
+ * here, or null where the kernel does not tell. On a machine whose cores every process shares, a
+ * command's time in the slow log includes such a wait.
+ * Usage: node --import tsx bench/recall-client.mts --url U --token T --redis R [--redis-pid P];
+ * prints `{"ready": true}`.
  */
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
+import { runQueueWaitMs } from "./service.js";
 
-const { values: args } = parseArgs({ options: { url: { type: "string" }, token: { type: "string" }, redis: { type: "string" } } });
+const { values: args } = parseArgs({ options: { url: { type: "string" }, token: { type: "string" }, redis: { type: "string" }, "redis-pid": { type: "string" } } });
+const redisPid = args["redis-pid"] === undefined ? null : Number(args["redis-pid"]);
 const redis = new Redis(args.redis!);
 let probing = false;
 let pings: number[] = [];
@@ -26,6 +33,28 @@ async function probe() {
     pings.push(performance.now() - s);
     await new Promise((r) => setTimeout(r, 10)); // the probe's pace: ~100 PINGs/s, a few % of a core here, nothing of Redis
   }
+}
+
+/** Redis's wait for a core, read every 50 ms while probing: each slot's share, in ms (null: not readable). */
+let waits: number[] | null = null;
+let waitTimer: NodeJS.Timeout | undefined;
+function watchWaits() {
+  let last = redisPid === null ? null : runQueueWaitMs(redisPid);
+  waits = last === null ? null : [];
+  if (last === null) return;
+  // 50 ms: short enough to show a wait of the 20 ms a command may take, long enough to cost nothing.
+  waitTimer = setInterval(() => {
+    const now = runQueueWaitMs(redisPid!);
+    if (now === null || last === null) return;
+    waits!.push(now - last);
+    last = now;
+  }, 50);
+}
+function cpuWait() {
+  clearInterval(waitTimer);
+  if (!waits) return null;
+  const round1 = (x: number) => Math.round(x * 10) / 10;
+  return { ms: round1(waits.reduce((a, b) => a + b, 0)), slots: waits.length, longestSlotMs: round1(Math.max(0, ...waits)), slotsOver10Ms: waits.filter((w) => w > 10).length };
 }
 
 async function recall(id: string) {
@@ -46,11 +75,12 @@ process.on("message", (m: { op: string; seq: number; id?: string }) => {
     pings = [];
     probing = true;
     void probe();
+    watchWaits();
     return process.send!({ seq: m.seq });
   }
   if (m.op === "probe-stop") {
     probing = false;
-    return process.send!({ seq: m.seq, pings });
+    return process.send!({ seq: m.seq, pings, cpuWait: cpuWait() });
   }
   if (m.op !== "recall") return process.send!({ seq: m.seq, error: `unknown op ${m.op}` });
   recall(m.id!).then(

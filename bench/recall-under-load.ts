@@ -100,6 +100,13 @@ export interface RecallUnderLoadResult {
   apiLoopDelayMs: { p99: number | null; max: number | null };
   /** PINGs to Redis every 10 ms during the window, from a process that does nothing else: how long the smallest command waited for its turn. */
   redisPing: PingStats;
+  /**
+   * How long Redis's main thread was ready to run but waited for a core in the window (read every
+   * 50 ms by bench/recall-client.mts): in all, the longest 50 ms slot's share, and the slots with
+   * more than 10 ms of it. A command's time in the slow log includes any such wait inside it. Null
+   * where the kernel does not tell.
+   */
+  redisCpuWait: RedisCpuWait | null;
   cpuSecondsInWindow: Record<string, number>;
   servicePeakRssMb: number;
   redis: RedisEvidence;
@@ -107,6 +114,8 @@ export interface RecallUnderLoadResult {
   aof: AofEvidence;
   recallList: RecallRecord[];
 }
+
+type RedisCpuWait = { ms: number; slots: number; longestSlotMs: number; slotsOver10Ms: number };
 
 type AofEvidence = { baseMbAtStart: number; sizeMbAtStart: number; sizeMbAtEnd: number; rewritesInWindow: number; waitedBeforeSeconds: number | null };
 
@@ -263,7 +272,7 @@ export async function runRecallUnderLoad(o: RecallUnderLoadOptions): Promise<Rec
       await measure(alone, "alone 2");
     } else await sse.close();
     sse = await dashboards(true);
-    const recaller = await startHelper<{ ready: true }>("./recall-client.mts", ["--url", svc.url, "--token", benchToken("ops"), "--redis", o.redisUrl]);
+    const recaller = await startHelper<{ ready: true }>("./recall-client.mts", ["--url", svc.url, "--token", benchToken("ops"), "--redis", o.redisUrl, "--redis-pid", String(o.redisPid)]);
     helpers.push(recaller);
     // One untimed recall first: a process's first recall compiles its code path (~90 ms on an idle
     // service here, 4-10 ms after), which is start-up, not load.
@@ -372,7 +381,8 @@ export async function runRecallUnderLoad(o: RecallUnderLoadOptions): Promise<Rec
     const windowSeconds = (performance.now() - t0) / 1000;
     loop.disable();
     const apiLoop = await apiLoopDelay(svc.url);
-    const pings = (await recaller.ask<{ pings: number[] }>("probe-stop")).pings.sort((x, y) => x - y);
+    const probed = await recaller.ask<{ pings: number[]; cpuWait: RedisCpuWait | null }>("probe-stop");
+    const pings = probed.pings.sort((x, y) => x - y);
     const pingMs = (p: number) => (pings.length ? round1(percentile(pings, p)!) : null);
     const cpu = Object.fromEntries(Object.entries(pids).map(([k, ps]) => [k, round1(ps.reduce((s, p) => s + cpuSeconds(p), 0) - cpu0[k]!)]));
     const redisEvidence = await evidence.collect();
@@ -445,6 +455,7 @@ export async function runRecallUnderLoad(o: RecallUnderLoadOptions): Promise<Rec
       driverLoopDelayMs: { p99: round1(loop.percentile(99) / 1e6), max: round1(loop.max / 1e6) },
       apiLoopDelayMs: apiLoop,
       redisPing: { pings: pings.length, p50Ms: pingMs(0.5), p99Ms: pingMs(0.99), maxMs: pingMs(1) },
+      redisCpuWait: probed.cpuWait,
       cpuSecondsInWindow: cpu,
       servicePeakRssMb: round1(Math.max(...svc.peakRss()) / 1024 / 1024),
       redis: redisEvidence,

@@ -5,7 +5,7 @@
  * in child processes, its own redis-server, an SMTP sink) measured back to back, so the ratios
  * compare like with like. Prints a table and writes bench/results/latest.json.
  */
-import { cpus, freemem, loadavg, totalmem } from "node:os";
+import { cpus, freemem, loadavg, setPriority, totalmem } from "node:os";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -34,6 +34,13 @@ const { values: args } = parseArgs({
     profile: { type: "boolean", default: false },
     /** Cap each service process at this many CPUs (cgroup CFS quota; see bench/cpu-cap.ts). */
     "service-cpus": { type: "string" },
+    /**
+     * Redis's main thread at this nice value (-20..19, default 0: as every other process). A
+     * negative value models Redis with a core of its own, as in production, where it does not share
+     * the workers' and the API's cores: on this 2-core machine Redis otherwise waits for a core for
+     * 10-40 ms at a time under load, inside commands (recallUnderLoad.redisCpuWait).
+     */
+    "redis-nice": { type: "string", default: "0" },
     /** Each large audience of recall-under-load (default 1,000,000; with --quick, the recipients). */
     "load-recipients": { type: "string" },
     /** The staged send's audience (default: the recipients; with --quick, 10,000 at most). */
@@ -53,12 +60,17 @@ const PER_RCPT_N = Number(args["per-recipient"] ?? Math.min(N, 100_000));
 const LOAD_N = Number(args["load-recipients"] ?? (args.quick ? N : 1_000_000));
 const STAGED_N = Number(args["staged-recipients"] ?? (args.quick ? Math.min(N, 10_000) : N));
 const SERVICE_CPUS = args["service-cpus"] === undefined ? undefined : Number(args["service-cpus"]);
+const REDIS_NICE = Number(args["redis-nice"]);
+if (!(Number.isInteger(REDIS_NICE) && REDIS_NICE >= -20 && REDIS_NICE <= 19)) {
+  process.stderr.write("--redis-nice: a whole number between -20 and 19\n");
+  process.exit(2);
+}
 if (SERVICE_CPUS !== undefined && !(SERVICE_CPUS >= 0.1 && SERVICE_CPUS <= 64)) {
   process.stderr.write("--service-cpus: a number of CPUs between 0.1 and 64\n");
   process.exit(2);
 }
 if (![N, POOL, BASELINE_N, PER_RCPT_N, LOAD_N, STAGED_N].every((n) => Number.isInteger(n) && n > 0) || !["auto", "postfix", "node"].includes(args.sink!) || !["when-quiet", "redis", "off"].includes(args["aof-rewrite"]!)) {
-  process.stderr.write("usage: npm run bench -- [--recipients N | --quick] [--pool N] [--sink auto|postfix|node] [--baseline N] [--per-recipient N] [--staged-recipients N] [--skip-two-workers] [--only phases] [--profile] [--service-cpus F] [--aof-rewrite when-quiet|redis|off] [--out file]\n");
+  process.stderr.write("usage: npm run bench -- [--recipients N | --quick] [--pool N] [--sink auto|postfix|node] [--baseline N] [--per-recipient N] [--staged-recipients N] [--skip-two-workers] [--only phases] [--profile] [--service-cpus F] [--redis-nice N] [--aof-rewrite when-quiet|redis|off] [--out file]\n");
   process.exit(2);
 }
 
@@ -74,6 +86,8 @@ const sink = await startSink({ prefer: args.sink as "auto" | "postfix" | "node" 
 const serverInfo = await redis.info("server");
 const redisVersion = /^redis_version:(\S+)/m.exec(serverInfo)?.[1] ?? "?";
 const redisPid = Number(/^process_id:(\d+)/m.exec(serverInfo)?.[1] ?? 0);
+// The main thread only (on Linux a pid names its main thread here): every command runs there.
+if (REDIS_NICE !== 0) setPriority(redisPid, REDIS_NICE);
 // Who rewrites Redis's AOF. A rewrite forks Redis, and the copy-on-write faults after the fork stall
 // it for 50-170 ms on this machine (docs/performance.md, "Recall under load"). when-quiet (the
 // default, as production): the services' workers run it while no send runs and Redis takes few
@@ -97,6 +111,8 @@ const machine = {
   serviceCpus: SERVICE_CPUS ?? null,
   /** Who rewrote Redis's AOF (--aof-rewrite): when-quiet, redis or off. */
   aofRewrite: AOF_REWRITE,
+  /** Redis's main thread's nice value (--redis-nice; 0: as every other process). */
+  redisNice: REDIS_NICE,
 };
 log(`machine ${JSON.stringify(machine)}`);
 
@@ -252,6 +268,8 @@ try {
   if (underLoad) {
     const f = underLoad.fanout;
     log(`recall under load: p50 ${underLoad.p50Ms} ms, p99 ${underLoad.p99Ms} ms, max ${underLoad.maxMs} ms, stop ${underLoad.stopMsMax} ms, sentAfterAck ${underLoad.sentAfterAck}, slowest Redis ${underLoad.slowestRedisMs} ms (${underLoad.slowestRedisCommands.map((c) => `${c.command} ${c.ms}`).join(", ")})`);
+    const w = underLoad.redisCpuWait;
+    if (w) log(`recall under load: Redis waited for a core ${w.ms} ms in the window, at most ${w.longestSlotMs} ms of a 50 ms slot, more than 10 ms in ${w.slotsOver10Ms} of ${w.slots} slots`);
     rows.push({ phase: "recall-under-load: the fan-out alone (mean)", recipients: LOAD_N, seconds: LOAD_N / (f.aloneRcptPerSec.reduce((a, b) => a + b, 0) / f.aloneRcptPerSec.length), rcptPerSec: f.aloneRcptPerSec.reduce((a, b) => a + b, 0) / f.aloneRcptPerSec.length, ratio: null, peakRssMb: null });
     rows.push({ phase: "recall-under-load: the fan-out under load", recipients: LOAD_N, seconds: f.underLoadSeconds, rcptPerSec: f.underLoadRcptPerSec, ratio: null, peakRssMb: [underLoad.servicePeakRssMb] });
   }

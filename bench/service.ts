@@ -74,6 +74,21 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
+/**
+ * Milliseconds the process's main thread has spent so far ready to run but waiting for a core
+ * (the second field of /proc/<pid>/task/<pid>/schedstat, in ns); null where the kernel does not
+ * tell. For Redis, whose commands all run on that thread, a command's time in the slow log includes
+ * any such wait that fell inside it.
+ */
+export function runQueueWaitMs(pid: number): number | null {
+  try {
+    const wait = Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").split(" ")[1]);
+    return Number.isFinite(wait) ? wait / 1e6 : null;
+  } catch {
+    return null;
+  }
+}
+
 export async function startService(o: ServiceOptions): Promise<RunningService> {
   mkdirSync(o.dir, { recursive: true });
   const usersFile = join(o.dir, "users.json");

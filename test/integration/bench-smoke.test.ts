@@ -112,6 +112,11 @@ describe("bench smoke", () => {
     // The edits re-freeze the audience (each changes it): the slow log has entries.
     expect(r.redis.entries).toBeGreaterThan(0);
     expect(r.slowestRedisCommands[0]!.command).toMatch(/^[A-Z]+/);
+    // Redis's wait for a core, read from /proc through the window (this is Linux): slots of 50 ms each.
+    expect(r.redisCpuWait).not.toBeNull();
+    expect(r.redisCpuWait!.slots).toBeGreaterThan(0);
+    expect(r.redisCpuWait!.ms).toBeGreaterThanOrEqual(r.redisCpuWait!.longestSlotMs);
+    expect(r.redisCpuWait!.slotsOver10Ms).toBeLessThanOrEqual(r.redisCpuWait!.slots);
     expect(r.load).toMatchObject({ edits: 3, dashboards: 10, dashboardsOpenAtEnd: 10 });
     expect(r.load.dashboardFramesMin).toBeGreaterThan(0);
     // The client that never reads is dropped, not buffered for.
