@@ -38,7 +38,8 @@ const { values: args } = parseArgs({
      * Redis's main thread at this nice value (-20..19, default 0: as every other process). A
      * negative value models Redis with a core of its own, as in production, where it does not share
      * the workers' and the API's cores: on this 2-core machine Redis otherwise waits for a core for
-     * 10-40 ms at a time under load, inside commands (recallUnderLoad.redisCpuWait).
+     * 10-40 ms at a time under load, inside commands (recallUnderLoad.redisCpuWait). A negative
+     * value is written with "=": `--redis-nice=-10`.
      */
     "redis-nice": { type: "string", default: "0" },
     /** Each large audience of recall-under-load (default 1,000,000; with --quick, the recipients). */
@@ -62,7 +63,7 @@ const STAGED_N = Number(args["staged-recipients"] ?? (args.quick ? Math.min(N, 1
 const SERVICE_CPUS = args["service-cpus"] === undefined ? undefined : Number(args["service-cpus"]);
 const REDIS_NICE = Number(args["redis-nice"]);
 if (!(Number.isInteger(REDIS_NICE) && REDIS_NICE >= -20 && REDIS_NICE <= 19)) {
-  process.stderr.write("--redis-nice: a whole number between -20 and 19\n");
+  process.stderr.write("--redis-nice: a whole number between -20 and 19 (a negative one as --redis-nice=-10)\n");
   process.exit(2);
 }
 if (SERVICE_CPUS !== undefined && !(SERVICE_CPUS >= 0.1 && SERVICE_CPUS <= 64)) {
