@@ -363,6 +363,11 @@ describe("a running Airlock", () => {
     try {
       expect(await percentage()).toBe(100);
       expect(await kept()).toBeNull();
+      // The hand-back's connection was used once and is closed, not kept open until the stop
+      // (polled: Redis frees a client that quit once its reply is written, not when it is read).
+      const clients = () => ctx.redis.client("LIST") as Promise<string>;
+      expect(await clients()).toMatch(/name=airlock-api /); // the listing does name the runtime's connections
+      await until("the hand-back's connection closed", async () => !/name=airlock-aof-rewrite /.test(await clients()));
     } finally {
       await second.stop();
     }
