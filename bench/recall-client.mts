@@ -38,23 +38,31 @@ async function probe() {
 /** Redis's wait for a core, read every 50 ms while probing: each slot's share, in ms (null: not readable). */
 let waits: number[] | null = null;
 let waitTimer: NodeJS.Timeout | undefined;
+let lastWait: number | null = null;
+function readWait() {
+  const now = runQueueWaitMs(redisPid!);
+  if (now === null || lastWait === null) return;
+  waits!.push(now - lastWait);
+  lastWait = now;
+}
 function watchWaits() {
-  let last = redisPid === null ? null : runQueueWaitMs(redisPid);
-  waits = last === null ? null : [];
-  if (last === null) return;
+  clearInterval(waitTimer); // a probe started again starts afresh
+  lastWait = redisPid === null ? null : runQueueWaitMs(redisPid);
+  waits = lastWait === null ? null : [];
+  if (lastWait === null) return;
   // 50 ms: short enough to show a wait of the 20 ms a command may take, long enough to cost nothing.
-  waitTimer = setInterval(() => {
-    const now = runQueueWaitMs(redisPid!);
-    if (now === null || last === null) return;
-    waits!.push(now - last);
-    last = now;
-  }, 50);
+  waitTimer = setInterval(readWait, 50);
+  waitTimer.unref();
 }
 function cpuWait() {
   clearInterval(waitTimer);
   if (!waits) return null;
+  readWait(); // the last slot, shorter than 50 ms
+  const w = waits;
+  waits = null;
+  if (w.length === 0) return null;
   const round1 = (x: number) => Math.round(x * 10) / 10;
-  return { ms: round1(waits.reduce((a, b) => a + b, 0)), slots: waits.length, longestSlotMs: round1(Math.max(0, ...waits)), slotsOver10Ms: waits.filter((w) => w > 10).length };
+  return { ms: round1(w.reduce((a, b) => a + b, 0)), slots: w.length, longestSlotMs: round1(Math.max(0, ...w)), slotsOver10Ms: w.filter((x) => x > 10).length };
 }
 
 async function recall(id: string) {
@@ -73,8 +81,10 @@ async function recall(id: string) {
 process.on("message", (m: { op: string; seq: number; id?: string }) => {
   if (m.op === "probe-start") {
     pings = [];
-    probing = true;
-    void probe();
+    if (!probing) {
+      probing = true;
+      void probe(); // one loop, however often the probe is started
+    }
     watchWaits();
     return process.send!({ seq: m.seq });
   }

@@ -87,8 +87,6 @@ const sink = await startSink({ prefer: args.sink as "auto" | "postfix" | "node" 
 const serverInfo = await redis.info("server");
 const redisVersion = /^redis_version:(\S+)/m.exec(serverInfo)?.[1] ?? "?";
 const redisPid = Number(/^process_id:(\d+)/m.exec(serverInfo)?.[1] ?? 0);
-// The main thread only (on Linux a pid names its main thread here): every command runs there.
-if (REDIS_NICE !== 0) setPriority(redisPid, REDIS_NICE);
 // Who rewrites Redis's AOF. A rewrite forks Redis, and the copy-on-write faults after the fork stall
 // it for 50-170 ms on this machine (docs/performance.md, "Recall under load"). when-quiet (the
 // default, as production): the services' workers run it while no send runs and Redis takes few
@@ -129,6 +127,13 @@ const rows: PhaseRow[] = [];
 const cpuByPhase: Record<string, unknown> = {};
 
 try {
+  if (REDIS_NICE !== 0) {
+    // Inside the try, so that a refusal (not root: no lowering of a nice value) stops Redis and the sink too.
+    if (!(redisPid > 0)) throw new Error("--redis-nice: Redis did not say its process id");
+    // The main thread only (on Linux a pid names its main thread here): every command runs there. A
+    // fork for the AOF rewrite inherits it; Redis's background threads, started before, do not.
+    setPriority(redisPid, REDIS_NICE);
+  }
   // Three slices, the median rate: the baseline is every ratio's denominator, and the machine is shared.
   log(`baseline: ${BASELINE_N} messages in 3 slices, plain nodemailer pool of ${POOL}`);
   const slices = [];

@@ -334,8 +334,9 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       } else {
         // Not a reason to refuse to start: the rule stays as it is, and the log says why.
         await AofRewriteKeeper.handBack(aofConn, logger).catch((e: unknown) => logger.warn(`could not give Redis its AOF rewrite rule back: ${(e as Error).message}`));
-        // Used once: not kept open until the process stops (the stop's quit of it then finds it closed).
+        // Used once: not kept open until the process stops.
         await aofConn.quit().catch(() => aofConn.disconnect());
+        connections.splice(connections.indexOf(aofConn), 1);
       }
       // Bounces and replies of staged sends, with RETURN_PATH_DOMAIN: one listener per worker process.
       if (verp) {

@@ -115,8 +115,12 @@ describe("bench smoke", () => {
     // Redis's wait for a core, read from /proc through the window (this is Linux): slots of 50 ms each.
     expect(r.redisCpuWait).not.toBeNull();
     expect(r.redisCpuWait!.slots).toBeGreaterThan(0);
-    expect(r.redisCpuWait!.ms).toBeGreaterThanOrEqual(r.redisCpuWait!.longestSlotMs);
-    expect(r.redisCpuWait!.slotsOver10Ms).toBeLessThanOrEqual(r.redisCpuWait!.slots);
+    // Read every 50 ms through the window (the probe starts just before it and stops just after):
+    // about one slot per 50 ms of it, not half as many (timers run late on a busy machine, not that
+    // late), nor twice as many (a timer started twice).
+    const perWindow = (r.load.windowSeconds * 1000) / 50;
+    expect(r.redisCpuWait!.slots).toBeGreaterThan(perWindow / 2);
+    expect(r.redisCpuWait!.slots).toBeLessThan(perWindow * 1.5 + 20);
     expect(r.load).toMatchObject({ edits: 3, dashboards: 10, dashboardsOpenAtEnd: 10 });
     expect(r.load.dashboardFramesMin).toBeGreaterThan(0);
     // The client that never reads is dropped, not buffered for.
@@ -140,6 +144,8 @@ describe("bench smoke", () => {
       expect(r!.oneRuns).toHaveLength(2);
       expect(r!.twoRuns).toHaveLength(2);
       const mean = (xs: number[]) => (xs[0]! + xs[1]!) / 2;
+      expect(r!.oneRcptPerSec).toBe(Math.round(mean(r!.oneRuns)));
+      expect(r!.twoRcptPerSec).toBe(Math.round(mean(r!.twoRuns)));
       expect(r!.ratio).toBeCloseTo(mean(r!.twoRuns) / mean(r!.oneRuns), 1);
     }
   }, 180_000);
