@@ -88,7 +88,7 @@ const serverInfo = await redis.info("server");
 const redisVersion = /^redis_version:(\S+)/m.exec(serverInfo)?.[1] ?? "?";
 const redisPid = Number(/^process_id:(\d+)/m.exec(serverInfo)?.[1] ?? 0);
 // Who rewrites Redis's AOF. A rewrite forks Redis, and the copy-on-write faults after the fork stall
-// it for 50-170 ms on this machine (docs/performance.md, "Recall under load"). when-quiet (the
+// it for 50-170 ms on this machine (docs/performance-history.md, sessions 24-25). when-quiet (the
 // default, as production): the services' workers run it while no send runs and Redis takes few
 // writes (infra/aof-rewrite.ts);
 // redis: Redis by its own rule, during sends too (as before session 25); off: never in the run.

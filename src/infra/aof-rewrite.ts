@@ -6,7 +6,7 @@
  * (copy-on-write), so commands that take 1-5 ms took 25-80 ms for a second or two after each fork.
  * A large send writes several times its audience's size to the AOF, and Redis's rule fires when
  * the file grows, that is while Airlock is busy: recalls answered in up to 167-326 ms with
- * rewrites, 88-96 ms without (docs/performance.md, sessions 24-25). What a fork costs after it is
+ * rewrites, 88-96 ms without (docs/performance-history.md, sessions 24-25). What a fork costs after it is
  * the pages written while the child runs: one started while an upload or a freeze writes stalls
  * recalls as long as one during a send.
  *

@@ -21,7 +21,7 @@
  * recall-under-load window before any send runs (docs/performance.md, session 26).
  * Only this process's bulk work gives way: another API process's upload does not hear of it.
  *
- * Measured (docs/performance.md, "Recall under load", session 24): with a million-row upload, a
+ * Measured (docs/performance-history.md, session 24): with a million-row upload, a
  * million's freeze and a million's fan-out at once on two cores, the fan-out ran at 38,000-53,000
  * recipients/s unpaced and 71,000-90,000/s paced at 3 (0.49-0.81 of its rate alone), and recalls
  * answered in a median of 17-22 ms instead of 44-52 ms.
