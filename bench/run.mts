@@ -132,7 +132,11 @@ try {
     if (!(redisPid > 0)) throw new Error("--redis-nice: Redis did not say its process id");
     // The main thread only (on Linux a pid names its main thread here): every command runs there. A
     // fork for the AOF rewrite inherits it; Redis's background threads, started before, do not.
-    setPriority(redisPid, REDIS_NICE);
+    try {
+      setPriority(redisPid, REDIS_NICE);
+    } catch (e) {
+      throw new Error(`--redis-nice=${REDIS_NICE}: refused (${(e as Error).message}); a value below 0 needs root or CAP_SYS_NICE`);
+    }
   }
   // Three slices, the median rate: the baseline is every ratio's denominator, and the machine is shared.
   log(`baseline: ${BASELINE_N} messages in 3 slices, plain nodemailer pool of ${POOL}`);
