@@ -16,6 +16,7 @@
  */
 import { spawn } from "node:child_process";
 import { capCpu } from "./cpu-cap.js";
+import { mean } from "./numbers.js";
 import type { FanoutResult } from "./phases.js";
 import type { RunningService } from "./service.js";
 import { stopChild } from "./sink.js";
@@ -73,7 +74,6 @@ export async function runCappedPair(o: {
       await svc.stop();
     }
   }
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const one = mean(runs[1]);
   const two = mean(runs[2]);
   return { cpusPerProcess: o.cpus, oneRcptPerSec: Math.round(one), twoRcptPerSec: Math.round(two), oneRuns: runs[1], twoRuns: runs[2], ratio: Math.round((two / one) * 100) / 100, recipients };

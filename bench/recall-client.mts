@@ -18,7 +18,7 @@
  */
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
-import { runQueueWaitMs } from "./service.js";
+import { runQueueWaitMs, runQueueWaits } from "./service.js";
 
 const { values: args } = parseArgs({ options: { url: { type: "string" }, token: { type: "string" }, redis: { type: "string" }, "redis-pid": { type: "string" } } });
 const redisPid = args["redis-pid"] === undefined ? null : Number(args["redis-pid"]);
@@ -35,34 +35,25 @@ async function probe() {
   }
 }
 
-/** Redis's wait for a core, read every 50 ms while probing: each slot's share, in ms (null: not readable). */
-let waits: number[] | null = null;
+/** Redis's wait for a core so far (cumulative ms), read every 50 ms while probing. */
+let waitReadings: number[] = [];
 let waitTimer: NodeJS.Timeout | undefined;
-let lastWait: number | null = null;
 function readWait() {
-  const now = runQueueWaitMs(redisPid!);
-  if (now === null || lastWait === null) return;
-  waits!.push(now - lastWait);
-  lastWait = now;
+  const ms = redisPid === null ? null : runQueueWaitMs(redisPid);
+  if (ms !== null) waitReadings.push(ms);
 }
 function watchWaits() {
   clearInterval(waitTimer); // a probe started again starts afresh
-  lastWait = redisPid === null ? null : runQueueWaitMs(redisPid);
-  waits = lastWait === null ? null : [];
-  if (lastWait === null) return;
+  waitReadings = [];
+  readWait();
   // 50 ms: short enough to show a wait of the 20 ms a command may take, long enough to cost nothing.
   waitTimer = setInterval(readWait, 50);
   waitTimer.unref();
 }
 function cpuWait() {
   clearInterval(waitTimer);
-  if (!waits) return null;
   readWait(); // the last slot, shorter than 50 ms
-  const w = waits;
-  waits = null;
-  if (w.length === 0) return null;
-  const round1 = (x: number) => Math.round(x * 10) / 10;
-  return { ms: round1(w.reduce((a, b) => a + b, 0)), slots: w.length, longestSlotMs: round1(Math.max(0, ...w)), slotsOver10Ms: w.filter((x) => x > 10).length };
+  return runQueueWaits(waitReadings); // null where the kernel does not tell
 }
 
 async function recall(id: string) {

@@ -31,7 +31,8 @@ import { keys } from "../src/store/keys.js";
 import { startHelper, type HelperProcess } from "./child-ipc.js";
 import { address, api as apiOf, importAudience, MAIL, pollUntil, type Api } from "./phases.js";
 import { watchRedis, type RedisEvidence } from "./redis-evidence.js";
-import { benchToken, cpuSeconds, type RunningService } from "./service.js";
+import { mean, round1 } from "./numbers.js";
+import { benchToken, cpuSeconds, type RunningService, type RunQueueWaits } from "./service.js";
 import { floodSlowClient, type SlowClientResult } from "./sse-flood.js";
 import type { MessageStats } from "./load-sink-server.mjs";
 
@@ -106,7 +107,7 @@ export interface RecallUnderLoadResult {
    * more than 10 ms of it. A command's time in the slow log includes any such wait inside it. Null
    * where the kernel does not tell.
    */
-  redisCpuWait: RedisCpuWait | null;
+  redisCpuWait: RunQueueWaits | null;
   cpuSecondsInWindow: Record<string, number>;
   servicePeakRssMb: number;
   redis: RedisEvidence;
@@ -114,8 +115,6 @@ export interface RecallUnderLoadResult {
   aof: AofEvidence;
   recallList: RecallRecord[];
 }
-
-type RedisCpuWait = { ms: number; slots: number; longestSlotMs: number; slotsOver10Ms: number };
 
 type AofEvidence = { baseMbAtStart: number; sizeMbAtStart: number; sizeMbAtEnd: number; rewritesInWindow: number; waitedBeforeSeconds: number | null };
 
@@ -158,9 +157,7 @@ type PingStats = { pings: number; p50Ms: number | null; p99Ms: number | null; ma
 type SinkAnswer = { messages: Record<string, MessageStats> };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms)); // pacing of the recall ticks and of the feeder
-const round1 = (x: number) => Math.round(x * 10) / 10;
 const mbOf = (bytes: number) => round1(bytes / 1024 / 1024);
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const percentile = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]! : null);
 
 function expect(what: string, r: { status: number; body: unknown }, status: number) {
@@ -381,7 +378,7 @@ export async function runRecallUnderLoad(o: RecallUnderLoadOptions): Promise<Rec
     const windowSeconds = (performance.now() - t0) / 1000;
     loop.disable();
     const apiLoop = await apiLoopDelay(svc.url);
-    const probed = await recaller.ask<{ pings: number[]; cpuWait: RedisCpuWait | null }>("probe-stop");
+    const probed = await recaller.ask<{ pings: number[]; cpuWait: RunQueueWaits | null }>("probe-stop");
     const pings = probed.pings.sort((x, y) => x - y);
     const pingMs = (p: number) => (pings.length ? round1(percentile(pings, p)!) : null);
     const cpu = Object.fromEntries(Object.entries(pids).map(([k, ps]) => [k, round1(ps.reduce((s, p) => s + cpuSeconds(p), 0) - cpu0[k]!)]));

@@ -17,6 +17,7 @@ import { cpuSeconds, startService, type ServiceOptions } from "./service.js";
 import { startSink } from "./sink.js";
 import { runDirectoryPhase, type DirectoryResult } from "./directory.js";
 import { runCappedPair } from "./capped-workers.js";
+import { mean } from "./numbers.js";
 import { runRecallUnderLoad } from "./recall-under-load.js";
 import { runStagedPhase, type StagedResult } from "./staged.js";
 
@@ -280,7 +281,8 @@ try {
     log(`recall under load: p50 ${underLoad.p50Ms} ms, p99 ${underLoad.p99Ms} ms, max ${underLoad.maxMs} ms, stop ${underLoad.stopMsMax} ms, sentAfterAck ${underLoad.sentAfterAck}, slowest Redis ${underLoad.slowestRedisMs} ms (${underLoad.slowestRedisCommands.map((c) => `${c.command} ${c.ms}`).join(", ")})`);
     const w = underLoad.redisCpuWait;
     if (w) log(`recall under load: Redis waited for a core ${w.ms} ms in the window, at most ${w.longestSlotMs} ms of a 50 ms slot, more than 10 ms in ${w.slotsOver10Ms} of ${w.slots} slots`);
-    rows.push({ phase: "recall-under-load: the fan-out alone (mean)", recipients: LOAD_N, seconds: LOAD_N / (f.aloneRcptPerSec.reduce((a, b) => a + b, 0) / f.aloneRcptPerSec.length), rcptPerSec: f.aloneRcptPerSec.reduce((a, b) => a + b, 0) / f.aloneRcptPerSec.length, ratio: null, peakRssMb: null });
+    const alone = mean(f.aloneRcptPerSec);
+    rows.push({ phase: "recall-under-load: the fan-out alone (mean)", recipients: LOAD_N, seconds: LOAD_N / alone, rcptPerSec: alone, ratio: null, peakRssMb: null });
     rows.push({ phase: "recall-under-load: the fan-out under load", recipients: LOAD_N, seconds: f.underLoadSeconds, rcptPerSec: f.underLoadRcptPerSec, ratio: null, peakRssMb: [underLoad.servicePeakRssMb] });
   }
 

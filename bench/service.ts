@@ -8,6 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePort } from "../src/infra/redis-process.js";
 import { capCpu } from "./cpu-cap.js";
+import { round1 } from "./numbers.js";
 import { stopChild } from "./sink.js";
 
 const REPO = new URL("../", import.meta.url).pathname;
@@ -87,6 +88,23 @@ export function runQueueWaitMs(pid: number): number | null {
   } catch {
     return null;
   }
+}
+
+/** Redis's wait for a core over a stretch of time (bench/recall-client.mts reads it every 50 ms). */
+export interface RunQueueWaits {
+  /** In all, ms. */
+  ms: number;
+  /** Slots between two readings (50 ms each but the last). */
+  slots: number;
+  longestSlotMs: number;
+  slotsOver10Ms: number;
+}
+
+/** Summarises runQueueWaitMs readings taken in order (cumulative ms); null with fewer than two. */
+export function runQueueWaits(readings: number[]): RunQueueWaits | null {
+  if (readings.length < 2) return null;
+  const slots = readings.slice(1).map((r, i) => r - readings[i]!);
+  return { ms: round1(readings.at(-1)! - readings[0]!), slots: slots.length, longestSlotMs: round1(Math.max(...slots)), slotsOver10Ms: slots.filter((w) => w > 10).length };
 }
 
 export async function startService(o: ServiceOptions): Promise<RunningService> {

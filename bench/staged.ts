@@ -28,6 +28,7 @@ import { connect } from "node:net";
 import { freePort } from "../src/infra/redis-process.js";
 import { BULL_PREFIX, QUEUES } from "../src/queues/catalogue.js";
 import { keys } from "../src/store/keys.js";
+import { round1 } from "./numbers.js";
 import { api as apiOf, importAudience, pollUntil, submitAndApprove, type Api } from "./phases.js";
 import type { RunningService } from "./service.js";
 import type { Sink } from "./sink.js";
@@ -305,8 +306,4 @@ async function sendReply(port: number, to: string, i: number): Promise<ReplyTime
   } finally {
     sock.destroySoon();
   }
-}
-
-function round1(x: number): number {
-  return Math.round(x * 10) / 10;
 }

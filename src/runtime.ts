@@ -148,6 +148,11 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     connections.push(c);
     return c;
   };
+  /** Closes a connection the process no longer needs, before it stops. */
+  const release = async (c: Redis) => {
+    await c.quit().catch(() => c.disconnect());
+    connections.splice(connections.indexOf(c) >>> 0, 1); // >>> 0: one not in the list (-1) removes nothing
+  };
   const redis = connect("api");
   try {
     await assertSafeRedis(redis, config, logger);
@@ -334,9 +339,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       } else {
         // Not a reason to refuse to start: the rule stays as it is, and the log says why.
         await AofRewriteKeeper.handBack(aofConn, logger).catch((e: unknown) => logger.warn(`could not give Redis its AOF rewrite rule back: ${(e as Error).message}`));
-        // Used once: not kept open until the process stops.
-        await aofConn.quit().catch(() => aofConn.disconnect());
-        connections.splice(connections.indexOf(aofConn), 1);
+        await release(aofConn); // used once: not kept open until the process stops
       }
       // Bounces and replies of staged sends, with RETURN_PATH_DOMAIN: one listener per worker process.
       if (verp) {
